@@ -1,0 +1,59 @@
+"""The instructor command line of spec section 6: `python -m autograder {release,grade,report,demo}`."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import grade as grading
+from . import report as reporting
+from . import release as releasing
+from . import sample_class
+from .paths import REPO
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("release", help="regenerate release/ from source/ and check that nothing leaks")
+    grade = commands.add_parser("grade", help="autograde SUBMISSIONS (folder or zip) into OUT")
+    grade.add_argument("submissions", type=Path)
+    grade.add_argument("--out", type=Path, required=True)
+    grade.add_argument("--assignment", action="append", dest="assignments", metavar="ID")
+    grade.add_argument("--workers", type=int, default=1)
+    grade.add_argument("--timeout", type=float, default=grading.NOTEBOOK_TIMEOUT,
+                       help="wall-clock limit per notebook, in seconds (default %(default)s)")
+    report = commands.add_parser("report", help="class statistics of a graded OUT folder")
+    report.add_argument("out", type=Path)
+    demo = commands.add_parser("demo", help="release, then grade and report a small sample class")
+    demo.add_argument("--out", type=Path, default=REPO / "build" / "demo")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "release":
+            ids = releasing.release()
+            print(f"released {', '.join(ids)} into release/; leak scan: clean")
+        elif args.command == "grade":
+            run_grade(args.submissions, args.out, args.assignments, args.workers, args.timeout)
+        elif args.command == "report":
+            print(reporting.report(args.out))
+        elif args.command == "demo":
+            ids = releasing.release()
+            print(f"released {', '.join(ids)} into release/; leak scan: clean")
+            students = sample_class.build(args.out / "submissions")
+            print(f"sample class: {', '.join(students)}")
+            run_grade(args.out / "submissions", args.out / "graded", None, 2, grading.NOTEBOOK_TIMEOUT)
+            print(reporting.report(args.out / "graded"))
+    except (releasing.ReleaseError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_grade(submissions: Path, out: Path, ids, workers: int, timeout: float) -> None:
+    start = time.perf_counter()
+    rows = grading.grade(submissions, out, ids, workers=workers, timeout=timeout)
+    students = len({r.student for r in rows})
+    print(f"graded {students} student(s), {len(rows)} cells in {time.perf_counter() - start:.1f} s; "
+          f"wrote {out / 'grades.csv'} and {out / 'feedback'}")

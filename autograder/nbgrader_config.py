@@ -1,0 +1,31 @@
+# nbgrader configuration of the course: loaded by `python -m autograder` and, through the repository's
+# root nbgrader_config.py, by the `nbgrader` command line and formgrader.
+c = get_config()  # noqa: F821 (provided by traitlets when this file is loaded)
+
+c.CourseDirectory.course_id = "dp-course"
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+
+c.GenerateAssignment.create_assignment = True
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Explicit limits: one cell may run for CELL_TIMEOUT seconds; the whole notebook is bounded by the grader
+# (autograder.grade.NOTEBOOK_TIMEOUT) because nbgrader only limits single cells.
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
+c.Execute.startup_timeout = 120
+c.LimitOutput.max_lines = 500
+c.LimitOutput.max_traceback = 50
+
+# Feedback shows what failed, never how it was tested: hidden tests are removed from the test cells and
+# error outputs are cut to the exception's name and message.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "autograder.preprocessors.HideHiddenTests",
+    "autograder.preprocessors.ErrorMessageOnly",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -1,0 +1,64 @@
+"""A small sample class, built from source/ and release/, that shows the whole grading loop.
+
+Students: `perfect` (the reference solutions typed into the release notebook), `untouched` (the release as
+handed out), `one_wrong` (perfect but for one typical mistake per assignment) and `broken` (a file that is
+not a notebook).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+
+from .paths import RELEASE, SOURCE, assignments, notebooks
+
+# One typical mistake per assignment: (graded function whose cell is replaced, the wrong code).
+WRONG_ANSWERS = {
+    "01_databases": ("threshold_query",
+                     "def threshold_query(db, threshold=5):\n    return (db.sum() >= threshold).float()"),
+    "02_differencing": ("differencing_attack_mean",
+                        "def differencing_attack_mean(db, index):\n"
+                        "    return float(db.float().mean() - get_parallel_db(db, index).float().mean())"),
+}
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+def solution_text(source_cell) -> str:
+    """A solution cell's code as a student would type it: the source without nbgrader's markers."""
+    return "\n".join(line for line in source_cell.source.splitlines() if line.strip() not in SOLUTION_MARKERS)
+
+
+def solved(assignment: str, notebook: str, source: Path = SOURCE, release: Path = RELEASE,
+           replace: dict[str, str] | None = None):
+    """The release notebook with every solution cell filled in from the source (or from `replace`)."""
+    replace = replace or {}
+    source_cells = {c.get("id"): c for c in nbformat.read(source / assignment / notebook, as_version=4).cells}
+    nb = nbformat.read(release / assignment / notebook, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            cell.source = replace.get(meta["grade_id"]) or solution_text(source_cells[cell.get("id")])
+    return nb
+
+
+def build(target: Path, source: Path = SOURCE, release: Path = RELEASE) -> list[str]:
+    """Write the sample class under `target` (<student>/<assignment>/<notebook>); return the student names."""
+    if target.exists():
+        shutil.rmtree(target)
+    for assignment in assignments(source):
+        for notebook in notebooks(assignment, source):
+            wrong = WRONG_ANSWERS.get(assignment)
+            versions = {
+                "perfect": solved(assignment, notebook, source, release),
+                "untouched": nbformat.read(release / assignment / notebook, as_version=4),
+                "one_wrong": solved(assignment, notebook, source, release, dict([wrong]) if wrong else None),
+            }
+            for student, nb in versions.items():
+                path = target / student / assignment / notebook
+                path.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, path)
+            broken = target / "broken" / assignment / notebook
+            broken.parent.mkdir(parents=True, exist_ok=True)
+            broken.write_text('{"cells": [ this is not JSON')
+    return ["perfect", "untouched", "one_wrong", "broken"]

@@ -1,0 +1,8 @@
+"""Reference implementations of every graded function, one module per topic.
+
+Hidden tests compare students' functions with these. Each function validates its arguments and raises a
+`ValueError` that says what was wrong.
+"""
+from .databases import (create_db, create_db_and_parallels, get_parallel_db, get_parallel_dbs, sensitivity,
+                        threshold_query)
+from .differencing import averaging_attack, differencing_attack, differencing_attack_mean, sum_query
