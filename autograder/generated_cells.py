@@ -57,11 +57,14 @@ def render_setup(packages: list[str]) -> str:
         "# Setup (generated; do not edit). On Google Colab this installs what Colab lacks; elsewhere it changes",
         "# nothing. DATA_ROOT is where datasets are read from (and downloaded to when missing); FAST shrinks",
         "# the long computations for quick checks and for grading.",
-        "import importlib.util",
         "import os",
         *(["import subprocess", "import sys"] if packages else []),
         "",
-        'IN_COLAB = importlib.util.find_spec("google.colab") is not None',
+        "try:",
+        "    import google.colab  # noqa: F401  (only Colab has it)",
+        "    IN_COLAB = True",
+        "except ImportError:",
+        "    IN_COLAB = False",
     ]
     if packages:
         requirements = ", ".join(f'"{name}=={pins[name.lower()]}"' for name in packages)

@@ -73,6 +73,7 @@ def grade(submissions: Path, out: Path, assignment_ids: list[str] | None = None,
     unknown = sorted(set(ids) - set(all_assignments(source)))
     if unknown:
         raise ValueError(f"unknown assignment(s) {unknown}; known: {all_assignments(source)}")
+    out, source = Path(out).resolve(), Path(source).resolve()
     out.mkdir(parents=True, exist_ok=True)
     expected = {a: notebooks(a, source) for a in ids}
     with tempfile.TemporaryDirectory() as scratch:

@@ -1,0 +1,82 @@
+"""release/ is exactly what `python -m autograder release` makes from source/, and it leaks nothing."""
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from autograder import leaks, release
+from autograder.paths import RELEASE, SOURCE, assignments, notebooks
+
+
+def test_source_notebooks_have_no_outputs():
+    for path in SOURCE.rglob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{path}: clear the outputs"
+
+
+def test_generated_cells_are_in_sync_with_the_library():
+    assert release.sync_sources(write=False) == {}, "run `python -m autograder release` to regenerate them"
+
+
+def test_release_is_regenerated_identically(tmp_path):
+    shutil.copytree(SOURCE, tmp_path / "source")
+    release.generate(tmp_path)
+    made = sorted(p.relative_to(tmp_path / "release") for p in (tmp_path / "release").rglob("*") if p.is_file())
+    committed = sorted(p.relative_to(RELEASE) for p in RELEASE.rglob("*") if p.is_file())
+    assert made == committed
+    for relative in made:
+        assert (tmp_path / "release" / relative).read_bytes() == (RELEASE / relative).read_bytes(), \
+            f"release/{relative} is stale: run `python -m autograder release`"
+
+
+def test_every_assignment_is_released():
+    for assignment in assignments():
+        assert notebooks(assignment, RELEASE) == notebooks(assignment)
+
+
+def test_committed_release_is_clean():
+    assert leaks.scan_release(RELEASE, SOURCE) == []
+
+
+def test_release_notebooks_keep_the_student_contract():
+    for assignment in assignments():
+        for name in notebooks(assignment, RELEASE):
+            nb = nbformat.read(RELEASE / assignment / name, as_version=4)
+            assert "colab-badge" in nb.cells[0].source and f"release/{assignment}/{name}" in nb.cells[0].source
+            setup = nb.cells[2] if nb.cells[1].cell_type == "markdown" else nb.cells[1]
+            assert "DP_COURSE_DATA" in setup.source and "google.colab" in setup.source
+            solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+            assert solutions and all("YOUR CODE HERE" in c.source or "YOUR ANSWER HERE" in c.source for c in solutions)
+
+
+def _plant(tmp_path, text):
+    shutil.copytree(RELEASE, tmp_path / "release")
+    target = next((tmp_path / "release").rglob("*.ipynb"))
+    nb = json.loads(target.read_text())
+    nb["cells"][-1]["source"] = text
+    target.write_text(json.dumps(nb))
+    return leaks.scan_release(tmp_path / "release", SOURCE)
+
+
+@pytest.mark.parametrize("planted", [
+    "### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
+    "from course.grading import nb01",
+    "import course",
+    "return torch.cat((db[:remove_index], db[remove_index + 1:]))",
+])
+def test_leak_scan_finds_planted_leaks(tmp_path, planted):
+    assert _plant(tmp_path, planted)
+
+
+def test_leak_scan_finds_outputs_and_extra_files(tmp_path):
+    shutil.copytree(RELEASE, tmp_path / "release")
+    target = next((tmp_path / "release").rglob("*.ipynb"))
+    nb = json.loads(target.read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "42"}]
+    target.write_text(json.dumps(nb))
+    (target.parent / "answers.txt").write_text("from course.lib import databases")
+    found = [str(leak) for leak in leaks.scan_release(tmp_path / "release", SOURCE)]
+    assert any("has outputs" in f for f in found) and any("answers.txt" in f for f in found)
