@@ -1,0 +1,41 @@
+# Two entry points (see README): `make demo` and `make test`. Both set everything up first and are
+# idempotent: the environment is rebuilt only when requirements.lock or pyproject.toml change, and the data
+# is copied once.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARED_DATA ?= ../shared/data
+DATA := $(CURDIR)/data
+export DP_COURSE_DATA ?= $(DATA)
+export MPLBACKEND ?= Agg
+
+.PHONY: demo test setup install data
+demo: setup
+	$(PY) -m autograder demo
+
+test: setup
+	$(PY) -m pytest
+
+setup: install data
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# The notebooks read datasets from DP_COURSE_DATA through the real loaders; a local copy of ../shared/data
+# lets them run offline (torchvision unpacks MNIST next to the archives, so the copy must be writable).
+data: $(DATA)/.copied
+
+$(DATA)/.copied:
+	@mkdir -p $(DATA)
+	@if [ -d "$(SHARED_DATA)" ]; then \
+		cp -r "$(SHARED_DATA)/MNIST" "$(SHARED_DATA)/medmnist" $(DATA)/ && chmod -R u+w $(DATA) && \
+		echo "copied $(SHARED_DATA) into $(DATA)"; \
+	else \
+		echo "no $(SHARED_DATA): notebooks will download their datasets into $(DATA)"; \
+	fi
+	@touch $@
