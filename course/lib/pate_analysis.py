@@ -1,0 +1,311 @@
+"""Privacy accounting for the PATE aggregators of `course.lib.pate` (notebook 05).
+
+Neighbour notion: *replacement*. One private example sits in one teacher's partition, so changing it changes
+at most one vote: one count of a query's histogram drops by one and another rises by one. Hence
+- Laplace noisy max with noise Laplace(0, 1/gamma) is (2 gamma, 0)-DP per query, and
+- GNMax with noise N(0, sigma^2) (L2 sensitivity sqrt(2)) is (order, order / sigma^2)-RDP per query.
+
+Two kinds of bound are offered:
+- *data-independent* bounds hold for any votes and may be published as they are;
+- *data-dependent* bounds are much smaller when the teachers agree, but they are computed from the private
+  votes, so the epsilon value itself leaks information. It is not private unless it is released through a
+  mechanism such as smooth sensitivity (Papernot et al. 2018, Section 4).
+
+Papers:
+- [PATE17] Papernot, Abadi, Erlingsson, Goodfellow, Talwar, "Semi-supervised knowledge transfer for deep
+  learning from private training data", ICLR 2017 (moments accountant: Theorems 1-3 and the q bound).
+- [PATE18] Papernot, Song, Mironov, Raghunathan, Talwar, Erlingsson, "Scalable private learning with PATE",
+  ICLR 2018 (Theorem 6, Proposition 7, and Proposition 10's choice of the higher orders).
+- [Mironov17] Mironov, "Renyi differential privacy", CSF 2017 (composition and conversion to (eps, delta)).
+
+All bounds are evaluated in log space, so any number of moments/orders and any vote margin give a finite
+answer.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from scipy.special import log_ndtr, logsumexp
+
+from course.lib._checks import check_delta, check_epsilon, check_positive_int
+
+#: Default Renyi orders for the GNMax accountants: order - 1 log-spaced from 0.001 to 10,000 (250 orders).
+#: Neighbouring orders differ by a factor of about 1.07, which costs well under 0.1% of epsilon.
+DEFAULT_RDP_ORDERS = 1.0 + np.geomspace(1e-3, 1e4, 250)
+
+
+def pate_epsilon_data_independent(num_queries: int, gamma: float, delta: float, moments: int = 8) -> float:
+    """Data-independent (epsilon, delta) of `num_queries` answers of Laplace noisy max ([PATE17]).
+
+    Per query the log moment at order l is bounded by alpha(l) = min(2 gamma^2 l (l+1), 2 gamma l)
+    ([PATE17] Theorem 3 for a (2 gamma, 0)-DP mechanism, and the pure-DP bound); moments add up over
+    queries (Theorem 1) and the tail bound gives
+    epsilon = min over l = 1..moments of (num_queries * alpha(l) + ln(1/delta)) / l.
+    Replacement neighbours. Example: 100 queries, gamma 0.1, delta 1e-5 give 11.756462732485115.
+    """
+    num_queries = _check_num_queries(num_queries)
+    gamma = check_epsilon(gamma, "gamma")
+    delta = check_delta(delta)
+    orders = _moment_orders(moments)
+    alpha = _laplace_log_moment_data_independent(gamma, orders)
+    return float(np.min((num_queries * alpha + math.log(1 / delta)) / orders))
+
+
+def pate_log_moments_data_dependent(counts, gamma: float, moments: int = 8) -> np.ndarray:
+    """Per-query data-dependent log moments of Laplace noisy max ([PATE17]); shape `(num_queries, moments)`.
+
+    `counts` has shape `(num_queries, num_classes)` (e.g. from `vote_counts`); column l - 1 bounds the log
+    moment alpha(l) of that query's answer. For each query, q bounds the probability that the noisy max
+    differs from the plurality class j*:
+    q = sum over j != j* of (2 + gamma (n_j* - n_j)) / (4 exp(gamma (n_j* - n_j))).
+    When q < (e^{2 gamma} - 1) / (e^{4 gamma} - 1), [PATE17] Theorem 2 bounds alpha(l) by
+    log((1 - q) ((1 - q) / (1 - e^{2 gamma} q))^l + q e^{2 gamma l}); each entry is the smaller of this and
+    the data-independent min(2 gamma^2 l (l+1), 2 gamma l). Queries the teachers agree on cost almost nothing.
+
+    Caveat: these values depend on the private votes; see `pate_epsilon_data_dependent`.
+    """
+    counts, gamma, orders = _check_counts(counts), check_epsilon(gamma, "gamma"), _moment_orders(moments)
+    applies, alpha_dependent = _laplace_log_moments(counts, gamma, orders)
+    alpha = np.tile(_laplace_log_moment_data_independent(gamma, orders), (counts.shape[0], 1))
+    alpha[applies] = alpha_dependent
+    return alpha
+
+
+def pate_epsilon_data_dependent(counts, gamma: float, delta: float, moments: int = 8) -> float:
+    """Data-dependent (epsilon, delta) of Laplace noisy max on the vote histograms `counts` ([PATE17]).
+
+    `counts` has shape `(num_queries, num_classes)`. The per-query log moments of
+    `pate_log_moments_data_dependent` add up over queries ([PATE17] Theorem 1) and epsilon is the tail bound
+    min over l = 1..moments of (sum of alpha(l) + ln(1/delta)) / l, as in `pate_epsilon_data_independent`,
+    which this never exceeds (and equals when no query has a clear plurality, e.g. uniform votes). Unlike the
+    data-independent bound it is not monotone in the noise: more noise makes q larger and can switch the
+    data-dependent bound off.
+
+    Caveat: the result depends on the private votes, so publishing it is not differentially private
+    unless it is released through smooth sensitivity ([PATE18] Section 4). Replacement neighbours.
+    """
+    counts, gamma, orders = _check_counts(counts), check_epsilon(gamma, "gamma"), _moment_orders(moments)
+    delta = check_delta(delta)
+    _, alpha_dependent = _laplace_log_moments(counts, gamma, orders)
+    alpha_independent = _laplace_log_moment_data_independent(gamma, orders)
+    # The queries without a data-dependent bound all cost alpha_independent: multiply, do not sum, so that
+    # uniform votes give exactly the data-independent epsilon.
+    num_fallback = counts.shape[0] - alpha_dependent.shape[0]
+    total_alpha = num_fallback * alpha_independent + alpha_dependent.sum(axis=0)
+    return float(np.min((total_alpha + math.log(1 / delta)) / orders))
+
+
+def gnmax_epsilon(num_queries: int, sigma: float, delta: float, orders=None) -> float:
+    """Data-independent (epsilon, delta) of `num_queries` answers of GNMax with noise N(0, sigma^2).
+
+    Each answer is (order, order / sigma^2)-RDP ([PATE18] Section 3); RDP adds up over queries and converts
+    to (epsilon, delta)-DP as rdp + ln(1/delta) / (order - 1) ([Mironov17] Propositions 1 and 3):
+    epsilon = min over orders of num_queries * order / sigma^2 + ln(1/delta) / (order - 1).
+    `orders` is a 1-D sequence of Renyi orders > 1 (default `DEFAULT_RDP_ORDERS`). Replacement neighbours.
+    """
+    num_queries = _check_num_queries(num_queries)
+    sigma = check_epsilon(sigma, "sigma")
+    delta = check_delta(delta)
+    orders = _check_orders(orders)
+    rdp = num_queries * _gnmax_rdp_data_independent(sigma, orders)
+    return _rdp_to_epsilon(rdp, orders, delta)
+
+
+def gnmax_rdp_data_dependent(counts, sigma: float, orders=None) -> np.ndarray:
+    """Per-query data-dependent RDP of GNMax with noise N(0, sigma^2); shape `(num_queries, len(orders))`.
+
+    `counts` has shape `(num_queries, num_classes)`. For each query, [PATE18] Proposition 7 bounds the
+    probability that GNMax misses the plurality class i*: q <= sum over i != i* of
+    0.5 erfc((n_i* - n_i) / (2 sigma)) (evaluated as log Phi(-gap / (sqrt(2) sigma)) to stay finite).
+    [PATE18] Theorem 6, with the higher orders mu2 = sigma sqrt(ln(1/q)) and mu1 = mu2 + 1 of Proposition 10
+    (eps_i = mu_i / sigma^2), bounds the RDP at order lambda by
+    (1 / (lambda - 1)) log((1 - q) A^(lambda - 1) + q B^(lambda - 1)), with
+    A = (1 - q) / (1 - (q e^{eps2})^((mu2 - 1) / mu2)) and B = e^{eps1} / q^(1 / (mu1 - 1)),
+    provided lambda <= mu1, mu2 > 1, q e^{eps2} < 1 and
+    q <= e^{(mu2 - 1) eps2} / (mu1 / (mu1 - 1) * mu2 / (mu2 - 1))^mu2. Elsewhere, and whenever it is
+    smaller, the entry is the data-independent lambda / sigma^2. `orders`: Renyi orders > 1 (default
+    `DEFAULT_RDP_ORDERS`).
+
+    Caveat: these values depend on the private votes; see `gnmax_epsilon_data_dependent`.
+    """
+    counts, sigma, orders = _check_counts(counts), check_epsilon(sigma, "sigma"), _check_orders(orders)
+    applies, rdp_dependent = _gnmax_rdp(counts, sigma, orders)
+    rdp = np.tile(_gnmax_rdp_data_independent(sigma, orders), (counts.shape[0], 1))
+    rdp[applies] = rdp_dependent
+    return rdp
+
+
+def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None) -> float:
+    """Data-dependent (epsilon, delta) of GNMax with noise N(0, sigma^2) on the vote histograms `counts`.
+
+    `counts` has shape `(num_queries, num_classes)`. The per-query RDP of `gnmax_rdp_data_dependent` adds up
+    over queries and converts to (epsilon, delta) as in `gnmax_epsilon`, which this never exceeds (and
+    equals when no query has a clear plurality). Like the Laplace version it is not monotone in sigma.
+
+    Caveat: the result depends on the private votes, so publishing it is not differentially private
+    unless it is released through smooth sensitivity ([PATE18] Section 4). Replacement neighbours.
+    """
+    counts, sigma, orders = _check_counts(counts), check_epsilon(sigma, "sigma"), _check_orders(orders)
+    delta = check_delta(delta)
+    _, rdp_dependent = _gnmax_rdp(counts, sigma, orders)
+    num_fallback = counts.shape[0] - rdp_dependent.shape[0]  # multiplied, as in pate_epsilon_data_dependent
+    total_rdp = num_fallback * _gnmax_rdp_data_independent(sigma, orders) + rdp_dependent.sum(axis=0)
+    return _rdp_to_epsilon(total_rdp, orders, delta)
+
+
+# --- Laplace noisy max: log moments ([PATE17]) ---
+
+def _laplace_log_moments(counts: np.ndarray, gamma: float,
+                         orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(applies, alpha)`: which queries Theorem 2 applies to, shape `(num_queries,)`, and their log moments,
+    already capped by the data-independent bound, shape `(applies.sum(), len(orders))`."""
+    log_q = _log_sum_over_runners_up(_log_laplace_beat_probability(_vote_gaps(counts), gamma), counts)
+    # Theorem 2's condition q < (e^{2g} - 1) / (e^{4g} - 1), simplified to q < 1 / (1 + e^{2g}).
+    applies = log_q < -np.logaddexp(0.0, 2 * gamma)
+    alpha = np.minimum(_laplace_log_moment_data_dependent(log_q[applies], gamma, orders),
+                       _laplace_log_moment_data_independent(gamma, orders))
+    return applies, alpha
+
+
+def _laplace_log_moment_data_independent(gamma: float, orders: np.ndarray) -> np.ndarray:
+    """alpha(l) = min(2 gamma^2 l (l+1), 2 gamma l) for each moment order l; shape `orders.shape`."""
+    return np.minimum(2 * gamma * gamma * orders * (orders + 1), 2 * gamma * orders)
+
+
+def _log_laplace_beat_probability(gaps: np.ndarray, gamma: float) -> np.ndarray:
+    """log of (2 + gamma gap) / (4 exp(gamma gap)), the chance that a class `gap` votes behind wins.
+
+    It is exactly P(L1 - L2 >= gap) for independent L1, L2 ~ Laplace(0, 1/gamma).
+    """
+    return np.log(2 + gamma * gaps) - math.log(4) - gamma * gaps
+
+
+def _laplace_log_moment_data_dependent(log_q: np.ndarray, gamma: float, orders: np.ndarray) -> np.ndarray:
+    """[PATE17] Theorem 2 in log space; shape `(len(log_q), len(orders))`. Needs q < 1 / (1 + e^{2 gamma})."""
+    log_one_minus_q = _log1mexp(log_q)[:, None]
+    log_one_minus_scaled_q = _log1mexp(2 * gamma + log_q)[:, None]  # log(1 - e^{2 gamma} q)
+    stay = log_one_minus_q + orders * (log_one_minus_q - log_one_minus_scaled_q)
+    move = log_q[:, None] + 2 * gamma * orders
+    return np.logaddexp(stay, move)
+
+
+# --- GNMax: Renyi divergences ([PATE18]) ---
+
+def _gnmax_rdp(counts: np.ndarray, sigma: float, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(applies, rdp)`: which queries Theorem 6 applies to, shape `(num_queries,)`, and their RDP, already
+    capped by the data-independent bound, shape `(applies.sum(), len(orders))`."""
+    log_q = _log_sum_over_runners_up(log_ndtr(-_vote_gaps(counts) / (math.sqrt(2) * sigma)), counts)
+    applies, mu2 = _theorem6_higher_order(log_q, sigma)
+    rdp = np.minimum(_gnmax_rdp_data_dependent(log_q[applies], mu2[applies], sigma, orders),
+                     _gnmax_rdp_data_independent(sigma, orders))
+    return applies, rdp
+
+
+def _gnmax_rdp_data_independent(sigma: float, orders: np.ndarray) -> np.ndarray:
+    """RDP of one GNMax answer at each order: order / sigma^2; shape `orders.shape`."""
+    return orders / (sigma * sigma)
+
+
+def _theorem6_higher_order(log_q: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which queries [PATE18] Theorem 6 applies to, and their mu2 = sigma sqrt(ln(1/q)) (Proposition 10).
+
+    Returns `(applies, mu2)`, both of shape `log_q.shape`. The conditions on q (with mu1 = mu2 + 1 and
+    eps_i = mu_i / sigma^2): mu2 > 1, q e^{eps2} < 1 and
+    ln q <= (mu2 - 1) eps2 - mu2 ln(mu1 / (mu1 - 1) * mu2 / (mu2 - 1)).
+    """
+    mu2 = sigma * np.sqrt(-np.minimum(log_q, 0.0))  # a union bound q >= 1 gives mu2 = 0: no bound
+    applies = mu2 > 1
+    mu2_c, log_q_c = mu2[applies], log_q[applies]
+    eps2 = mu2_c / sigma**2
+    log_ratio = np.log1p(1 / mu2_c) + np.log1p(1 / (mu2_c - 1))  # ln(mu1/(mu1-1) * mu2/(mu2-1))
+    applies[applies] = (log_q_c + eps2 < 0) & (log_q_c <= (mu2_c - 1) * eps2 - mu2_c * log_ratio)
+    return applies, mu2
+
+
+def _gnmax_rdp_data_dependent(log_q: np.ndarray, mu2: np.ndarray, sigma: float,
+                              orders: np.ndarray) -> np.ndarray:
+    """[PATE18] Theorem 6 in log space; shape `(len(log_q), len(orders))`.
+
+    Orders above mu1 = mu2 + 1, where the theorem does not apply, get the data-independent order / sigma^2.
+    """
+    mu2, log_q = mu2[:, None], log_q[:, None]
+    mu1 = mu2 + 1
+    eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
+    log_one_minus_q = _log1mexp(log_q)
+    log_a = log_one_minus_q - _log1mexp((mu2 - 1) / mu2 * (log_q + eps2))
+    log_b = eps1 - log_q / (mu1 - 1)
+    steps = orders - 1
+    log_sum = np.logaddexp(log_one_minus_q + steps * log_a, log_q + steps * log_b)
+    return np.where(orders <= mu1, log_sum / steps, _gnmax_rdp_data_independent(sigma, orders))
+
+
+def _rdp_to_epsilon(rdp: np.ndarray, orders: np.ndarray, delta: float) -> float:
+    """epsilon = min over orders of rdp + ln(1/delta) / (order - 1) ([Mironov17] Proposition 3)."""
+    return float(np.min(rdp + math.log(1 / delta) / (orders - 1)))
+
+
+# --- shared helpers ---
+
+def _vote_gaps(counts: np.ndarray) -> np.ndarray:
+    """n_{j*} - n_j for every class j, with j* the (first) plurality class; shape `counts.shape`, >= 0."""
+    return counts.max(axis=1, keepdims=True) - counts
+
+
+def _log_sum_over_runners_up(log_terms: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """log of the sum of exp(log_terms) over every class but the (first) plurality one; shape `(num_queries,)`.
+
+    That sum is the union bound on q, the chance that the noisy argmax misses the plurality class.
+    """
+    log_terms = log_terms.copy()
+    log_terms[np.arange(counts.shape[0]), np.argmax(counts, axis=1)] = -np.inf
+    return logsumexp(log_terms, axis=1)
+
+
+def _log1mexp(x: np.ndarray) -> np.ndarray:
+    """log(1 - exp(x)) for x < 0, accurate both near 0 and for very negative x."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    near_zero = x > -math.log(2)
+    out[near_zero] = np.log(-np.expm1(x[near_zero]))
+    out[~near_zero] = np.log1p(-np.exp(x[~near_zero]))
+    return out
+
+
+def _check_counts(counts) -> np.ndarray:
+    """Return vote counts as a float64 array `(num_queries, num_classes >= 2)` after validating them."""
+    matrix = np.asarray(counts, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise ValueError(f"counts must be 2-D, shape (num_queries, num_classes), got shape {matrix.shape}")
+    if matrix.shape[1] < 2:
+        raise ValueError(f"counts needs at least 2 classes, got {matrix.shape[1]}")
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError("counts must be finite")
+    if np.any(matrix < 0):
+        raise ValueError("counts must be non-negative")
+    return matrix
+
+
+def _check_num_queries(num_queries) -> int:
+    """Return `num_queries` as an int after checking it is an integer >= 0."""
+    if isinstance(num_queries, bool) or not isinstance(num_queries, numbers.Integral) or num_queries < 0:
+        raise ValueError(f"num_queries must be a non-negative integer, got {num_queries!r}")
+    return int(num_queries)
+
+
+def _moment_orders(moments) -> np.ndarray:
+    """The moment orders l = 1..moments as floats, after checking moments >= 1."""
+    return np.arange(1, check_positive_int(moments, "moments") + 1, dtype=np.float64)
+
+
+def _check_orders(orders) -> np.ndarray:
+    """Return Renyi orders as a non-empty 1-D float64 array of finite values > 1 (the default when None)."""
+    if orders is None:
+        return DEFAULT_RDP_ORDERS
+    orders = np.asarray(orders, dtype=np.float64)
+    if orders.ndim != 1 or orders.size == 0:
+        raise ValueError(f"orders must be a non-empty 1-D sequence, got shape {orders.shape}")
+    if not np.all(np.isfinite(orders)) or np.any(orders <= 1):
+        raise ValueError("every order must be a finite number > 1")
+    return orders
