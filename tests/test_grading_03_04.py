@@ -15,6 +15,7 @@ from course.grading import GradingFailure, nb03, nb04, stats
 from course.lib.laplace import (empirical_epsilon, gaussian_mechanism, laplace_mechanism, private_mean,
                                 private_sum, total_epsilon)
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
+from grading_harness import failure_message
 
 REFERENCE_SEEDS = range(200)
 WRONG_ANSWER_SEEDS = range(100)
@@ -60,20 +61,13 @@ WRONG_ANSWERS = {
 }
 
 
-def _failure_message(check, function, seed: int) -> str | None:
-    """The GradingFailure message of one check, or None when it passes. Any other exception propagates."""
-    try:
-        check(function, seed=seed)
-    except GradingFailure as failure:
-        return str(failure)
-    return None
 
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_reference_passes_quick(name):
     check, reference = CHECKS[name]
     for seed in QUICK_SEEDS:
-        assert _failure_message(check, reference, seed) is None
+        assert failure_message(check, reference, seed) is None
 
 
 @pytest.mark.slow
@@ -81,7 +75,7 @@ def test_reference_passes_quick(name):
 def test_reference_passes_every_check_for_200_seeds(name):
     check, reference = CHECKS[name]
     failures = {seed: message for seed in REFERENCE_SEEDS
-                if (message := _failure_message(check, reference, seed)) is not None}
+                if (message := failure_message(check, reference, seed)) is not None}
     print(f"\nreference {name}: failed {len(failures)} of {len(REFERENCE_SEEDS)} seeds")
     assert not failures
 
@@ -90,7 +84,7 @@ def test_reference_passes_every_check_for_200_seeds(name):
 def test_wrong_answer_fails_quick(wrong_answer):
     check, _ = CHECKS[WRONG_ANSWERS[wrong_answer]]
     for seed in QUICK_SEEDS:
-        message = _failure_message(check, wrong_answer, seed)
+        message = failure_message(check, wrong_answer, seed)
         assert message, f"{wrong_answer.__name__} passed with seed {seed}"
         # feedback shows the message only: it must not point into the grader's code
         assert "course." not in message and "Traceback" not in message
@@ -100,7 +94,7 @@ def test_wrong_answer_fails_quick(wrong_answer):
 @pytest.mark.parametrize("wrong_answer", WRONG_ANSWERS, ids=lambda function: function.__name__)
 def test_wrong_answer_caught_in_99_percent_of_seeds(wrong_answer):
     check, _ = CHECKS[WRONG_ANSWERS[wrong_answer]]
-    messages = [_failure_message(check, wrong_answer, seed) for seed in WRONG_ANSWER_SEEDS]
+    messages = [failure_message(check, wrong_answer, seed) for seed in WRONG_ANSWER_SEEDS]
     caught = sum(message is not None for message in messages)
     rate = caught / len(WRONG_ANSWER_SEEDS)
     example = next((message for message in messages if message), "")
@@ -121,11 +115,11 @@ def test_messages_name_the_mistake():
         (nb03.check_debias_mean, wrong.debias_only_for_half, "every p_noise"),
     ]
     for check, wrong_answer, phrase in cases:
-        assert phrase in _failure_message(check, wrong_answer, seed=0)
+        assert phrase in failure_message(check, wrong_answer, seed=0)
 
 
 def test_private_mean_message_reports_both_standard_deviations():
-    message = _failure_message(nb04.check_private_mean, wrong.private_mean_sum_sensitivity, seed=0)
+    message = failure_message(nb04.check_private_mean, wrong.private_mean_sum_sensitivity, seed=0)
     assert "for n=1000, epsilon=1" in message
     assert "expected about 0.0014" in message
 
@@ -134,7 +128,7 @@ def test_a_crashing_answer_is_reported_not_raised():
     def crashes(value, sensitivity, epsilon):
         raise RuntimeError("boom")
 
-    message = _failure_message(nb04.check_laplace_mechanism, crashes, seed=0)
+    message = failure_message(nb04.check_laplace_mechanism, crashes, seed=0)
     assert "RuntimeError" in message and "boom" in message
 
 

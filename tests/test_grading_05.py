@@ -16,6 +16,7 @@ import torch
 import wrong_answers_05 as wrong
 from course.grading import GradingFailure, nb05
 from course.lib import pate, pate_analysis
+from grading_harness import failure_message
 
 REFERENCE_SEEDS = range(200)
 WRONG_ANSWER_SEEDS = range(100)
@@ -146,20 +147,13 @@ CORRECT_ALTERNATIVES = {
 }
 
 
-def _failure_message(check, function, seed: int) -> str | None:
-    """The GradingFailure message of one check, or None when it passes. Any other exception propagates."""
-    try:
-        check(function, seed=seed)
-    except GradingFailure as failure:
-        return str(failure)
-    return None
 
 
 @pytest.mark.parametrize("name", CHECKS)
 def test_reference_passes_quick(name):
     check, reference = CHECKS[name]
     for seed in QUICK_SEEDS:
-        assert _failure_message(check, reference, seed) is None
+        assert failure_message(check, reference, seed) is None
 
 
 @pytest.mark.slow
@@ -167,7 +161,7 @@ def test_reference_passes_quick(name):
 def test_reference_passes_every_check_for_200_seeds(name):
     check, reference = CHECKS[name]
     failures = {seed: message for seed in REFERENCE_SEEDS
-                if (message := _failure_message(check, reference, seed)) is not None}
+                if (message := failure_message(check, reference, seed)) is not None}
     print(f"\nreference {name}: failed {len(failures)} of {len(REFERENCE_SEEDS)} seeds")
     assert not failures
 
@@ -176,14 +170,14 @@ def test_reference_passes_every_check_for_200_seeds(name):
 def test_correct_alternatives_pass(correct):
     check, _ = CHECKS[CORRECT_ALTERNATIVES[correct]]
     for seed in range(5):
-        assert _failure_message(check, correct, seed) is None
+        assert failure_message(check, correct, seed) is None
 
 
 @pytest.mark.parametrize("wrong_answer", WRONG_ANSWERS, ids=lambda function: function.__name__)
 def test_wrong_answer_fails_quick(wrong_answer):
     check, _ = CHECKS[WRONG_ANSWERS[wrong_answer]]
     for seed in QUICK_SEEDS:
-        message = _failure_message(check, wrong_answer, seed)
+        message = failure_message(check, wrong_answer, seed)
         assert message, f"{wrong_answer.__name__} passed with seed {seed}"
         # feedback shows the message only: it must not point into the grader's code
         assert "course." not in message and "Traceback" not in message
@@ -193,7 +187,7 @@ def test_wrong_answer_fails_quick(wrong_answer):
 @pytest.mark.parametrize("wrong_answer", WRONG_ANSWERS, ids=lambda function: function.__name__)
 def test_wrong_answer_caught_in_99_percent_of_seeds(wrong_answer):
     check, _ = CHECKS[WRONG_ANSWERS[wrong_answer]]
-    messages = [_failure_message(check, wrong_answer, seed) for seed in WRONG_ANSWER_SEEDS]
+    messages = [failure_message(check, wrong_answer, seed) for seed in WRONG_ANSWER_SEEDS]
     caught = sum(message is not None for message in messages)
     rate = caught / len(WRONG_ANSWER_SEEDS)
     example = next((message for message in messages if message), "")
@@ -216,7 +210,7 @@ def test_wrong_answer_caught_in_99_percent_of_seeds(wrong_answer):
     (nb05.check_gnmax_epsilon, wrong.gnmax_epsilon_coarse_default, "default"),
 ])
 def test_messages_name_the_mistake(check, wrong_answer, phrase):
-    message = _failure_message(check, wrong_answer, seed=0)
+    message = failure_message(check, wrong_answer, seed=0)
     assert message is not None and phrase in message, message
 
 
@@ -225,7 +219,7 @@ def test_student_exceptions_become_grading_failures():
         raise IndexError("list index out of range")
 
     for check, _ in CHECKS.values():
-        message = _failure_message(check, broken, seed=0)
+        message = failure_message(check, broken, seed=0)
         assert "IndexError" in message
 
 
@@ -235,7 +229,7 @@ def test_input_mutation_is_reported():
         counts += 1  # integer-safe, but changes the caller's array
         return np.argmax(counts + rng.laplace(0, 1 / gamma, counts.shape), axis=1)
 
-    message = _failure_message(nb05.check_laplace_noisy_max, adds_noise_in_place, seed=0)
+    message = failure_message(nb05.check_laplace_noisy_max, adds_noise_in_place, seed=0)
     assert "modified the counts" in message
 
 
