@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import wrong_answers_05 as wrong
-from course.grading import GradingFailure, nb05
+from course.grading import nb05
 from course.lib import pate, pate_analysis
 from grading_harness import failure_message
 
