@@ -132,3 +132,22 @@ def test_lms_zip_is_graded_like_a_folder(tmp_path):
 def test_unknown_assignment_is_a_clear_error(tmp_path):
     result = _run("grade", str(tmp_path), "--out", str(tmp_path / "out"), "--assignment", "99_nothing")
     assert result.returncode != 0 and "unknown assignment" in result.stderr
+
+
+def test_a_hung_notebook_is_stopped_and_the_batch_goes_on(tmp_path):
+    import nbformat
+    assignment = assignments()[0]
+    notebook = notebooks(assignment)[0]
+    first_function = next(c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(SOURCE / assignment / notebook, 4).cells
+                          if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code")
+    hung = sample_class.solved(assignment, notebook, replace={first_function: "while True:\n    pass"})
+    for student, nb in (("hung", hung), ("fine", sample_class.solved(assignment, notebook))):
+        path = tmp_path / "class" / student / assignment / notebook
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    result = _run("grade", str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--assignment", assignment,
+                  "--timeout", "40", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    rows = _rows(tmp_path / "out")
+    assert all(r["score"] == "0" and r["reason"].startswith("timeout") for r in rows if r["student"] == "hung")
+    assert all(r["score"] == r["max_score"] for r in rows if r["student"] == "fine" and r["kind"] == "auto")
