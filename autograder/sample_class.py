@@ -20,6 +20,13 @@ WRONG_ANSWERS = {
     "02_differencing": ("differencing_attack_mean",
                         "def differencing_attack_mean(db, index):\n"
                         "    return float(db.float().mean() - get_parallel_db(db, index).float().mean())"),
+    "03_randomized_response": ("randomized_response",
+                               "def randomized_response(db, p_noise=0.5):\n"
+                               "    flip = torch.rand(len(db)) < p_noise\n"
+                               "    return (db.bool() ^ flip).to(db.dtype)"),
+    "04_laplace": ("private_mean",
+                   "def private_mean(db, epsilon):\n"
+                   "    return laplace_mechanism(float(db.double().mean()), 1.0, epsilon)"),
 }
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 
