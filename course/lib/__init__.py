@@ -10,3 +10,7 @@ from .laplace import (empirical_epsilon, gaussian_mechanism, laplace_mechanism, 
                       total_epsilon)
 from .membership import attack_auc, attack_roc, dp_advantage_bound, loss_scores, tpr_at_fpr
 from .randomized_response import debias_mean, randomized_response, rr_epsilon
+from .dpsgd import dp_grads
+from .dpsgd_data import label_fraction
+from .pate import gaussian_noisy_max, laplace_noisy_max, partition_indices, vote_counts
+from .pate_analysis import gnmax_epsilon, pate_epsilon_data_independent

@@ -1,0 +1,218 @@
+"""Tests of the hidden-test checks for notebook 06: correct answers pass, typical mistakes are caught."""
+import numpy as np
+import pytest
+import torch
+
+import wrong_answers_06 as wrong
+from course.grading import GradingFailure, nb06
+from course.lib.dpsgd import dp_grads, dp_grads_loop
+from course.lib.dpsgd_data import label_fraction
+
+CATCH_RATE_SEEDS = 200
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds contention on the 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---- correct answers written differently from the reference -----------------------------------------------
+
+def dp_grads_lab_style(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+    """The published lab solution's style: backward per example, clip_grad_norm_, torch.normal noise."""
+    summed = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    for x, t in batch_data:
+        model.zero_grad()
+        loss = criterion(model(x).reshape(1), t.float().reshape(1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        for name, p in model.named_parameters():
+            summed[name] += p.grad
+    return {name: (value + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape)) / len(batch_data)
+            for name, value in summed.items()}
+
+
+def dp_grads_exact_clipping_autograd(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+    """torch.autograd.grad, the exact factor min(1, C / norm), noise added after dividing (same distribution)."""
+    names = [name for name, _ in model.named_parameters()]
+    parameters = list(model.parameters())
+    summed = [torch.zeros_like(p) for p in parameters]
+    for x, t in batch_data:
+        grads = torch.autograd.grad(criterion(model(x).reshape(1), t.float().reshape(1)), parameters)
+        norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+        factor = min(1.0, max_grad_norm / norm.item())
+        summed = [s + factor * g for s, g in zip(summed, grads)]
+    size = len(batch_data)
+    return {name: s / size + torch.randn_like(s) * noise_multiplier * max_grad_norm / size
+            for name, s in zip(names, summed)}
+
+
+CORRECT_DP_GRADS = [dp_grads, dp_grads_loop, dp_grads_lab_style, dp_grads_exact_clipping_autograd]
+
+WRONG_DP_GRADS = {
+    wrong.dp_grads_batch_clipping: "whole batch",
+    wrong.dp_grads_per_parameter_clipping: "each parameter tensor separately",
+    wrong.dp_grads_noise_without_clipping_bound: "1/max_grad_norm times too large",
+    wrong.dp_grads_noise_not_divided: "len(batch_data) times too large",
+    wrong.dp_grads_noise_variance_as_std: "torch.normal takes the standard deviation",
+    wrong.dp_grads_reseeded_noise: "same noise twice",
+    wrong.dp_grads_accumulated_between_examples: "model.zero_grad()",
+    wrong.dp_grads_accumulated_left_on_model: "accumulated over several examples",
+}
+
+
+def test_reference_passes_over_200_seeds():
+    for seed in range(200):
+        nb06.check_dp_grads(dp_grads, seed)
+
+
+@pytest.mark.parametrize("answer", CORRECT_DP_GRADS[1:], ids=lambda f: f.__name__)
+def test_correct_answers_in_other_styles_pass(answer):
+    for seed in range(25):
+        nb06.check_dp_grads(answer, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer", CORRECT_DP_GRADS[1:], ids=lambda f: f.__name__)
+def test_correct_answers_in_other_styles_pass_over_200_seeds(answer):
+    for seed in range(25, CATCH_RATE_SEEDS):
+        nb06.check_dp_grads(answer, seed)
+
+
+@pytest.mark.parametrize("answer, advice", WRONG_DP_GRADS.items(), ids=lambda f: getattr(f, "__name__", ""))
+def test_each_mistake_is_caught_with_advice_that_names_it(answer, advice):
+    for seed in range(5):
+        with pytest.raises(GradingFailure, match=advice.replace("(", r"\(").replace(")", r"\)")) as caught:
+            nb06.check_dp_grads(answer, seed)
+        assert "Traceback" not in str(caught.value) and "course.lib" not in str(caught.value)
+
+
+def catch_rate(answer) -> float:
+    caught = 0
+    for seed in range(CATCH_RATE_SEEDS):
+        try:
+            nb06.check_dp_grads(answer, seed)
+        except GradingFailure:
+            caught += 1
+    return caught / CATCH_RATE_SEEDS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer", WRONG_DP_GRADS, ids=lambda f: f.__name__)
+def test_each_mistake_is_caught_in_at_least_99_percent_of_seeds(answer):
+    rate = catch_rate(answer)
+    print(f"{answer.__name__}: caught in {rate:.1%} of {CATCH_RATE_SEEDS} seeds")
+    assert rate >= 0.99
+
+
+def test_student_exceptions_become_grading_failures():
+    def crashes(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+        raise KeyError("weight")
+
+    with pytest.raises(GradingFailure, match="raised KeyError"):
+        nb06.check_dp_grads(crashes)
+
+
+def test_result_structure_is_checked():
+    def list_of_tensors(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+        return list(dp_grads(model, batch_data, criterion, max_grad_norm, noise_multiplier).values())
+
+    def renamed(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+        result = dp_grads(model, batch_data, criterion, max_grad_norm, noise_multiplier)
+        return {name.replace(".", "_"): value for name, value in result.items()}
+
+    def flattened(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+        result = dp_grads(model, batch_data, criterion, max_grad_norm, noise_multiplier)
+        return {name: value.flatten() for name, value in result.items()}
+
+    for answer, message in [(list_of_tensors, "should return a dict"), (renamed, "named_parameters"),
+                            (flattened, "parameter's shape")]:
+        with pytest.raises(GradingFailure, match=message):
+            nb06.check_dp_grads(answer)
+
+
+def test_changing_the_parameters_is_caught():
+    def steps_the_model(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+        result = dp_grads(model, batch_data, criterion, max_grad_norm, noise_multiplier)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p -= 0.1 * result[name]
+        return result
+
+    with pytest.raises(GradingFailure, match="changed the model's parameters"):
+        nb06.check_dp_grads(steps_the_model)
+
+
+def test_a_stale_grad_on_entry_is_caught():
+    def clears_after_instead_of_before(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+        summed = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+        for x, t in batch_data:
+            criterion(model(x).reshape(1), t.float().reshape(1)).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            for name, p in model.named_parameters():
+                summed[name] += p.grad
+            model.zero_grad()
+        return {name: (value + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape))
+                / len(batch_data) for name, value in summed.items()}
+
+    with pytest.raises(GradingFailure, match="already held values on entry"):
+        nb06.check_dp_grads(clears_after_instead_of_before)
+
+
+def test_non_gaussian_noise_of_the_right_scale_is_caught():
+    def laplace_noise(model, batch_data, criterion, max_grad_norm, noise_multiplier):
+        result = dp_grads(model, batch_data, criterion, max_grad_norm, 0.0)
+        if noise_multiplier == 0:
+            return result
+        scale = noise_multiplier * max_grad_norm / len(batch_data) / 2 ** 0.5  # same std as the Gaussian
+        laplace = torch.distributions.Laplace(0.0, scale)
+        return {name: value + laplace.sample(value.shape) for name, value in result.items()}
+
+    with pytest.raises(GradingFailure, match="not Gaussian"):
+        nb06.check_dp_grads(laplace_noise)
+
+
+def test_check_is_reproducible():
+    def noise_draws(seed):
+        draws = []
+
+        def recording(*args):
+            result = dp_grads_lab_style(*args)
+            draws.append(torch.cat([value.flatten() for value in result.values()]))
+            return result
+
+        nb06.check_dp_grads(recording, seed)
+        return draws
+
+    first, again = noise_draws(3), noise_draws(3)
+    assert len(first) == len(again) > 2 and all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+# ---- label_fraction ---------------------------------------------------------------------------------------
+
+def label_fraction_from_labels_attribute(dataset, label=0):
+    """Uses medmnist's labels array directly."""
+    return float(np.mean(np.asarray(dataset.labels).reshape(-1) == label))
+
+
+def test_label_fraction_correct_answers_pass():
+    for answer in (label_fraction, label_fraction_from_labels_attribute):
+        for seed in range(50):
+            nb06.check_label_fraction(answer, seed)
+
+
+@pytest.mark.parametrize("answer", [wrong.label_fraction_count, wrong.label_fraction_ignores_label,
+                                    wrong.label_fraction_of_positives], ids=lambda f: f.__name__)
+def test_label_fraction_mistakes_are_caught(answer):
+    for seed in range(20):
+        with pytest.raises(GradingFailure, match="should return the fraction"):
+            nb06.check_label_fraction(answer, seed)
+
+
+def test_label_fraction_must_return_a_number():
+    with pytest.raises(GradingFailure, match="should be a single number"):
+        nb06.check_label_fraction(lambda dataset, label=0: None)

@@ -1,0 +1,426 @@
+"""Tests of `course.lib.dpsgd` (DP-SGD's clipped, noised gradient) and `course.lib.dpsgd_data` (notebook 06).
+
+Noiseless results are compared with an independent oracle written the way the lab teaches it: per-example
+`loss.backward()` on a copy of the model, `torch.nn.utils.clip_grad_norm_`, sum, divide.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course.lib import dpsgd
+from course.lib.dpsgd import clipping_factor, dp_grads, dp_grads_loop, per_example_gradients, spec_mlp
+from course.lib.dpsgd_data import label_fraction
+
+TOLERANCE = 1e-5
+
+
+def oracle_noiseless(model, batch_data, criterion, max_grad_norm):
+    """Mean of per-example clipped gradients by backward() + clip_grad_norm_, on a copy of the model."""
+    model = copy.deepcopy(model)
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    total = {name: torch.zeros_like(p) for name, p in trainable}
+    for x, t in batch_data:
+        model.zero_grad()
+        criterion(model(x).reshape(1), t.float().reshape(1)).backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in trainable], max_grad_norm)
+        for name, p in trainable:
+            if p.grad is not None:
+                total[name] += p.grad
+    return {name: value / len(batch_data) for name, value in total.items()}
+
+
+def max_difference(result, expected):
+    assert list(result) == list(expected)
+    return max((result[name] - expected[name]).abs().max().item() for name in expected)
+
+
+def example_norms(model, batch_data, criterion):
+    gradients = per_example_gradients(model, batch_data, criterion)
+    return torch.tensor([math.sqrt(sum(float(g.pow(2).sum()) for g in example.values())) for example in gradients])
+
+
+def random_mlp(generator):
+    """A random Sequential of Linear layers and elementwise activations taking (1, 4, 4) images."""
+    activations = [nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.GELU, nn.SiLU]
+    depth = int(torch.randint(1, 4, (1,), generator=generator))
+    widths = [16] + [int(torch.randint(2, 12, (1,), generator=generator)) for _ in range(depth - 1)] + [1]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(width_in, width_out))
+        if i < depth - 1:
+            layers.append(activations[int(torch.randint(len(activations), (1,), generator=generator))]())
+    return nn.Sequential(*layers)
+
+
+def random_batch(generator, size, shape=(1, 4, 4)):
+    return [(torch.randn(shape, generator=generator), torch.randint(0, 2, (1,), generator=generator))
+            for _ in range(size)]
+
+
+def fast_path_only(monkeypatch):
+    """Make the per-example loop unreachable from dp_grads, so a passing call proves the fast path ran."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("dp_grads fell back to the per-example loop")
+    monkeypatch.setattr(dpsgd, "_loop_clipped_sum", forbidden)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("regime", ["all clipped", "none clipped", "mixed"])
+def test_fast_path_matches_per_example_loop_on_random_mlps(seed, regime, monkeypatch):
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = random_mlp(generator)
+    batch = random_batch(generator, int(torch.randint(1, 13, (1,), generator=generator)))
+    criterion = nn.BCEWithLogitsLoss()
+    norms = example_norms(model, batch, criterion)
+    bound = {"all clipped": 0.5 * norms.min(), "none clipped": 2 * norms.max(),
+             "mixed": norms.median() * (1 + 1e-3)}[regime].item()
+    expected = oracle_noiseless(model, batch, criterion, bound)
+    loop = dp_grads_loop(model, batch, criterion, bound, 0.0)
+    fast_path_only(monkeypatch)
+    fast = dp_grads(model, batch, criterion, bound, 0.0)
+    assert max_difference(loop, expected) <= TOLERANCE
+    assert max_difference(fast, expected) <= TOLERANCE
+
+
+def test_mixed_regime_really_clips_some_examples_and_not_others():
+    generator = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    model, batch, criterion = random_mlp(generator), random_batch(generator, 9), nn.BCEWithLogitsLoss()
+    norms = example_norms(model, batch, criterion)
+    factors = clipping_factor(norms, norms.median().item() * (1 + 1e-3))
+    assert (factors < 1).any() and (factors == 1).any()
+
+
+@pytest.mark.parametrize("model_factory, shape", [
+    # sequence inputs: the Gram form of the per-example weight-gradient norm
+    (lambda: nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Flatten(0), nn.Linear(18, 1)), (3, 4)),
+    (lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU(inplace=True), nn.Flatten(-2), nn.Linear(15, 1)), (5, 2)),
+    # nested Sequential, in-place activation, inactive dropout, a lone Linear layer on vectors
+    (lambda: nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(16, 8), nn.ReLU(inplace=True)),
+                           nn.Dropout(0.0), nn.Linear(8, 1)), (1, 4, 4)),
+    (lambda: nn.Linear(5, 1), (5,)),
+])
+def test_fast_path_handles_other_linear_chains(model_factory, shape, monkeypatch):
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    model, batch, criterion = model_factory(), random_batch(generator, 6, shape), nn.BCEWithLogitsLoss()
+    bound = example_norms(model, batch, criterion).median().item() * (1 + 1e-3)
+    expected = oracle_noiseless(model, batch, criterion, bound)
+    fast_path_only(monkeypatch)
+    assert max_difference(dp_grads(model, batch, criterion, bound, 0.0), expected) <= TOLERANCE
+
+
+def test_fast_path_in_eval_mode_dropout_and_frozen_first_layer(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 1)).eval()
+    model[1].weight.requires_grad_(False)
+    batch, criterion = random_batch(torch.Generator().manual_seed(2), 7), nn.BCEWithLogitsLoss()
+    expected = oracle_noiseless(model, batch, criterion, 0.05)
+    fast_path_only(monkeypatch)
+    result = dp_grads(model, batch, criterion, 0.05, 0.0)
+    assert list(result) == ["1.bias", "4.weight", "4.bias"]
+    assert max_difference(result, expected) <= TOLERANCE
+
+
+@pytest.mark.parametrize("criterion", [
+    nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0])), nn.BCEWithLogitsLoss(weight=torch.tensor(0.5)),
+    nn.BCEWithLogitsLoss(reduction="sum"), nn.MSELoss(), nn.L1Loss(),
+])
+def test_fast_path_criteria_match_the_loop(criterion, monkeypatch):
+    torch.manual_seed(4)
+    model, batch = random_mlp(torch.Generator().manual_seed(4)), random_batch(torch.Generator().manual_seed(5), 8)
+    expected = oracle_noiseless(model, batch, criterion, 0.1)
+    fast_path_only(monkeypatch)
+    assert max_difference(dp_grads(model, batch, criterion, 0.1, 0.0), expected) <= TOLERANCE
+
+
+class SmallConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, kernel_size=3)
+        self.norm = nn.GroupNorm(1, 3)
+        self.head = nn.Linear(3 * 4 * 4, 1)
+
+    def forward(self, images):
+        images = images.reshape(-1, 1, 6, 6)  # one image (1, 6, 6) becomes a batch of one
+        return self.head(torch.relu(self.norm(self.conv(images))).flatten(1))
+
+
+def tied_layers_model():
+    shared = nn.Linear(4, 4)
+    return nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.Tanh(), shared, nn.Tanh(), shared, nn.Tanh(),
+                         nn.Linear(4, 1))
+
+
+def tied_weights_model():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4),
+                          nn.Tanh(), nn.Linear(4, 1))
+    model[5].weight = model[3].weight
+    return model
+
+
+@pytest.mark.parametrize("model_factory, criterion", [
+    (SmallConvNet, nn.BCEWithLogitsLoss()),
+    # a module with parameters besides Linear and a plain-function criterion cannot be batched: both take the loop
+    (lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.PReLU(), nn.Linear(4, 1)), nn.BCEWithLogitsLoss()),
+    (lambda: spec_mlp(36, (5,)), lambda output, target: ((output - target) ** 4).mean()),
+    # one Linear layer applied twice: its gradient sums over both uses, not the single-use formula
+    (tied_layers_model, nn.BCEWithLogitsLoss()),
+    (tied_weights_model, nn.BCEWithLogitsLoss()),
+])
+def test_general_models_and_criteria_go_through_the_loop_and_match(model_factory, criterion):
+    torch.manual_seed(7)
+    model = model_factory()
+    batch = random_batch(torch.Generator().manual_seed(8), 6, (1, 6, 6))
+    norms = example_norms(model, batch, criterion)
+    for bound in (0.5 * norms.min().item(), 2 * norms.max().item(), norms.median().item() * (1 + 1e-3)):
+        expected = oracle_noiseless(model, batch, criterion, bound)
+        assert max_difference(dp_grads(model, batch, criterion, bound, 0.0), expected) <= TOLERANCE
+
+
+def test_a_per_output_weight_vector_is_refused_as_the_loop_refuses_it():
+    # a weight of 2 entries cannot weight one output; batched over 2 examples it would silently broadcast
+    criterion = nn.BCEWithLogitsLoss(weight=torch.tensor([1.0, 3.0]))
+    batch = random_batch(torch.Generator().manual_seed(2), 2)
+    for function in (dp_grads, dp_grads_loop):
+        with pytest.raises(RuntimeError, match="broadcast"):
+            function(spec_mlp(16, (4,)), batch, criterion, 1.0, 0.0)
+
+
+def test_active_dropout_takes_the_loop(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the batched fast path would draw different dropout masks than the loop")
+
+    monkeypatch.setattr(dpsgd, "_linear_chain_clipped_sum", forbidden)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 1))
+    batch = random_batch(torch.Generator().manual_seed(2), 4)
+    result = dp_grads(model, batch, nn.BCEWithLogitsLoss(), 1.0, 0.0)
+    assert list(result) == [name for name, _ in model.named_parameters()]
+
+
+def test_inputs_of_different_shapes_take_the_loop():
+    torch.manual_seed(9)
+    model = nn.Linear(3, 1)
+    batch = [(torch.randn(3), torch.tensor([1])), (torch.randn(1, 3), torch.tensor([0])),
+             (torch.randn(3), torch.tensor([0]))]
+    expected = oracle_noiseless(model, batch, nn.BCEWithLogitsLoss(), 0.3)
+    assert max_difference(dp_grads(model, batch, nn.BCEWithLogitsLoss(), 0.3, 0.0), expected) <= TOLERANCE
+
+
+def visible_linear_model():
+    """The spec's visible example: 5 inputs, all weights and the bias zero, so every logit is 0."""
+    model = nn.Linear(5, 1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    return model
+
+
+VISIBLE_BATCH = [
+    # sigmoid(0) = 0.5, so the BCE gradient is (0.5 - t) * (x, 1): weight [1, 2, 3, 4, 5], bias 0.5, norm
+    # sqrt(55.25) = 7.43
+    (torch.tensor([2.0, 4.0, 6.0, 8.0, 10.0]), torch.tensor([0])),
+    # weight [0, 0, 0, 0, -1], bias -0.5, norm sqrt(1.25)
+    (torch.tensor([0.0, 0.0, 0.0, 0.0, 2.0]), torch.tensor([1])),
+]
+
+
+@pytest.mark.parametrize("function", [dp_grads, dp_grads_loop])
+def test_visible_example_unclipped_is_the_plain_average(function):
+    result = function(visible_linear_model(), VISIBLE_BATCH, nn.BCEWithLogitsLoss(), 7.49, 0.0)
+    assert torch.allclose(result["weight"], torch.tensor([[0.5, 1.0, 1.5, 2.0, 2.0]]), atol=1e-6)
+    assert torch.allclose(result["bias"], torch.tensor([0.0]), atol=1e-6)
+
+
+@pytest.mark.parametrize("function", [dp_grads, dp_grads_loop])
+def test_visible_example_clipped_to_one(function):
+    result = function(visible_linear_model(), VISIBLE_BATCH, nn.BCEWithLogitsLoss(), 1.0, 0.0)
+    first, second = 1 / (math.sqrt(55.25) + 1e-6), 1 / (math.sqrt(1.25) + 1e-6)
+    expected_weight = (first * torch.tensor([1.0, 2, 3, 4, 5]) + second * torch.tensor([0.0, 0, 0, 0, -1])) / 2
+    assert torch.allclose(result["weight"], expected_weight.reshape(1, 5), atol=1e-6)
+    assert torch.allclose(result["bias"], torch.tensor([(first - second) * 0.5 / 2]), atol=1e-6)
+
+
+def test_the_7_49_arithmetic_gradient_1_to_5_with_bias_1():
+    norm = math.sqrt(1 + 4 + 9 + 16 + 25 + 1)
+    assert norm == pytest.approx(7.4833, abs=1e-4)
+    assert clipping_factor(torch.tensor([norm]), 7.49).item() == 1.0
+    assert clipping_factor(torch.tensor([norm]), 7.48).item() < 1.0
+    # squared error at output 0 with target -0.5 has derivative 2 * (0 - (-0.5)) = 1: gradient (x, 1)
+    single = [(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), torch.tensor([-0.5]))]
+    unclipped = dp_grads(visible_linear_model(), single, nn.MSELoss(), 7.49, 0.0)
+    assert torch.equal(unclipped["weight"], torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]]))
+    assert torch.equal(unclipped["bias"], torch.tensor([1.0]))
+    clipped = dp_grads(visible_linear_model(), single, nn.MSELoss(), 7.0, 0.0)
+    clipped_norm = math.sqrt(float(clipped["weight"].pow(2).sum() + clipped["bias"].pow(2).sum()))
+    assert clipped_norm == pytest.approx(7.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("function", [dp_grads, dp_grads_loop])
+@pytest.mark.parametrize("noise_multiplier, max_grad_norm, batch_size", [(1.0, 0.5, 4), (2.5, 3.0, 7)])
+def test_noise_std_per_coordinate_is_sigma_c_over_batch_size(function, noise_multiplier, max_grad_norm,
+                                                            batch_size):
+    torch.manual_seed(0)
+    model = spec_mlp(36, (64, 32))  # 4,481 coordinates of noise per call
+    batch = random_batch(torch.Generator().manual_seed(1), batch_size, (1, 6, 6))
+    criterion = nn.BCEWithLogitsLoss()
+    noiseless = function(model, batch, criterion, max_grad_norm, 0.0)
+    noises = []
+    for seed in range(4):
+        noisy = function(model, batch, criterion, max_grad_norm, noise_multiplier,
+                         generator=torch.Generator().manual_seed(seed))
+        noises.append(torch.cat([(noisy[name] - noiseless[name]).flatten() for name in noiseless]))
+    noise = torch.cat(noises).double()
+    expected_std = noise_multiplier * max_grad_norm / batch_size
+    # 17,924 draws: the sample std is within 5.3 / sqrt(2n) = 2.8% of the truth except with probability 1e-7
+    assert noise.std().item() == pytest.approx(expected_std, rel=0.028)
+    assert abs(noise.mean().item()) <= 5.3 * expected_std / math.sqrt(noise.numel())
+    # a standardised fourth moment of 3 rules out non-Gaussian noise of the right scale (e.g. Laplace: 6)
+    assert ((noise / expected_std) ** 4).mean().item() == pytest.approx(3.0, abs=0.3)
+    # independent across calls: successive draws are uncorrelated
+    assert abs(torch.corrcoef(torch.stack(noises[:2]))[0, 1].item()) < 0.08
+
+
+def test_generator_makes_noise_reproducible_and_global_generator_is_the_default():
+    torch.manual_seed(0)
+    model, batch = spec_mlp(16, (4,)), random_batch(torch.Generator().manual_seed(1), 3)
+    criterion = nn.BCEWithLogitsLoss()
+    first = dp_grads(model, batch, criterion, 1.0, 1.0, generator=torch.Generator().manual_seed(5))
+    again = dp_grads(model, batch, criterion, 1.0, 1.0, generator=torch.Generator().manual_seed(5))
+    assert max_difference(first, again) == 0
+    torch.manual_seed(11)
+    global_first = dp_grads(model, batch, criterion, 1.0, 1.0)
+    torch.manual_seed(11)
+    assert max_difference(dp_grads(model, batch, criterion, 1.0, 1.0), global_first) == 0
+    assert max_difference(dp_grads(model, batch, criterion, 1.0, 1.0), global_first) > 0
+
+
+@pytest.mark.parametrize("model_factory", [lambda: spec_mlp(16, (4, 3)), SmallConvNet])
+def test_grad_is_left_as_it_was_found(model_factory):
+    torch.manual_seed(0)
+    model = model_factory()
+    batch = random_batch(torch.Generator().manual_seed(1), 5, (1, 6, 6) if model_factory is SmallConvNet
+                         else (1, 4, 4))
+    criterion = nn.BCEWithLogitsLoss()
+    dp_grads(model, batch, criterion, 0.1, 1.0)
+    assert all(p.grad is None for p in model.parameters())
+    stale = {name: torch.randn_like(p) for name, p in model.named_parameters()}
+    for name, p in model.named_parameters():
+        p.grad = stale[name].clone()
+    with_stale_grad = dp_grads(model, batch, criterion, 0.1, 0.0)
+    assert all(torch.equal(p.grad, stale[name]) for name, p in model.named_parameters())
+    model.zero_grad(set_to_none=True)
+    assert max_difference(with_stale_grad, dp_grads(model, batch, criterion, 0.1, 0.0)) == 0
+
+
+def test_parameters_and_training_mode_are_unchanged_and_no_grad_context_is_fine():
+    torch.manual_seed(0)
+    model = spec_mlp(16, (4,))
+    before = copy.deepcopy(model.state_dict())
+    batch = random_batch(torch.Generator().manual_seed(1), 3)
+    with torch.no_grad():
+        result = dp_grads(model, batch, nn.BCEWithLogitsLoss(), 1.0, 0.0)
+    assert max_difference(result, oracle_noiseless(model, batch, nn.BCEWithLogitsLoss(), 1.0)) <= TOLERANCE
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.training
+    assert all(not value.requires_grad for value in result.values())
+
+
+def test_targets_may_be_numpy_arrays_as_medmnist_gives():
+    torch.manual_seed(0)
+    model = spec_mlp(16, (4,))
+    batch = random_batch(torch.Generator().manual_seed(1), 4)
+    as_arrays = [(x, np.array([int(t)])) for x, t in batch]
+    criterion = nn.BCEWithLogitsLoss()
+    assert max_difference(dp_grads(model, as_arrays, criterion, 0.2, 0.0),
+                          dp_grads(model, batch, criterion, 0.2, 0.0)) == 0
+
+
+def test_spec_mlp_architecture():
+    model = spec_mlp()
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 128), (128, 64), (64, 1)]
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 1)
+    assert model(torch.zeros(1, 28, 28)).numel() == 1
+    with pytest.raises(ValueError, match="hidden width"):
+        spec_mlp(784, (128, 0))
+    with pytest.raises(ValueError, match="in_features"):
+        spec_mlp(0)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"batch_data": []}, "empty"),
+    ({"batch_data": torch.zeros(3, 5)}, "list of"),
+    ({"batch_data": [(torch.zeros(5),)]}, "pair"),
+    ({"batch_data": [([0.0] * 5, torch.tensor([1]))]}, "x must be a torch.Tensor"),
+    ({"batch_data": [(torch.zeros(5), torch.tensor([1, 0]))]}, "one number"),
+    ({"max_grad_norm": 0.0}, "max_grad_norm"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm"),
+    ({"max_grad_norm": float("nan")}, "max_grad_norm"),
+    ({"noise_multiplier": -0.1}, "noise_multiplier"),
+    ({"noise_multiplier": float("inf")}, "noise_multiplier"),
+    ({"generator": 3}, "generator"),
+    ({"model": lambda x: x.sum()}, "nn.Module"),
+    ({"model": nn.Linear(5, 2)}, "one logit"),
+    ({"model": nn.Linear(5, 1).requires_grad_(False)}, "requires_grad"),
+    ({"criterion": "bce"}, "criterion"),
+])
+@pytest.mark.parametrize("function", [dp_grads, dp_grads_loop])
+def test_bad_arguments_raise_value_error(function, change, message):
+    arguments = {"model": nn.Linear(5, 1), "batch_data": VISIBLE_BATCH, "criterion": nn.BCEWithLogitsLoss(),
+                 "max_grad_norm": 1.0, "noise_multiplier": 1.0, "generator": None}
+    arguments.update(change)
+    with pytest.raises(ValueError, match=message):
+        function(**arguments)
+
+
+def test_clipping_factor_validates():
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        clipping_factor(torch.ones(2), 0)
+    with pytest.raises(ValueError, match="norms"):
+        clipping_factor([1.0, 2.0], 1.0)
+    assert clipping_factor(torch.zeros(1), 1.0).item() == 1.0
+
+
+# ---- label_fraction (course.lib.dpsgd_data) -----------------------------------------------------------------
+
+def test_label_fraction_counts_targets_of_any_form():
+    dataset = [(torch.zeros(1, 2, 2), np.array([label])) for label in (0, 1, 1, 0, 1)]
+    assert label_fraction(dataset) == pytest.approx(0.4)
+    assert label_fraction(dataset, label=1) == pytest.approx(0.6)
+    assert label_fraction(dataset, label=2) == 0.0
+    as_tensors = [(image, torch.from_numpy(target)) for image, target in dataset]
+    assert label_fraction(as_tensors, 1) == pytest.approx(0.6)
+    assert label_fraction([(None, 3), (None, 3)], 3) == 1.0
+
+
+@pytest.mark.parametrize("dataset, label, message", [
+    ([], 0, "empty"),
+    ([(None, 0)], 0.5, "integer"),
+    ([(None, 0)], True, "integer"),
+    (5, 0, "len"),
+    ([(None, torch.tensor([0, 1]))], 0, "one label"),
+    ([(None, 0, 1)], 0, "pair"),
+])
+def test_label_fraction_rejects_bad_input(dataset, label, message):
+    with pytest.raises(ValueError, match=message):
+        label_fraction(dataset, label)
+
+
+def test_label_fraction_on_real_pneumoniamnist():
+    medmnist = pytest.importorskip("medmnist")
+    root = Path(os.environ.get("DP_COURSE_DATA", "data")) / "medmnist"
+    if not (root / "pneumoniamnist.npz").exists():
+        pytest.skip(f"PneumoniaMNIST not found under {root}")
+    # published split statistics: 1,214 of 4,708 training and 234 of 624 test X-rays are normal (label 0)
+    assert label_fraction(medmnist.PneumoniaMNIST(split="train", root=str(root), download=False)) == 1214 / 4708
+    assert label_fraction(medmnist.PneumoniaMNIST(split="test", root=str(root), download=False), 1) == 390 / 624
