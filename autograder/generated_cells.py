@@ -5,8 +5,8 @@ A source notebook marks such a cell with metadata `{"dp_course": {"generated": K
 - `badge`: an Open-in-Colab badge pointing at the notebook's release path on GitHub.
 - `setup`: the first code cell; on Colab it pip-installs `packages` (pinned from requirements.lock), and
   everywhere it defines DATA_ROOT (from DP_COURSE_DATA) and FAST (DP_COURSE_FAST or nbgrader's autograding).
-- `helpers`: read-only code shown to students, taken verbatim from `course.lib.<module>` (`names`), after the
-  `imports` lines. The shown code is the library's code, so the two cannot drift.
+- `helpers`: read-only code shown to students, taken verbatim from `course.lib.<module>` (`names`; an entry
+  `other:name` comes from `course.lib.<other>`), after the `imports` lines. The shown code is the library's code, so the two cannot drift.
 
 `sync_notebook` rewrites these cells from the library; `python -m autograder release` runs it before
 releasing, and a test checks that the committed source notebooks are in sync.
@@ -80,9 +80,12 @@ def render_setup(packages: list[str]) -> str:
 
 
 def render_helpers(module: str, names: list[str], imports: list[str]) -> str:
-    library = importlib.import_module(f"{HELPERS_PACKAGE}.{module}")
+    """`imports`, then the source of each name: `name` from `course.lib.<module>`, or `other:name` from
+    `course.lib.<other>` (for a validator a helper calls, say)."""
     parts = ["# Helpers (generated from the course library; read-only).", *imports]
-    for name in names:
+    for entry in names:
+        owner, _, name = entry.rpartition(":")
+        library = importlib.import_module(f"{HELPERS_PACKAGE}.{owner or module}")
         parts.append("\n\n" + inspect.getsource(getattr(library, name)).rstrip())
     return "\n".join(parts)
 

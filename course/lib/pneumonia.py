@@ -1,0 +1,109 @@
+"""PneumoniaMNIST for notebooks 06 and 07: loading, the re-split, and plain (non-private) training.
+
+These functions are shown to students in read-only notebook cells, so they use only public packages.
+Images are 28x28 chest X-rays; label 0 = normal, 1 = pneumonia.
+"""
+import os
+
+import medmnist
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+
+def load_pneumonia(split: str, data_root: str) -> medmnist.PneumoniaMNIST:
+    """One split ('train', 'val' or 'test') through medmnist's own loader.
+
+    The file lives in `<data_root>/medmnist/pneumoniamnist.npz`; it is downloaded only when missing.
+    """
+    root = os.path.join(data_root, "medmnist")
+    os.makedirs(root, exist_ok=True)
+    present = os.path.exists(os.path.join(root, "pneumoniamnist.npz"))
+    return medmnist.PneumoniaMNIST(split=split, root=root, download=not present)
+
+
+def to_tensor_dataset(dataset: medmnist.PneumoniaMNIST) -> TensorDataset:
+    """All images and labels as tensors: images `(n, 1, 28, 28)` scaled to [-1, 1], labels `(n, 1)` int64."""
+    images = torch.from_numpy(dataset.imgs).float().div(255).sub(0.5).div(0.5).unsqueeze(1)
+    labels = torch.from_numpy(dataset.labels.astype("int64"))
+    return TensorDataset(images, labels)
+
+
+def resplit(train: TensorDataset, val: TensorDataset, train_size: int, seed: int = 0):
+    """Pool train and val, shuffle, and cut into (training, assessment, validation).
+
+    `training` and the memorisation-`assessment` set both have `train_size` examples and never overlap:
+    the model trains on the first and never sees the second, so comparing the two shows what it memorised.
+    `validation` gets the rest. The permutation covers every example (index 0 included).
+    """
+    images = torch.cat([train.tensors[0], val.tensors[0]])
+    labels = torch.cat([train.tensors[1], val.tensors[1]])
+    if not 0 < 2 * train_size < len(images):
+        raise ValueError(f"train_size must be between 1 and {(len(images) - 1) // 2}, got {train_size}")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    parts = order[:train_size], order[train_size:2 * train_size], order[2 * train_size:]
+    return tuple(TensorDataset(images[part], labels[part]) for part in parts)
+
+
+def accuracy(model: nn.Module, dataset: TensorDataset) -> float:
+    """Fraction of examples whose predicted label (logit > 0) equals the true label."""
+    model.eval()
+    with torch.no_grad():
+        images, labels = dataset.tensors
+        predictions = (model(images).reshape(-1) > 0).long()
+    return (predictions == labels.reshape(-1)).float().mean().item()
+
+
+def train_non_private(model: nn.Module, training: TensorDataset, validation: TensorDataset, epochs: int,
+                      batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> list:
+    """Train with Adam and BCEWithLogitsLoss; return one (epoch, mean training loss, validation accuracy) per epoch."""
+    torch.manual_seed(seed)
+    loader = DataLoader(training, batch_size=batch_size, shuffle=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    criterion = nn.BCEWithLogitsLoss()
+    history = []
+    for epoch in tqdm(range(1, epochs + 1), desc="non-private training"):
+        model.train()
+        total, count = 0.0, 0
+        for images, labels in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(images).reshape(-1), labels.reshape(-1).float())
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item() * len(images), count + len(images)
+        history.append((epoch, total / count, accuracy(model, validation)))
+    return history
+
+
+def train_private_opacus(model: nn.Module, training: TensorDataset, validation: TensorDataset, epochs: int,
+                         target_epsilon: float, delta: float, max_grad_norm: float = 1.0, batch_size: int = 64,
+                         lr: float = 1e-3, seed: int = 0):
+    """DP-SGD (with Adam's update rule) through Opacus, calibrated to reach `target_epsilon` after `epochs`.
+
+    Opacus's `make_private_with_epsilon` picks the noise multiplier, samples Poisson batches of expected size
+    `batch_size` and clips per-example gradients to `max_grad_norm`. Neighbour notion: add/remove one
+    example (Opacus's accounting). Epsilons come from Opacus's default PRV accountant.
+    Returns (the trained `model`, one (epoch, mean training loss, validation accuracy, epsilon so far) per epoch).
+    """
+    torch.manual_seed(seed)
+    engine = PrivacyEngine(accountant="prv")
+    private_model, optimizer, loader = engine.make_private_with_epsilon(
+        module=model, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+        data_loader=DataLoader(training, batch_size=batch_size, shuffle=True),
+        target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm)
+    criterion = nn.BCEWithLogitsLoss()
+    history = []
+    for epoch in tqdm(range(1, epochs + 1), desc=f"DP-SGD (epsilon {target_epsilon:g})"):
+        private_model.train()
+        total, count = 0.0, 0
+        for images, labels in loader:
+            optimizer.zero_grad()
+            loss = criterion(private_model(images).reshape(-1), labels.reshape(-1).float())
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item() * len(images), count + len(images)
+        history.append((epoch, total / max(count, 1), accuracy(model, validation), engine.get_epsilon(delta)))
+    private_model.cleanup()  # detach Opacus's hooks and per-example gradients: `model` is a plain model again
+    return model, history
