@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from . import grade as grading
+from . import intake
 from . import report as reporting
 from . import release as releasing
 from . import sample_class
@@ -21,7 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("submissions", type=Path)
     grade.add_argument("--out", type=Path, required=True)
     grade.add_argument("--assignment", action="append", dest="assignments", metavar="ID")
-    grade.add_argument("--workers", type=int, default=1)
+    grade.add_argument("--workers", type=int, default=1, help="Dask LocalCluster worker processes (default 1)")
+    grade.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on an existing Dask scheduler (e.g. tcp://host:8786) instead of a LocalCluster")
+    grade.add_argument("--gradebook", metavar="URL",
+                       help="class gradebook: a database URL (e.g. postgresql://...) or a SQLite file "
+                            "(default OUT/gradebook.db)")
+    grade.add_argument("--student-regexp", default=intake.CANVAS_FILE,
+                       help="for flat LMS exports: regular expression with a (?P<student_id>...) group applied "
+                            "to file names, as nbgrader zip_collect's named_regexp (default: Canvas names)")
+    grade.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                       help="run student kernels without autograder.sandbox (limits, no network, hidden files)")
     grade.add_argument("--timeout", type=float, default=grading.NOTEBOOK_TIMEOUT,
                        help="wall-clock limit per notebook, in seconds (default %(default)s)")
     report = commands.add_parser("report", help="class statistics of a graded OUT folder")
@@ -35,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             ids = releasing.release()
             print(f"released {', '.join(ids)} into release/; leak scan: clean")
         elif args.command == "grade":
-            run_grade(args.submissions, args.out, args.assignments, args.workers, args.timeout)
+            run_grade(args.submissions, args.out, args.assignments, workers=args.workers, timeout=args.timeout,
+                      scheduler=args.scheduler, gradebook=args.gradebook, student_regexp=args.student_regexp,
+                      sandbox=args.sandbox)
         elif args.command == "report":
             print(reporting.report(args.out))
         elif args.command == "demo":
@@ -43,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"released {', '.join(ids)} into release/; leak scan: clean")
             students = sample_class.build(args.out / "submissions")
             print(f"sample class: {', '.join(students)}")
-            run_grade(args.out / "submissions", args.out / "graded", None, 2, grading.NOTEBOOK_TIMEOUT)
+            run_grade(args.out / "submissions", args.out / "graded", None, workers=2)
             print(reporting.report(args.out / "graded"))
     except (releasing.ReleaseError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -51,9 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_grade(submissions: Path, out: Path, ids, workers: int, timeout: float) -> None:
+def run_grade(submissions: Path, out: Path, ids, **options) -> None:
     start = time.perf_counter()
-    rows = grading.grade(submissions, out, ids, workers=workers, timeout=timeout)
+    rows = grading.grade(submissions, out, ids, **options)
     students = len({r.student for r in rows})
     print(f"graded {students} student(s), {len(rows)} cells in {time.perf_counter() - start:.1f} s; "
-          f"wrote {out / 'grades.csv'} and {out / 'feedback'}")
+          f"wrote {out / 'grades.csv'}, {out / 'feedback'} and the gradebook")
+    notes = (out / "intake.csv").read_text().splitlines()[1:]
+    if notes:
+        print(f"{len(notes)} file(s) found but not graded: see {out / 'intake.csv'}")

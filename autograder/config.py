@@ -8,10 +8,19 @@ from traitlets.config import Config, PyFileConfigLoader
 from .paths import CONFIG_FILE
 
 
-def nbgrader_config(course_root: Path, gradebook: Path | None = None) -> Config:
-    """Load autograder/nbgrader_config.py and aim it at `course_root` with a SQLite gradebook file."""
+def nbgrader_config(course_root: Path, gradebook: Path | str | None = None) -> Config:
+    """Load autograder/nbgrader_config.py and aim it at `course_root` and a gradebook.
+
+    `gradebook` is a database URL (e.g. postgresql://...) or a path to a SQLite file; by default the SQLite
+    file `course_root/gradebook.db`.
+    """
     config = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
     config.CourseDirectory.root = str(course_root)
-    gradebook = gradebook or Path(course_root) / "gradebook.db"
-    config.CourseDirectory.db_url = f"sqlite:///{gradebook}"
+    config.CourseDirectory.db_url = gradebook_url(gradebook or Path(course_root) / "gradebook.db")
     return config
+
+
+def gradebook_url(gradebook: Path | str) -> str:
+    """A SQLAlchemy URL for a gradebook given as a URL or as a SQLite file path."""
+    text = str(gradebook)
+    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"

@@ -21,6 +21,18 @@ c.Execute.startup_timeout = 120
 c.LimitOutput.max_lines = 500
 c.LimitOutput.max_traceback = 50
 
+# Autograding first repairs what a submission did to graded cells (duplicated, retyped or deleted ones),
+# then runs nbgrader's own sanitising steps.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "autograder.preprocessors.RestoreGradedCells",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.OverwriteCells.add_missing_cells = True
+
 # Feedback shows what failed, never how it was tested: hidden tests are removed from the test cells and
 # error outputs are cut to the exception's name and message.
 c.GenerateFeedback.preprocessors = [

@@ -28,7 +28,7 @@ def sync_sources(source: Path = SOURCE, write: bool = True) -> dict[str, list[st
     return stale
 
 
-def generate(course_root: Path, ids: list[str] | None = None, gradebook: Path | None = None) -> None:
+def generate(course_root: Path, ids: list[str] | None = None, gradebook: Path | str | None = None) -> None:
     """Run nbgrader generate_assignment for each assignment of `course_root/source` into `course_root/release`.
 
     The assignments' cells are recorded in `gradebook` (the grader needs them); by default it is a throw-away

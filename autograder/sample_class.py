@@ -27,6 +27,20 @@ WRONG_ANSWERS = {
     "04_laplace": ("private_mean",
                    "def private_mean(db, epsilon):\n"
                    "    return laplace_mechanism(float(db.double().mean()), 1.0, epsilon)"),
+    "06_dpsgd": ("dp_grads",  # clips the whole batch's gradient once instead of each example's
+                 "def dp_grads(model, batch_data, criterion, max_grad_norm, noise_multiplier):\n"
+                 "    model.zero_grad()\n"
+                 "    for x, t in batch_data:\n"
+                 "        criterion(model(x).reshape(1), t.float().reshape(1)).backward()\n"
+                 "    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)\n"
+                 "    total = {name: p.grad.clone() for name, p in model.named_parameters()}\n"
+                 "    model.zero_grad()\n"
+                 "    noise_std = noise_multiplier * max_grad_norm\n"
+                 "    return {name: (g + noise_std * torch.randn_like(g)) / len(batch_data) for name, g in total.items()}"),
+    "07_membership": ("attack_auc",  # counts tied (member, non-member) pairs as 0 instead of one half
+                      "def attack_auc(scores_in, scores_out):\n"
+                      "    wins = np.asarray(scores_in)[:, None] < np.asarray(scores_out)[None, :]\n"
+                      "    return float(wins.mean())"),
 }
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 

@@ -77,6 +77,17 @@ def test_one_wrong_function_loses_exactly_its_points(graded):
                 assert float(row["score"]) == float(row["max_score"]), row
 
 
+def test_class_gradebook_holds_every_automatic_score(graded):
+    from nbgrader.api import Gradebook
+    out, rows = graded
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gradebook:
+        for row in rows:
+            if row["kind"] == "auto":
+                grade = gradebook.find_grade(row["cell"], row["notebook"].removesuffix(".ipynb"), row["assignment"],
+                                             row["student"])
+                assert grade.auto_score == float(row["score"]), row
+
+
 def test_manual_cells_wait_for_a_grader(graded):
     _, rows = graded
     manual = [r for r in rows if r["kind"] == "manual" and r["student"] == "perfect"]
@@ -126,7 +137,8 @@ def test_lms_zip_is_graded_like_a_folder(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = _rows(tmp_path / "out")
     assert {r["student"] for r in rows} == {"alice"}
-    assert all(r["score"] == r["max_score"] for r in rows if r["kind"] == "auto")
+    lost = [(r["cell"], r["score"], r["reason"]) for r in rows if r["kind"] == "auto" and r["score"] != r["max_score"]]
+    assert not lost
 
 
 def test_unknown_assignment_is_a_clear_error(tmp_path):

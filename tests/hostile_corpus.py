@@ -1,0 +1,233 @@
+"""Hostile and broken submissions of notebook 01, each with the grade it must get.
+
+Every case builds a student folder from the solved release notebook and states its expected outcome: the
+cells that lose their points (with a phrase the reason must contain), or `ALL_ZERO` for a submission that
+cannot be graded at all. Everything not listed must keep full marks. Cases that the grader does not yet
+defend against are marked `known_gap` with the reason; the test expects them to fail.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder import sample_class
+from autograder.paths import REPO
+
+ASSIGNMENT = "01_databases"
+NOTEBOOK = "01_databases.ipynb"
+ALL_ZERO = "all"
+
+
+@dataclass
+class Case:
+    name: str
+    build: object  # callable(folder: Path, port: int) -> None, writes the student's files into folder
+    lost: dict = field(default_factory=dict)  # cell -> phrase of the reason, or {ALL_ZERO: phrase}
+    known_gap: str = ""
+
+
+def solved():
+    return sample_class.solved(ASSIGNMENT, NOTEBOOK)
+
+
+def _save(nb, folder: Path, name: str = NOTEBOOK) -> None:
+    path = folder / ASSIGNMENT / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _prefixed(grade_id: str, code: str):
+    """The solved notebook with `code` run at the top of one solution cell."""
+    def build(folder: Path, port: int) -> None:
+        nb = solved()
+        cell = _cell(nb, grade_id)
+        cell.source = code.replace("PORT", str(port)).replace("REPO", str(REPO)) + "\n" + cell.source
+        _save(nb, folder)
+    return build
+
+
+def _suffixed(grade_id: str, code: str):
+    """The solved notebook with `code` run at the end of one solution cell."""
+    def build(folder: Path, port: int) -> None:
+        nb = solved()
+        cell = _cell(nb, grade_id)
+        cell.source = cell.source + "\n" + code
+        _save(nb, folder)
+    return build
+
+
+WRONG_THRESHOLD = "def threshold_query(db, threshold=5):\n    return (db.sum() >= threshold).float()\n"
+
+
+def _wrong_threshold_with(extra: str, where: str = "before"):
+    def build(folder: Path, port: int) -> None:
+        nb = solved()
+        cell = _cell(nb, "threshold_query")
+        cell.source = (extra + "\n" + WRONG_THRESHOLD) if where == "before" else (WRONG_THRESHOLD + "\n" + extra)
+        _save(nb, folder)
+    return build
+
+
+def _edited_test_cell(folder: Path, port: int) -> None:
+    nb = solved()
+    _cell(nb, "threshold_query").source = WRONG_THRESHOLD
+    _cell(nb, "test_threshold_query").source = "print('tests passed')"
+    _save(nb, folder)
+
+
+def _deleted_test_cell(folder: Path, port: int) -> None:
+    nb = solved()
+    _cell(nb, "threshold_query").source = WRONG_THRESHOLD
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_threshold_query"]
+    _save(nb, folder)
+
+
+def _duplicated_test_cell(folder: Path, port: int) -> None:
+    nb = solved()
+    test = _cell(nb, "test_create_db")
+    nb.cells.insert(nb.cells.index(test), nbformat.from_dict(json.loads(json.dumps(test))))
+    _save(nb, folder)
+
+
+def _unlocked_retyped_cell(folder: Path, port: int) -> None:
+    nb = solved()
+    _cell(nb, "threshold_query").source = WRONG_THRESHOLD
+    test = _cell(nb, "test_threshold_query")
+    test.cell_type = "markdown"
+    test.pop("outputs", None)
+    test.pop("execution_count", None)
+    test.metadata["nbgrader"].update(locked=False, grade=False)
+    test.source = "nothing to test here"
+    _save(nb, folder)
+
+
+def _duplicate_cell_ids(folder: Path, port: int) -> None:
+    nb = solved()
+    for cell in nb.cells:
+        cell["id"] = "same-id"
+    path = folder / ASSIGNMENT / NOTEBOOK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))  # nbformat.write would refuse duplicate ids
+
+
+def _foreign_metadata(kind: str):
+    def build(folder: Path, port: int) -> None:
+        nb = json.loads(nbformat.writes(solved()))
+        if kind == "colab":
+            nb["metadata"] = {"colab": {"provenance": [], "name": "01_databases.ipynb"},
+                              "kernelspec": {"name": "python3", "display_name": "Python 3"},
+                              "accelerator": "GPU", "language_info": {"name": "python"}}
+            for cell in nb["cells"]:
+                cell.pop("id", None)
+                cell["metadata"]["colab"] = {"base_uri": "https://localhost:8080/"}
+            nb["nbformat_minor"] = 0
+        else:
+            nb["metadata"] = {"kernelspec": {"name": "python3", "display_name": ".venv (Python 3.11.7)",
+                                             "language": "python"},
+                              "vscode": {"interpreter": {"hash": "0" * 64}},
+                              "language_info": {"name": "python", "version": "3.11.7"}}
+        (folder / ASSIGNMENT).mkdir(parents=True)
+        (folder / ASSIGNMENT / NOTEBOOK).write_text(json.dumps(nb))
+    return build
+
+
+def _widgets_and_images(folder: Path, port: int) -> None:
+    nb = solved()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {str(i): {"model_name": "x"}
+                                                                                     for i in range(2000)}}}
+    picture = base64.b64encode(bytes(range(256)) * 20_000).decode()  # about 7 MB of base64
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("display_data", data={"image/png": picture})]
+    _save(nb, folder)
+
+
+def _renamed(folder: Path, port: int) -> None:
+    _save(solved(), folder, "Copy of my notebook (final).ipynb")
+
+
+def _malformed(folder: Path, port: int) -> None:
+    (folder / ASSIGNMENT).mkdir(parents=True)
+    (folder / ASSIGNMENT / NOTEBOOK).write_text('{"cells": [}')
+
+
+def _missing(folder: Path, port: int) -> None:
+    folder.mkdir(parents=True)
+
+
+def _extra_files(folder: Path, port: int) -> None:
+    _save(solved(), folder)
+    (folder / ASSIGNMENT / "scratch.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    (folder / ASSIGNMENT / "notes.txt").write_text("my notes")
+
+
+PROBE = "_probe = {}\n"
+CASES = [
+    Case("perfect", lambda folder, port: _save(solved(), folder)),
+    Case("network", _prefixed("create_db", PROBE + (
+        "import socket, urllib.request\n"
+        "try:\n    socket.create_connection(('127.0.0.1', PORT), timeout=3).close(); _probe['net'] = True\n"
+        "except OSError:\n    _probe['net'] = False\n"
+        "assert not _probe['net'], 'the network should be unreachable'"))),
+    Case("read_source", _prefixed("create_db", PROBE + (
+        "import os\nfrom pathlib import Path\n"
+        "_seen = [p for p in Path('REPO/source').rglob('*.ipynb')]\n"
+        "assert not _seen, f'source notebooks are visible: {_seen}'"))),
+    Case("read_hidden_tests", _prefixed("create_db", PROBE + (
+        "from pathlib import Path\n_seen = list(Path('REPO/tests').glob('*.py'))\n"
+        "assert not _seen, 'the test folder is visible'"))),
+    Case("read_gradebook", _prefixed("create_db", PROBE + (
+        "import glob, os\n_books = [p for p in glob.glob('../../../*.db') + glob.glob('../../../../../../*.db')\n"
+        "          if os.path.getsize(p) > 0]\n"
+        "assert not _books, f'a gradebook is readable: {_books}'"))),
+    Case("read_other_students", _prefixed("create_db", PROBE + (
+        "import os\n_others = [d for d in os.listdir('../../../../..') if d not in ('read_other_students', '_templates')]\n"
+        "assert not _others, f'other students are visible: {_others}'"))),
+    Case("write_outside", _prefixed("create_db", PROBE + (
+        "for _target in ('REPO/course/lib/hacked.py', '/work/hacked-by-student', '/etc/hacked-by-student'):\n"
+        "    try:\n        open(_target, 'w').write('x')\n    except OSError:\n        pass"))),
+    Case("memory_bomb", _prefixed("sensitivity", "_hog = bytearray(64 * 1024**3)"),
+         lost={"test_sensitivity": "sensitivity"}),
+    Case("fork_bomb", _prefixed("threshold_query", (
+        "import os, time\n_children = []\n"
+        "for _ in range(3000):\n    try:\n        _pid = os.fork()\n    except OSError:\n        break\n"
+        "    if _pid == 0:\n        time.sleep(3)\n        os._exit(0)\n    _children.append(_pid)\n"
+        "for _pid in _children:\n    os.waitpid(_pid, 0)\n"
+        "assert len(_children) < 3000, 'the process limit should stop the fork bomb'"))),
+    Case("sys_exit", _prefixed("get_parallel_dbs", "import sys\ntry:\n    sys.exit(3)\nexcept SystemExit:\n    pass"),),
+    Case("raise_system_exit", _suffixed("create_db", "raise SystemExit(0)")),
+    Case("os_exit", _prefixed("threshold_query", "import os\nos._exit(0)"), lost={ALL_ZERO: "kernel died"}),
+    Case("segfault", _prefixed("threshold_query", "import ctypes\nctypes.string_at(0)"), lost={ALL_ZERO: "kernel died"}),
+    Case("fake_pass_output", _wrong_threshold_with("print('All tests passed! 7/7 points')"),
+         lost={"test_threshold_query": "not greater"}),
+    Case("showtraceback", _wrong_threshold_with(
+        "get_ipython().showtraceback = lambda *args, **kwargs: None\n"
+        "get_ipython()._showtraceback = lambda *args, **kwargs: None"), lost={"test_threshold_query": ""}),
+    Case("edited_test_cell", _edited_test_cell, lost={"test_threshold_query": "not greater"}),
+    Case("deleted_test_cell", _deleted_test_cell, lost={"test_threshold_query": ""}),
+    Case("duplicated_test_cell", _duplicated_test_cell),
+    Case("retyped_locked_cell", _unlocked_retyped_cell, lost={"test_threshold_query": ""}),
+    Case("duplicate_cell_ids", _duplicate_cell_ids),
+    Case("huge_output", _prefixed("create_db", "for _ in range(200_000):\n    print('spam ' * 20)")),
+    Case("colab_notebook", _foreign_metadata("colab")),
+    Case("vscode_notebook", _foreign_metadata("vscode")),
+    Case("widgets_and_images", _widgets_and_images),
+    Case("renamed_notebook", _renamed),
+    Case("extra_files", _extra_files),
+    Case("malformed", _malformed, lost={ALL_ZERO: "malformed notebook"}),
+    Case("missing", _missing, lost={ALL_ZERO: "missing notebook"}),
+    Case("delegates_to_reference", _wrong_threshold_with("from course.lib import threshold_query", "after"),
+         lost={"test_threshold_query": ""},
+         known_gap="the reference library is importable inside the student's kernel"),
+    Case("patches_grading_helpers", _wrong_threshold_with(
+        "import course.grading.nb01 as _checks\n_checks.check_threshold_query = lambda *args, **kwargs: None\n"
+        "_checks.require = lambda *args, **kwargs: None"), lost={"test_threshold_query": ""},
+         known_gap="hidden tests run in the student's kernel, so their helpers can be patched"),
+]
