@@ -27,6 +27,13 @@ WRONG_ANSWERS = {
     "04_laplace": ("private_mean",
                    "def private_mean(db, epsilon):\n"
                    "    return laplace_mechanism(float(db.double().mean()), 1.0, epsilon)"),
+    "05_pate": ("laplace_noisy_max",  # adds the noise into the integer counts in place: truncated to integers
+                "def laplace_noisy_max(counts, gamma, rng=None):\n"
+                "    source = np.random if rng is None else rng\n"
+                "    for row in counts:\n"
+                "        for j in range(len(row)):\n"
+                "            row[j] += source.laplace(0.0, 1.0 / gamma)\n"
+                "    return np.argmax(counts, axis=1)"),
     "06_dpsgd": ("dp_grads",  # clips the whole batch's gradient once instead of each example's
                  "def dp_grads(model, batch_data, criterion, max_grad_norm, noise_multiplier):\n"
                  "    model.zero_grad()\n"
