@@ -1,0 +1,154 @@
+"""MNIST for PATE (notebook 05): the splits, a small CNN, and the training of teachers and students.
+
+These functions are shown to students in read-only notebook cells, so they use only public packages.
+
+The story: partner hospitals hold labelled private data (MNIST's 60,000 training images), and our hospital
+holds unlabelled images (MNIST's 10,000 test images: the first 9,000 are the public, unlabelled student set
+and the last 1,000 a held-out evaluation set). Images are kept in memory as float tensors of shape
+`(n, 1, 28, 28)` scaled to [0, 1], labels as int64 tensors of shape `(n,)`, so that training hundreds of
+small teachers spends its time on arithmetic rather than on data loading.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+
+def load_mnist_splits(data_root: str, num_public: int = 9_000):
+    """MNIST through torchvision's own loader, cut into the three sets of the PATE story.
+
+    Returns `((private_images, private_labels), (public_images, public_labels), (eval_images, eval_labels))`:
+    the 60,000 training images (the partners' private data), the first `num_public` test images (the
+    public set the student learns from) and the remaining test images (held out for evaluation). The
+    public labels exist only to *measure* how good the teachers' answers are; the student never sees them.
+    Archives are read from `<data_root>/MNIST/raw` and downloaded only when missing.
+    """
+    private = torchvision.datasets.MNIST(root=data_root, train=True, download=True)
+    test = torchvision.datasets.MNIST(root=data_root, train=False, download=True)
+    if not 0 < num_public < len(test):
+        raise ValueError(f"num_public must be between 1 and {len(test) - 1}, got {num_public}")
+
+    def as_tensors(dataset, rows):
+        images = dataset.data[rows].unsqueeze(1).float().div(255)  # uint8 (n, 28, 28) -> float (n, 1, 28, 28)
+        return images, dataset.targets[rows].long()
+
+    return (as_tensors(private, slice(None)), as_tensors(test, slice(0, num_public)),
+            as_tensors(test, slice(num_public, None)))
+
+
+class SmallCNN(nn.Module):
+    """Two 5x5 convolutions with stride 2 (28x28 -> 14x14 -> 7x7) and a linear layer to 10 class logits.
+
+    Input `(batch, 1, 28, 28)`, output `(batch, 10)`. Strided convolutions instead of pooling keep it fast on
+    a CPU: about 0.2 million multiply-adds per image with the default `channels=(8, 16)`.
+    """
+
+    def __init__(self, channels: tuple[int, int] = (8, 16), num_classes: int = 10):
+        super().__init__()
+        first, second = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(1, first, kernel_size=5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(first, second, kernel_size=5, stride=2, padding=2), nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Linear(second * 7 * 7, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(images))
+
+
+def random_shift(images: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """The batch `(n, 1, 28, 28)` moved by one random offset of up to `max_shift` pixels in each direction.
+
+    Empty borders are filled with 0 (background). A cheap augmentation that matters when a model has only a
+    few hundred examples, as each teacher does.
+    """
+    size = images.shape[-1]
+    padded = F.pad(images, (max_shift, max_shift, max_shift, max_shift))
+    down, right = torch.randint(0, 2 * max_shift + 1, (2,), generator=generator).tolist()
+    return padded[..., down:down + size, right:right + size]
+
+
+def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, batch_size: int = 32,
+                lr: float = 1e-2, seed: int = 0, augment: bool = True, progress: str | None = None) -> nn.Module:
+    """Train `model` in place on `images` `(n, 1, 28, 28)` with `labels` `(n,)` and return it.
+
+    A fresh Adam optimizer is created here, for this model only: two teachers that shared a model or an
+    optimizer would be one model trained on everybody's data. Cross-entropy loss; the learning rate decays
+    from `lr` to 0 along a cosine over all steps, which makes the final model much less dependent on the
+    last few batches; shuffled mini-batches drawn from a generator seeded with `seed`; random shifts when
+    `augment`. `progress` is the label of a progress bar over the epochs (None: no bar).
+    """
+    if images.ndim != 4 or labels.shape != (len(images),):
+        raise ValueError(f"expected images (n, 1, 28, 28) and labels (n,), got {tuple(images.shape)} and "
+                         f"{tuple(labels.shape)}")
+    if len(images) == 0 or epochs < 1 or batch_size < 1:
+        raise ValueError(f"need at least one example, epoch and batch size; got {len(images)} examples, "
+                         f"epochs={epochs}, batch_size={batch_size}")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = -(-len(images) // batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+    model.train()
+    for _ in tqdm(range(epochs), desc=progress, disable=progress is None, leave=False):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), batch_size):
+            batch = order[start:start + batch_size]
+            inputs = random_shift(images[batch], generator) if augment else images[batch]
+            optimizer.zero_grad()
+            F.cross_entropy(model(inputs), labels[batch]).backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+    return model
+
+
+def train_teachers(images: torch.Tensor, labels: torch.Tensor, partitions, epochs: int, seed: int = 0,
+                   **training) -> list[nn.Module]:
+    """One new `SmallCNN` per partition, each trained only on its own examples; returns the teachers in order.
+
+    `partitions` is a list of index arrays into `images` `(n, 1, 28, 28)` and `labels` `(n,)` (disjoint, from
+    `partition_indices`). Teacher t is initialised from `torch.manual_seed(seed + t)` and trained by
+    `train_model` (extra keyword arguments go there) with its own model and its own optimizer.
+    """
+    teachers = []
+    for index, part in enumerate(tqdm(partitions, desc="training teachers")):
+        part = torch.as_tensor(np.asarray(part), dtype=torch.long)
+        if part.numel() == 0:
+            raise ValueError(f"partition {index} is empty: every teacher needs training data")
+        torch.manual_seed(seed + index)
+        teacher = SmallCNN()
+        teachers.append(train_model(teacher, images[part], labels[part], epochs, seed=seed + index, **training))
+    return teachers
+
+
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
+    """The model's predicted class for each of `images` `(n, 1, 28, 28)`: an int64 tensor of shape `(n,)`."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(images[start:start + batch_size]).argmax(dim=1)
+                          for start in range(0, len(images), batch_size)])
+
+
+def teacher_predictions(teachers: list[nn.Module], images: torch.Tensor) -> np.ndarray:
+    """Every teacher's prediction on every image, shape `(num_teachers, num_queries)` (int64).
+
+    Row t holds teacher t's answers: the predictions are stacked teacher by teacher, so no reshape (which
+    would reinterpret memory and mix teachers with queries) is ever needed.
+    """
+    if len(teachers) == 0:
+        raise ValueError("need at least one teacher")
+    return np.stack([predict(teacher, images).numpy() for teacher in tqdm(teachers, desc="teacher votes")])
+
+
+def accuracy(predicted, labels) -> float:
+    """The fraction of positions where `predicted` equals `labels` (1-D tensors or arrays of the same length)."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    if predicted.shape != labels.shape or predicted.ndim != 1 or predicted.size == 0:
+        raise ValueError(f"expected two non-empty 1-D label arrays of the same length, got shapes "
+                         f"{predicted.shape} and {labels.shape}")
+    return float(np.mean(predicted == labels))

@@ -1,0 +1,137 @@
+"""Tests of the PATE training helpers shown in notebook 05, `course.lib.pate_training`, on tiny synthetic data.
+
+The synthetic task: class 0 images are bright in the top half, class 1 images in the bottom half (plus a
+little noise), so a few epochs of training must separate them perfectly.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from course.lib.pate_training import (SmallCNN, accuracy, load_mnist_splits, predict, random_shift,
+                                      teacher_predictions, train_model, train_teachers)
+
+
+def _halves(num_per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`num_per_class` images of each class, shape (2 * num_per_class, 1, 28, 28), labels 0 then 1."""
+    generator = torch.Generator().manual_seed(seed)
+    images = 0.1 * torch.rand(2 * num_per_class, 1, 28, 28, generator=generator)
+    images[:num_per_class, :, 4:12, 6:22] += 0.8  # class 0: a bar in the top half
+    images[num_per_class:, :, 16:24, 6:22] += 0.8  # class 1: a bar in the bottom half
+    labels = torch.cat([torch.zeros(num_per_class), torch.ones(num_per_class)]).long()
+    return images, labels
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_small_cnn_maps_images_to_class_logits():
+    assert SmallCNN()(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    assert SmallCNN(channels=(4, 6), num_classes=3)(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+
+
+def test_random_shift_translates_the_whole_batch_by_at_most_two_pixels():
+    images = torch.zeros(3, 1, 28, 28)
+    images[:, 0, 14, 14] = torch.tensor([1.0, 2.0, 3.0])
+    generator = torch.Generator().manual_seed(0)
+    offsets = set()
+    for _ in range(200):
+        shifted = random_shift(images, generator)
+        assert shifted.shape == images.shape
+        rows, columns = torch.nonzero(shifted[0, 0], as_tuple=True)
+        assert len(rows) == 1 and abs(rows.item() - 14) <= 2 and abs(columns.item() - 14) <= 2
+        offsets.add((rows.item(), columns.item()))
+        for index in (1, 2):  # every image of the batch moves the same way, nothing else changes
+            assert shifted[index, 0, rows, columns].item() == index + 1 and shifted[index].sum() == index + 1
+    assert len(offsets) == 25  # all 5 x 5 offsets occur: P(one is missing in 200 draws) < 25 * 0.96**200 < 1e-2
+    assert torch.equal(random_shift(images, generator, max_shift=0), images)
+
+
+def test_train_model_learns_a_separable_task_and_is_reproducible():
+    images, labels = _halves(40)
+    torch.manual_seed(0)
+    model = SmallCNN()
+    start = {name: value.clone() for name, value in model.state_dict().items()}
+    returned = train_model(model, images, labels, epochs=8, seed=1)
+    assert returned is model and not model.training
+    assert accuracy(predict(model, images), labels) == 1.0
+    again = SmallCNN()
+    again.load_state_dict(start)
+    train_model(again, images, labels, epochs=8, seed=1)
+    assert all(torch.equal(model.state_dict()[name], again.state_dict()[name]) for name in start)
+    other_seed = SmallCNN()
+    other_seed.load_state_dict(start)
+    train_model(other_seed, images, labels, epochs=8, seed=2)
+    assert not torch.equal(other_seed.classifier.weight, model.classifier.weight)
+
+
+@pytest.mark.parametrize("images, labels, epochs", [
+    (torch.zeros(4, 1, 28, 28), torch.zeros(3).long(), 1),  # one label short
+    (torch.zeros(4, 28, 28), torch.zeros(4).long(), 1),  # no channel dimension
+    (torch.zeros(4, 1, 28, 28), torch.zeros(4).long(), 0),  # no epoch
+    (torch.zeros(0, 1, 28, 28), torch.zeros(0).long(), 1),  # no example
+])
+def test_train_model_rejects_bad_input(images, labels, epochs):
+    with pytest.raises(ValueError):
+        train_model(SmallCNN(), images, labels, epochs)
+
+
+def test_each_teacher_is_its_own_model_trained_on_its_own_partition():
+    # Partition 0 holds only class 0 and partition 1 only class 1: a teacher that saw only its own data
+    # predicts its own class everywhere; a shared model or optimizer would make the two agree.
+    images, labels = _halves(30)
+    partitions = [np.arange(30), np.arange(30, 60)]
+    teachers = train_teachers(images, labels, partitions, epochs=3, augment=False)
+    assert len(teachers) == 2 and teachers[0] is not teachers[1]
+    first, second = (set(p.data_ptr() for p in teacher.parameters()) for teacher in teachers)
+    assert not first & second
+    assert torch.all(predict(teachers[0], images) == 0) and torch.all(predict(teachers[1], images) == 1)
+    with pytest.raises(ValueError, match="empty"):
+        train_teachers(images, labels, [np.arange(60), np.array([], dtype=np.int64)], epochs=1)
+
+
+def test_teacher_predictions_stack_one_row_per_teacher():
+    images, _ = _halves(10)
+    torch.manual_seed(0)
+    teachers = [SmallCNN() for _ in range(3)]
+    votes = teacher_predictions(teachers, images)
+    assert votes.shape == (3, 20) and votes.dtype == np.int64
+    for row, teacher in zip(votes, teachers):
+        assert np.array_equal(row, predict(teacher, images).numpy())
+        assert np.array_equal(row, predict(teacher, images, batch_size=3).numpy())  # batching changes nothing
+    with pytest.raises(ValueError):
+        teacher_predictions([], images)
+
+
+def test_accuracy():
+    assert accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 4])) == 0.75
+    assert accuracy(np.array([0, 0]), np.array([1, 1])) == 0.0
+    with pytest.raises(ValueError):
+        accuracy(np.array([1, 2]), np.array([1, 2, 3]))
+    with pytest.raises(ValueError):
+        accuracy(np.array([]), np.array([]))
+
+
+def test_mnist_splits_follow_the_story():
+    root = Path(os.environ.get("DP_COURSE_DATA", "data"))
+    if not (root / "MNIST" / "raw").is_dir():
+        pytest.skip(f"MNIST not found under {root}")
+    (private_x, private_y), (public_x, public_y), (eval_x, eval_y) = load_mnist_splits(str(root))
+    assert private_x.shape == (60_000, 1, 28, 28) and public_x.shape == (9_000, 1, 28, 28)
+    assert eval_x.shape == (1_000, 1, 28, 28)
+    for images, labels in ((private_x, private_y), (public_x, public_y), (eval_x, eval_y)):
+        assert images.dtype == torch.float32 and 0 <= images.min() and images.max() <= 1
+        assert labels.dtype == torch.int64 and labels.shape == (len(images),)
+    # MNIST's published first test labels (7, 2, 1, 0, 4) and last one (6) pin down the order of the split.
+    assert public_y[:5].tolist() == [7, 2, 1, 0, 4] and eval_y[-1].item() == 6
+    with pytest.raises(ValueError):
+        load_mnist_splits(str(root), num_public=10_000)
