@@ -9,3 +9,22 @@ def failure_message(check, function, seed: int) -> str | None:
     except GradingFailure as failure:
         return str(failure)
     return None
+
+
+def assert_fails_with_a_clean_message(check, wrong_answer, seeds) -> None:
+    """The check fails `wrong_answer` for every seed, with a message that does not point into the grader."""
+    for seed in seeds:
+        message = failure_message(check, wrong_answer, seed)
+        assert message, f"{wrong_answer.__name__} passed with seed {seed}"
+        # feedback shows the message only: it must not point into the grader's code
+        assert "course." not in message and "Traceback" not in message
+
+
+def catch_rate(check, wrong_answer, seeds) -> float:
+    """Share of `seeds` for which the check fails `wrong_answer`; prints the rate and an example message."""
+    messages = [failure_message(check, wrong_answer, seed) for seed in seeds]
+    caught = sum(message is not None for message in messages)
+    example = next((message for message in messages if message), "")
+    print(f"\n{wrong_answer.__name__}: caught in {caught} of {len(seeds)} seeds ({caught / len(seeds):.0%}); "
+          f"e.g. {example}")
+    return caught / len(seeds)
