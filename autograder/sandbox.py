@@ -33,6 +33,7 @@ MEMORY_LIMIT = 8 * 1024**3
 PROCESS_LIMIT = 512
 FILE_SIZE_LIMIT = 1024**3
 SANDBOX_USER = "nobody"
+SOCKET_LINK_VARIABLE = "DP_COURSE_SOCKET_LINK"  # "link:target": the grader's short path to the kernel sockets
 HOLDING = Path("/mnt")  # an existing empty folder, covered by a private tmpfs inside the namespace
 
 _CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
@@ -130,6 +131,9 @@ def main(workdir: str, connection_file: str, *kernel_arguments: str) -> None:
         # The working directory still points into the tree as it was before the mounts: enter it again
         # through the new view, or '..' would lead to what was just hidden.
         os.chdir(os.getcwd())
+        if SOCKET_LINK_VARIABLE in os.environ:  # the private /tmp needs the grader's link to the sockets
+            link, target = os.environ[SOCKET_LINK_VARIABLE].split(":", 1)
+            Path(link).symlink_to(target)
         drop_privileges(workdir_path)
     apply_limits()
     os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection), *kernel_arguments])

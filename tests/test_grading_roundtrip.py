@@ -63,7 +63,9 @@ def test_untouched_release_earns_zero(graded):
     _, rows = graded
     for cells in _auto(rows, "untouched").values():
         for row in cells:
-            assert float(row["score"]) == 0 and "NotImplementedError" in row["reason"], row
+            # Missing code raises NotImplementedError; later cells that use its results fail with NameError.
+            assert float(row["score"]) == 0 and ("NotImplementedError" in row["reason"]
+                                                 or "NameError" in row["reason"]), row
 
 
 def test_one_wrong_function_loses_exactly_its_points(graded):
@@ -158,7 +160,7 @@ def test_a_hung_notebook_is_stopped_and_the_batch_goes_on(tmp_path):
         path.parent.mkdir(parents=True)
         nbformat.write(nb, path)
     result = _run("grade", str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--assignment", assignment,
-                  "--timeout", "40", "--workers", "2")
+                  "--timeout", "120", "--workers", "2")
     assert result.returncode == 0, result.stderr
     rows = _rows(tmp_path / "out")
     assert all(r["score"] == "0" and r["reason"].startswith("timeout") for r in rows if r["student"] == "hung")
