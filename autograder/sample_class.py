@@ -29,6 +29,7 @@ WRONG_ANSWERS = {
                    "    return laplace_mechanism(float(db.double().mean()), 1.0, epsilon)"),
     "05_pate": ("laplace_noisy_max",  # adds the noise into the integer counts in place: truncated to integers
                 "def laplace_noisy_max(counts, gamma, rng=None):\n"
+                "    counts = np.array(counts)  # a copy of the integer counts, as the caller's must not change\n"
                 "    source = np.random if rng is None else rng\n"
                 "    for row in counts:\n"
                 "        for j in range(len(row)):\n"
