@@ -33,6 +33,17 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.OverwriteCells.add_missing_cells = True
 
+# Hidden tests run in the grader's process, not in the student's kernel (see autograder.check_server).
+c.Autograde.autograde_preprocessors = [
+    "autograder.preprocessors.TrustedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Feedback shows what failed, never how it was tested: hidden tests are removed from the test cells and
 # error outputs are cut to the exception's name and message.
 c.GenerateFeedback.preprocessors = [

@@ -1,8 +1,19 @@
 """nbgrader preprocessors the course adds to nbgrader's own pipelines (see nbgrader_config.py)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
+
+from .check_client import CHECKER_VARIABLE
+from .check_server import CHECK_NAME, CheckServer
+from .sandbox import SOCKET_LINK_VARIABLE
 
 
 class HideHiddenTests(ClearHiddenTests):
@@ -76,3 +87,72 @@ class RestoreGradedCells(NbGraderPreprocessor):
         except MissingEntry:
             flags.update(solution=False)
         cell.metadata["nbgrader"] = flags
+
+
+class TrustedExecute(Execute):
+    """Autograding: nbgrader's Execute, with every hidden test run by the grader rather than the kernel.
+
+    While the notebook runs, an autograder.check_server.CheckServer serves the hidden test cells. Before a
+    test cell runs, the checks its source (as the gradebook has it, not as submitted) names are allowed to
+    run once; when it ends, any check that did not pass adds its failure to the cell's outputs, so nbgrader
+    scores the cell zero and the feedback says why, whatever the kernel printed.
+    """
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._pending_checks = _hidden_checks(resources)
+        with _socket_folder() as folder, CheckServer(str(folder / "checker")) as server, \
+                _environment(CHECKER_VARIABLE, server.address):
+            self._server = server
+            return super().preprocess(nb, resources, km)
+
+    def on_cell_execute(self, cell, cell_index, **kwargs):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        self._server.open_window(self._pending_checks.pop(grade_id, ()))
+
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        cell = kwargs["cell"]
+        failures = [v.message for v in self._server.close_window().values() if not v.passed]
+        if failures and not any(output.output_type == "error" for output in cell.outputs):
+            cell.outputs.append(NotebookNode(output_type="error", ename="GradingFailure", evalue=failures[0],
+                                             traceback=[f"GradingFailure: {failures[0]}"]))
+
+
+def _hidden_checks(resources) -> dict[str, list[str]]:
+    """grade_id -> names of the checks that the test cell calls, read from the gradebook's copy of the source."""
+    info = (resources or {}).get("nbgrader", {})
+    with Gradebook(info["db_url"]) as gradebook:
+        notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
+        found = {cell.name: CHECK_NAME.findall(cell.source or "") for cell in notebook.source_cells}
+    return {name: checks for name, checks in found.items() if checks}
+
+
+@contextlib.contextmanager
+def _socket_folder():
+    """A folder for the checker's socket that the kernel reaches by a short path (sockets allow ~100 chars).
+
+    A sandboxed kernel sees the worker's short link to its runtime folder (autograder.worker); otherwise a
+    fresh private folder in /tmp does.
+    """
+    if SOCKET_LINK_VARIABLE in os.environ:
+        yield Path(os.environ[SOCKET_LINK_VARIABLE].split(":", 1)[0])
+        return
+    folder = Path(tempfile.mkdtemp(prefix="dpc-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """Set an environment variable for the kernels started inside the block."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous

@@ -7,10 +7,11 @@ When run as root on Linux (the grading machines), before it becomes the kernel i
 
 1. enters a new network namespace with no interface up: no network at all (the kernel talks to nbgrader
    over Unix sockets, see `KernelManager.transport` in autograder.worker);
-2. enters a new mount namespace and hides, behind empty folders: the course's source notebooks and tests,
+2. enters a new mount namespace and hides, behind empty folders: the `course` package (reference library and
+   hidden tests: autograder.check_server runs them outside the kernel), the source notebooks and tests,
    the class folder with every other student's work, this submission's copy of the source, its gradebook,
    /root and /tmp (a private, empty /tmp replaces it); the few paths the kernel needs (its working folder,
-   the Python installation, the repository for the grading helpers, the data) are put back read-only,
+   the Python installation, the repository for autograder.check_client, the data) are put back read-only,
    except the working folder;
 3. drops root for the unprivileged user `nobody`, which owns only the working folder.
 
@@ -48,9 +49,10 @@ def apply_limits() -> None:
 
 
 def hidden_paths(workdir: Path) -> list[Path]:
-    """What a student's kernel must not see: sources, tests, gradebooks, the class folder, /root, /tmp."""
+    """What a student's kernel must not see: the reference library and hidden tests (`course`, run by the
+    grader's own process instead), sources, tests, gradebooks, the class folder, /root, /tmp."""
     class_folder = workdir.parents[2]  # OUT/work/<student>/<assignment>
-    return [REPO / "source", REPO / "tests", class_folder, workdir / "source", workdir / "gradebook.db",
+    return [REPO / "course", REPO / "source", REPO / "tests", class_folder, workdir / "source", workdir / "gradebook.db",
             Path("/root"), Path("/tmp")]
 
 

@@ -2,8 +2,7 @@
 
 Every case builds a student folder from the solved release notebook and states its expected outcome: the
 cells that lose their points (with a phrase the reason must contain), or `ALL_ZERO` for a submission that
-cannot be graded at all. Everything not listed must keep full marks. Cases that the grader does not yet
-defend against are marked `known_gap` with the reason; the test expects them to fail.
+cannot be graded at all. Everything not listed must keep full marks.
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ class Case:
     name: str
     build: object  # callable(folder: Path, port: int) -> None, writes the student's files into folder
     lost: dict = field(default_factory=dict)  # cell -> phrase of the reason, or {ALL_ZERO: phrase}
-    known_gap: str = ""
 
 
 def solved():
@@ -224,10 +222,16 @@ CASES = [
     Case("malformed", _malformed, lost={ALL_ZERO: "malformed notebook"}),
     Case("missing", _missing, lost={ALL_ZERO: "missing notebook"}),
     Case("delegates_to_reference", _wrong_threshold_with("from course.lib import threshold_query", "after"),
-         lost={"test_threshold_query": ""},
-         known_gap="the reference library is importable inside the student's kernel"),
+         lost={"test_threshold_query": ""}),
     Case("patches_grading_helpers", _wrong_threshold_with(
         "import course.grading.nb01 as _checks\n_checks.check_threshold_query = lambda *args, **kwargs: None\n"
-        "_checks.require = lambda *args, **kwargs: None"), lost={"test_threshold_query": ""},
-         known_gap="hidden tests run in the student's kernel, so their helpers can be patched"),
+        "_checks.require = lambda *args, **kwargs: None"), lost={"test_threshold_query": ""}),
+    Case("replaces_the_checker", _prefixed("threshold_query", (
+        "import autograder.check_client as _client\n_client.check = lambda *args, **kwargs: None")),
+         lost={"test_threshold_query": "never reached the grader"}),
+    Case("runs_a_check_itself", _prefixed("create_db", PROBE + (
+        "from autograder.check_client import check\n"
+        "try:\n    check('nb01.check_threshold_query', lambda *args, **kwargs: 0.0)\n    _probe['ran'] = 'it ran'\n"
+        "except AssertionError as error:\n    _probe['ran'] = str(error)\n"
+        "assert 'refused' in _probe['ran'], _probe['ran']"))),
 ]

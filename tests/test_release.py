@@ -63,6 +63,7 @@ def _plant(tmp_path, text):
 @pytest.mark.parametrize("planted", [
     "### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
     "from course.grading import nb01",
+    'check("nb01.check_create_db", create_db)',
     "import course",
     "return torch.cat((db[:remove_index], db[remove_index + 1:]))",
 ])

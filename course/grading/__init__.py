@@ -1,16 +1,24 @@
 """Shared helpers for hidden tests.
 
-A hidden test cell calls one `check_<function>(student_function, seed=...)` from the module for its notebook
-(`course.grading.nb01`, ...). A check raises `GradingFailure` with a message a student can act on; the
+Each notebook has a module (`course.grading.nb01`, ...) of checks `check_<function>(student_function,
+seed=...)`. A hidden test cell names one (`check("nb01.check_create_db", create_db)`, see
+autograder.check_client); while grading, the check runs in the grader's process and `student_function` is a
+stand-in that calls the student's code in their kernel (autograder.check_server). A check raises `GradingFailure` with a message a student can act on; the
 feedback shows that message and never the test's code. Checks seed every generator they use, so grading is
 reproducible, and statistical checks are calibrated so a correct answer fails with probability below 1e-6.
 """
 from __future__ import annotations
 
 import random
+from contextvars import ContextVar
 
 import numpy as np
 import torch
+
+
+# While the grader runs a check against a student's kernel (autograder.check_server), this holds a callable
+# that seeds the kernel's generators as well: the student's code draws from those, not from this process's.
+STUDENT_SEEDER: ContextVar = ContextVar("student_seeder", default=None)
 
 
 class GradingFailure(AssertionError):
@@ -47,6 +55,9 @@ def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    seed_student = STUDENT_SEEDER.get()
+    if seed_student is not None:
+        seed_student(seed)
     return torch.Generator().manual_seed(seed)
 
 

@@ -1,0 +1,245 @@
+"""What crosses between a student's kernel and the trusted grading process, and how it is framed.
+
+Hidden tests run in a trusted process (autograder.check_server) and call the student's function in the
+student's kernel (autograder.check_client). Everything the kernel sends back is untrusted, so it travels as
+plain data only: `to_plain` turns tensors, arrays, numbers and containers into a tree of builtin values
+(tuples, lists, str, bytes, numbers), and `from_plain` rebuilds them. Frames from the kernel are unpickled
+with `load_plain`, which refuses every global, so a crafted frame cannot run code in the grader. Anything
+else a student returns arrives as an `Opaque` stand-in that keeps only its type name and a short repr.
+
+The grader's frames to the kernel are ordinary (cloud)pickles: the kernel may trust the grader.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import socket
+import struct
+
+import numpy as np
+import torch
+
+MAX_FRAME = 512 * 1024**2  # bytes; a bigger result is refused rather than loaded into the grader
+MAX_DEPTH = 40
+_HEADER = struct.Struct("!Q")
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+class WireError(Exception):
+    """A frame could not be read: the other side closed the connection or sent something malformed."""
+
+
+class Opaque:
+    """Stands for a value of a type that does not cross the wire; `type(x).__name__` is the original's."""
+
+    def __init__(self, text: str):
+        self._text = text
+
+    def __repr__(self) -> str:
+        return self._text
+
+
+def send(sock: socket.socket, payload: bytes) -> None:
+    sock.sendall(_HEADER.pack(len(payload)) + payload)
+
+
+def receive(sock: socket.socket) -> bytes:
+    (size,) = _HEADER.unpack(_read_exactly(sock, _HEADER.size))
+    if size > MAX_FRAME:
+        raise WireError(f"a message of {size} bytes is over the limit of {MAX_FRAME}")
+    return _read_exactly(sock, size)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise WireError("the connection closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        raise WireError(f"refused a pickled reference to {module}.{name}: only plain data may cross")
+
+
+def dump_plain(tree) -> bytes:
+    return pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_plain(payload: bytes):
+    """Unpickle a frame that may hold builtin values only (no classes, functions or reducers)."""
+    try:
+        return _PlainUnpickler(io.BytesIO(payload)).load()
+    except WireError:
+        raise
+    except Exception as error:
+        raise WireError(f"malformed message: {type(error).__name__}: {error}") from None
+
+
+def to_plain(value, depth: int = 0):
+    """A tree of builtin values that `from_plain` turns back into `value` (or an `Opaque` stand-in)."""
+    if depth > MAX_DEPTH:
+        return ("opaque", type(value).__name__, "<nested too deeply>")
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is complex:
+        return ("complex", value.real, value.imag)
+    if isinstance(value, torch.Tensor) and value.layout == torch.strided and not value.is_quantized:
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+        return ("tensor", str(value.dtype).removeprefix("torch."), list(value.shape), data, value.requires_grad)
+    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        return ("ndarray", value.dtype.str, list(value.shape), np.ascontiguousarray(value).tobytes())
+    if isinstance(value, np.generic) and not value.dtype.hasobject:
+        return ("npscalar", value.dtype.str, value.tobytes())
+    if kind in (list, tuple, set, frozenset) or isinstance(value, torch.Size):
+        tag = "tuple" if isinstance(value, torch.Size) else kind.__name__
+        return (tag, [to_plain(item, depth + 1) for item in value])
+    if kind is dict:
+        return ("dict", [(to_plain(k, depth + 1), to_plain(v, depth + 1)) for k, v in value.items()])
+    return ("opaque", kind.__name__, _short_repr(value))
+
+
+def _short_repr(value) -> str:
+    try:
+        return repr(value)[:200]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def from_plain(tree):
+    """Rebuild what `to_plain` encoded; anything unexpected raises WireError."""
+    if type(tree) in _SCALARS:
+        return tree
+    if type(tree) is not tuple or not tree or type(tree[0]) is not str:
+        raise WireError(f"unexpected value on the wire: {type(tree).__name__}")
+    tag, *rest = tree
+    try:
+        if tag == "complex":
+            return complex(float(rest[0]), float(rest[1]))
+        if tag == "tensor":
+            return _tensor(*rest)
+        if tag == "ndarray":
+            dtype, shape, data = rest
+            return np.frombuffer(data, dtype=_numpy_dtype(dtype)).reshape(shape).copy()
+        if tag == "npscalar":
+            dtype, data = rest
+            return np.frombuffer(data, dtype=_numpy_dtype(dtype))[0]
+        if tag in ("list", "tuple", "set", "frozenset"):
+            items = [from_plain(item) for item in rest[0]]
+            return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+        if tag == "dict":
+            return {from_plain(k): from_plain(v) for k, v in rest[0]}
+        if tag == "opaque":
+            name, text = str(rest[0]), str(rest[1])
+            return type(name if name.isidentifier() else "Opaque", (Opaque,), {})(text)
+    except WireError:
+        raise
+    except Exception as error:
+        raise WireError(f"malformed {tag}: {type(error).__name__}: {error}") from None
+    raise WireError(f"unknown tag {tag!r} on the wire")
+
+
+def _numpy_dtype(text: str) -> np.dtype:
+    dtype = np.dtype(str(text))
+    if dtype.hasobject:
+        raise WireError("object arrays do not cross the wire")
+    return dtype
+
+
+def _tensor(dtype_name: str, shape: list, data: bytes, requires_grad: bool) -> torch.Tensor:
+    dtype = getattr(torch, str(dtype_name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise WireError(f"unknown tensor dtype {dtype_name!r}")
+    shape = [int(n) for n in shape]
+    if data:
+        tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape)
+    else:
+        tensor = torch.empty(shape, dtype=dtype)
+    return tensor.requires_grad_(bool(requires_grad)) if tensor.is_floating_point() or tensor.is_complex() else tensor
+
+
+def state_of(argument):
+    """What a call may have changed in an argument, as plain data (None: nothing the grader reads back).
+
+    Hidden tests check that a function leaves its inputs alone, reads a model's parameters and `.grad`
+    afterwards, and reuse a random generator across calls; the argument the kernel saw is a copy, so its
+    final state is sent back and `apply_state` writes it into the grader's original.
+    """
+    if isinstance(argument, (torch.Tensor, np.ndarray)):
+        return to_plain(argument)
+    if isinstance(argument, np.random.Generator):
+        return ("rng", to_plain(argument.bit_generator.state))
+    if isinstance(argument, torch.nn.Module):
+        parameters = list(argument.parameters())
+        return ("module", [to_plain(p) for p in parameters],
+                [None if p.grad is None else to_plain(p.grad) for p in parameters],
+                [to_plain(b) for b in argument.buffers()], [m.training for m in argument.modules()])
+    if type(argument) in (list, tuple):
+        return ("items", [state_of(item) for item in argument])
+    return None
+
+
+def apply_state(original, state) -> None:
+    """Write a `state_of` tree, received from the kernel, into the grader's `original` argument."""
+    if state is None:
+        return
+    if isinstance(original, torch.Tensor):
+        _copy_tensor(original, from_plain(state))
+    elif isinstance(original, np.ndarray):
+        changed = from_plain(state)
+        if isinstance(changed, np.ndarray) and changed.shape == original.shape and original.flags.writeable:
+            original[...] = changed
+    elif isinstance(original, np.random.Generator) and state[0] == "rng":
+        original.bit_generator.state = from_plain(state[1])
+    elif isinstance(original, torch.nn.Module) and state[0] == "module":
+        _, values, grads, buffers, modes = state
+        parameters = list(original.parameters())
+        for parameter, value, grad in zip(parameters, values, grads):
+            _copy_tensor(parameter, from_plain(value))
+            parameter.grad = None if grad is None else from_plain(grad).to(parameter.dtype)
+        for buffer, value in zip(original.buffers(), buffers):
+            _copy_tensor(buffer, from_plain(value))
+        for module, training in zip(original.modules(), modes):
+            module.training = bool(training)
+    elif type(original) in (list, tuple) and state[0] == "items":
+        for item, item_state in zip(original, state[1]):
+            apply_state(item, item_state)
+
+
+def _copy_tensor(original: torch.Tensor, changed) -> None:
+    if isinstance(changed, torch.Tensor) and changed.shape == original.shape:
+        with torch.no_grad():
+            original.copy_(changed)
+
+
+def describe_exception(error: BaseException) -> tuple:
+    """(name, names of the builtin exception classes it derives from, message): an error as plain data."""
+    import builtins
+
+    bases = [k.__name__ for k in type(error).__mro__ if getattr(builtins, k.__name__, None) is k]
+    try:
+        message = str(error)[:2000]
+    except Exception:
+        message = "<message could not be read>"
+    return type(error).__name__, bases, message
+
+
+def rebuild_exception(name: str, bases: list, message: str) -> Exception:
+    """An exception like the one `describe_exception` described: same name and message, and an instance of
+    the same builtin classes (ValueError stays catchable as ValueError). Never SystemExit or KeyboardInterrupt."""
+    import builtins
+
+    base = Exception
+    for candidate in bases:
+        found = getattr(builtins, str(candidate), None)
+        if isinstance(found, type) and issubclass(found, Exception):
+            base = found
+            break
+    name = str(name) if str(name).isidentifier() else base.__name__
+    return type(name, (base,), {"__module__": "builtins"})(str(message))

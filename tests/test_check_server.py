@@ -1,0 +1,175 @@
+"""Hidden tests run in the grader's process against a student's kernel: the wire format and the server.
+
+The "kernel" here is a plain Python subprocess that calls autograder.check_client.check, as a hidden test
+cell does; the grading round trip and the hostile corpus exercise the same path inside nbgrader.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from autograder import wire
+from autograder.check_server import CheckServer, pickle_for_kernel
+
+STUDENT = """
+import sys, torch
+from autograder.check_client import check
+{definitions}
+try:
+    check(sys.argv[1], {function})
+    print("kernel: passed")
+except AssertionError as error:
+    print("kernel:", error)
+"""
+
+
+def run_kernel(server: CheckServer, name: str, function: str, definitions: str = "") -> str:
+    """Run a stand-in kernel that asks the server for check `name` on `function`; return what it printed."""
+    code = STUDENT.format(definitions=textwrap.dedent(definitions), function=function)
+    env = dict(os.environ, DP_COURSE_CHECKER=server.address)
+    done = subprocess.run([sys.executable, "-c", code, name], env=env, capture_output=True, text=True, timeout=300)
+    return done.stdout + done.stderr
+
+
+@pytest.fixture
+def server(tmp_path):
+    with CheckServer(str(tmp_path / "checker")) as running:
+        yield running
+
+
+@pytest.mark.parametrize("value", [
+    torch.tensor([True, False, True]), torch.arange(6, dtype=torch.float64).reshape(2, 3), torch.tensor(2.5),
+    torch.zeros(0, 3), torch.ones(3, dtype=torch.bfloat16), torch.tensor([1 + 2j]), np.arange(5, dtype=np.int32),
+    np.float32(1.5), np.bool_(True), [1, (2.0, "x"), {"a": None, 3: b"raw"}], {1, 2}, 3 + 4j, torch.Size([2, 3]),
+])
+def test_values_cross_the_wire_unchanged(value):
+    back = wire.from_plain(wire.load_plain(wire.dump_plain(wire.to_plain(value))))
+    if isinstance(value, torch.Tensor):
+        assert back.dtype == value.dtype and torch.equal(back, value)
+    elif isinstance(value, np.ndarray):
+        assert back.dtype == value.dtype and np.array_equal(back, value)
+    else:
+        assert back == value and type(back) is (tuple if isinstance(value, torch.Size) else type(value))
+
+
+def test_gradient_flag_survives_and_other_objects_arrive_as_named_stand_ins():
+    back = wire.from_plain(wire.to_plain(torch.ones(2, requires_grad=True)))
+    assert back.requires_grad
+    stand_in = wire.from_plain(wire.to_plain(object()))
+    assert isinstance(stand_in, wire.Opaque) and type(stand_in).__name__ == "object"
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/should-never-exist",))
+
+
+def test_frames_from_the_kernel_cannot_run_code_in_the_grader():
+    with pytest.raises(wire.WireError, match="refused"):
+        wire.load_plain(pickle.dumps(_RunsCode()))
+    with pytest.raises(wire.WireError, match="unknown tag"):
+        wire.from_plain(("pickle", b"..."))
+
+
+def test_a_correct_function_passes_and_the_verdict_is_recorded(server):
+    server.open_window(["nb01.check_create_db"])
+    printed = run_kernel(server, "nb01.check_create_db", "create_db", """
+        def create_db(num_entries, p=0.5):
+            return torch.rand(num_entries) < p
+    """)
+    assert "kernel: passed" in printed, printed
+    assert server.close_window()["nb01.check_create_db"].passed
+
+
+def test_a_wrong_function_fails_with_the_checks_message(server):
+    server.open_window(["nb01.check_create_db"])
+    printed = run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: torch.ones(n, dtype=torch.bool)")
+    verdict = server.close_window()["nb01.check_create_db"]
+    assert not verdict.passed and "rows are True" in verdict.message
+    assert verdict.message in printed
+
+
+def test_checks_run_only_in_their_window_and_only_once(server):
+    assert "refused" in run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: None")
+    server.open_window(["nb01.check_create_db"])
+    assert "refused" in run_kernel(server, "nb01.check_sensitivity", "lambda *args: 1.0")
+    run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: torch.rand(n) < p")
+    assert "refused" in run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: torch.rand(n) < p")
+    assert server.close_window()["nb01.check_create_db"].passed
+
+
+def test_a_check_that_never_ran_counts_as_failed(server):
+    server.open_window(["nb01.check_create_db"])
+    verdict = server.close_window()["nb01.check_create_db"]
+    assert not verdict.passed and "never reached the grader" in verdict.message
+
+
+def test_grader_objects_are_called_back_and_count_their_calls(server):
+    """check_averaging_attack passes a noisy query that counts how often the student asks it."""
+    server.open_window(["nb02.check_averaging_attack"])
+    printed = run_kernel(server, "nb02.check_averaging_attack", "averaging_attack", """
+        def averaging_attack(noisy_query, db, index, num_queries):
+            parallel = torch.cat([db[:index], db[index + 1:]])
+            return sum(float(noisy_query(db)) - float(noisy_query(parallel)) for _ in range(num_queries)) / num_queries
+    """)
+    assert "kernel: passed" in printed, printed
+    server.open_window(["nb02.check_averaging_attack"])
+    printed = run_kernel(server, "nb02.check_averaging_attack", "averaging_attack", """
+        def averaging_attack(noisy_query, db, index, num_queries):
+            parallel = torch.cat([db[:index], db[index + 1:]])
+            return float(noisy_query(db)) - float(noisy_query(parallel))
+    """)
+    assert "should ask the noisy query" in server.close_window()["nb02.check_averaging_attack"].message
+
+
+def test_changes_to_arguments_come_back_to_the_grader(server):
+    """The kernel works on a copy; a function that overwrites its input must still be caught."""
+    server.open_window(["nb03.check_randomized_response"])
+    run_kernel(server, "nb03.check_randomized_response", "randomized_response", """
+        def randomized_response(db, p_noise=0.5):
+            coins = torch.rand(db.shape) < p_noise
+            db[coins] = torch.rand(int(coins.sum())) < 0.5
+            return db
+    """)
+    assert "modified its input database" in server.close_window()["nb03.check_randomized_response"].message
+
+
+def test_the_kernel_dying_mid_call_fails_the_check(server):
+    server.open_window(["nb01.check_create_db"])
+    run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: __import__('os')._exit(3)")
+    verdict = server.close_window()["nb01.check_create_db"]
+    assert not verdict.passed and "stopped answering" in verdict.message
+
+
+def test_a_crafted_reply_cannot_run_code_in_the_grader(server, tmp_path):
+    marker = tmp_path / "ran"
+    server.open_window(["nb01.check_create_db"])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as kernel:
+        kernel.connect(server.address)
+        wire.send(kernel, wire.dump_plain(("check", "nb01.check_create_db", "create_db")))
+        while pickle.load(io.BytesIO(wire.receive(kernel)))[0] == "seed":
+            pass  # the call follows the seed
+        evil = type("Evil", (), {"__reduce__": lambda self: (open, (str(marker), "w"))})()
+        wire.send(kernel, pickle.dumps(("result", evil, ([], {}))))
+        verdict = pickle.load(io.BytesIO(wire.receive(kernel)))
+    assert verdict[0] == "verdict" and not verdict[1] and "unreadable" in verdict[2]
+    assert not marker.exists()
+
+
+def test_course_objects_stay_in_the_grader():
+    """What the grader sends keeps the course's own functions as references, never their code."""
+    from course.lib import databases
+
+    kept: list = []
+    payload = pickle_for_kernel(("call", (databases.create_db, torch.ones(2)), {}), kept)
+    assert kept == [databases.create_db]
+    assert b"course" not in payload
