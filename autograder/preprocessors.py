@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
@@ -96,14 +97,32 @@ class TrustedExecute(Execute):
     test cell runs, the checks its source (as the gradebook has it, not as submitted) names are allowed to
     run once; when it ends, any check that did not pass adds its failure to the cell's outputs, so nbgrader
     scores the cell zero and the feedback says why, whatever the kernel printed.
+
+    A kernel that dies (crash, exit, memory) costs the cell it died in and every later cell, each with the
+    reason; the cells that ran before keep their grades.
     """
 
     def preprocess(self, nb, resources=None, km=None):
         self._pending_checks = _hidden_checks(resources)
+        self._kernel_died = False
         with _socket_folder() as folder, CheckServer(str(folder / "checker")) as server, \
                 _environment(CHECKER_VARIABLE, server.address):
             self._server = server
             return super().preprocess(nb, resources, km)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if self._kernel_died:
+            if cell.cell_type == "code":
+                cell.outputs = [_error("DeadKernelError", "not run: the kernel died in an earlier cell")]
+            return cell
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except DeadKernelError:
+            self._kernel_died = True
+            self._server.close_window()
+            cell.outputs.append(_error("DeadKernelError", "the kernel died while this cell ran (it crashed, "
+                                                          "exited or ran out of memory)"))
+            return cell
 
     def on_cell_execute(self, cell, cell_index, **kwargs):
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -114,8 +133,11 @@ class TrustedExecute(Execute):
         cell = kwargs["cell"]
         failures = [v.message for v in self._server.close_window().values() if not v.passed]
         if failures and not any(output.output_type == "error" for output in cell.outputs):
-            cell.outputs.append(NotebookNode(output_type="error", ename="GradingFailure", evalue=failures[0],
-                                             traceback=[f"GradingFailure: {failures[0]}"]))
+            cell.outputs.append(_error("GradingFailure", failures[0]))
+
+
+def _error(name: str, message: str) -> NotebookNode:
+    return NotebookNode(output_type="error", ename=name, evalue=message, traceback=[f"{name}: {message}"])
 
 
 def _hidden_checks(resources) -> dict[str, list[str]]:

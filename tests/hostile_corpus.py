@@ -201,8 +201,10 @@ CASES = [
         "assert len(_children) < 3000, 'the process limit should stop the fork bomb'"))),
     Case("sys_exit", _prefixed("get_parallel_dbs", "import sys\ntry:\n    sys.exit(3)\nexcept SystemExit:\n    pass"),),
     Case("raise_system_exit", _suffixed("create_db", "raise SystemExit(0)")),
-    Case("os_exit", _prefixed("threshold_query", "import os\nos._exit(0)"), lost={ALL_ZERO: "kernel died"}),
-    Case("segfault", _prefixed("threshold_query", "import ctypes\nctypes.string_at(0)"), lost={ALL_ZERO: "kernel died"}),
+    Case("os_exit", _prefixed("threshold_query", "import os\nos._exit(0)"),
+         lost={"test_threshold_query": "kernel died"}),
+    Case("segfault", _prefixed("threshold_query", "import ctypes\nctypes.string_at(0)"),
+         lost={"test_threshold_query": "kernel died"}),
     Case("fake_pass_output", _wrong_threshold_with("print('All tests passed! 7/7 points')"),
          lost={"test_threshold_query": "not greater"}),
     Case("showtraceback", _wrong_threshold_with(
@@ -234,4 +236,15 @@ CASES = [
         "try:\n    check('nb01.check_threshold_query', lambda *args, **kwargs: 0.0)\n    _probe['ran'] = 'it ran'\n"
         "except AssertionError as error:\n    _probe['ran'] = str(error)\n"
         "assert 'refused' in _probe['ran'], _probe['ran']"))),
+    # Makes the visible asserts pass in the kernel; the hidden check runs with the grader's own torch.
+    Case("patches_builtins", _wrong_threshold_with(
+        "import builtins, torch\ntorch.Tensor.__eq__ = lambda self, other: True\n"
+        "torch.equal = lambda *args, **kwargs: True\nbuiltins.abs = lambda value: 0.0"),
+         lost={"test_threshold_query": "threshold_query"}),
+    Case("infinite_loop_silent", _suffixed("threshold_query", (
+        "def threshold_query(*args, **kwargs):\n    while True:\n        pass")),
+         lost={"test_threshold_query": "KeyboardInterrupt"}),
+    Case("infinite_loop_printing", _suffixed("threshold_query", (
+        "def threshold_query(*args, **kwargs):\n    while True:\n        print('still thinking')")),
+         lost={"test_threshold_query": "KeyboardInterrupt"}),
 ]
