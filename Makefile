@@ -9,17 +9,22 @@ DATA := $(CURDIR)/data
 export DP_COURSE_DATA ?= $(DATA)
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test setup install data browser
+.PHONY: demo test setup install data browser postgres
 demo: setup
 	$(PY) -m autograder demo
 
-test: setup browser
+test: setup browser postgres
 	$(PY) -m pytest
 
 # Debian's chromium for the JupyterLab browser test (installed only when missing; needs root). Without it
 # that test is skipped with a message, and everything else still runs.
 browser:
 	-@sh scripts/install_browser.sh
+
+# Debian's PostgreSQL server for tests/test_postgres.py (installed only when missing; needs root). Without it
+# that test is skipped with a message.
+postgres:
+	-@sh scripts/install_postgres.sh
 
 setup: install data
 

@@ -110,19 +110,19 @@ class TrustedExecute(Execute):
             self._server = server
             return super().preprocess(nb, resources, km)
 
-    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+    def preprocess_cell(self, cell, resources, index):
         if self._kernel_died:
             if cell.cell_type == "code":
                 cell.outputs = [_error("DeadKernelError", "not run: the kernel died in an earlier cell")]
-            return cell
+            return cell, resources
         try:
-            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             self._kernel_died = True
             self._server.close_window()
             cell.outputs.append(_error("DeadKernelError", "the kernel died while this cell ran (it crashed, "
                                                           "exited or ran out of memory)"))
-            return cell
+            return cell, resources
 
     def on_cell_execute(self, cell, cell_index, **kwargs):
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
