@@ -12,13 +12,14 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from autograder import wire
-from autograder.check_server import CheckServer, pickle_for_kernel
+from autograder.check_server import PENDING, CheckServer, pickle_for_kernel
 
 STUDENT = """
 import sys, torch
@@ -146,6 +147,9 @@ def test_changes_to_arguments_come_back_to_the_grader(server):
 def test_the_kernel_dying_mid_call_fails_the_check(server):
     server.open_window(["nb01.check_create_db"])
     run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: __import__('os')._exit(3)")
+    deadline = time.monotonic() + 30
+    while server._window["nb01.check_create_db"] is PENDING and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server's thread notices the closed connection a moment after the kernel exits
     verdict = server.close_window()["nb01.check_create_db"]
     assert not verdict.passed and "stopped answering" in verdict.message
 
