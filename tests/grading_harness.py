@@ -11,6 +11,14 @@ def failure_message(check, function, seed: int) -> str | None:
     return None
 
 
+def reference_failures(check, reference, seeds) -> dict[int, str]:
+    """seed -> failure message for every seed at which the check fails the reference (there should be none)."""
+    failures = {seed: message for seed in seeds
+                if (message := failure_message(check, reference, seed)) is not None}
+    print(f"\nreference {reference.__name__}: failed {len(failures)} of {len(seeds)} seeds")
+    return failures
+
+
 def assert_fails_with_a_clean_message(check, wrong_answer, seeds) -> None:
     """The check fails `wrong_answer` for every seed, with a message that does not point into the grader."""
     for seed in seeds:

@@ -16,7 +16,7 @@ import torch
 import wrong_answers_05 as wrong
 from course.grading import nb05
 from course.lib import pate, pate_analysis
-from grading_harness import assert_fails_with_a_clean_message, catch_rate, failure_message
+from grading_harness import assert_fails_with_a_clean_message, catch_rate, failure_message, reference_failures
 
 REFERENCE_SEEDS = range(200)
 WRONG_ANSWER_SEEDS = range(100)
@@ -147,23 +147,15 @@ CORRECT_ALTERNATIVES = {
 }
 
 
-
-
 @pytest.mark.parametrize("name", CHECKS)
 def test_reference_passes_quick(name):
-    check, reference = CHECKS[name]
-    for seed in QUICK_SEEDS:
-        assert failure_message(check, reference, seed) is None
+    assert not reference_failures(*CHECKS[name], QUICK_SEEDS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CHECKS)
 def test_reference_passes_every_check_for_200_seeds(name):
-    check, reference = CHECKS[name]
-    failures = {seed: message for seed in REFERENCE_SEEDS
-                if (message := failure_message(check, reference, seed)) is not None}
-    print(f"\nreference {name}: failed {len(failures)} of {len(REFERENCE_SEEDS)} seeds")
-    assert not failures
+    assert not reference_failures(*CHECKS[name], REFERENCE_SEEDS)
 
 
 @pytest.mark.parametrize("correct", CORRECT_ALTERNATIVES, ids=lambda function: function.__name__)
