@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
-from pathlib import Path
+from unittest import mock
 
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
@@ -105,8 +104,8 @@ class TrustedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self._pending_checks = _hidden_checks(resources)
         self._kernel_died = False
-        with _socket_folder() as folder, CheckServer(str(folder / "checker")) as server, \
-                _environment(CHECKER_VARIABLE, server.address):
+        with _socket_folder() as folder, CheckServer(os.path.join(folder, "checker")) as server, \
+                mock.patch.dict(os.environ, {CHECKER_VARIABLE: server.address}):  # kernels inherit it
             self._server = server
             return super().preprocess(nb, resources, km)
 
@@ -149,7 +148,6 @@ def _hidden_checks(resources) -> dict[str, list[str]]:
     return {name: checks for name, checks in found.items() if checks}
 
 
-@contextlib.contextmanager
 def _socket_folder():
     """A folder for the checker's socket that the kernel reaches by a short path (sockets allow ~100 chars).
 
@@ -157,24 +155,5 @@ def _socket_folder():
     fresh private folder in /tmp does.
     """
     if SOCKET_LINK_VARIABLE in os.environ:
-        yield Path(os.environ[SOCKET_LINK_VARIABLE].split(":", 1)[0])
-        return
-    folder = Path(tempfile.mkdtemp(prefix="dpc-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: str):
-    """Set an environment variable for the kernels started inside the block."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
+        return contextlib.nullcontext(os.environ[SOCKET_LINK_VARIABLE].split(":", 1)[0])
+    return tempfile.TemporaryDirectory(prefix="dpc-")
