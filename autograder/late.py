@@ -68,7 +68,8 @@ class CourseConfig:
     extensions: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (student, assignment) -> due
     plugin: LateSubmissionPlugin = field(default_factory=LateSubmissionPlugin)
     grace: timedelta = timedelta(0)
-    lms_columns: dict[str, str] = field(default_factory=dict)  # assignment id -> LMS gradebook column title
+    # LMS ("canvas", "moodle") -> assignment id -> that LMS's gradebook column title
+    lms_columns: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = "(defaults)"
 
     def due_for(self, student: str, assignment: str) -> datetime | None:
@@ -146,9 +147,12 @@ def load_config(path: Path | str | None = None) -> CourseConfig:
     plugin = _plugin(late.pop("plugin", DEFAULT_PLUGIN), late.pop("options", {}), path)
     if late:
         raise ValueError(f"{path}: unknown [late] key(s) {sorted(late)}")
-    columns = data.get("lms", {}).get("columns", {})
-    return CourseConfig(zone, due, extensions, plugin, timedelta(minutes=grace),
-                        {str(k): str(v) for k, v in columns.items()}, str(path))
+    columns = {}
+    for lms, table in data.get("lms", {}).items():
+        if lms not in ("canvas", "moodle") or not isinstance(table, dict) or set(table) - {"columns"}:
+            raise ValueError(f"{path}: expected [lms.canvas.columns] or [lms.moodle.columns], not [lms.{lms}]")
+        columns[lms] = {str(k): str(v) for k, v in table.get("columns", {}).items()}
+    return CourseConfig(zone, due, extensions, plugin, timedelta(minutes=grace), columns, str(path))
 
 
 def parse_time(text: str, time_zone: ZoneInfo) -> datetime:

@@ -1,0 +1,292 @@
+"""`python -m autograder export OUT --to canvas|moodle|csv --out FILE [--roster FILE]`: grades for the LMS.
+
+Interface:
+
+    summary = export(out, to, dest, roster=None, config=None)  # -> ExportSummary; writes dest
+    print(summary.text())
+    add_parser(subcommands) / run(args)                         # the CLI subcommand, for cli.py
+
+Inputs, all in OUT: grades.csv (one row per graded cell: student, assignment, notebook, cell, kind, score,
+max_score, reason), students.csv (student, lms_id, email, name; written at intake) and late.csv (written by
+autograder.late). One grade per student and assignment: the sum of its cells' scores minus its late
+penalties, recomputed here with the course's policy from late.csv's seconds late and the current scores (so a
+manual grade given later is penalised as nbgrader would, and a penalty never stacks).
+
+A grade is left out (blank, or the LMS's own value kept), and listed in the summary, when any of its cells is
+a grading error (an empty score whose reason starts "grading error:"; never a zero) or a written answer not
+graded yet (an empty manual score). Students on the roster without a submission, and graded students not on
+the roster, are listed too; nobody is dropped silently.
+
+Formats, as their documentation describes them:
+- canvas: fills a gradebook CSV exported from Canvas (Grades > Export), as Canvas's "How do I import grades in
+  the Gradebook?" guide (community.canvaslms.com, Instructor Guide) asks: keep the student columns and the
+  "Points Possible" row, one column per assignment whose header is Canvas's `Title (assignment id)`; rows are
+  matched by the "ID" column, Canvas's user id, which intake reads from Canvas's submission file names. The
+  header layout (Student, ID, SIS User ID, SIS Login ID, [Integration ID], Section, assignments, read-only
+  totals) and the "    Points Possible" and "Manual Posting" rows follow canvas-lms lib/gradebook_exporter.rb.
+  An assignment with no column yet is appended under its course id (Canvas offers to create it on import).
+- moodle: Moodle's CSV grade import (docs.moodle.org "Grade import": the import format is the export format;
+  map "ID number" to useridnumber or "Email address" to useremail, and each grade column to a grade item).
+  With --roster (a Moodle "Export to plain text file"), that file is filled, rows matched by ID number, then
+  email; without, a file with "ID number", "Email address" and one column per assignment is written.
+- csv: one row per student, one column per assignment, and a "Points Possible" row (as otter-grader's final
+  grades CSV), for any other LMS or a spreadsheet.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import late as late_policy
+from .intake import read_students
+
+FORMATS = ("canvas", "moodle", "csv")
+GRADING_ERROR = "grading error:"
+POINTS_POSSIBLE = "Points Possible"
+CANVAS_ID_SUFFIX = re.compile(r"\s*\((\d+)\)\s*$")  # Canvas's "Title (assignment id)" header
+MOODLE_ITEM = re.compile(r"^(?:[^:]+:\s*)?(?P<title>.*?)(?:\s*\((?:Real|Percentage|Letter)\))?\s*$")
+
+
+@dataclass(frozen=True)
+class Grade:
+    score: float | None  # after the late penalty; None when it cannot be exported
+    max_score: float
+    penalty: float
+    status: str  # "ok" | "grading error" | "awaiting manual grading"
+
+
+@dataclass
+class ExportSummary:
+    dest: Path
+    to: str
+    exported: int = 0  # grades written
+    not_submitted: list[str] = field(default_factory=list)  # on the roster, nothing graded
+    not_on_roster: list[str] = field(default_factory=list)  # graded, not on the roster
+    withheld: list[tuple[str, str, str]] = field(default_factory=list)  # (student, assignment, why)
+    penalised: list[tuple[str, str, float]] = field(default_factory=list)  # (student, assignment, points)
+    new_columns: list[str] = field(default_factory=list)  # assignments appended as new LMS columns
+
+    def text(self) -> str:
+        lines = [f"wrote {self.dest} ({self.to}): {self.exported} grade(s)"]
+        if self.penalised:
+            lines.append(f"late penalties in {len(self.penalised)} grade(s): " +
+                         ", ".join(f"{s}/{a} -{p:g}" for s, a, p in self.penalised))
+        for student, assignment, why in self.withheld:
+            lines.append(f"not exported: {student}/{assignment}: {why}")
+        if self.not_submitted:
+            lines.append(f"on the roster without a graded submission ({len(self.not_submitted)}): "
+                         + ", ".join(self.not_submitted))
+        if self.not_on_roster:
+            lines.append(f"graded but not on the roster, not exported ({len(self.not_on_roster)}): "
+                         + ", ".join(self.not_on_roster))
+        if self.new_columns:
+            lines.append("new gradebook column(s), to be created on import: " + ", ".join(self.new_columns))
+        return "\n".join(lines)
+
+
+def export(out: Path, to: str, dest: Path, roster: Path | None = None,
+           config: late_policy.CourseConfig | None = None) -> ExportSummary:
+    """Write the grades of OUT to `dest` in the LMS format `to`; return what was and was not exported."""
+    out, dest = Path(out), Path(dest)
+    if to not in FORMATS:
+        raise ValueError(f"unknown export format {to!r}; choose one of {', '.join(FORMATS)}")
+    if to == "canvas" and roster is None:
+        raise ValueError("--to canvas needs --roster: the gradebook CSV exported from Canvas (Grades > Export)")
+    if to == "csv" and roster is not None:
+        raise ValueError("--roster is for --to canvas or moodle; the csv format lists every graded student")
+    if not (out / "grades.csv").exists():
+        raise ValueError(f"{out / 'grades.csv'} does not exist: grade first (python -m autograder grade)")
+    config = config or late_policy.load_config()
+    grades = assignment_grades(_read(out / "grades.csv"), late_policy.read_late(out / "late.csv"), config)
+    students = {row["student"]: row for row in read_students(out / "students.csv")}
+    for student, _ in grades:
+        students.setdefault(student, {"student": student, "lms_id": "", "email": "", "name": ""})
+    summary = ExportSummary(dest, to)
+    for (student, assignment), grade in sorted(grades.items()):
+        if grade.status != "ok":
+            summary.withheld.append((student, assignment, grade.status))
+        elif grade.penalty:
+            summary.penalised.append((student, assignment, grade.penalty))
+    if to == "csv":
+        _write_wide(grades, students, dest, summary)
+    elif roster is None:
+        _write_moodle(grades, students, dest, summary)
+    else:
+        _fill_roster(grades, students, Path(roster), dest, summary, to, config)
+    return summary
+
+
+def assignment_grades(rows: list[dict], late_rows: list[dict],
+                      config: late_policy.CourseConfig) -> dict[tuple[str, str], Grade]:
+    """(student, assignment) -> Grade: the cells' sum minus the late penalties of its notebooks."""
+    cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        cells[(row["student"], row["assignment"])].append(row)
+    seconds_late = {(r["student"], r["assignment"], r["notebook"]): float(r["seconds_late"])
+                    for r in late_rows if r.get("seconds_late")}
+    grades = {}
+    for key, members in cells.items():
+        max_score = sum(float(r["max_score"]) for r in members)
+        if any(r["score"] == "" and r["reason"].startswith(GRADING_ERROR) for r in members):
+            grades[key] = Grade(None, max_score, 0.0, "grading error")
+            continue
+        if any(r["score"] == "" for r in members):
+            grades[key] = Grade(None, max_score, 0.0, "awaiting manual grading")
+            continue
+        by_notebook: dict[str, float] = defaultdict(float)
+        for r in members:
+            by_notebook[r.get("notebook", "")] += float(r["score"])
+        penalty = sum(late_policy.penalty(config, key[0], score, seconds_late.get((*key, notebook), 0.0))
+                      for notebook, score in by_notebook.items())
+        grades[key] = Grade(sum(by_notebook.values()) - penalty, max_score, penalty, "ok")
+    return grades
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """The `export` subcommand on cli.py's subparsers."""
+    parser = commands.add_parser("export", help="grades of a graded OUT folder for Canvas, Moodle or a CSV")
+    parser.add_argument("out", type=Path, help="the folder `grade` wrote (grades.csv, students.csv, late.csv)")
+    parser.add_argument("--to", choices=FORMATS, required=True)
+    parser.add_argument("--out", dest="dest", type=Path, required=True, metavar="FILE", help="the file to write")
+    parser.add_argument("--roster", type=Path, metavar="FILE",
+                        help="the LMS's own gradebook export to fill (required for canvas, optional for moodle)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> ExportSummary:
+    summary = export(args.out, args.to, args.dest, args.roster)
+    print(summary.text())
+    return summary
+
+
+def _write_wide(grades, students, dest: Path, summary: ExportSummary) -> None:
+    assignments = sorted({a for _, a in grades})
+    possible = _points_possible(grades)
+    with open(dest, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["student", "lms_id", "email", "name", *assignments])
+        writer.writerow([POINTS_POSSIBLE, "", "", "", *(_number(possible[a]) for a in assignments)])
+        for student in sorted({s for s, _ in grades}):
+            info = students[student]
+            values = []
+            for assignment in assignments:
+                grade = grades.get((student, assignment))
+                values.append(_number(grade.score) if grade and grade.status == "ok" else "")
+                summary.exported += bool(grade and grade.status == "ok")
+            writer.writerow([student, info.get("lms_id", ""), info.get("email", ""), info.get("name", ""), *values])
+
+
+def _write_moodle(grades, students, dest: Path, summary: ExportSummary) -> None:
+    assignments = sorted({a for _, a in grades})
+    with open(dest, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["ID number", "Email address", *assignments])
+        for student in sorted({s for s, _ in grades}):
+            info = students[student]
+            values = []
+            for assignment in assignments:
+                grade = grades.get((student, assignment))
+                values.append(_number(grade.score) if grade and grade.status == "ok" else "")
+                summary.exported += bool(grade and grade.status == "ok")
+            writer.writerow([info.get("lms_id") or student, info.get("email", ""), *values])
+
+
+def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSummary, to: str,
+                 config: late_policy.CourseConfig) -> None:
+    table = _read_rows(roster)
+    if not table:
+        raise ValueError(f"{roster} is empty")
+    header = table[0]
+    if to == "canvas":
+        if "ID" not in header:
+            raise ValueError(f"{roster} is not a Canvas gradebook export: it has no \"ID\" column "
+                             f"(header: {header[:6]})")
+        keys = [header.index("ID")]
+    else:
+        keys = [header.index(name) for name in ("ID number", "Email address") if name in header]
+        if not keys:
+            raise ValueError(f"{roster} is not a Moodle grade export: it has neither an \"ID number\" nor an "
+                             "\"Email address\" column")
+    assignments = sorted({a for _, a in grades})
+    titles = config.lms_columns.get(to, {})
+    columns = {a: _find_column(header, a, titles.get(a), to) for a in assignments}
+    possible = _points_possible(grades)
+    for assignment in assignments:
+        if columns[assignment] is None:
+            header.append(titles.get(assignment, assignment))
+            columns[assignment] = len(header) - 1
+            summary.new_columns.append(header[-1])
+    width = len(header)
+    # Our students by every identifier the roster may carry (Canvas: the user id; Moodle: ID number, email).
+    by_key: dict[str, str] = {}
+    for student, info in students.items():
+        for value in (info.get("lms_id"), info.get("email") if to == "moodle" else "",
+                      student if to == "moodle" else ""):
+            if value:
+                by_key.setdefault(value.casefold(), student)
+    matched: set[str] = set()
+    for row in table[1:]:
+        row.extend([""] * (width - len(row)))
+        first = row[0].strip()
+        if first == POINTS_POSSIBLE:
+            for assignment in assignments:
+                if columns[assignment] >= len(header) - len(summary.new_columns):  # a column added here
+                    row[columns[assignment]] = _number(possible[assignment])
+            continue
+        identifiers = [row[k].strip() for k in keys if row[k].strip()]
+        if not identifiers:  # Canvas's "Manual Posting" row and other rows without a student
+            continue
+        student = next((by_key[i.casefold()] for i in identifiers if i.casefold() in by_key), None)
+        label = f"{row[0].strip() or identifiers[0]} ({', '.join(identifiers)})"
+        if student is None or not any((student, a) in grades for a in assignments):
+            summary.not_submitted.append(label)
+            continue
+        matched.add(student)
+        for assignment in assignments:
+            grade = grades.get((student, assignment))
+            if grade is not None and grade.status == "ok":
+                row[columns[assignment]] = _number(grade.score)
+                summary.exported += 1
+    for student in sorted({s for s, _ in grades} - matched):
+        lms_id = students[student].get("lms_id") or students[student].get("email")
+        summary.not_on_roster.append(f"{student} ({'id ' + lms_id if lms_id else 'no LMS id known'})")
+    with open(dest, "w", newline="") as file:
+        csv.writer(file).writerows(table)
+
+
+def _find_column(header: list[str], assignment: str, title: str | None, to: str) -> int | None:
+    """The roster column of an assignment: the configured title, else a title equal to the assignment id
+    (Canvas's " (id)" suffix and Moodle's "Type: " prefix and " (Real)" suffix ignored)."""
+    wanted = (title or assignment).casefold()
+    for index, name in enumerate(header):
+        plain = CANVAS_ID_SUFFIX.sub("", name) if to == "canvas" else MOODLE_ITEM.match(name).group("title")
+        if name.casefold() == wanted or plain.strip().casefold() == wanted:
+            return index
+    return None
+
+
+def _points_possible(grades) -> dict[str, float]:
+    possible: dict[str, float] = {}
+    for (_, assignment), grade in grades.items():
+        possible[assignment] = max(possible.get(assignment, 0.0), grade.max_score)
+    return possible
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{round(value, 2):g}"
+
+
+def _read(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        return list(csv.DictReader(file))
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    if not path.exists():
+        raise ValueError(f"roster {path} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as file:  # Canvas may write a byte-order mark
+        return [row for row in csv.reader(file)]
