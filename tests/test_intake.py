@@ -1,5 +1,6 @@
 """Intake: folders, LMS zips (Canvas names, Moodle folders), renamed, duplicate and extra notebooks."""
 import json
+from datetime import datetime, timezone
 import zipfile
 
 import nbformat
@@ -99,3 +100,90 @@ def test_notebook_saved_by_colab_keeps_its_identity(tmp_path):
     path.write_text(json.dumps(nb))
     found, _ = _collect(tmp_path)
     assert found[0].path == path
+
+
+# Canvas names uploads <sortable name>_[LATE_]<user id>_<attachment id>_<file> (canvas-lms lib/content_zipper.rb).
+def _zip(archive, members):
+    """members: (name in the zip, source file, zip time as a 6-tuple)."""
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, source, when in members:
+            info = zipfile.ZipInfo(name, date_time=when)
+            zf.writestr(info, source.read_bytes())
+
+
+def test_canvas_ids_late_marker_and_zip_time_in_the_course_zone(tmp_path):
+    _write(tmp_path / "nb.ipynb")
+    archive = tmp_path / "submissions.zip"
+    _zip(archive, [(f"export/lovelaceada_LATE_1234_5678_{NOTEBOOK}", tmp_path / "nb.ipynb", (2027, 3, 2, 9, 30, 0)),
+                   ("export/babbagebob_2345_6789_renamed.ipynb", tmp_path / "nb.ipynb", (2027, 7, 1, 12, 0, 0))])
+    root = intake.unpack(archive, tmp_path / "scratch")
+    found, notes = _collect(root, time_zone="Europe/Zurich")
+    by_student = {s.student: s for s in found}
+    ada, bob = by_student["lovelaceada"], by_student["babbagebob"]
+    assert (ada.lms_id, ada.late_marker, bob.lms_id, bob.late_marker) == ("1234", True, "2345", False)
+    assert ada.timestamp == datetime(2027, 3, 2, 8, 30, tzinfo=timezone.utc) and ada.timestamp_source == "zip"
+    assert bob.timestamp == datetime(2027, 7, 1, 10, 0, tzinfo=timezone.utc)  # summer time: UTC+2
+    assert notes == []
+
+
+def test_same_canvas_name_two_user_ids_are_two_students(tmp_path):
+    _write(tmp_path / "root" / f"smithjo_111_1_{NOTEBOOK}")
+    _write(tmp_path / "root" / f"smithjo_222_2_{NOTEBOOK}")
+    found, _ = _collect(tmp_path / "root")
+    assert sorted((s.student, s.lms_id, bool(s.path)) for s in found) == [
+        ("smithjo_111", "111", True), ("smithjo_222", "222", True)]
+
+
+def test_anonymous_canvas_names(tmp_path):
+    _write(tmp_path / "root" / f"anon_X7k2p_5678_{NOTEBOOK}")
+    _write(tmp_path / "root" / f"LATE_anon_Q9z1a_5679_{NOTEBOOK}")
+    found, _ = _collect(tmp_path / "root")
+    assert sorted((s.student, s.lms_id, s.late_marker) for s in found) == [
+        ("anon_Q9z1a", "anon_Q9z1a", True), ("anon_X7k2p", "anon_X7k2p", False)]
+
+
+def test_timestamp_txt_beats_regexp_beats_zip(tmp_path):
+    _write(tmp_path / "nb.ipynb")
+    archive = tmp_path / "class.zip"
+    (tmp_path / "stamp.txt").write_text("2027-03-01 21:00:00.000000 UTC\n")
+    when = (2027, 3, 5, 0, 0, 0)
+    _zip(archive, [(f"ada/{FIRST}/{NOTEBOOK}", tmp_path / "nb.ipynb", when),
+                   (f"ada/{FIRST}/timestamp.txt", tmp_path / "stamp.txt", when),
+                   (f"bob/{FIRST}/{NOTEBOOK}", tmp_path / "nb.ipynb", when)])
+    found, notes = _collect(intake.unpack(archive, tmp_path / "scratch"), time_zone="UTC")
+    by_student = {s.student: s for s in found}
+    assert by_student["ada"].timestamp == datetime(2027, 3, 1, 21, tzinfo=timezone.utc)
+    assert by_student["ada"].timestamp_source == "timestamp.txt"
+    assert by_student["bob"].timestamp == datetime(2027, 3, 5, tzinfo=timezone.utc)
+    assert notes == []  # timestamp.txt is metadata, not an extra file
+    flat = tmp_path / "flat"
+    _write(flat / f"{NOTEBOOK[:-6]}-by-cy-at-2027-03-02-10-00-00.ipynb")
+    found, _ = _collect(flat, time_zone="UTC",
+                        student_regexp=r".*-by-(?P<student_id>\w+)-at-(?P<timestamp>[\d-]+)\.ipynb$")
+    assert (found[0].timestamp, found[0].timestamp_source) == (datetime(2027, 3, 2, 10, tzinfo=timezone.utc), "file name")
+
+
+def test_folder_without_times_and_unreadable_timestamp(tmp_path):
+    _write(tmp_path / "ada" / FIRST / NOTEBOOK)
+    (tmp_path / "ada" / FIRST / "timestamp.txt").write_text("whenever")
+    _write(tmp_path / "bob" / FIRST / NOTEBOOK)
+    found, notes = _collect(tmp_path, time_zone="UTC")
+    assert [s.timestamp for s in found] == [None, None]
+    assert len(notes) == 1 and "unreadable" in notes[0].note and notes[0].student == "ada"
+
+
+def test_write_students(tmp_path):
+    _write(tmp_path / "root" / f"lovelaceada_LATE_1234_5678_{NOTEBOOK}")
+    _write(tmp_path / "root" / "Grace Hopper_77_assignsubmission_file_" / NOTEBOOK)
+    found, _ = _collect(tmp_path / "root")
+    intake.write_students(found, tmp_path / "students.csv")
+    rows = intake.read_students(tmp_path / "students.csv")
+    assert rows == [{"student": "Grace Hopper", "lms_id": "", "email": "", "name": "Grace Hopper"},
+                    {"student": "lovelaceada", "lms_id": "1234", "email": "", "name": ""}]
+    flat = tmp_path / "flat"
+    _write(flat / f"ada.lovelace@example.edu--Ada--Lovelace--{NOTEBOOK}")
+    found, _ = _collect(flat, student_regexp=r"^(?P<email>(?P<student_id>[^@]+)@[^-]+)--(?P<first_name>\w+)--"
+                                             r"(?P<last_name>\w+)--(?P<file_id>.+)$")
+    intake.write_students(found, tmp_path / "students2.csv")
+    assert intake.read_students(tmp_path / "students2.csv") == [
+        {"student": "ada.lovelace", "lms_id": "", "email": "ada.lovelace@example.edu", "name": "Ada Lovelace"}]
