@@ -200,9 +200,10 @@ def test_active_dropout_takes_the_loop(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the batched fast path would draw different dropout masks than the loop")
 
-    monkeypatch.setattr(dpsgd, "_linear_chain_clipped_sum", forbidden)
+    monkeypatch.setattr(dpsgd, "_record", forbidden)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 1))
     batch = random_batch(torch.Generator().manual_seed(2), 4)
+    assert "'2' (Dropout) draws random numbers" in dpsgd.dp_grads_fallback_reason(model, batch, nn.BCEWithLogitsLoss())
     result = dp_grads(model, batch, nn.BCEWithLogitsLoss(), 1.0, 0.0)
     assert list(result) == [name for name, _ in model.named_parameters()]
 

@@ -21,24 +21,24 @@ as it was found (None on a fresh model) and never holds accumulated per-example 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course.lib import ghost_norms
 from course.lib._checks import check_finite, check_positive_int
 
 CLIP_STABILISER = 1e-6
 """Added to each per-example norm before dividing, as `torch.nn.utils.clip_grad_norm_` and Opacus do."""
 
-# Parameter-free modules that act on every element independently: on a stacked batch they compute, row by
-# row, exactly what they compute on one example. Exact types only, since a subclass may override forward.
-_ELEMENTWISE_MODULES = frozenset({
-    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Tanh, nn.Sigmoid, nn.LogSigmoid, nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.Hardtanh,
-    nn.Hardsigmoid, nn.Hardswish,
-})
+GUARD_EXAMPLES = 2
+"""How many examples (the first and the last of the batch) the fast path's runtime guard recomputes with the
+per-example loop; the benchmark sets it to 0 to measure what the guard costs."""
+GUARD_RTOL, GUARD_ATOL = 1e-4, 1e-7
+"""The guard accepts example i when ||fast_i - loop_i|| <= GUARD_RTOL * ||loop_i|| + GUARD_ATOL."""
 
 
 def spec_mlp(in_features: int = 784, hidden: tuple[int, ...] = (128, 64)) -> nn.Sequential:
@@ -116,27 +116,30 @@ def dp_grads(model: nn.Module, batch_data, criterion: Callable, max_grad_norm: f
     detached tensor shaped like its parameter. The clipped sum has L2 sensitivity C under removal and 2C under
     replacement neighbours (see the module docstring). `.grad` is left as it was found.
 
-    Fast path: when the model is a chain of `nn.Linear` layers, parameter-free elementwise activations,
-    `nn.Flatten` and inactive `nn.Dropout` (an `nn.Sequential`, possibly nested, or one Linear layer), the
-    inputs share one shape and the criterion is a `BCEWithLogitsLoss`, `MSELoss` or `L1Loss` whose batched
-    form equals the per-example one, a single batched forward and backward gives every Linear layer's
-    inputs a_i and output gradients g_i. Each example's weight gradient is g_i a_i^T, whose squared norm is
-    ||g_i||^2 ||a_i||^2 for vector inputs (Goodfellow, "Efficient Per-Example Gradient Computations", 2015)
-    and <A_i A_i^T, G_i G_i^T> for inputs with extra (sequence) dimensions (the Gram form of ghost clipping,
-    Li et al., "Large Language Models Can Be Strong Differentially Private Learners", ICLR 2022); the bias
-    gradient is the sum of g_i over those dimensions. The clipped sum is then one weighted matrix product per
-    layer, with no per-example gradient ever stored. Any other model or criterion goes through the
-    per-example loop, `dp_grads_loop`.
+    Fast path (`course.lib.ghost_norms`): forward hooks on every `nn.Linear`, `nn.Conv2d`, `nn.GroupNorm`,
+    `nn.LayerNorm` and `nn.Embedding` with trainable parameters, wherever it sits in the model, record its
+    input during one batched forward pass; one backward pass gives each such layer's output gradient, row i
+    being example i's own. Per layer, per-example gradient norms come from Gram matrices ("ghost" norms) or
+    from materialised per-example gradients, whichever is cheaper (Bu et al., NeurIPS 2022, mixed ghost
+    clipping); the clipped sum is then each layer's parameter gradient recomputed from the recorded inputs
+    and the output gradients scaled by the clip factors. A runtime guard recomputes the first and last
+    examples' gradients with the loop and compares. The per-example loop, `dp_grads_loop`, is used instead
+    whenever the fast path cannot be exact; `dp_grads_fallback_reason` says why in one line.
     """
     inputs, targets, max_grad_norm, noise_multiplier = _check_arguments(
         model, batch_data, criterion, max_grad_norm, noise_multiplier, generator)
-    layers = _linear_chain(model)
-    batched_loss = _batched_loss(criterion)
-    if layers is None or batched_loss is None or len({x.shape for x in inputs}) != 1:
+    clipped_sum, _ = _fast_clipped_sum(model, inputs, targets, criterion, max_grad_norm)
+    if clipped_sum is None:
         clipped_sum = _loop_clipped_sum(model, inputs, targets, criterion, max_grad_norm)
-    else:
-        clipped_sum = _linear_chain_clipped_sum(model, layers, batched_loss, inputs, targets, max_grad_norm)
     return _noisy_average(clipped_sum, max_grad_norm, noise_multiplier, len(inputs), generator)
+
+
+def dp_grads_fallback_reason(model: nn.Module, batch_data, criterion: Callable) -> str | None:
+    """Why `dp_grads` would take the per-example loop for this model, batch and criterion (one line), or None
+    when its fast path gives the result. Runs the fast path once, runtime guard included."""
+    _check_model_and_criterion(model, criterion)
+    inputs, targets = _examples(batch_data)
+    return _fast_clipped_sum(model, inputs, targets, criterion, 1.0)[1]
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -248,26 +251,240 @@ def _noisy_average(clipped_sum: dict[str, torch.Tensor], max_grad_norm: float, n
     return result
 
 
-# ------------------------------------------------------------------- fast path for chains of Linear layers
+# ------------------------------------------------------------- fast path: hooks, ghost norms, runtime guard
 
-def _leaf_modules(model: nn.Module) -> list[nn.Module]:
-    if type(model) is nn.Sequential:
-        return [leaf for child in model for leaf in _leaf_modules(child)]
-    return [model]
+class _Fallback(Exception):
+    """The fast path cannot guarantee the loop's result for this model, batch and criterion; str() says why."""
 
 
-def _linear_chain(model: nn.Module) -> list[nn.Module] | None:
-    """The modules `model` applies, in order, when the batched fast path is exact for it; otherwise None."""
-    layers = _leaf_modules(model)
-    linear_parameters = [p for layer in layers if type(layer) is nn.Linear for p in layer.parameters()]
-    if len({id(p) for p in linear_parameters}) != len(linear_parameters):
-        return None  # a reused layer or shared weight sums gradients over its uses: not the single-use formula
-    for layer in layers:
-        supported = (type(layer) in (nn.Linear, nn.Flatten) or type(layer) in _ELEMENTWISE_MODULES
-                     or (type(layer) is nn.Dropout and (not layer.training or layer.p == 0)))
-        if not supported:
-            return None
+class _AttemptFailed(Exception):
+    """One way of batching the inputs did not give one row per example; another may."""
+
+
+_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                       nn.FeatureAlphaDropout, nn.RReLU)
+
+
+def _fast_clipped_sum(model, inputs, targets, criterion, max_grad_norm):
+    """(clipped sum, None) from the fast path, or (None, reason) when the loop must be used.
+
+    On a fallback the random-number generators are put back as they were, so that the loop then draws exactly
+    what `dp_grads_loop` would (the fast path itself draws nothing for a deterministic model).
+    """
+    states = _random_states(model)
+    try:
+        return _hooked_clipped_sum(model, inputs, targets, criterion, max_grad_norm), None
+    except _Fallback as fallback:
+        _restore_random_states(states)
+        return None, str(fallback)
+
+
+def _random_states(model):
+    devices = {p.device for p in model.parameters() if p.device.type == "cuda"}
+    return torch.get_rng_state(), {device: torch.cuda.get_rng_state(device) for device in devices}
+
+
+def _restore_random_states(states) -> None:
+    cpu, cuda = states
+    torch.set_rng_state(cpu)
+    for device, state in cuda.items():
+        torch.cuda.set_rng_state(state, device)
+
+
+def _hooked_clipped_sum(model, inputs, targets, criterion, max_grad_norm) -> dict[str, torch.Tensor]:
+    batched_loss = _batched_loss(criterion)
+    if batched_loss is None:
+        raise _Fallback(f"the criterion {criterion!r} has no batched form known to equal its per-example form")
+    if len({x.shape for x in inputs}) != 1:
+        raise _Fallback("the inputs do not all have one shape, so they cannot be stacked into one batch")
+    layers = _hooked_layers(model)
+    records = _batched_records(model, layers, inputs, targets, batched_loss)
+
+    squared_norms = torch.zeros(len(inputs), dtype=targets.dtype, device=targets.device)
+    plans = []  # (layer, a, g, materialised per-example gradients or None for the ghost route)
+    for _, layer, a, g in records:
+        if ghost_norms.prefers_ghost(layer, a):
+            layer_norms, per_example = ghost_norms.ghost_squared_norms(layer, a, g), None
+        else:
+            per_example = ghost_norms.per_example_gradients(layer, a, g)
+            layer_norms = ghost_norms.squared_norms_of(per_example)
+        squared_norms = squared_norms.to(layer_norms) + layer_norms
+        plans.append((layer, a, g, per_example))
+    _guard(model, records, inputs, targets, criterion, squared_norms)
+
+    factors = clipping_factor(squared_norms.sqrt(), max_grad_norm)
+    by_parameter = {}
+    for layer, a, g, per_example in plans:
+        sums = (ghost_norms.weighted_gradients(layer, a, g, factors) if per_example is None
+                else ghost_norms.weighted_sum_of(per_example, factors))
+        for local_name, value in sums.items():
+            by_parameter[id(getattr(layer, local_name))] = value
+    # a supported layer that the forward pass never called contributes zero, as in the loop
+    return {name: by_parameter[id(p)] if id(p) in by_parameter else torch.zeros_like(p)
+            for name, p in _trainable_parameters(model)}
+
+
+def _hooked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers to hook, by name; raise `_Fallback` when the model's structure rules the fast path out."""
+    layers, seen = [], set()
+    for name, module in model.named_modules(remove_duplicate=False):
+        label = f"'{name}' ({type(module).__name__})" if name else f"the model itself ({type(module).__name__})"
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+            raise _Fallback(f"{label} is BatchNorm in training mode: it normalises with the whole batch's "
+                            f"statistics, which mixes examples")
+        if (isinstance(module, _RANDOM_IN_TRAINING) and module.training
+                and getattr(module, "p", 1) > 0):
+            raise _Fallback(f"{label} draws random numbers in training mode, differently for a batch than for "
+                            f"one example at a time")
+        if not any(p.requires_grad for p in module.parameters(recurse=False)):
+            continue
+        if not ghost_norms.is_supported(module):
+            raise _Fallback(f"{label} has trainable parameters and is not a layer type the fast path supports")
+        problem = ghost_norms.unsupported_configuration(module)
+        if problem is not None:
+            raise _Fallback(f"{label} {problem}")
+        if id(module) in seen:
+            raise _Fallback(f"{label} is registered more than once in the model (a shared layer): its gradient "
+                            f"sums over several uses")
+        seen.add(id(module))
+        layers.append((name, module))
+    owners = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if p.requires_grad and owners.setdefault(id(p), name) != name:
+            raise _Fallback(f"parameters '{owners[id(p)]}' and '{name}' are one tensor (tied weights): its "
+                            f"gradient sums over several uses")
     return layers
+
+
+def _batched_records(model, layers, inputs, targets, batched_loss):
+    """[(name, layer, input, output gradient)] from one batched forward and backward pass.
+
+    The inputs are stacked into a new batch dimension; when every input already has a leading dimension of
+    one (a batch of one, as a CNN takes it) and stacking does not work, they are concatenated along it.
+    A layer output that a later in-place operation overwrote is recorded again with the outputs cloned.
+    """
+    candidates = [("stacked", torch.stack(inputs), True)]
+    if all(x.dim() >= 1 and x.shape[0] == 1 for x in inputs) and len(inputs) > 1:
+        candidates.append(("concatenated", torch.cat(inputs), False))
+    failures = []
+    for description, batch, stacked in candidates:
+        try:
+            try:
+                return _record(model, layers, batch, targets, batched_loss, stacked, clone=False)
+            except _InPlace:
+                return _record(model, layers, batch, targets, batched_loss, stacked, clone=True)
+        except _AttemptFailed as failure:
+            failures.append(f"{description}: {failure}")
+    raise _Fallback("the batched forward pass does not give one row per example (" + "; ".join(failures) + ")")
+
+
+class _InPlace(Exception):
+    """A recorded tensor was modified in place after the layer produced or read it."""
+
+
+def _flatten_per_example(module, args, output):
+    """On a stacked batch, `nn.Flatten`'s non-negative dimensions are the example's: shift them past the batch."""
+    start, end = (dim + 1 if dim >= 0 else dim for dim in (module.start_dim, module.end_dim))
+    return args[0].flatten(start, end)
+
+
+def _record(model, layers, batch, targets, batched_loss, stacked: bool, clone: bool):
+    batch_size = len(targets)
+    calls = {id(layer): [] for _, layer in layers}
+
+    def hook(module, args, kwargs, output):
+        a = args[0] if args else kwargs.get("input")
+        if not torch.is_tensor(output) or not torch.is_tensor(a):
+            calls[id(module)].append(None)
+            return None
+        if clone:
+            calls[id(module)].append((a.detach().clone(), output, None))
+            return output.clone()
+        calls[id(module)].append((a.detach(), output, (a._version, output._version)))
+        return None
+
+    handles = [layer.register_forward_hook(hook, with_kwargs=True) for _, layer in layers]
+    if stacked:
+        handles += [module.register_forward_hook(_flatten_per_example) for module in model.modules()
+                    if type(module) is nn.Flatten]
+    try:
+        with torch.enable_grad():
+            try:
+                output = model(batch)
+            except Exception as error:  # the loop will raise it again if the model is wrong for single inputs too
+                raise _AttemptFailed(f"{type(error).__name__}: {error}") from error
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not torch.is_tensor(output) or output.numel() != batch_size:
+        shape = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
+        raise _AttemptFailed(f"the batched output has shape {shape}, not one logit for each of {batch_size} examples")
+
+    recorded = []
+    for name, layer in layers:
+        layer_calls = calls[id(layer)]
+        if len(layer_calls) > 1:
+            raise _Fallback(f"'{name}' ({type(layer).__name__}) is called {len(layer_calls)} times in one forward "
+                            f"pass: its gradient sums over several uses")
+        if not layer_calls:
+            continue
+        if layer_calls[0] is None:
+            raise _AttemptFailed(f"'{name}' did not take and return tensors")
+        a, z, versions = layer_calls[0]
+        if versions is not None and versions != (a._version, z._version):
+            raise _InPlace
+        problem = ghost_norms.input_problem(layer, a, batch_size)
+        if problem is not None:
+            raise _AttemptFailed(f"'{name}' ({type(layer).__name__}): {problem}")
+        recorded.append((name, layer, a, z))
+
+    with torch.enable_grad():
+        total_loss = batched_loss(output.reshape(batch_size), targets.to(output.device)).sum()
+        differentiable = [z for _, _, _, z in recorded if z.requires_grad]
+        try:
+            gradients = iter(torch.autograd.grad(total_loss, differentiable, allow_unused=True)
+                             if differentiable else [])
+        except RuntimeError as error:
+            raise _AttemptFailed(f"the batched backward pass failed ({error})") from error
+    records = []
+    for name, layer, a, z in recorded:
+        g = next(gradients) if z.requires_grad else None
+        # examples do not interact, so row i of d(total)/d(output) is example i's own output gradient
+        records.append((name, layer, a, torch.zeros_like(z) if g is None else g))
+    return records
+
+
+def _guard(model, records, inputs, targets, criterion, squared_norms) -> None:
+    """Compare the fast path's gradients of the first and last examples with the loop's; `_Fallback` if off.
+
+    Hooks see layers, not functional operations in `forward` (such as `x - x.mean(0)`), nor a layer's weight
+    used outside the layer. Either changes some example's gradient, which this check sees for the examples
+    it recomputes, whose whole gradients (not only their norms) it compares.
+    """
+    if GUARD_EXAMPLES <= 0:
+        return
+    batch_size = len(inputs)
+    picks = sorted({round(k * (batch_size - 1) / max(GUARD_EXAMPLES - 1, 1)) for k in range(GUARD_EXAMPLES)})
+    loop = _per_example_gradients(model, [inputs[i] for i in picks], targets[picks], criterion)
+    index = torch.tensor(picks)
+    fast = {}
+    for _, layer, a, g in records:
+        rows = index.to(a.device)
+        for local_name, value in ghost_norms.per_example_gradients(layer, a[rows], g[rows]).items():
+            fast[id(getattr(layer, local_name))] = value
+    for position, example in enumerate(picks):
+        difference, reference = 0.0, 0.0
+        for name, p in _trainable_parameters(model):
+            expected = loop[position][name].double()
+            got = fast[id(p)][position].double() if id(p) in fast else torch.zeros_like(expected)
+            difference += float((got - expected).square().sum())
+            reference += float(expected.square().sum())
+        difference, reference = math.sqrt(difference), math.sqrt(reference)
+        norm_error = abs(math.sqrt(max(float(squared_norms[example]), 0.0)) - reference)
+        if max(difference, norm_error) > GUARD_RTOL * reference + GUARD_ATOL:
+            raise _Fallback(f"runtime guard: example {example}'s gradient from the batched pass is "
+                            f"{max(difference, norm_error):.2e} away from the loop's (norm {reference:.2e}); "
+                            f"the forward pass mixes examples or uses parameters outside their layers")
 
 
 def _batched_loss(criterion) -> Callable | None:
@@ -291,68 +508,3 @@ def _batched_loss(criterion) -> Callable | None:
     if type(criterion) is nn.L1Loss:
         return lambda logits, targets: F.l1_loss(logits, targets, reduction="none")
     return None
-
-
-def _batch_dim(dim: int) -> int:
-    """Where a per-example dimension index lands once a leading batch dimension is added."""
-    return dim + 1 if dim >= 0 else dim
-
-
-def _linear_chain_clipped_sum(model, layers, batched_loss, inputs, targets, max_grad_norm) -> dict[str, torch.Tensor]:
-    """Sum of per-example clipped gradients for a chain of Linear layers, from one batched backward pass."""
-    batch_size = len(inputs)
-    hidden = torch.stack(inputs)
-    linear_layers, linear_inputs, linear_outputs = [], [], []
-    with torch.enable_grad():
-        for layer in layers:
-            if type(layer) is nn.Linear and any(p.requires_grad for p in layer.parameters()):
-                linear_layers.append(layer)
-                linear_inputs.append(hidden.detach())
-                hidden = layer(hidden)
-                linear_outputs.append(hidden)
-            elif type(layer) is nn.Flatten:
-                hidden = hidden.flatten(_batch_dim(layer.start_dim), _batch_dim(layer.end_dim))
-            else:
-                # an in-place activation would overwrite the Linear output whose gradient we ask for
-                hidden = layer(hidden.clone() if getattr(layer, "inplace", False) else hidden)
-        if hidden.numel() != batch_size:
-            raise ValueError(f"the model must give one logit per example, got an output of shape "
-                             f"{tuple(hidden.shape[1:])} for one example")
-        total_loss = batched_loss(hidden.reshape(batch_size), targets).sum()
-        # examples do not interact, so row i of d(total)/d(output) is example i's own output gradient
-        output_grads = torch.autograd.grad(total_loss, linear_outputs)
-
-    # (B, S, features): S > 1 when each example is a sequence of vectors (extra dimensions before the last)
-    layer_inputs = [a.reshape(batch_size, -1, layer.in_features) for a, layer in zip(linear_inputs, linear_layers)]
-    layer_grads = [g.reshape(batch_size, -1, layer.out_features) for g, layer in zip(output_grads, linear_layers)]
-    squared_norms = torch.zeros(batch_size, dtype=layer_grads[0].dtype, device=layer_grads[0].device)
-    for layer, a, g in zip(linear_layers, layer_inputs, layer_grads):
-        if layer.weight.requires_grad:
-            squared_norms = squared_norms + _weight_gradient_squared_norms(a, g)
-        if layer.bias is not None and layer.bias.requires_grad:
-            squared_norms = squared_norms + _squared_row_norms(g.sum(dim=1))
-    factors = clipping_factor(squared_norms.sqrt(), max_grad_norm)
-
-    by_parameter = {}
-    for layer, a, g in zip(linear_layers, layer_inputs, layer_grads):
-        weighted = g * factors.reshape(-1, 1, 1)
-        if layer.weight.requires_grad:
-            by_parameter[id(layer.weight)] = weighted.reshape(-1, layer.out_features).T @ a.reshape(
-                -1, layer.in_features)
-        if layer.bias is not None and layer.bias.requires_grad:
-            by_parameter[id(layer.bias)] = weighted.sum(dim=(0, 1))
-    return {name: by_parameter[id(p)] for name, p in _trainable_parameters(model)}
-
-
-def _weight_gradient_squared_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """||sum_s g_is a_is^T||_F^2 per example, from inputs a `(B, S, in)` and output gradients g `(B, S, out)`."""
-    if a.shape[1] == 1:
-        return _squared_row_norms(g[:, 0]) * _squared_row_norms(a[:, 0])
-    input_gram = a @ a.transpose(1, 2)
-    grad_gram = g @ g.transpose(1, 2)
-    return (input_gram * grad_gram).sum(dim=(1, 2))
-
-
-def _squared_row_norms(matrix: torch.Tensor) -> torch.Tensor:
-    """||row||^2 for each row of a `(B, n)` matrix, without materialising the squared entries."""
-    return torch.linalg.vector_norm(matrix, dim=1).square()
