@@ -8,7 +8,9 @@ sends back the result as plain data (autograder.wire), plus what the call change
 The reference values are therefore computed where the submission cannot reach them, and the verdict is
 recorded here. A check is only run while the hidden test cell that names it executes, once: the notebook
 executor opens that window (`open_window`) and reads the verdicts when the cell ends (`close_window`), so a
-submission can neither run a check from its own cells nor learn from repeated failure messages.
+submission can neither run a check from its own cells nor learn from repeated failure messages. The server
+takes one connection per check of the window and serves one at a time, reading no frame over its byte limit, so the memory a
+kernel can make it hold is bounded.
 """
 from __future__ import annotations
 
@@ -37,21 +39,24 @@ log = logging.getLogger(__name__)
 class Verdict:
     passed: bool
     message: str = ""
+    ran: bool = True  # False: the check did not get to judge the student's function
 
 
-PENDING = Verdict(False, "the hidden test did not finish (interrupted, timed out or the kernel stopped)")
+PENDING = Verdict(False, "the hidden test did not finish (interrupted, timed out or the kernel stopped)", ran=False)
 NEVER_RUN = Verdict(False, "the hidden test never reached the grader: was the test cell changed, or the "
-                           "grading helper replaced?")
+                           "grading helper replaced?", ran=False)
 
 
 class CheckServer:
     """Runs hidden checks for one notebook's kernel; use as a context manager."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, reply_limit: int = wire.MAX_FRAME):
         self.address = address
+        self.reply_limit = reply_limit
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._lock = threading.Lock()
         self._window: dict[str, Verdict | None] | None = None
+        self._window_connections = 0
 
     def __enter__(self) -> CheckServer:
         if os.path.lexists(self.address):
@@ -71,6 +76,7 @@ class CheckServer:
         """Allow each of these checks to run once, until `close_window`."""
         with self._lock:
             self._window = {name: None for name in names}
+            self._window_connections = 0
 
     def close_window(self) -> dict[str, Verdict]:
         """The verdict of each check of the window: NEVER_RUN or PENDING where there is none."""
@@ -79,17 +85,24 @@ class CheckServer:
         return {name: NEVER_RUN if verdict is None else verdict for name, verdict in window.items()}
 
     def _accept(self) -> None:
+        """Serve one connection at a time, at most one per check of the open window: any other is closed."""
         while True:
             try:
                 connection, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+            with self._lock:
+                admitted = self._window is not None and self._window_connections < len(self._window)
+                self._window_connections += admitted
+            if admitted:
+                self._serve(connection)
+            else:
+                connection.close()
 
     def _serve(self, connection: socket.socket) -> None:
         with connection:
             try:
-                request = wire.load_plain(wire.receive(connection))
+                request = wire.load_plain(wire.receive(connection, 4096))
                 kind, name, function_name = request
                 if kind != "check" or not isinstance(name, str) or not isinstance(function_name, str):
                     raise wire.WireError("expected a check request")
@@ -101,7 +114,7 @@ class CheckServer:
                 verdict = Verdict(False, f"the grader refused to run {name!r}: hidden tests run only in their "
                                          "own test cell, once")
             else:
-                verdict = run_check(name, RemoteFunction(connection, function_name[:100]))
+                verdict = run_check(name, RemoteFunction(connection, function_name[:100], self.reply_limit))
                 with self._lock:
                     window[name] = verdict
             try:
@@ -142,8 +155,9 @@ def run_check(name: str, student) -> Verdict:
 class RemoteFunction:
     """The student's function, living in their kernel; calling it runs it there and returns plain data."""
 
-    def __init__(self, connection: socket.socket, name: str):
+    def __init__(self, connection: socket.socket, name: str, reply_limit: int = wire.MAX_FRAME):
         self._connection = connection
+        self._reply_limit = reply_limit
         self.__name__ = self.__qualname__ = name
 
     def seed(self, seed: int) -> None:
@@ -177,7 +191,7 @@ class RemoteFunction:
 
     def _receive(self):
         try:
-            return wire.load_plain(wire.receive(self._connection))
+            return wire.load_plain(wire.receive(self._connection, self._reply_limit))
         except (wire.WireError, OSError) as error:
             raise GradingFailure(f"your kernel stopped answering while {self.__name__} ran (interrupted, timed "
                                  f"out or crashed) or sent something unreadable: {error}") from None

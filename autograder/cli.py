@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 from . import grade as grading
-from . import intake
+from . import intake, preflight
 from . import report as reporting
 from . import release as releasing
 from . import sample_class
 from .paths import REPO
+from .settings import load_grading
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("submissions", type=Path)
     grade.add_argument("--out", type=Path, required=True)
     grade.add_argument("--assignment", action="append", dest="assignments", metavar="ID")
-    grade.add_argument("--workers", type=int, default=1, help="Dask LocalCluster worker processes (default 1)")
+    grade.add_argument("--workers", type=int, help="Dask LocalCluster worker processes (Grading.workers)")
     grade.add_argument("--scheduler", metavar="ADDRESS",
                        help="grade on an existing Dask scheduler (e.g. tcp://host:8786) instead of a LocalCluster")
     grade.add_argument("--gradebook", metavar="URL",
@@ -31,10 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--student-regexp", default=intake.CANVAS_FILE,
                        help="for flat LMS exports: regular expression with a (?P<student_id>...) group applied "
                             "to file names, as nbgrader zip_collect's named_regexp (default: Canvas names)")
-    grade.add_argument("--no-sandbox", dest="sandbox", action="store_false",
-                       help="run student kernels without autograder.sandbox (limits, no network, hidden files)")
-    grade.add_argument("--timeout", type=float, default=grading.NOTEBOOK_TIMEOUT,
-                       help="wall-clock limit per notebook, in seconds (default %(default)s)")
+    grade.add_argument("--no-sandbox", dest="sandbox", action="store_false", default=None,
+                       help="run student kernels without the bubblewrap sandbox (only where none can be built; "
+                            "grades.csv records it)")
+    grade.add_argument("--timeout", type=float, help="wall-clock limit per notebook, in seconds "
+                                                     "(Grading.notebook_timeout)")
+    grade.add_argument("--cell-timeout", type=float, help="wall-clock limit per cell (Grading.cell_timeout)")
     report = commands.add_parser("report", help="class statistics of a graded OUT folder")
     report.add_argument("out", type=Path)
     demo = commands.add_parser("demo", help="release, then grade and report a small sample class")
@@ -46,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             ids = releasing.release()
             print(f"released {', '.join(ids)} into release/; leak scan: clean")
         elif args.command == "grade":
-            run_grade(args.submissions, args.out, args.assignments, workers=args.workers, timeout=args.timeout,
-                      scheduler=args.scheduler, gradebook=args.gradebook, student_regexp=args.student_regexp,
-                      sandbox=args.sandbox)
+            settings = load_grading(workers=args.workers, notebook_timeout=args.timeout,
+                                    cell_timeout=args.cell_timeout, scheduler=args.scheduler, sandbox=args.sandbox)
+            run_grade(args.submissions, args.out, args.assignments, settings, gradebook=args.gradebook,
+                      student_regexp=args.student_regexp)
         elif args.command == "report":
             print(reporting.report(args.out))
         elif args.command == "demo":
@@ -56,20 +60,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"released {', '.join(ids)} into release/; leak scan: clean")
             students = sample_class.build(args.out / "submissions")
             print(f"sample class: {', '.join(students)}")
-            run_grade(args.out / "submissions", args.out / "graded", None, workers=2)
+            run_grade(args.out / "submissions", args.out / "graded", None, load_grading(workers=2))
             print(reporting.report(args.out / "graded"))
-    except (releasing.ReleaseError, ValueError, FileNotFoundError) as error:
+    except (releasing.ReleaseError, preflight.PreflightError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 
 
-def run_grade(submissions: Path, out: Path, ids, **options) -> None:
+def run_grade(submissions: Path, out: Path, ids, settings, gradebook=None, student_regexp=intake.CANVAS_FILE) -> None:
     start = time.perf_counter()
-    rows = grading.grade(submissions, out, ids, **options)
-    students = len({r.student for r in rows})
-    print(f"graded {students} student(s), {len(rows)} cells in {time.perf_counter() - start:.1f} s; "
-          f"wrote {out / 'grades.csv'}, {out / 'feedback'} and the gradebook")
+    rows, summary = grading.grade_class(submissions, out, ids, grading.SOURCE, gradebook, student_regexp, settings,
+                                        progress=True)
+    print(f"graded {summary.submissions} notebook(s) of {summary.students} student(s), {len(rows)} cells in "
+          f"{time.perf_counter() - start:.1f} s{'' if summary.sandboxed else ' WITHOUT the sandbox'}; wrote "
+          f"{out / 'grades.csv'}, {out / 'feedback'} and the gradebook")
+    if summary.grading_errors:
+        print(f"{len(summary.grading_errors)} grading error(s), not counted against the students; rerun to "
+              "regrade them:")
+        for student, notebook, reason in summary.grading_errors[:10]:
+            print(f"  {student} {notebook}: {reason[:160]}")
+    if summary.feedback_missing:
+        print(f"{len(summary.feedback_missing)} feedback page(s) could not be made (scores stand)")
     notes = (out / "intake.csv").read_text().splitlines()[1:]
     if notes:
         print(f"{len(notes)} file(s) found but not graded: see {out / 'intake.csv'}")

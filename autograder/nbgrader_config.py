@@ -13,11 +13,12 @@ c.GenerateAssignment.create_assignment = True
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Explicit limits: one cell may run for CELL_TIMEOUT seconds; the whole notebook is bounded by the grader
-# (autograder.grade.NOTEBOOK_TIMEOUT) because nbgrader only limits single cells.
-c.Execute.timeout = 120
+# Every grading limit (cell and notebook timeouts, memory, processes, disk, output, data root, workers,
+# Dask scheduler, sandbox) is a traitlet of autograder.settings.Grading; set them here, for example
+#   c.Grading.cell_timeout = 120
+# and `python -m autograder grade --help` lists the command-line options that override them. The grader
+# passes the cell timeout and kernel start-up limit to nbgrader's Execute.
 c.Execute.interrupt_on_timeout = True
-c.Execute.startup_timeout = 120
 c.LimitOutput.max_lines = 500
 c.LimitOutput.max_traceback = 50
 
@@ -33,13 +34,14 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.OverwriteCells.add_missing_cells = True
 
-# Hidden tests run in the grader's process, not in the student's kernel (see autograder.check_server).
+# Hidden tests run in the grader's process, not in the student's kernel (see autograder.check_server), and
+# test cells are scored from the grader's verdicts, not from what they printed (SaveVerdictGrades).
 c.Autograde.autograde_preprocessors = [
     "autograder.preprocessors.TrustedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
+    "autograder.preprocessors.SaveVerdictGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]

@@ -1,25 +1,35 @@
 """nbgrader preprocessors the course adds to nbgrader's own pipelines (see nbgrader_config.py)."""
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import tempfile
+from pathlib import Path
 from unittest import mock
 
+import zmq
 from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
+from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, SaveAutoGrades
+from traitlets import Int, Unicode
 
-from .check_client import CHECKER_VARIABLE
 from .check_server import CHECK_NAME, CheckServer
-from .sandbox import SOCKET_LINK_VARIABLE
+from .settings import CHECKER_VARIABLE
 
 
 class HideHiddenTests(ClearHiddenTests):
     """Feedback: drop hidden-test regions from test cells, as the release does, so no test code is shown."""
 
     enforce_metadata = False
+
+    def preprocess_cell(self, cell, resources, index):
+        # Only the test cells hold hidden tests; a student's own cell that merely mentions the markers is
+        # shown as written (nbgrader would refuse it, and the feedback with it).
+        if utils.is_grade(cell) and not utils.is_solution(cell):
+            return super().preprocess_cell(cell, resources, index)
+        return cell, resources
 
 
 class ErrorMessageOnly(NbGraderPreprocessor):
@@ -90,29 +100,57 @@ class RestoreGradedCells(NbGraderPreprocessor):
 
 
 class TrustedExecute(Execute):
-    """Autograding: nbgrader's Execute, with every hidden test run by the grader rather than the kernel.
+    """Autograding: nbgrader's Execute, with every hidden test run, and every verdict kept, by the grader.
 
     While the notebook runs, an autograder.check_server.CheckServer serves the hidden test cells. Before a
     test cell runs, the checks its source (as the gradebook has it, not as submitted) names are allowed to
-    run once; when it ends, any check that did not pass adds its failure to the cell's outputs, so nbgrader
-    scores the cell zero and the feedback says why, whatever the kernel printed.
+    run once; when it ends, the cell's verdict is recorded here: passed exactly when every one of them was
+    called in that window and passed. `SaveVerdictGrades` scores from that record alone; whatever the cell
+    printed, displayed or raised changes nothing. The record is also written to `verdict_file` (a file in
+    the grader's private course folder) with the reason of every failure.
 
     A kernel that dies (crash, exit, memory) costs the cell it died in and every later cell, each with the
-    reason; the cells that ran before keep their grades.
+    reason; the cells that ran before keep their grades. Outputs past `output_limit` bytes are dropped, and
+    a ZeroMQ message over that size disconnects the kernel, so a flood of output cannot exhaust the grader.
     """
+
+    checker_folder = Unicode("", help="Folder for the check server's socket, reachable by the kernel by "
+                                      "this same path (the sandbox binds it); default: a private /tmp "
+                                      "folder.").tag(config=True)
+    verdict_file = Unicode("", help="Where to write the verdict of every test cell (JSON).").tag(config=True)
+    output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce.").tag(config=True)
+    reply_limit = Int(256 * 1024**2, help="Bytes of one message from the kernel to the check server.").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._pending_checks = _hidden_checks(resources)
+        self._verdicts: dict[str, tuple[bool, str]] = {}
         self._kernel_died = False
-        with _socket_folder() as folder, CheckServer(os.path.join(folder, "checker")) as server, \
-                mock.patch.dict(os.environ, {CHECKER_VARIABLE: server.address}):  # kernels inherit it
-            self._server = server
-            return super().preprocess(nb, resources, km)
+        self._output_bytes = 0
+        with tempfile.TemporaryDirectory(prefix="dpc-") as scratch:
+            folder = self.checker_folder or scratch
+            with CheckServer(os.path.join(folder, "checker"), self.reply_limit) as server, \
+                    mock.patch.dict(os.environ, {CHECKER_VARIABLE: server.address}):  # unsandboxed kernels inherit it
+                self._server = server
+                try:
+                    return super().preprocess(nb, resources, km)
+                finally:
+                    for grade_id in self._pending_checks:  # test cells that never ran
+                        self._verdicts.setdefault(grade_id, (False, "not run: the test cell did not execute"))
+                    if self.verdict_file:
+                        Path(self.verdict_file).write_text(json.dumps(self._verdicts))
+                    resources.setdefault("verdicts", {}).update(self._verdicts)
+
+    def create_kernel_manager(self):
+        manager = super().create_kernel_manager()
+        manager.context.setsockopt(zmq.MAXMSGSIZE, self.output_limit)
+        return manager
 
     def preprocess_cell(self, cell, resources, index):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if self._kernel_died:
             if cell.cell_type == "code":
                 cell.outputs = [_error("DeadKernelError", "not run: the kernel died in an earlier cell")]
+                self._record(grade_id, cell)
             return cell, resources
         try:
             return super().preprocess_cell(cell, resources, index)
@@ -120,19 +158,78 @@ class TrustedExecute(Execute):
             self._kernel_died = True
             self._server.close_window()
             cell.outputs.append(_error("DeadKernelError", "the kernel died while this cell ran (it crashed, "
-                                                          "exited or ran out of memory)"))
+                                                          "exited, ran out of memory or sent too much output)"))
+            self._record(grade_id, cell)
             return cell, resources
 
     def on_cell_execute(self, cell, cell_index, **kwargs):
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        self._server.open_window(self._pending_checks.pop(grade_id, ()))
+        self._server.open_window(self._pending_checks.get(grade_id, ()))
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
         cell = kwargs["cell"]
-        failures = [v.message for v in self._server.close_window().values() if not v.passed]
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        verdicts = self._server.close_window()
+        failures = [v.message for v in verdicts.values() if not v.passed]
         if failures and not any(output.output_type == "error" for output in cell.outputs):
             cell.outputs.append(_error("GradingFailure", failures[0]))
+        self._record(grade_id, cell, verdicts)
+
+    def _record(self, grade_id, cell, verdicts=None) -> None:
+        """The verdict of a test cell: passed when each of its checks ran in its window and passed."""
+        checks = self._pending_checks.pop(grade_id, None)
+        if not checks:
+            return
+        verdicts = verdicts or {}
+        failed = [verdicts[name] for name in checks if name in verdicts and not verdicts[name].passed]
+        if all(name in verdicts and verdicts[name].passed for name in checks):
+            self._verdicts[grade_id] = (True, "")
+        elif failed and failed[0].ran:
+            self._verdicts[grade_id] = (False, failed[0].message)
+        else:  # the check never ran: the cell's own error says why
+            self._verdicts[grade_id] = (False, _first_error(cell) or (failed[0].message if failed else
+                                                                       "the hidden test never ran"))
+
+    def output(self, outs, msg, display_id, cell_index):
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        self._output_bytes += size
+        if self._output_bytes > self.output_limit:
+            if self._output_bytes - size <= self.output_limit:
+                outs.append(NotebookNode(output_type="stream", name="stdout",
+                                         text=f"[grader: output past {self.output_limit} bytes dropped]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class SaveVerdictGrades(SaveAutoGrades):
+    """Autograding: score each test cell from TrustedExecute's verdicts, never from what the cell showed.
+
+    nbgrader's own SaveAutoGrades reads a cell's outputs (an `execute_result` can claim any score); here a
+    test cell gets its points exactly when its verdict says passed. Other graded cells (written answers,
+    solution cells) keep nbgrader's rules.
+    """
+
+    def preprocess(self, nb, resources):
+        self._verdicts = resources.get("verdicts", {})
+        return super().preprocess(nb, resources)
+
+    def _add_score(self, cell, resources) -> None:
+        if cell.cell_type != "code" or utils.is_solution(cell):
+            return super()._add_score(cell, resources)
+        meta = cell.metadata["nbgrader"]
+        grade = self.gradebook.find_grade(meta["grade_id"], self.notebook_id, self.assignment_id, self.student_id)
+        passed, _ = self._verdicts.get(meta["grade_id"], (False, ""))
+        grade.auto_score = float(meta["points"]) if passed else 0.0
+        grade.needs_manual_grade = grade.manual_score is not None
+        self.gradebook.db.commit()
+
+
+def _first_error(cell) -> str:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip().rstrip(":")
+    return ""
 
 
 def _error(name: str, message: str) -> NotebookNode:
@@ -146,14 +243,3 @@ def _hidden_checks(resources) -> dict[str, list[str]]:
         notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
         found = {cell.name: CHECK_NAME.findall(cell.source or "") for cell in notebook.source_cells}
     return {name: checks for name, checks in found.items() if checks}
-
-
-def _socket_folder():
-    """A folder for the checker's socket that the kernel reaches by a short path (sockets allow ~100 chars).
-
-    A sandboxed kernel sees the worker's short link to its runtime folder (autograder.worker); otherwise a
-    fresh private folder in /tmp does.
-    """
-    if SOCKET_LINK_VARIABLE in os.environ:
-        return contextlib.nullcontext(os.environ[SOCKET_LINK_VARIABLE].split(":", 1)[0])
-    return tempfile.TemporaryDirectory(prefix="dpc-")

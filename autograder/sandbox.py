@@ -1,144 +1,256 @@
-"""Start a student's kernel in a sandbox: `python -m autograder.sandbox WORKDIR CONNECTION_FILE [KERNEL ARGS]`.
+"""One bubblewrap sandbox per student kernel: `python -m autograder.sandbox SPEC CONNECTION_FILE`.
 
-The grader installs a kernelspec named `python3` in each submission's private Jupyter data folder whose
-command is this module, so nbgrader's Execute preprocessor starts every student kernel through it.
+The grader installs, for each submission, a private `python3` kernelspec whose command is this module, so
+nbgrader's Execute starts the kernel through it. The sandbox is built by bubblewrap (`bwrap`), the tool
+Flatpak uses, from an allow-list:
 
-When run as root on Linux (the grading machines), before it becomes the kernel it:
+- the Python environment, the system's `/usr`, the datasets and the check client, all read-only;
+- one size-limited tmpfs holding the scratch folder (the working directory and HOME), `$TMPDIR` and
+  `/dev/shm`: the only disk a submission can fill, and the only writable place besides its kernel sockets;
+- the kernel's own socket folder (read-write) and its check server's folder (read-only).
 
-1. enters a new network namespace with no interface up: no network at all (the kernel talks to nbgrader
-   over Unix sockets, see `KernelManager.transport` in autograder.worker);
-2. enters a new mount namespace and hides, behind empty folders: the `course` package (reference library and
-   hidden tests: autograder.check_server runs them outside the kernel), the source notebooks and tests,
-   the class folder with every other student's work, this submission's copy of the source, its gradebook,
-   /root and /tmp (a private, empty /tmp replaces it); the few paths the kernel needs (its working folder,
-   the Python installation, the repository for autograder.check_client, the data) are put back read-only,
-   except the working folder;
-3. drops root for the unprivileged user `nobody`, which owns only the working folder.
+Nothing else of the host exists inside: no repository, no `.git`, no `build/`, no OUT, no submissions, no
+host `/tmp`. The kernel and everything it starts have their own user, PID, mount, network, IPC, UTS and
+cgroup namespaces, and all of it dies with the kernel's PID namespace: when the kernel is shut down or
+killed, when it times out, and when the grader dies (`--die-with-parent`).
 
-Everywhere it applies resource limits: address space (MEMORY_LIMIT), processes (PROCESS_LIMIT: a fork bomb
-stays bounded), size of any written file (FILE_SIZE_LIMIT), no core dumps.
+As root (the grading machines) each sandbox runs as its own host uid, so no other sandbox shares its
+process count, and in its own cgroup with memory and process limits where the machine has cgroups. The
+Python environment sits in root's home (mode 700), out of reach of that uid: its folders are first bound,
+as root, in a private mount namespace (`unshare --mount`) at places the uid can reach, then bubblewrap
+binds them back at their own paths inside the sandbox. Without root, bubblewrap runs as the instructor in
+an unprivileged user namespace; see the README for what differs.
 """
 from __future__ import annotations
 
-import ctypes
+import json
 import os
-import pwd
 import resource
 import shutil
+import subprocess
 import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .paths import REPO
+from .settings import CHECKER_VARIABLE, DATA_VARIABLE
 
-MEMORY_LIMIT = 8 * 1024**3
-PROCESS_LIMIT = 512
-FILE_SIZE_LIMIT = 1024**3
-SANDBOX_USER = "nobody"
-SOCKET_LINK_VARIABLE = "DP_COURSE_SOCKET_LINK"  # "link:target": the grader's short path to the kernel sockets
-HOLDING = Path("/mnt")  # an existing empty folder, covered by a private tmpfs inside the namespace
+BWRAP = "bwrap"
+UID_BASE = 1 << 20  # host uids of sandboxes: UID_BASE + the grading process's pid (unique while it lives)
+INSIDE_UID = 1000
+SCRATCH = "/scratch"
+KERNEL_ENVIRONMENT = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                      "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MPLBACKEND", "NBGRADER_EXECUTION", "DP_COURSE_FAST")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_NAME = "dp-course"
 
-_CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
-_libc = ctypes.CDLL(None, use_errno=True)
+
+class SandboxUnavailable(RuntimeError):
+    """No sandbox can be built on this machine; the message says why and what to do."""
 
 
-def apply_limits() -> None:
-    for limit, value in ((resource.RLIMIT_AS, MEMORY_LIMIT), (resource.RLIMIT_NPROC, PROCESS_LIMIT),
-                         (resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT), (resource.RLIMIT_CORE, 0)):
+@dataclass
+class Spec:
+    """What one sandbox gets; written by the grader (a file the kernel never sees), read by `main`."""
+
+    sockets: str  # read-write folder for the kernel's ZeroMQ sockets, at the same path inside
+    checker: str  # read-only folder holding the check server's socket, at the same path inside
+    client: str  # folder with the `autograder` package of the check client only
+    data_root: str
+    stage: str  # root only: empty folder where read-only sources are bound for the sandbox's uid to reach
+    uid: int | None  # host uid of the sandbox (root only)
+    memory_limit: int
+    process_limit: int
+    disk_limit: int
+    python_paths: list[str] = field(default_factory=lambda: python_paths())
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def read(cls, path: str | Path) -> Spec:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def python_paths() -> list[str]:
+    """The folders of this Python installation: the virtual environment and the interpreter it comes from."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent.parent}
+    resolved = sorted({str(p.resolve()) for p in paths})
+    return [p for p in resolved if not any(p != q and p.startswith(q + os.sep) for q in resolved)]
+
+
+def kernelspec(spec_file: Path) -> dict:
+    """The kernel.json that starts a kernel in the sandbox described by `spec_file`."""
+    command = [sys.executable, "-m", "autograder.sandbox", str(spec_file), "{connection_file}"]
+    if os.geteuid() == 0:
+        command = [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private", *command]
+    # bubblewrap forwards no SIGINT to the kernel: interrupts (cell timeouts) travel as messages.
+    return {"argv": command, "display_name": "Python 3 (grading sandbox)", "language": "python",
+            "interrupt_mode": "message"}
+
+
+def unavailable_reason() -> str:
+    """Why no sandbox can be built here ('' when one can): bubblewrap missing or namespaces refused."""
+    if not sys.platform.startswith("linux"):
+        return f"the grading sandbox needs Linux (this is {sys.platform})"
+    if not shutil.which(BWRAP):
+        return "bubblewrap (bwrap) is not installed: run `make sandbox` (Debian package bubblewrap)"
+    probe = subprocess.run([BWRAP, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+                            *_merged_usr_links(), "--proc", "/proc", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip() or probe.returncode}"
+    return ""
+
+
+def bwrap_arguments(spec: Spec, sources: dict[str, str], connection: int, passwd: int,
+                    kernel_arguments: tuple[str, ...] = ()) -> list[str]:
+    """bubblewrap's command line; `sources` maps each read-only path to where bwrap can read it from."""
+    arguments = [BWRAP, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv",
+                 "--hostname", "sandbox", "--ro-bind", "/usr", "/usr", *_merged_usr_links(),
+                 "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+                 "--ro-bind-try", "/etc/localtime", "/etc/localtime",
+                 "--ro-bind-data", str(passwd), "/etc/passwd", "--proc", "/proc", "--dir", "/dev"]
+    for device in DEVICES:
+        arguments += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
+    arguments += ["--symlink", "/proc/self/fd", "/dev/fd", "--size", str(spec.disk_limit), "--tmpfs", SCRATCH]
+    for folder in ("tmp", "shm", ".jupyter"):
+        arguments += ["--dir", f"{SCRATCH}/{folder}"]
+    arguments += ["--symlink", f"{SCRATCH}/shm", "/dev/shm",
+                  "--file", str(connection), f"{SCRATCH}/.jupyter/kernel.json"]
+    for path, source in sources.items():
+        arguments += ["--ro-bind", source, path]
+    arguments += ["--bind", spec.sockets, spec.sockets, "--ro-bind", spec.checker, spec.checker,
+                  "--remount-ro", "/", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--chdir", SCRATCH]
+    environment = {name: os.environ[name] for name in KERNEL_ENVIRONMENT if name in os.environ}
+    environment.update(HOME=SCRATCH, TMPDIR=f"{SCRATCH}/tmp", MPLCONFIGDIR=f"{SCRATCH}/.matplotlib",
+                       PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin", PYTHONPATH=spec.client,
+                       PYTHONDONTWRITEBYTECODE="1", USER="student",
+                       **{DATA_VARIABLE: spec.data_root, CHECKER_VARIABLE: os.path.join(spec.checker, "checker")})
+    for name, value in sorted(environment.items()):
+        arguments += ["--setenv", name, value]
+    return arguments + ["--", sys.executable, "-m", "ipykernel_launcher", "-f", f"{SCRATCH}/.jupyter/kernel.json",
+                         *kernel_arguments]
+
+
+def _merged_usr_links() -> list[str]:
+    """/bin, /lib, ... as the host has them: symlinks into /usr (merged /usr) or read-only folders."""
+    arguments = []
+    for top in ("bin", "sbin", "lib", "lib32", "lib64"):
+        path = Path("/") / top
+        if path.is_symlink():
+            arguments += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            arguments += ["--ro-bind", str(path), str(path)]
+    return arguments
+
+
+def read_only_paths(spec: Spec) -> list[str]:
+    return [*spec.python_paths, spec.data_root, spec.client]
+
+
+def _stage(spec: Spec) -> dict[str, str]:
+    """Root only: bind each read-only source at spec.stage/N (in this process's private mount namespace),
+    where the sandbox's uid can reach it although the original sits in root's home."""
+    sources = {}
+    for index, path in enumerate(read_only_paths(spec)):
+        if not Path(path).exists():
+            continue
+        target = Path(spec.stage) / str(index)
+        target.mkdir(mode=0o755)
+        subprocess.run(["mount", "--bind", "-o", "ro", path, str(target)], check=True, capture_output=True)
+        sources[path] = str(target)
+    return sources
+
+
+def cgroup_folders(uid: int) -> list[Path]:
+    """This sandbox's cgroups: one in the unified hierarchy (v2), or memory and pids ones (v1)."""
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return [CGROUP_ROOT / CGROUP_NAME / f"sandbox-{uid}"]
+    return [CGROUP_ROOT / controller / CGROUP_NAME / f"sandbox-{uid}" for controller in ("memory", "pids")]
+
+
+def enter_cgroups(spec: Spec) -> bool:
+    """Move this process into the sandbox's cgroups with its limits; False where the machine has none."""
+    limits = {"memory.max": spec.memory_limit, "memory.limit_in_bytes": spec.memory_limit,
+              "memory.memsw.limit_in_bytes": spec.memory_limit, "memory.swap.max": 0,
+              "pids.max": spec.process_limit}
+    try:
+        folders = cgroup_folders(spec.uid)
+        for folder in folders:
+            if folder.parent.parent == CGROUP_ROOT and (folder.parent.parent / "cgroup.subtree_control").exists():
+                folder.parent.mkdir(exist_ok=True)
+                (folder.parent / "cgroup.subtree_control").write_text("+memory +pids")
+            folder.mkdir(parents=True, exist_ok=True)
+            written = 0
+            for name, value in limits.items():
+                if (folder / name).exists():
+                    try:
+                        (folder / name).write_text(str(value))
+                        written += 1
+                    except OSError:
+                        if name not in ("memory.memsw.limit_in_bytes", "memory.swap.max"):
+                            raise
+            if not written:
+                return False
+        for folder in folders:
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
+        return True
+    except OSError:
+        return False
+
+
+def remove_cgroups(uid: int) -> None:
+    """Kill whatever is still in the sandbox's cgroups, then remove them (called by the grader)."""
+    for folder in cgroup_folders(uid):
+        if not folder.exists():
+            continue
+        for _ in range(50):
+            try:
+                pids = [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+            except OSError:
+                break
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            os.sched_yield()
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def apply_limits(spec: Spec, cgroups: bool) -> None:
+    """Per-process limits, on top of the cgroups (or instead of their memory limit where there are none)."""
+    memory = resource.RLIM_INFINITY if cgroups else spec.memory_limit
+    for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_NPROC, spec.process_limit),
+                         (resource.RLIMIT_FSIZE, spec.disk_limit), (resource.RLIMIT_CORE, 0)):
+        soft, hard = resource.getrlimit(limit)
+        value = value if hard == resource.RLIM_INFINITY or value != resource.RLIM_INFINITY and value < hard else hard
         resource.setrlimit(limit, (value, value))
 
 
-def hidden_paths(workdir: Path) -> list[Path]:
-    """What a student's kernel must not see: the reference library and hidden tests (`course`, run by the
-    grader's own process instead), sources, tests, gradebooks, the class folder, /root, /tmp."""
-    class_folder = workdir.parents[2]  # OUT/work/<student>/<assignment>
-    return [REPO / "course", REPO / "source", REPO / "tests", class_folder, workdir / "source", workdir / "gradebook.db",
-            Path("/root"), Path("/tmp")]
-
-
-def needed_paths(workdir: Path) -> list[tuple[Path, bool]]:
-    """(path, writable) the kernel must reach: its folder, Python, the repository and the data."""
-    python_paths = {Path(sys.base_prefix), Path(sys.prefix), Path(os.path.realpath(sys.executable)).parent}
-    data = Path(os.environ.get("DP_COURSE_DATA", REPO / "data")).resolve()
-    return [(workdir, True), *((p.resolve(), False) for p in sorted(python_paths)), (REPO, False), (data, False)]
-
-
-def isolate(workdir: Path) -> None:
-    """Network and mount namespaces (root only): see the module docstring."""
-    _call(_libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET), "unshare")
-    _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
-    _mount("tmpfs", HOLDING, "tmpfs", 0, "mode=700")
-    held = []
-    for index, (path, writable) in enumerate(needed_paths(workdir)):
-        if path.exists():
-            holder = HOLDING / str(index)
-            holder.mkdir()
-            _mount(path, holder, None, _MS_BIND | _MS_REC)
-            held.append((path, holder, writable))
-    held.sort(key=lambda item: len(item[0].parts))  # shallow first, so deeper mounts land on top
-    for item in held:
-        _restore(*item)
-    for hidden in sorted(hidden_paths(workdir), key=lambda path: len(path.parts)):
-        if hidden.is_dir():
-            _mount("tmpfs", hidden, "tmpfs", 0, "size=64m,mode=1777" if hidden == Path("/tmp") else "size=1m,mode=755")
-        elif hidden.exists():
-            _mount("/dev/null", hidden, None, _MS_BIND)
-        for item in held:  # what the kernel needs below a hidden folder comes back
-            if hidden in item[0].parents:
-                _restore(*item)
-
-
-def _restore(path: Path, holder: Path, writable: bool) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    _mount(holder, path, None, _MS_BIND | _MS_REC)
-    if not writable:
-        _mount(path, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
-
-
-def drop_privileges(workdir: Path) -> None:
-    """Become `nobody`, owner of the working folder's outputs, home and kernel sockets."""
-    user = pwd.getpwnam(SANDBOX_USER)
-    for top in (workdir / "autograded", workdir / "home", workdir / ".jupyter" / "runtime"):
-        for node in [top, *top.rglob("*")]:
-            os.chown(node, user.pw_uid, user.pw_gid)
-    os.setgroups([])
-    os.setgid(user.pw_gid)
-    os.setuid(user.pw_uid)
-
-
-def _mount(source, target, fstype, flags: int, data: str | None = None) -> None:
-    encode = lambda value: None if value is None else str(value).encode()  # noqa: E731
-    _call(_libc.mount(encode(source), encode(target), encode(fstype), flags, encode(data)), f"mount {target}")
-
-
-def _call(result: int, what: str) -> None:
-    if result != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"sandbox: {what} failed: {os.strerror(error)}")
-
-
-def main(workdir: str, connection_file: str, *kernel_arguments: str) -> None:
-    workdir_path = Path(workdir).resolve()
-    runtime = workdir_path / ".jupyter" / "runtime"
-    home = workdir_path / "home"
-    home.mkdir(exist_ok=True)
-    runtime.mkdir(parents=True, exist_ok=True)
-    # The connection file may sit in /tmp, which the sandbox replaces: keep a copy in the working folder.
-    connection = runtime / Path(connection_file).name
-    if Path(connection_file).resolve() != connection:
-        shutil.copyfile(connection_file, connection)
-    os.environ.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"))
-    if os.geteuid() == 0 and sys.platform.startswith("linux"):
-        isolate(workdir_path)
-        # The working directory still points into the tree as it was before the mounts: enter it again
-        # through the new view, or '..' would lead to what was just hidden.
-        os.chdir(os.getcwd())
-        if SOCKET_LINK_VARIABLE in os.environ:  # the private /tmp needs the grader's link to the sockets
-            link, target = os.environ[SOCKET_LINK_VARIABLE].split(":", 1)
-            Path(link).symlink_to(target)
-        drop_privileges(workdir_path)
-    apply_limits()
-    os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection), *kernel_arguments])
+def main(spec_file: str, connection_file: str, *kernel_arguments: str) -> None:
+    spec = Spec.read(spec_file)
+    connection = os.open(connection_file, os.O_RDONLY)
+    passwd_read, passwd_write = os.pipe()
+    os.write(passwd_write, f"student:x:{INSIDE_UID}:{INSIDE_UID}::{SCRATCH}:/bin/sh\n".encode())
+    os.close(passwd_write)
+    root = os.geteuid() == 0
+    sources = _stage(spec) if root else {path: path for path in read_only_paths(spec) if Path(path).exists()}
+    cgroups = root and enter_cgroups(spec)
+    apply_limits(spec, cgroups)
+    if root:
+        os.setgroups([])
+        os.setgid(spec.uid)
+        os.setuid(spec.uid)
+    for fd in (connection, passwd_read):
+        os.set_inheritable(fd, True)
+    arguments = bwrap_arguments(spec, sources, connection, passwd_read, kernel_arguments)
+    os.execvp(arguments[0], arguments)
 
 
 if __name__ == "__main__":

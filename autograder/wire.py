@@ -43,10 +43,11 @@ def send(sock: socket.socket, payload: bytes) -> None:
     sock.sendall(_HEADER.pack(len(payload)) + payload)
 
 
-def receive(sock: socket.socket) -> bytes:
+def receive(sock: socket.socket, limit: int = MAX_FRAME) -> bytes:
+    """One frame, refused before it is read when it announces more than `limit` bytes."""
     (size,) = _HEADER.unpack(_read_exactly(sock, _HEADER.size))
-    if size > MAX_FRAME:
-        raise WireError(f"a message of {size} bytes is over the limit of {MAX_FRAME}")
+    if size > limit:
+        raise WireError(f"a message of {size} bytes is over the limit of {limit}")
     return _read_exactly(sock, size)
 
 

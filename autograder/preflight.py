@@ -1,0 +1,99 @@
+"""Checks made once before a batch, so that a broken machine stops the batch instead of zeroing a class.
+
+`check(settings, assignments, out)` raises `PreflightError` with a message an instructor can act on when the
+sandbox cannot be built or a sandboxed kernel does not start, when a dataset the assignments read is
+missing, or when OUT or the temporary folder is nearly full.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from . import sandbox
+from .settings import Grading
+
+# The datasets each assignment's notebook reads, and a file that shows each one is in place.
+DATASETS = {"05_pate": ["mnist"], "06_dpsgd": ["pneumonia"], "07_membership": ["pneumonia"]}
+
+
+class PreflightError(RuntimeError):
+    """The batch cannot start; the message says why."""
+
+
+def check(settings: Grading, assignments: list[str], out: Path) -> None:
+    _check_disk(settings, out)
+    _check_datasets(settings.resolved_data_root(), assignments)
+    if settings.sandbox:
+        reason = sandbox.unavailable_reason()
+        if reason:
+            raise PreflightError(f"{reason}. Grading needs the sandbox; to grade without it anyway (the kernels "
+                                 "then run with your rights), pass --no-sandbox.")
+        _check_kernel(settings)
+
+
+def _check_disk(settings: Grading, out: Path) -> None:
+    for folder in (out, Path(tempfile.gettempdir())):
+        free = shutil.disk_usage(folder).free
+        if free < settings.min_free_disk:
+            raise PreflightError(f"only {free / 2**20:.0f} MiB free in {folder}; grading needs at least "
+                                 f"{settings.min_free_disk / 2**20:.0f} MiB (Grading.min_free_disk)")
+
+
+def _check_datasets(data_root: Path, assignments: list[str]) -> None:
+    needed = {name for a in assignments for name in DATASETS.get(a, [])}
+    try:
+        if "mnist" in needed:
+            import torchvision
+
+            for train in (True, False):
+                torchvision.datasets.MNIST(str(data_root), train=train, download=False)
+        if "pneumonia" in needed:
+            import medmnist
+
+            medmnist.PneumoniaMNIST(split="train", root=str(data_root / "medmnist"), download=False)
+    except (RuntimeError, OSError, FileNotFoundError) as error:
+        raise PreflightError(f"a dataset the notebooks read is missing from {data_root} ({error}); run `make "
+                             "data` (it copies ../shared/data), or set Grading.data_root or DP_COURSE_DATA") from None
+
+
+def _check_kernel(settings: Grading) -> None:
+    """Start one sandboxed kernel, as grading will, and run an import in it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    from .autograde_process import prepare_sandbox
+    from .grade import limits_of
+
+    base = Path(tempfile.mkdtemp(prefix="dpg-"))
+    manager = None
+    try:
+        base.chmod(0o711)
+        course = base / "course"
+        course.mkdir(mode=0o700)
+        prepare_sandbox(base, course, limits_of(settings))
+        specs = KernelSpecManager(kernel_dirs=[str(course / ".jupyter" / "kernels")], ensure_native_kernel=False)
+        manager = KernelManager(kernel_name="python3", kernel_spec_manager=specs, transport="ipc",
+                                ip=str(base / "k" / "kernel"), connection_file=str(course / "kernel.json"))
+        manager.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=settings.startup_timeout)
+        reply = client.execute_interactive("import numpy, torch", timeout=settings.startup_timeout,
+                                           output_hook=lambda message: None)
+        client.stop_channels()
+        if reply["content"]["status"] != "ok":
+            raise PreflightError(f"a sandboxed kernel started but could not import torch: "
+                                 f"{reply['content'].get('evalue', '')}")
+    except PreflightError:
+        raise
+    except Exception as error:  # noqa: BLE001 (whatever went wrong, the batch must not start)
+        raise PreflightError(f"a sandboxed kernel did not start: {type(error).__name__}: {error}") from None
+    finally:
+        if manager is not None and manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+        uid = (base / "uid").read_text() if (base / "uid").exists() else ""
+        if uid:
+            sandbox.remove_cgroups(int(uid))
+        shutil.rmtree(base, ignore_errors=True)

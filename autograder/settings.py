@@ -1,0 +1,66 @@
+"""Every grading limit and default in one place: the traitlets of `Grading`, set in nbgrader_config.py.
+
+`python -m autograder grade` reads them from autograder/nbgrader_config.py (as `c.Grading.<name>`); its
+command-line options override them through the same traitlets, as nbgrader's own apps do. Environment
+variable names shared by the grader, the sandbox and the kernel are defined here too.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from traitlets import Bool, Float, Int, Unicode
+from traitlets.config import Config, Configurable
+
+from .paths import REPO
+
+DATA_VARIABLE = "DP_COURSE_DATA"  # the datasets' root, read by the notebooks' setup cell
+FAST_VARIABLE = "DP_COURSE_FAST"
+GRADING_VARIABLE = "NBGRADER_EXECUTION"  # set by nbgrader while autograding; the notebooks run in fast mode
+CHECKER_VARIABLE = "DP_COURSE_CHECKER"  # path of the grader's check socket inside the kernel's view
+DEFAULT_DATA_ROOT = REPO / "data"  # where `make data` puts the copy of ../shared/data
+
+
+class Grading(Configurable):
+    """Limits and defaults of `python -m autograder grade`."""
+
+    notebook_timeout = Float(600.0, help="Wall-clock limit in seconds for one notebook, kernel start to "
+                                         "feedback; past it the sandbox is killed and the notebook scores 0 "
+                                         "with a timeout reason.").tag(config=True)
+    cell_timeout = Float(120.0, help="Wall-clock limit in seconds for one cell (nbgrader's Execute.timeout); "
+                                     "a cell past it is interrupted and scores 0.").tag(config=True)
+    startup_timeout = Float(120.0, help="Seconds a sandboxed kernel may take to start before the submission "
+                                        "becomes a grading error.").tag(config=True)
+    memory_limit = Int(6 * 1024**3, help="Bytes of memory for one sandbox, all its processes together (a "
+                                         "cgroup where the machine has one; otherwise each process's address "
+                                         "space is limited to this).").tag(config=True)
+    process_limit = Int(256, help="Processes and threads one sandbox may run at once.").tag(config=True)
+    disk_limit = Int(1024**3, help="Bytes a sandbox may write: its scratch folder, /tmp and /dev/shm "
+                                   "together (one size-limited tmpfs, counted in its memory).").tag(config=True)
+    output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce; outputs past it are "
+                                          "dropped and the cell says so.").tag(config=True)
+    reply_limit = Int(256 * 1024**2, help="Bytes the check server accepts in one message from a kernel; a "
+                                          "bigger reply fails that hidden test.").tag(config=True)
+    data_root = Unicode(help="Folder of the datasets, shared read-only with every kernel (default: "
+                             "$DP_COURSE_DATA, else the repository's data/).").tag(config=True)
+    workers = Int(1, help="Dask LocalCluster worker processes; each grades one notebook at a time.").tag(config=True)
+    scheduler = Unicode("", help="Address of a running Dask scheduler (tcp:// or tls://) to grade on "
+                                 "instead of a LocalCluster.").tag(config=True)
+    sandbox = Bool(True, help="Run every kernel in its own bubblewrap sandbox. Turn off only with "
+                              "--no-sandbox on a machine without one; grades.csv then says so.").tag(config=True)
+    min_free_disk = Int(512 * 1024**2, help="Bytes that must be free in OUT and the temporary folder "
+                                            "before a batch starts.").tag(config=True)
+
+    def resolved_data_root(self) -> Path:
+        return Path(self.data_root or os.environ.get(DATA_VARIABLE) or DEFAULT_DATA_ROOT).resolve()
+
+
+def load_grading(config: Config | None = None, **overrides) -> Grading:
+    """The course's `Grading` settings from nbgrader_config.py, with keyword overrides (None: keep)."""
+    from .config import nbgrader_config  # late: config imports nothing of this module's users
+
+    grading = Grading(config=config if config is not None else nbgrader_config(REPO))
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(grading, name, value)
+    return grading

@@ -1,0 +1,244 @@
+"""Grade one submission and return its result as data: `grade_submission(job, bundle, limits)`.
+
+This is the task a Dask worker runs. It takes bytes, not paths: the submitted notebook, and the assignment's
+`Bundle` (its source files and gradebook template). It lays them out in a fresh private folder (mode 700,
+outside any sandbox's view), autogrades there in a child process (autograder.autograde_process) under a
+wall-clock limit, reads the grader's own verdicts, and returns a `SubmissionResult`: per-cell scores and
+reasons, the autograded notebook and the feedback HTML. The folder is removed afterwards; only the client
+process writes OUT and the class gradebook.
+
+Faults are classified. What the submission caused (a failed test, a timeout, a dead kernel) scores 0 with
+the reason. What the grader or its environment caused (the kernel did not start, the disk is full, the
+grading process crashed) is a grading error: an empty score and a reason starting `grading error:`, so that
+a rerun regrades it. A failure to make the feedback costs no points: the scores stand without it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+
+from . import sandbox
+
+GRADING_ERROR = "grading error: "
+MAX_REASON = 400
+# nbgrader's log lines that show the kernel never started: the grader's fault, not the student's.
+KERNEL_START_FAILURES = ("Kernel didn't respond", "Kernel died before replying to kernel_info",
+                         "RuntimeError: Kernel", "TimeoutError: Kernel", "bwrap:")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An assignment as the grader needs it: its source files and its gradebook template, as bytes."""
+
+    assignment: str
+    files: dict[str, bytes]  # path relative to source/<assignment> -> content
+    gradebook: bytes  # an nbgrader gradebook (SQLite) that knows the assignment's cells
+
+    @property
+    def digest(self) -> str:
+        hasher = hashlib.sha256(self.assignment.encode())
+        for name in sorted(self.files):
+            hasher.update(name.encode() + b"\0" + self.files[name])
+        return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class GradedCell:
+    """A cell that carries points, as the source notebook defines it."""
+
+    name: str
+    kind: str  # "auto" | "manual"
+    max_score: float
+
+
+@dataclass
+class Job:
+    student: str
+    assignment: str
+    notebook: str  # file name, e.g. "01_databases.ipynb"
+    content: bytes | None  # the submitted file; None when it cannot be graded (see problem)
+    problem: str = ""  # why the submission cannot be graded (missing, duplicate...): the student's zeros
+
+
+@dataclass
+class CellResult:
+    name: str
+    kind: str
+    score: float | None  # None: a manual cell not graded yet, or a grading error
+    max_score: float
+    reason: str
+
+
+@dataclass
+class SubmissionResult:
+    student: str
+    assignment: str
+    notebook: str
+    cells: list[CellResult]
+    feedback: bytes = b""  # the feedback HTML (empty when it could not be made)
+    autograded: bytes = b""  # the autograded notebook
+    grading_error: str = ""  # '' or why the grader failed (every score is then empty)
+    feedback_error: str = ""
+    log: str = ""
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def graded_cells(notebook: nbformat.NotebookNode) -> list[GradedCell]:
+    """The graded cells of a source notebook, in order: tests are 'auto', written answers 'manual'."""
+    cells = []
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            kind = "auto" if cell.cell_type == "code" and not meta.get("solution") else "manual"
+            cells.append(GradedCell(meta["grade_id"], kind, float(meta.get("points", 0))))
+    return cells
+
+
+def bundle_cells(bundle: Bundle, notebook: str) -> list[GradedCell]:
+    return graded_cells(nbformat.reads(bundle.files[notebook].decode(), as_version=4))
+
+
+def grade_submission(job: Job, bundle: Bundle, limits: dict) -> SubmissionResult:
+    """Grade one submission; never raises: every outcome is a SubmissionResult."""
+    cells = bundle_cells(bundle, job.notebook)
+    if job.problem:
+        return failed(job, cells, job.problem)
+    try:
+        return _autograde(job, bundle, cells, limits)
+    except Exception as error:  # noqa: BLE001 (a fault of the grader: never a student's zero)
+        return failed(job, cells, f"{GRADING_ERROR}{type(error).__name__}: {error}", grading_error=True)
+
+
+def failed(job: Job, cells: list[GradedCell], reason: str, grading_error: bool = False,
+           log: str = "") -> SubmissionResult:
+    """Every cell without points: 0 with the reason, or empty scores for a grading error."""
+    score = None if grading_error else 0.0
+    rows = [CellResult(c.name, c.kind, score, c.max_score, reason[:MAX_REASON]) for c in cells]
+    return SubmissionResult(job.student, job.assignment, job.notebook, rows,
+                            grading_error=reason if grading_error else "", log=log)
+
+
+def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) -> SubmissionResult:
+    # Short and private: the kernel's Unix socket paths (about 100 characters at most) live under it.
+    base = Path(tempfile.mkdtemp(prefix="dpg-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    uid = None
+    try:
+        base.chmod(0o711)
+        course = base / "course"
+        source = course / "source" / job.assignment
+        for name, content in bundle.files.items():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes(content)
+        (course / "gradebook.db").write_bytes(bundle.gradebook)
+        submitted = course / "submitted" / job.student / job.assignment / job.notebook
+        submitted.parent.mkdir(parents=True)
+        submitted.write_bytes(job.content)
+        course.chmod(0o700)
+        job_file = base / "job.json"
+        job_file.write_text(json.dumps({**limits, "base": str(base), "course": str(course),
+                                        "assignment": job.assignment, "student": job.student}))
+        timed_out, status, log = _run_child(job_file, base / "log.txt", limits["notebook_timeout"])
+        uid_text = (base / "uid").read_text() if (base / "uid").exists() else ""
+        uid = int(uid_text) if uid_text else None
+        if timed_out:
+            return failed(job, cells, f"timeout: the notebook ran for more than {limits['notebook_timeout']:g} s "
+                                      "and was stopped", log=log)
+        return _read_result(job, cells, course, base, status, log)
+    finally:
+        if uid is not None:
+            sandbox.remove_cgroups(uid)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run_child(job_file: Path, log_file: Path, timeout: float) -> tuple[bool, int, str]:
+    with open(log_file, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "autograder.autograde_process", str(job_file)],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        try:
+            process.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            # The sandbox dies with its parent (bubblewrap's --die-with-parent) and with its PID namespace.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            timed_out = True
+    return timed_out, process.returncode, log_file.read_text(errors="replace")[-20000:]
+
+
+def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, status: int,
+                 log: str) -> SubmissionResult:
+    try:
+        outcome = json.loads((base / "outcome.json").read_text())
+    except (OSError, ValueError):
+        return failed(job, cells, f"{GRADING_ERROR}the grading process crashed (exit status {status}): "
+                                  f"{_last_line(log)}", grading_error=True, log=log)
+    autograde = outcome["autograde"]
+    nbgrader_log = (autograde.get("log") or "") + (autograde.get("error") or "")
+    if not autograde["success"]:
+        if "DeadKernelError" in nbgrader_log:
+            return failed(job, cells, "the kernel died while running the notebook (it crashed, exited or ran "
+                                      "out of memory); every cell scores 0", log=log + nbgrader_log)
+        if any(marker in nbgrader_log for marker in KERNEL_START_FAILURES):
+            return failed(job, cells, f"{GRADING_ERROR}the sandboxed kernel did not start: "
+                                      f"{_root_cause(nbgrader_log)}", grading_error=True, log=log + nbgrader_log)
+        return failed(job, cells, "autograding failed: " + _root_cause(nbgrader_log), log=log + nbgrader_log)
+    verdicts = json.loads((base / "verdicts.json").read_text())
+    name = job.notebook.removesuffix(".ipynb")
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        grades = {g.name: (g.auto_score, g.manual_score)
+                  for g in gradebook.find_submission_notebook(name, job.assignment, job.student).grades}
+    rows = []
+    for cell in cells:
+        auto_score, manual_score = grades.get(cell.name, (None, None))
+        if cell.kind == "manual":
+            rows.append(CellResult(cell.name, cell.kind, manual_score, cell.max_score,
+                                   "awaiting manual grading" if manual_score is None else ""))
+            continue
+        passed, reason = verdicts.get(cell.name, (False, "the hidden test never ran"))
+        score = cell.max_score if passed else 0.0
+        rows.append(CellResult(cell.name, cell.kind, score, cell.max_score, "" if passed else reason[:MAX_REASON]))
+    autograded = course / "autograded" / job.student / job.assignment / job.notebook
+    feedback = course / "feedback" / job.student / job.assignment / f"{name}.html"
+    result = SubmissionResult(job.student, job.assignment, job.notebook, rows, log=log + nbgrader_log,
+                              autograded=_read_plain_file(autograded))
+    if outcome.get("feedback", {}).get("success") and feedback.is_file():
+        result.feedback = _read_plain_file(feedback)
+    else:
+        result.feedback_error = "feedback could not be generated: " + _root_cause(
+            (outcome.get("feedback", {}).get("log") or "") + (outcome.get("feedback", {}).get("error") or ""))
+    return result
+
+
+def _read_plain_file(path: Path) -> bytes:
+    """A file the grader wrote, refused if anything made it a link."""
+    if path.is_symlink() or not path.is_file():
+        return b""
+    return path.read_bytes()
+
+
+def _root_cause(log: str) -> str:
+    """The last exception line of nbgrader's log that is not nbgrader's generic wrapper."""
+    causes = [line.strip() for line in log.splitlines()
+              if re.match(r"^\s*[\w.]+(Error|Exception|Exit)\b.*:", line) and "NbGraderException" not in line]
+    return (causes[-1] if causes else _last_line(log))[:MAX_REASON]
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "no details")[:MAX_REASON]
