@@ -9,8 +9,9 @@ Interface:
 Inputs, all in OUT: grades.csv (one row per graded cell: student, assignment, notebook, cell, kind, score,
 max_score, reason), students.csv (student, lms_id, email, name; written at intake) and late.csv (written by
 autograder.late). One grade per student and assignment: the sum of its cells' scores minus its late
-penalties, recomputed here with the course's policy from late.csv's seconds late and the current scores (so a
-manual grade given later is penalised as nbgrader would, and a penalty never stacks).
+penalties, recomputed here from late.csv's submission times with the course's current due dates, extensions
+and policy and the current scores (so an extension or a manual grade given after grading counts, and a penalty
+never stacks).
 
 A grade is left out (blank, or the LMS's own value kept), and listed in the summary, when any of its cells is
 a grading error (an empty score whose reason starts "grading error:"; never a zero) or a written answer not
@@ -39,6 +40,7 @@ import csv
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from . import late as late_policy
@@ -126,8 +128,11 @@ def assignment_grades(rows: list[dict], late_rows: list[dict],
     cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         cells[(row["student"], row["assignment"])].append(row)
-    seconds_late = {(r["student"], r["assignment"], r["notebook"]): float(r["seconds_late"])
-                    for r in late_rows if r.get("seconds_late")}
+    # Seconds late from the recorded submission time and today's due dates and extensions (an extension
+    # granted after grading counts); a time that was never known gives no penalty.
+    seconds_late = {(r["student"], r["assignment"], r["notebook"]):
+                    late_policy.lateness(config, r["student"], r["assignment"], datetime.fromisoformat(r["submitted"]))
+                    for r in late_rows if r.get("submitted")}
     grades = {}
     for key, members in cells.items():
         max_score = sum(float(r["max_score"]) for r in members)
@@ -140,7 +145,7 @@ def assignment_grades(rows: list[dict], late_rows: list[dict],
         by_notebook: dict[str, float] = defaultdict(float)
         for r in members:
             by_notebook[r.get("notebook", "")] += float(r["score"])
-        penalty = sum(late_policy.penalty(config, key[0], score, seconds_late.get((*key, notebook), 0.0))
+        penalty = sum(late_policy.penalty(config, key[0], score, seconds_late.get((*key, notebook)) or 0.0)
                       for notebook, score in by_notebook.items())
         grades[key] = Grade(sum(by_notebook.values()) - penalty, max_score, penalty, "ok")
     return grades

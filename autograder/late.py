@@ -6,6 +6,7 @@ Interface (what the grader, export and report call):
     a = assess(submission, score, max_score, config)   # -> LateAssessment; pure, no state
     write_late(assessments, OUT / "late.csv")    # beside grades.csv, rewritten whole on every run
     rows = read_late(OUT / "late.csv")           # dicts keyed by LATE_COLUMNS
+    lateness(config, student, assignment, submitted)  # seconds late now (current due dates and extensions)
     penalty(config, student, score, seconds_late) # the policy alone, for a score known later (manual grades)
     parse_time(text, time_zone)                  # aware UTC datetime from a timestamp string
 
@@ -175,6 +176,18 @@ def parse_time(text: str, time_zone: ZoneInfo) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
+def lateness(config: CourseConfig, student: str, assignment: str, submitted: datetime | None) -> float | None:
+    """Seconds late past the student's due time and the grace period: 0 when on time or when the assignment
+    has no due date, None when the submission time is unknown."""
+    due = config.due_for(student, assignment)
+    if due is None:
+        return 0.0
+    if submitted is None:
+        return None
+    seconds = (submitted - due).total_seconds()
+    return 0.0 if seconds <= config.grace.total_seconds() else seconds
+
+
 def penalty(config: CourseConfig, student: str, score: float, seconds_late: float) -> float:
     """The configured plugin's penalty, clamped to [0, score] as nbgrader's AssignLatePenalties does."""
     if seconds_late <= 0 or score <= 0:
@@ -207,8 +220,8 @@ def assess(submission, score: float | None, max_score: float, config: CourseConf
             return result(None, 0.0, f"late, time unknown: {marker_text} but no submission time is known; "
                                      "no penalty applied, check it by hand")
         return result(None, 0.0, "submission time unknown: no penalty")
-    seconds = (submitted - due).total_seconds()
-    if seconds <= config.grace.total_seconds():
+    seconds = lateness(config, student, assignment, submitted)
+    if seconds == 0:
         note = "on time" + (f" by the {source} time, although {marker_text} (extension?)" if marker else "")
         return result(0.0, 0.0, note)
     if score is None:

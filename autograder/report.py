@@ -124,50 +124,125 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
     stats = cell_statistics(rows)
     failed = errors(rows)
     assignments = sorted({r["assignment"] for r in rows})
+    counts = late_counts(late_rows)
+    grades = exporting.assignment_grades(rows, late_rows, config)
+    penalised = [(s, a, g.penalty, g.max_score) for (s, a), g in sorted(grades.items()) if g.penalty]
+    unknown = [r for r in late_rows if not r["seconds_late"] and r["late_marker"] == "1"]
+    manual = sum(1 for row in rows if row["kind"] == "manual" and row["score"] == "" and not is_grading_error(row))
 
-    sections = []  # (title, text, figure PNG bytes or None)
-    summary = ["Automatic scores per student and assignment", grade_table(rows), ""]
+    means = []
     for assignment in assignments:
         marks = [s / m for (_, a), (s, m) in scores.items() if a == assignment and m]
         broken = len({r["student"] for r in failed if r["assignment"] == assignment})
-        summary.append(f"{assignment}: {len(marks)} submissions, mean "
-                       f"{100 * sum(marks) / max(len(marks), 1):.1f}% of the automatic points"
-                       + (f" ({broken} with a grading error, left out)" if broken else ""))
-    sections.append(("Scores", "\n".join(summary), _distribution_figure(scores, assignments)))
-
+        means.append((assignment, len(marks), 100 * sum(marks) / max(len(marks), 1), broken))
+    summary = ["Automatic scores per student and assignment", grade_table(rows), ""]
+    summary += [f"{a}: {n} submissions, mean {mean:.1f}% of the automatic points"
+                + (f" ({broken} with a grading error, left out)" if broken else "") for a, n, mean, broken in means]
     per_cell = ["Per cell: mean score, pass rate, most common reasons for lost points"]
     for item in stats:
         per_cell.append(f"  {item['assignment']}/{item['cell']}: mean {item['mean']:.2f}/{item['max_score']:g}, "
                         f"passed {_percent(item['pass_rate'])} of {item['count']}"
                         + (f" ({item['errors']} grading error(s) left out)" if item["errors"] else ""))
         per_cell += [f"      {count} x {reason}" for reason, count in item["reasons"]]
-    pass_png = _pass_rate_figure(stats)
-    (out / "report.png").write_bytes(pass_png)
-    sections.append(("Pass rate per cell", "\n".join(per_cell), pass_png))
-
-    counts = late_counts(late_rows)
-    grades = exporting.assignment_grades(rows, late_rows, config)
-    penalised = [(s, a, g.penalty, g.max_score) for (s, a), g in sorted(grades.items()) if g.penalty]
     lateness = ["Late submissions (notebooks), from late.csv"]
     if not late_rows:
         lateness.append("  no late.csv: submission times were not assessed")
-    for assignment in sorted(counts):
-        lateness.append(f"  {assignment}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts[assignment].items())))
+    lateness += [f"  {a}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts[a].items())) for a in sorted(counts)]
     lateness += [f"  penalty {p:g} of {m:g} points: {s}/{a}" for s, a, p, m in penalised]
-    unknown = [r for r in late_rows if not r["seconds_late"] and r["late_marker"] == "1"]
     lateness += [f"  check by hand: {r['student']}/{r['assignment']}/{r['notebook']}: {r['note']}" for r in unknown]
-    sections.append(("Late submissions", "\n".join(lateness), _late_figure(counts) if counts else None))
-
     error_lines = [f"Grading errors: {len(failed)} cell(s), never counted as zeros (regrade them)"]
     error_lines += [f"  {r['student']}/{r['assignment']}/{r['cell']}: {r['reason']}" for r in failed]
-    manual = sum(1 for row in rows if row["kind"] == "manual" and row["score"] == "" and not is_grading_error(row))
     error_lines.append(f"\nManually graded answers awaiting a grade: {manual}")
-    sections.append(("Grading errors and pending grades", "\n".join(error_lines), None))
-
-    text = "\n\n".join(body for _, body, _ in sections)
+    text = "\n\n".join("\n".join(part) for part in (summary, per_cell, lateness, error_lines))
     (out / "report.txt").write_text(text + "\n")
+
+    pass_png = _pass_rate_figure(stats)
+    (out / "report.png").write_bytes(pass_png)
+    # (title, HTML beside the figure, figure, HTML below both, CSS class)
+    sections = [
+        ("Scores", *_html_scores(rows, scores, means), _distribution_figure(scores, assignments), ""),
+        ("Pass rate per cell", _html_cells(stats), "", pass_png, "cells"),
+        ("Late submissions", _html_late(late_rows, counts, penalised, unknown), "",
+         _late_figure(counts) if counts else None, ""),
+        ("Grading errors and pending grades", _html_errors(failed, manual), "", None, ""),
+    ]
     (out / "report.html").write_text(_page(out, sections, len({r["student"] for r in rows}), len(failed)))
     return text
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _table(header: list[str], body: list[list[str]], classes: list[str] | None = None) -> str:
+    """An HTML table; cells are already escaped HTML."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    lines = []
+    for i, row in enumerate(body):
+        css = f" class='{classes[i]}'" if classes and classes[i] else ""
+        lines.append(f"<tr{css}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _html_scores(rows, scores, means) -> tuple[str, str]:
+    """(the per-assignment means, to stand beside the figure; the per-student table, below it)"""
+    broken = {(r["student"], r["assignment"]) for r in errors(rows)}
+    assignments = [a for a, *_ in means]
+    means_html = _table(["assignment", "graded", "mean (automatic points)", "grading errors"],
+                        [[_e(a), str(n), f"{mean:.1f}%", str(b) if b else ""] for a, n, mean, b in means])
+    body = []
+    for student in sorted({r["student"] for r in rows}):
+        cells = [_e(student)]
+        for assignment in assignments:
+            if (student, assignment) in broken:
+                cells.append("<span class='error'>grading error</span>")
+            elif (student, assignment) in scores:
+                score, maximum = scores[(student, assignment)]
+                cells.append(f"{score:g}&thinsp;/&thinsp;{maximum:g}")
+            else:
+                cells.append("&ndash;")
+        body.append(cells)
+    header = ["student", *(_e(a.replace("_", " ", 1)) for a in assignments)]
+    return means_html, "<h3>Automatic score per student</h3>" + _table(header, body)
+
+
+def _html_cells(stats) -> str:
+    body = []
+    for item in stats:
+        reasons = "".join(f"<li>{count} &times; {_e(reason)}</li>" for reason, count in item["reasons"])
+        body.append([f"{_e(item['assignment'])}/<b>{_e(item['cell'])}</b>",
+                     f"{item['mean']:.2f}&thinsp;/&thinsp;{item['max_score']:g}",
+                     f"{_percent(item['pass_rate'])} of {item['count']}",
+                     f"<span class='error'>{item['errors']}</span>" if item["errors"] else "",
+                     f"<ul>{reasons}</ul>" if reasons else ""])
+    return _table(["cell", "mean", "passed", "grading errors (left out)", "most common reasons for lost points"],
+                  body)
+
+
+def _html_late(late_rows, counts, penalised, unknown) -> str:
+    if not late_rows:
+        return "<p>No late.csv: submission times were not assessed.</p>"
+    kinds = ["on time", "late", "late, time unknown", "time unknown"]
+    parts = [_table(["assignment", *kinds], [[_e(a), *(str(counts[a].get(k, 0)) for k in kinds)]
+                                            for a in sorted(counts)])]
+    if penalised:
+        parts.append("<h3>Penalties (course policy)</h3>" + _table(
+            ["student", "assignment", "penalty"], [[_e(s), _e(a), f"{p:g} of {m:g} points"] for s, a, p, m in penalised]))
+    if unknown:
+        parts.append("<h3>Marked late by the LMS, time unknown: check by hand (no penalty applied)</h3>" + _table(
+            ["student", "notebook", "note"], [[_e(r["student"]), _e(f"{r['assignment']}/{r['notebook']}"), _e(r["note"])]
+                                              for r in unknown]))
+    return "".join(parts)
+
+
+def _html_errors(failed, manual) -> str:
+    parts = [f"<p><b>{len(failed)}</b> cell(s) could not be graded. They are left out of every statistic above, "
+             "never counted as zeros: regrade them.</p>"]
+    if failed:
+        parts.append(_table(["student", "cell", "reason"], [[_e(r["student"]), _e(f"{r['assignment']}/{r['cell']}"),
+                                                             _e(r["reason"])] for r in failed]))
+    parts.append(f"<p>Written answers awaiting a manual grade: <b>{manual}</b></p>")
+    return "".join(parts)
 
 
 def _percent(value: float) -> str:
@@ -202,12 +277,15 @@ def _distribution_figure(scores, assignments: list[str]) -> bytes:
 
 def _pass_rate_figure(stats: list[dict]) -> bytes:
     labels = [f"{s['assignment'][:2]}/{s['cell'].removeprefix('test_')}" for s in stats]
-    fig, axis = plt.subplots(figsize=(max(6, 0.45 * len(stats) + 2), 4))
-    axis.bar(range(len(stats)), [100 * s["pass_rate"] if s["count"] else 0 for s in stats], color="tab:blue")
-    axis.set_xticks(range(len(stats)), labels, rotation=60, ha="right", fontsize=8)
-    axis.set_ylabel("students passing (%)")
-    axis.set_xlabel("assignment / graded cell")
-    axis.set_ylim(0, 100)
+    fig, axis = plt.subplots(figsize=(6.5, max(3.0, 0.22 * len(stats) + 1.2)))
+    rates = [100 * s["pass_rate"] if s["count"] else 0 for s in stats]
+    axis.barh(range(len(stats)), rates, color="tab:blue")
+    axis.set_yticks(range(len(stats)), labels, fontsize=8)
+    axis.invert_yaxis()  # the table's order, top to bottom
+    axis.set_xlabel("students passing (%)")
+    axis.set_ylabel("assignment / graded cell")
+    axis.set_xlim(0, 100)
+    axis.grid(axis="x", alpha=0.3)
     axis.set_title("Pass rate per autograded cell")
     return _png(fig)
 
@@ -232,33 +310,40 @@ def _late_figure(counts: dict[str, dict[str, int]]) -> bytes:
 
 
 STYLE = """
-body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 1.5em auto; max-width: 1400px;
-       color: #1d1d1d; padding: 0 1em; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; }
+body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 1.5em auto; max-width: 1500px;
+       color: #1d1d1d; padding: 0 1em; font-size: 14px; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; border-bottom: 2px solid #ccc; margin-top: 1.6em; }
+h3 { font-size: 1em; margin: 1.2em 0 0.4em; }
 .meta { color: #555; margin-top: 0; }
-section { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1.5em; align-items: start;
-          margin-bottom: 1.5em; }
+section { display: grid; grid-template-columns: minmax(0, 1.25fr) minmax(0, 1fr); gap: 2em; align-items: start; }
+section > div { overflow-x: auto; }
 section.wide { grid-template-columns: minmax(0, 1fr); }
-pre { font-size: 0.82em; background: #f6f6f6; padding: 0.8em; overflow-x: auto; white-space: pre-wrap;
-      margin: 0; }
+section.cells { grid-template-columns: minmax(0, 1.7fr) minmax(0, 1fr); }
+.below { overflow-x: auto; }
+figure { margin: 0; position: sticky; top: 1em; }
 img { max-width: 100%; height: auto; border: 1px solid #e2e2e2; }
-.error { color: #a00; }
+table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.5em; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 8px; text-align: left; vertical-align: top;
+         white-space: nowrap; }
+td li { white-space: normal; }
+th { background: #f2f2f2; }
+td ul { margin: 0; padding-left: 1.1em; }
+.error { color: #b00; font-weight: bold; }
 """
 
 
 def _page(out: Path, sections, students: int, failed: int) -> str:
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-             f"<title>Class report: {html.escape(out.name)}</title><style>{STYLE}</style></head><body>",
+             f"<title>Class report: {_e(out.name)}</title><style>{STYLE}</style></head><body>",
              "<h1>Class report</h1>",
-             f"<p class='meta'>{students} student(s), from {html.escape(str(out / 'grades.csv'))}"
+             f"<p class='meta'>{students} student(s), from {_e(out / 'grades.csv')}"
              + (f" &middot; <span class='error'>{failed} grading error(s), left out of every statistic</span>"
                 if failed else "") + "</p>"]
-    for title, text, png in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2><section class='{'' if png else 'wide'}'>"
-                     f"<pre>{html.escape(text)}</pre>")
+    for title, beside, below, png, css in sections:
+        parts.append(f"<h2>{_e(title)}</h2><section class='{css if png else 'wide'}'><div>{beside}</div>")
         if png:
-            parts.append(f"<figure><img alt='{html.escape(title)}' "
+            parts.append(f"<figure><img alt='{_e(title)}' "
                          f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>")
-        parts.append("</section>")
+        parts.append("</section>" + (f"<div class='below'>{below}</div>" if below else ""))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -129,6 +129,13 @@ def test_penalty_is_recomputed_not_stacked(out, config, tmp_path):
     assert first == second
 
 
+def test_extension_granted_after_grading_counts(out, tmp_path):
+    path = tmp_path / "extended.toml"
+    path.write_text(COURSE.replace("[late]", '[extensions.ada]\n"02_differencing" = 2\n[late]'))
+    summary = exporting.export(out, "csv", tmp_path / "x.csv", None, late.load_config(path))
+    assert summary.penalised == [] and _rows(tmp_path / "x.csv")[2][4:] == ["6", "5"]
+
+
 def test_no_due_date_no_penalty(out, tmp_path):
     path = tmp_path / "plain.toml"
     path.write_text('[course]\ntime_zone = "UTC"\n')

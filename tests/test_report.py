@@ -7,6 +7,7 @@ import re
 import shutil
 import struct
 import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,11 @@ def test_report_without_late_file(out, config):
     assert "no late.csv" in text and len(_images((out / "report.html").read_text())) == 2
 
 
+ASSIGNMENTS = ["01_databases", "02_differencing", "03_randomized_response", "04_laplace", "05_pate", "06_dpsgd",
+               "07_membership"]
+FIRST_DUE = datetime(2027, 3, 1, 22, 59, tzinfo=timezone.utc)  # one assignment a week
+
+
 def _synthetic_class(out: Path, students: int = 28) -> None:
     """A hand-built class in grades.csv/late.csv form (fixed seed): 7 assignments, 3 cells each, a few
     grading errors, ungraded answers and late notebooks."""
@@ -89,8 +95,7 @@ def _synthetic_class(out: Path, students: int = 28) -> None:
     reasons = ["AssertionError: the noise scale should be sensitivity / epsilon",
                "AssertionError: the noise is added to the mean instead of the sum",
                "NameError: name 'laplace_mechanism' is not defined", "the test cell did not pass"]
-    assignments = ["01_databases", "02_differencing", "03_randomized_response", "04_laplace", "05_pate",
-                   "06_dpsgd", "07_membership"]
+    assignments = ASSIGNMENTS
     grades, lateness = [], []
     for i in range(students):
         student = f"student{i:02d}"
@@ -108,10 +113,12 @@ def _synthetic_class(out: Path, students: int = 28) -> None:
             grades.append([student, assignment, notebook, "written", "manual",
                            "" if rng.random() < 0.2 else 1, 1, ""])
             roll = rng.random()
-            seconds, marker = ("0", "0") if roll < 0.8 else (str(rng.randint(600, 200000)), "1") if roll < 0.95 \
-                else ("", "1")
-            lateness.append([student, assignment, notebook, "", "zip" if seconds else "", "", seconds, marker,
-                             "", "0", "late, time unknown" if not seconds else ""])
+            due = FIRST_DUE + timedelta(weeks=assignments.index(assignment))
+            seconds = -rng.randint(60, 200000) if roll < 0.8 else rng.randint(600, 200000) if roll < 0.95 else None
+            submitted = "" if seconds is None else (due + timedelta(seconds=seconds)).isoformat()
+            lateness.append([student, assignment, notebook, submitted, "zip" if submitted else "", due.isoformat(),
+                             "" if seconds is None else max(seconds, 0), int(roll >= 0.8), "", "0",
+                             "late, time unknown" if seconds is None else ""])
     with open(out / "grades.csv", "w", newline="") as file:
         csv.writer(file).writerows([["student", "assignment", "notebook", "cell", "kind", "score", "max_score",
                                      "reason"], *grades])
@@ -119,7 +126,7 @@ def _synthetic_class(out: Path, students: int = 28) -> None:
         csv.writer(file).writerows([late.LATE_COLUMNS, *lateness])
 
 
-def test_report_renders_in_chromium(tmp_path, config):
+def test_report_renders_in_chromium(tmp_path):
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)
@@ -128,7 +135,12 @@ def test_report_renders_in_chromium(tmp_path, config):
     out = tmp_path / "graded"
     out.mkdir()
     _synthetic_class(out)
-    reporting.report(out, config)
+    course = tmp_path / "course.toml"
+    course.write_text('[course]\ntime_zone = "UTC"\n[due]\n' + "".join(
+        f'"{a}" = "{(FIRST_DUE + timedelta(weeks=i)).isoformat()}"\n' for i, a in enumerate(ASSIGNMENTS))
+        + '[late]\nplugin = "autograder.late.PerDayPenalty"\n')
+    text = reporting.report(out, late.load_config(course))
+    assert "penalty" in text
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
