@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from course.lib.laplace import (empirical_epsilon, gaussian_mechanism, gaussian_sigma, laplace_mechanism,
-                                private_mean, private_sum, total_epsilon)
+from scipy import stats
+
+from course.lib.laplace import (clopper_pearson, empirical_epsilon, epsilon_lower_bound, gaussian_mechanism,
+                                gaussian_sigma, laplace_mechanism, private_mean, private_sum, total_epsilon)
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
 
 
@@ -296,3 +298,71 @@ def test_empirical_epsilon_rejects_bad_input(args):
 def test_empirical_epsilon_explains_when_no_bin_qualifies():
     with pytest.raises(ValueError, match="min_count=20"):
         empirical_epsilon(np.zeros(10), np.zeros(10), [-1, 1])
+
+
+# --- the audit's lower confidence bound (notebook 04, section 6) ---------------------------------------------
+
+def test_clopper_pearson_matches_known_intervals_and_edges():
+    lower, upper = clopper_pearson([0, 5, 10], 10, 0.05)
+    # 5 of 10 at 95%: [0.1871, 0.8129] (Clopper & Pearson 1934; e.g. R's binom.test(5, 10))
+    assert np.allclose(lower, [0.0, 0.187086, 1 - 0.308497], atol=1e-6)
+    assert np.allclose(upper, [0.308497, 0.812914, 1.0], atol=1e-6)
+    # each end is a one-sided 1 - alpha/2 bound: P(Binomial(10, upper) <= 5) = alpha/2
+    assert math.isclose(stats.binom.cdf(5, 10, upper[1]), 0.025, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("args", [([1], 0, 0.05), ([-1], 5, 0.05), ([6], 5, 0.05), ([1.5], 5, 0.05), ([1], 5, 0.0)])
+def test_clopper_pearson_rejects_bad_input(args):
+    with pytest.raises(ValueError):
+        clopper_pearson(*args)
+
+
+def test_clopper_pearson_covers_the_true_proportion():
+    """Coverage of the 90% interval over 4,000 binomial draws is at least 90% (exact intervals are conservative)."""
+    rng = np.random.default_rng(0)
+    counts = rng.binomial(40, 0.3, size=4000)
+    lower, upper = clopper_pearson(counts, 40, 0.1)
+    coverage = np.mean((lower <= 0.3) & (0.3 <= upper))
+    assert coverage >= 0.9 - 5 * math.sqrt(0.09 / 4000)
+
+
+def test_epsilon_lower_bound_by_hand():
+    """Two bins, huge counts: the bound approaches the true log-ratio from below and delta lowers it."""
+    counts_x, counts_y = np.array([600_000, 400_000]), np.array([400_000, 600_000])
+    bound = epsilon_lower_bound(counts_x, 1_000_000, counts_y, 1_000_000)
+    assert math.log(1.5) - 0.02 < bound < math.log(1.5)
+    assert epsilon_lower_bound(counts_x, 1_000_000, counts_y, 1_000_000, delta=0.1) < math.log(0.5 / 0.4)
+    assert epsilon_lower_bound([5, 5], 10, [5, 5], 10) == 0.0, "equal counts prove no leak"
+    assert epsilon_lower_bound([0], 10, [0], 10) == 0.0
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    (([1, 2], 10, [1], 10), {}), (([8, 8], 10, [1, 1], 10), {}), (([1], 10, [1], 10), {"confidence": 1.0}),
+    (([1], 10, [1], 10), {"delta": 1.0}), (([], 10, [], 10), {}),
+])
+def test_epsilon_lower_bound_rejects_bad_input(args, kwargs):
+    with pytest.raises(ValueError):
+        epsilon_lower_bound(*args, **kwargs)
+
+
+def _audit(seed: int, scale: float, releases: int = 200_000):
+    """Notebook 04's audit at its fast-mode size: counts 50 and 51, 68 bins of width 0.25, claimed epsilon 1."""
+    bins = np.linspace(42, 59, 69)
+    generator = _generator(seed)
+    outputs_x = laplace_mechanism(torch.full((releases,), 50.0, dtype=torch.float64), scale, 1.0, generator).numpy()
+    outputs_y = laplace_mechanism(torch.full((releases,), 51.0, dtype=torch.float64), scale, 1.0, generator).numpy()
+    counts_x, _ = np.histogram(outputs_x, bins=bins)
+    counts_y, _ = np.histogram(outputs_y, bins=bins)
+    return (empirical_epsilon(outputs_x, outputs_y, bins, releases // 1000),
+            epsilon_lower_bound(counts_x, releases, counts_y, releases, 0.99))
+
+
+def test_audit_point_estimate_is_biased_up_and_the_lower_bound_is_not():
+    """The numbers notebook 04 quotes: over 10 seeds the correct mechanism's point estimate is above its
+    epsilon of 1 every time (1.05-1.19 over 30 seeds), its 99% lower bound below it every time (0.92-0.97);
+    the under-noised mechanism (true epsilon 2) has a lower bound above 1.9 every time."""
+    honest = [_audit(seed, 1.0) for seed in range(10)]
+    weak = [_audit(seed, 0.5) for seed in range(10)]
+    assert all(1.0 < estimate < 1.25 for estimate, _ in honest)
+    assert all(0.9 < bound < 1.0 for _, bound in honest), "a correct mechanism passes the audit"
+    assert all(1.85 < bound < 2.0 for _, bound in weak), "the under-noised mechanism fails it"

@@ -7,9 +7,13 @@ are the positives. Sweeping tau gives a ROC curve; following Carlini et al., "Me
 From First Principles" (S&P 2022), the course reports both the AUC and the true-positive rate at a small
 false-positive rate.
 
-Differential privacy limits every such attack. The neighbour notion is *replacement* (the training set of
-fixed, public size with one record changed), as in DP-SGD: an (epsilon, delta)-DP training run keeps any
-attack's TPR - FPR at most `dp_advantage_bound(epsilon, delta)`.
+Differential privacy limits every such attack: an (epsilon, delta)-DP training run keeps any attack's
+TPR - FPR at most `dp_advantage_bound(epsilon, delta)`, where (epsilon, delta) must be for the neighbour
+notion that links the attack's two worlds. In notebook 07 members and non-members come from one random split,
+so "x trained on" and "x not trained on" differ by *replacing* one record (training set of fixed, public
+size). DP-SGD's epsilons from Opacus are for *add/remove* neighbours instead; group privacy turns an
+(epsilon, delta) add/remove guarantee into (2 epsilon, (1 + e^epsilon) delta) for replacement, and that is
+what goes into the bound. (PATE's analysis, notebook 05, is already for replacement.)
 """
 from __future__ import annotations
 
@@ -158,7 +162,9 @@ def dp_advantage_bound(epsilon: float, delta: float = 0.0) -> float:
     `(e^epsilon - 1 + 2 delta) / (e^epsilon + 1)`, the maximum of TPR - FPR over the hypothesis-testing region
     of (epsilon, delta)-DP (Kairouz, Oh, Viswanath, "The Composition Theorem for Differential Privacy",
     ICML 2015, Theorem 2.1); Humphries et al., "Investigating Membership Inference Attacks under Data
-    Dependencies" (CSF 2023) state it as a membership-advantage bound. Neighbours: replacement.
+    Dependencies" (CSF 2023) state it as a membership-advantage bound. Neighbours: whichever notion links the
+    attack's "member" and "non-member" worlds (replacement in notebook 07); for an Opacus run, whose epsilon is
+    for add/remove, pass the replacement guarantee (2 epsilon, (1 + e^epsilon) delta) from group privacy.
     Written as tanh(epsilon / 2) + 2 delta / (e^epsilon + 1), with the second term through e^-epsilon,
     so no exponential overflows for large epsilon and small epsilon loses no precision.
     """

@@ -1,14 +1,16 @@
 """Helpers shown in notebook 07 (membership inference): model outputs over a dataset, a calibrated attack
-score, the DP limit on ROC curves, and the notebook's figures.
+score, the DP limit on ROC curves, an empirical lower bound on epsilon from an attack, and the figures.
 
 These functions are shown to students in read-only cells, so they use only public packages (numpy, torch,
-matplotlib) and validate their arguments inline. Models have one output logit (label 1 = pneumonia);
+matplotlib; scipy through `course.lib.laplace.epsilon_lower_bound`) and validate their arguments inline. Models have one output logit (label 1 = pneumonia);
 datasets yield (image, label) pairs, the label a tensor or array of shape (1,) holding 0 or 1.
 """
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+
+from course.lib.laplace import epsilon_lower_bound
 
 
 def predict(model: torch.nn.Module, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +86,48 @@ def dp_tpr_bound(fpr, epsilon: float, delta: float = 0.0) -> np.ndarray:
         raise ValueError("fpr values must lie in [0, 1]")
     bound = np.minimum(np.exp(epsilon) * fpr + delta, 1 - np.exp(-epsilon) * (1 - fpr - delta))
     return np.clip(bound, 0.0, 1.0)
+
+
+def roc_epsilon_lower_bound(scores_in, scores_out, delta: float = 0.0, confidence: float = 0.95,
+                            seed: int = 0) -> dict:
+    """An empirical lower bound on the epsilon of a training run, from a membership attack's scores.
+
+    The attack is "member if score <= tau" (lower means member). Members and non-members are each split at
+    random (`seed`) into two halves. On the first halves, every threshold is tried and the one with the largest
+    `epsilon_lower_bound` there is chosen. Only that threshold is applied to the second halves, which played no
+    part in choosing it: with k_in of m_in members and k_out of m_out non-members accused there,
+    `epsilon_lower_bound([k_in, m_in - k_in], m_in, [k_out, m_out - k_out], m_out, confidence, delta)` bounds
+    epsilon from below through both DP inequalities TPR <= e^eps FPR + delta and
+    1 - FPR <= e^eps (1 - TPR) + delta, with Clopper-Pearson intervals for TPR and FPR.
+
+    The bound treats the examples as independent trials of the hypothesis test "was x trained on?", and
+    `delta` must be the delta of the neighbour notion that links "member" and "non-member" (replacement, when
+    members and non-members come from one random split of a pool). Returns a dict: `epsilon` (the bound, >= 0,
+    for the second halves), `threshold`, and the second halves' `tpr`, `fpr`, `n_in`, `n_out`.
+    """
+    scores_in = np.asarray(scores_in, dtype=np.float64).reshape(-1)
+    scores_out = np.asarray(scores_out, dtype=np.float64).reshape(-1)
+    if len(scores_in) < 2 or len(scores_out) < 2 or np.isnan(scores_in).any() or np.isnan(scores_out).any():
+        raise ValueError("scores_in and scores_out need at least two scores each (one per half), none NaN")
+    rng = np.random.default_rng(seed)
+    shuffled_in, shuffled_out = rng.permutation(scores_in), rng.permutation(scores_out)
+    choose_in, test_in = np.sort(shuffled_in[:len(scores_in) // 2]), shuffled_in[len(scores_in) // 2:]
+    choose_out, test_out = np.sort(shuffled_out[:len(scores_out) // 2]), shuffled_out[len(scores_out) // 2:]
+
+    def bound(accused_in: int, total_in: int, accused_out: int, total_out: int) -> float:
+        return epsilon_lower_bound([accused_in, total_in - accused_in], total_in,
+                                   [accused_out, total_out - accused_out], total_out, confidence, delta)
+
+    best_threshold, best = -np.inf, -1.0
+    for threshold in np.unique(np.concatenate([choose_in, choose_out])):
+        candidate = bound(int(np.searchsorted(choose_in, threshold, side="right")), len(choose_in),
+                          int(np.searchsorted(choose_out, threshold, side="right")), len(choose_out))
+        if candidate > best:
+            best_threshold, best = threshold, candidate
+    accused_in, accused_out = int((test_in <= best_threshold).sum()), int((test_out <= best_threshold).sum())
+    return {"epsilon": bound(accused_in, len(test_in), accused_out, len(test_out)),
+            "threshold": float(best_threshold), "tpr": accused_in / len(test_in), "fpr": accused_out / len(test_out),
+            "n_in": len(test_in), "n_out": len(test_out)}
 
 
 def plot_confidence_cdfs(model: torch.nn.Module, members, non_members, title: str = "") -> plt.Figure:

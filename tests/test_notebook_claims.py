@@ -1,0 +1,99 @@
+"""Numbers quoted in the text of notebooks 06 and 07 that a cheap computation reproduces (issue 13).
+
+Each test recomputes one quoted number with the same library the notebook uses, so a new version of torch or
+Opacus that changes it fails here instead of leaving the text stale.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from course.lib.membership_plots import roc_epsilon_lower_bound
+
+
+def test_float32_bce_is_exactly_zero_from_logit_minus_14_5561():
+    """07, section 3: float32 BCEWithLogitsLoss of label 0 is exactly 0 once the logit is <= -14.5561."""
+    zero, target = torch.tensor([-14.5561, -15.0, -20.0, -100.0]), torch.zeros(4)
+    assert (F.binary_cross_entropy_with_logits(zero, target, reduction="none") == 0).all()
+    positive = torch.tensor([-14.5560, -14.0, -10.0])
+    assert (F.binary_cross_entropy_with_logits(positive, torch.zeros(3), reduction="none") > 0).all()
+    assert F.binary_cross_entropy_with_logits(torch.tensor(-20.0, dtype=torch.float64),
+                                              torch.tensor(0.0, dtype=torch.float64)).item() > 2e-9
+
+
+def test_one_sided_ks_level_for_the_best_advantage():
+    """07, section 5: the 1% level of max(TPR - FPR) for 250 vs 250 is sqrt(ln(100)/2) sqrt(2/250) = 0.136, and a
+    permutation test on continuous scores agrees (the asymptotic level is slightly conservative)."""
+    constant = math.sqrt(math.log(100) / 2)
+    assert round(constant, 2) == 1.52
+    level = constant * math.sqrt(500 / (250 * 250))
+    assert round(level, 3) == 0.136
+    rng = np.random.default_rng(0)
+    exceed = 0
+    for _ in range(2000):
+        scores = rng.permutation(500)  # ranks of 500 continuous scores; the first 250 are the "members"
+        members = np.sort(scores[:250])
+        non_members = np.sort(scores[250:])
+        thresholds = np.arange(500)
+        tpr = np.searchsorted(members, thresholds, side="right") / 250
+        fpr = np.searchsorted(non_members, thresholds, side="right") / 250
+        exceed += (tpr - fpr).max() > level
+    # the asymptotic level is conservative for finite samples: the exceedance rate is at most about 1%
+    assert exceed / 2000 < 0.01 + 4 * math.sqrt(0.01 * 0.99 / 2000)
+
+
+def test_rdp_conversions_quoted_in_06():
+    """06, section 3: q = 0.1, 100 steps, sigma from get_noise_multiplier for epsilon 1 at delta 1e-5 is 4.30; the
+    same RDP gives 0.99 with Balle et al.'s conversion and 1.22 with Mironov's, which needs sigma 5.15."""
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp as rdp_analysis
+    from opacus.accountants.utils import get_noise_multiplier
+
+    orders = np.array(RDPAccountant.DEFAULT_ALPHAS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sigma = get_noise_multiplier(target_epsilon=1.0, target_delta=1e-5, sample_rate=0.1, epochs=10,
+                                     accountant="rdp")
+        rdp = rdp_analysis.compute_rdp(q=0.1, noise_multiplier=sigma, steps=100, orders=orders)
+        balle, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=rdp, delta=1e-5)
+
+    def mironov(noise):
+        values = rdp_analysis.compute_rdp(q=0.1, noise_multiplier=noise, steps=100, orders=orders)
+        return float(np.min(values + math.log(1e5) / (orders - 1)))
+
+    assert round(sigma, 2) == 4.30
+    assert round(balle, 2) == 0.99
+    assert round(mironov(sigma), 2) == 1.22
+    assert mironov(5.16) <= 1.0 < mironov(5.15)  # sigma 5.154 rounds to 5.15
+
+
+def test_vacuous_replacement_delta_quoted_in_07():
+    """07, section 6: (1 + e^eps) 1e-5 for eps 8, 2 and 0.5 is 0.03, 8.4e-5 and 2.6e-5; 1/n = 0.004 for n = 250."""
+    assert round((1 + math.exp(8)) * 1e-5, 2) == 0.03 > 1 / 250
+    assert round((1 + math.exp(2)) * 1e-5, 6) == 8.4e-5
+    assert round((1 + math.exp(0.5)) * 1e-5, 6) == 2.6e-5
+
+
+def test_roc_epsilon_lower_bound_is_honest_for_a_useless_attack_and_catches_a_leak():
+    """Scores that do not depend on membership give a bound of 0 in at least 95% of runs; well separated
+    scores give a clearly positive bound."""
+    rng = np.random.default_rng(0)
+    bounds = [roc_epsilon_lower_bound(rng.normal(size=250), rng.normal(size=250), seed=seed)["epsilon"]
+              for seed in range(40)]
+    assert np.mean(np.array(bounds) > 0) <= 0.05 + 4 * math.sqrt(0.05 * 0.95 / 40)
+    leak = roc_epsilon_lower_bound(rng.normal(-3, 1, 250), rng.normal(0, 1, 250))
+    assert leak["epsilon"] > 1.0 and leak["n_in"] == 125 and leak["n_out"] == 125
+    members, non_members = rng.normal(-3, 1, 250), rng.normal(0, 1, 250)
+    assert roc_epsilon_lower_bound(members, non_members, delta=0.05)["epsilon"] < \
+        roc_epsilon_lower_bound(members, non_members)["epsilon"], "a larger delta explains more, so proves less"
+
+
+@pytest.mark.parametrize("args", [([0.0], [0.0, 1.0]), ([0.0, np.nan], [0.0, 1.0])])
+def test_roc_epsilon_lower_bound_rejects_bad_input(args):
+    with pytest.raises(ValueError):
+        roc_epsilon_lower_bound(*args)
