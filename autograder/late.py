@@ -83,7 +83,8 @@ class CourseConfig:
         if type(plugin) is not LateSubmissionPlugin:  # a subclass's own options, not nbgrader's penalty_method
             names -= set(LateSubmissionPlugin.class_trait_names(config=True))
         options = {name: getattr(plugin, name) for name in names}
-        return f"{type(plugin).__module__}.{type(plugin).__name__}({', '.join(f'{k}={v!r}' for k, v in sorted(options.items()))})"
+        arguments = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items()))
+        return f"{type(plugin).__module__}.{type(plugin).__name__}({arguments})"
 
 
 @dataclass(frozen=True)

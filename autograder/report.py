@@ -227,11 +227,12 @@ def _html_late(late_rows, counts, penalised, unknown) -> str:
                                             for a in sorted(counts)])]
     if penalised:
         parts.append("<h3>Penalties (course policy)</h3>" + _table(
-            ["student", "assignment", "penalty"], [[_e(s), _e(a), f"{p:g} of {m:g} points"] for s, a, p, m in penalised]))
+            ["student", "assignment", "penalty"],
+            [[_e(s), _e(a), f"{p:g} of {m:g} points"] for s, a, p, m in penalised]))
     if unknown:
         parts.append("<h3>Marked late by the LMS, time unknown: check by hand (no penalty applied)</h3>" + _table(
-            ["student", "notebook", "note"], [[_e(r["student"]), _e(f"{r['assignment']}/{r['notebook']}"), _e(r["note"])]
-                                              for r in unknown]))
+            ["student", "notebook", "note"],
+            [[_e(r["student"]), _e(f"{r['assignment']}/{r['notebook']}"), _e(r["note"])] for r in unknown]))
     return "".join(parts)
 
 
@@ -312,7 +313,8 @@ def _late_figure(counts: dict[str, dict[str, int]]) -> bytes:
 STYLE = """
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 1.5em auto; max-width: 1500px;
        color: #1d1d1d; padding: 0 1em; font-size: 14px; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; border-bottom: 2px solid #ccc; margin-top: 1.6em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; border-bottom: 2px solid #ccc; margin-top: 1.6em; }
 h3 { font-size: 1em; margin: 1.2em 0 0.4em; }
 .meta { color: #555; margin-top: 0; }
 section { display: grid; grid-template-columns: minmax(0, 1.25fr) minmax(0, 1fr); gap: 2em; align-items: start; }

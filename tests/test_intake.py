@@ -160,7 +160,8 @@ def test_timestamp_txt_beats_regexp_beats_zip(tmp_path):
     _write(flat / f"{NOTEBOOK[:-6]}-by-cy-at-2027-03-02-10-00-00.ipynb")
     found, _ = _collect(flat, time_zone="UTC",
                         student_regexp=r".*-by-(?P<student_id>\w+)-at-(?P<timestamp>[\d-]+)\.ipynb$")
-    assert (found[0].timestamp, found[0].timestamp_source) == (datetime(2027, 3, 2, 10, tzinfo=timezone.utc), "file name")
+    assert found[0].timestamp == datetime(2027, 3, 2, 10, tzinfo=timezone.utc)
+    assert found[0].timestamp_source == "file name"
 
 
 def test_folder_without_times_and_unreadable_timestamp(tmp_path):

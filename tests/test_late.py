@@ -81,8 +81,8 @@ def test_no_due_date_means_no_penalty(tmp_path):
 
 
 def test_nbgrader_plugin_itself_can_be_the_policy(tmp_path):
-    config = _config(tmp_path, COURSE.replace('"autograder.late.PerDayPenalty"', '"nbgrader.plugins.LateSubmissionPlugin"')
-                     .replace("fraction_per_day = 0.25", 'penalty_method = "zero"'))
+    text = COURSE.replace('"autograder.late.PerDayPenalty"', '"nbgrader.plugins.LateSubmissionPlugin"')
+    config = _config(tmp_path, text.replace("fraction_per_day = 0.25", 'penalty_method = "zero"'))
     result = late.assess(_submission(when=config.due["01_databases"] + timedelta(hours=1)), 7.0, 10.0, config)
     assert result.penalty == 7.0  # nbgrader's 'zero': the whole score
 
