@@ -10,9 +10,11 @@ import pytest
 from scipy import special
 
 from course.lib.pate import gaussian_noisy_max_probabilities, laplace_noisy_max_probabilities, vote_counts
-from course.lib.pate_analysis import (DEFAULT_RDP_ORDERS, gnmax_epsilon, gnmax_epsilon_data_dependent,
-                                      gnmax_rdp_data_dependent, pate_epsilon_data_dependent,
-                                      pate_epsilon_data_independent, pate_log_moments_data_dependent)
+from course.lib.pate_analysis import (DEFAULT_RDP_ORDERS, confident_gnmax_epsilon,
+                                      confident_gnmax_epsilon_data_dependent, confident_gnmax_rdp_data_dependent,
+                                      gnmax_epsilon, gnmax_epsilon_data_dependent, gnmax_rdp_data_dependent,
+                                      pate_epsilon_data_dependent, pate_epsilon_data_independent,
+                                      pate_log_moments_data_dependent, threshold_rdp_data_dependent)
 
 LOG_INV_DELTA = math.log(1e5)
 
@@ -307,5 +309,131 @@ GOOD_COUNTS = np.array([[3, 1, 0], [0, 4, 0]])
     lambda: gnmax_rdp_data_dependent(GOOD_COUNTS, 1.0, orders=[np.nan]),
 ])
 def test_bad_arguments_raise_value_error(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+# --- cross-check against Opacus's RDP accountant ----------------------------------------------------------------
+
+def test_gnmax_rdp_curve_equals_opacus_gaussian_mechanism_at_sigma_over_root_two():
+    """GNMax's data-independent RDP order / sigma^2 is the Gaussian mechanism's order / (2 s^2) at s = sigma / sqrt 2.
+
+    Opacus's `compute_rdp` with sampling rate 1 is that Gaussian mechanism; votes without a clear plurality
+    make `gnmax_rdp_data_dependent` fall back to the data-independent curve.
+    """
+    rdp_analysis = pytest.importorskip("opacus.accountants.analysis.rdp")
+    orders = np.array([1.25, 1.5, 2.0, 3.0, 8.0, 32.0, 128.0, 1000.0])
+    uniform = np.full((7, 10), 25)
+    for sigma in (0.7, 5.0, 40.0, 150.0):
+        ours = gnmax_rdp_data_dependent(uniform, sigma, orders).sum(axis=0)
+        theirs = rdp_analysis.compute_rdp(q=1.0, noise_multiplier=sigma / math.sqrt(2), steps=7, orders=orders)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+        # step 1 of Confident-GNMax is the Gaussian mechanism of sensitivity 1 itself (noise multiplier sigma1),
+        # step 2 is GNMax: the data-independent bound composes both curves
+        step1 = rdp_analysis.compute_rdp(q=1.0, noise_multiplier=sigma, steps=7, orders=orders)
+        step2 = rdp_analysis.compute_rdp(q=1.0, noise_multiplier=20.0 / math.sqrt(2), steps=3, orders=orders)
+        assert confident_gnmax_epsilon(7, 3, sigma, 20.0, 1e-5, orders) == pytest.approx(
+            float(np.min(step1 + step2 + LOG_INV_DELTA / (orders - 1))), rel=1e-12)
+
+
+def test_mironov_conversion_is_never_below_opacus_balle_conversion():
+    """The course converts RDP to (eps, delta) with Mironov's rdp + ln(1/delta)/(order - 1); Opacus's
+    `get_privacy_spent` uses the tighter conversion of Balle et al. 2020, so ours is never smaller."""
+    rdp_analysis = pytest.importorskip("opacus.accountants.analysis.rdp")
+    orders = DEFAULT_RDP_ORDERS
+    for num_queries, sigma, delta in itertools.product([1, 100, 5000], [2.0, 40.0, 150.0], [1e-5, 1e-6, 1e-9]):
+        ours = gnmax_epsilon(num_queries, sigma, delta, orders)
+        rdp = rdp_analysis.compute_rdp(q=1.0, noise_multiplier=sigma / math.sqrt(2), steps=num_queries, orders=orders)
+        theirs, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=rdp, delta=delta)
+        assert ours >= theirs - 1e-12
+        assert ours == pytest.approx(float(np.min(rdp + math.log(1 / delta) / (orders - 1))), rel=1e-12)
+
+
+# --- Confident-GNMax ---------------------------------------------------------------------------------------------
+
+def test_confident_gnmax_data_independent_bound_adds_both_steps():
+    orders = np.array([2.0, 10.0, 40.0])
+    expected = min(1000 * a / (2 * 150**2) + 300 * a / 40**2 + LOG_INV_DELTA / (a - 1) for a in orders)
+    assert confident_gnmax_epsilon(1000, 300, 150.0, 40.0, 1e-5, orders) == pytest.approx(expected, rel=1e-14)
+    # no answers: only step 1; all answered with sigma1 = inf-like noise: GNMax alone
+    assert confident_gnmax_epsilon(50, 0, 10.0, 1.0, 1e-5, orders) == pytest.approx(
+        gnmax_epsilon(50, 10.0 * math.sqrt(2), 1e-5, orders), rel=1e-14)
+
+
+def _threshold_rdp_direct(max_count, threshold, sigma1, order):
+    """Step 1 in plain arithmetic: Theorem 6 at noise sqrt(2) sigma1 with q = min(p, 1 - p)."""
+    p = 0.5 * special.erfc((threshold - max_count) / (sigma1 * math.sqrt(2)))
+    q = min(p, 0.5 * special.erfc((max_count - threshold) / (sigma1 * math.sqrt(2))))  # min(p, 1 - p)
+    sigma = math.sqrt(2) * sigma1
+    data_independent = order / sigma**2
+    mu2 = sigma * math.sqrt(math.log(1 / q))
+    mu1 = mu2 + 1
+    eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
+    if (mu2 <= 1 or order > mu1 or q * math.exp(eps2) >= 1
+            or q > math.exp((mu2 - 1) * eps2) / (mu1 / (mu1 - 1) * mu2 / (mu2 - 1)) ** mu2):
+        return data_independent
+    a = (1 - q) / (1 - (q * math.exp(eps2)) ** ((mu2 - 1) / mu2))
+    b = math.exp(eps1) / q ** (1 / (mu1 - 1))
+    return min(math.log((1 - q) * a ** (order - 1) + q * b ** (order - 1)) / (order - 1), data_independent)
+
+
+def test_threshold_rdp_matches_the_theorem_in_plain_arithmetic():
+    counts = np.array([[v, 30 - v, 0] for v in range(15, 31)])
+    orders = np.array([1.5, 2.0, 4.0, 8.0, 16.0])
+    for threshold, sigma1 in ((20.0, 2.0), (28.0, 1.0), (5.0, 3.0)):
+        rdp = threshold_rdp_data_dependent(counts, threshold, sigma1, orders)
+        direct = [[_threshold_rdp_direct(row.max(), threshold, sigma1, a) for a in orders] for row in counts]
+        np.testing.assert_allclose(rdp, direct, rtol=1e-9, atol=1e-14)
+        assert np.any(rdp < orders / (2 * sigma1**2))  # the data-dependent branch was exercised
+
+
+def _threshold_exact_rdp(max_count, other_max, threshold, sigma1, order):
+    """Exact Renyi divergence of step 1's binary output between max counts `max_count` and `other_max`."""
+    p = 0.5 * special.erfc((threshold - max_count) / (sigma1 * math.sqrt(2)))
+    r = 0.5 * special.erfc((threshold - other_max) / (sigma1 * math.sqrt(2)))
+    return math.log(p**order * r ** (1 - order) + (1 - p) ** order * (1 - r) ** (1 - order)) / (order - 1)
+
+
+def test_threshold_rdp_bounds_the_exact_renyi_divergence_of_step_one():
+    """Replacement moves the maximum count by at most one: the bound must cover both directions."""
+    orders = [1.5, 2.0, 4.0, 8.0]
+    for threshold, sigma1 in ((20.0, 2.0), (28.0, 1.5)):
+        for v in range(16, 30):
+            bound = threshold_rdp_data_dependent(np.array([[v, 30 - v]]), threshold, sigma1, orders)[0]
+            for other in (v - 1, v + 1):
+                exact = [_threshold_exact_rdp(v, other, threshold, sigma1, a) for a in orders]
+                assert np.all(bound >= np.array(exact) - 1e-12)
+
+
+def test_confident_gnmax_data_dependent_adds_step_two_only_for_answered_queries():
+    rng = np.random.default_rng(7)
+    counts = _agreeing_votes(rng, num_queries=500)
+    answered = rng.random(500) < 0.6
+    orders = np.array([2.0, 8.0, 32.0])
+    total = confident_gnmax_rdp_data_dependent(counts, answered, 200.0, 150.0, 40.0, orders)
+    expected = threshold_rdp_data_dependent(counts, 200.0, 150.0, orders)
+    expected[answered] += gnmax_rdp_data_dependent(counts[answered], 40.0, orders)
+    np.testing.assert_allclose(total, expected, rtol=1e-14)
+    epsilon = confident_gnmax_epsilon_data_dependent(counts, answered, 200.0, 150.0, 40.0, 1e-5, orders)
+    assert epsilon == pytest.approx(float(np.min(total.sum(axis=0) + LOG_INV_DELTA / (orders - 1))), rel=1e-14)
+    assert epsilon <= confident_gnmax_epsilon(500, int(answered.sum()), 150.0, 40.0, 1e-5, orders) + 1e-12
+    # strong consensus with little selection noise far from the threshold: far below data-independent
+    unanimous = np.tile([250] + [0] * 9, (1000, 1))
+    dd = confident_gnmax_epsilon_data_dependent(unanimous, np.ones(1000, bool), 100.0, 20.0, 10.0, 1e-5)
+    assert dd < 0.1 * confident_gnmax_epsilon(1000, 1000, 20.0, 10.0, 1e-5)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: confident_gnmax_epsilon(10, 11, 1.0, 1.0, 1e-5),
+    lambda: confident_gnmax_epsilon(10, -1, 1.0, 1.0, 1e-5),
+    lambda: confident_gnmax_epsilon(10, 5, 0.0, 1.0, 1e-5),
+    lambda: confident_gnmax_epsilon(10, 5, 1.0, 1.0, 0.0),
+    lambda: threshold_rdp_data_dependent(GOOD_COUNTS, np.nan, 1.0),
+    lambda: threshold_rdp_data_dependent(GOOD_COUNTS, 2.0, -1.0),
+    lambda: confident_gnmax_rdp_data_dependent(GOOD_COUNTS, [True], 2.0, 1.0, 1.0),
+    lambda: confident_gnmax_rdp_data_dependent(GOOD_COUNTS, [0.5, 1.0], 2.0, 1.0, 1.0),
+    lambda: confident_gnmax_epsilon_data_dependent(GOOD_COUNTS, [True, False], 2.0, 1.0, 1.0, 1.5),
+])
+def test_confident_gnmax_bad_arguments_raise_value_error(call):
     with pytest.raises(ValueError):
         call()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from course.lib.pate_training import (SmallCNN, accuracy, load_mnist_splits, predict, random_shift,
                                       teacher_predictions, train_model, train_teachers)
@@ -131,7 +132,13 @@ def test_mnist_splits_follow_the_story():
     for images, labels in ((private_x, private_y), (public_x, public_y), (eval_x, eval_y)):
         assert images.dtype == torch.float32 and 0 <= images.min() and images.max() <= 1
         assert labels.dtype == torch.int64 and labels.shape == (len(images),)
-    # MNIST's published first test labels (7, 2, 1, 0, 4) and last one (6) pin down the order of the split.
-    assert public_y[:5].tolist() == [7, 2, 1, 0, 4] and eval_y[-1].item() == 6
+    # The split is a seeded shuffle (seed 0) of the whole test set: NumPy's default_rng(0).permutation order.
+    order = np.random.default_rng(0).permutation(10_000)
+    test = torchvision.datasets.MNIST(root=str(root), train=False, download=False)
+    assert torch.equal(torch.cat([public_y, eval_y]), test.targets[torch.as_tensor(order)])
+    assert torch.equal(eval_x[:3], test.data[torch.as_tensor(order[9_000:9_003])].unsqueeze(1).float() / 255)
+    # Both halves of MNIST's test set (the easy first 5,000, the hard last 5,000) reach the evaluation set.
+    assert 400 < int(np.sum(order[9_000:] < 5_000)) < 600
+    assert not torch.equal(load_mnist_splits(str(root), seed=1)[2][1], eval_y)
     with pytest.raises(ValueError):
         load_mnist_splits(str(root), num_public=10_000)

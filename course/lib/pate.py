@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 from scipy import integrate
 
-from course.lib._checks import check_epsilon, check_positive_int
+from course.lib._checks import check_epsilon, check_finite, check_positive_int
 
 
 def partition_indices(num_examples: int, num_teachers: int, seed: int = 0) -> list[np.ndarray]:
@@ -90,6 +90,26 @@ def gaussian_noisy_max(counts, sigma: float, rng: np.random.Generator | None = N
     sigma = check_epsilon(sigma, "sigma")
     noise = _generator(rng).normal(0.0, sigma, size=counts.shape)
     return np.argmax(counts + noise, axis=1)
+
+
+def confident_gnmax(counts, threshold: float, sigma1: float, sigma2: float,
+                    rng: np.random.Generator | None = None) -> np.ndarray:
+    """The Confident-GNMax aggregator of PATE (2018), Algorithm 1: answer only where the teachers agree.
+
+    For each row of `counts` `(num_queries, num_classes)`: if `max_j n_j + N(0, sigma1^2) >= threshold`
+    (step 1, the noisy check of consensus), release the GNMax answer `argmax_j (n_j + N(0, sigma2^2))`
+    (step 2, fresh noise); otherwise release nothing. Returns int64 labels of shape `(num_queries,)`, with
+    -1 where the query was not answered. Replacement neighbours: step 1 is a Gaussian mechanism on the
+    maximum count (sensitivity 1), step 2 is GNMax; see `pate_analysis.confident_gnmax_epsilon`.
+    `rng` is a `numpy.random.Generator` (the global one when None).
+    """
+    counts = _as_count_matrix(counts)
+    threshold = check_finite(threshold, "threshold")
+    sigma1, sigma2 = check_epsilon(sigma1, "sigma1"), check_epsilon(sigma2, "sigma2")
+    generator = _generator(rng)
+    answered = counts.max(axis=1) + generator.normal(0.0, sigma1, size=counts.shape[0]) >= threshold
+    labels = np.argmax(counts + generator.normal(0.0, sigma2, size=counts.shape), axis=1)
+    return np.where(answered, labels, -1)
 
 
 def laplace_noisy_max_probabilities(counts, gamma: float) -> np.ndarray:

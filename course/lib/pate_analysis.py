@@ -29,7 +29,7 @@ import numbers
 import numpy as np
 from scipy.special import log_ndtr, logsumexp
 
-from course.lib._checks import check_delta, check_epsilon, check_positive_int
+from course.lib._checks import check_delta, check_epsilon, check_finite, check_positive_int
 
 #: Default Renyi orders for the GNMax accountants: order - 1 log-spaced from 0.001 to 10,000 (250 orders).
 #: Neighbouring orders differ by a factor of about 1.07, which costs well under 0.1% of epsilon.
@@ -155,6 +155,78 @@ def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None
     return _rdp_to_epsilon(total_rdp, orders, delta)
 
 
+def confident_gnmax_epsilon(num_queries: int, num_answered: int, sigma1: float, sigma2: float, delta: float,
+                            orders=None) -> float:
+    """Data-independent (epsilon, delta) of Confident-GNMax ([PATE18] Section 4.2, Algorithm 1).
+
+    Step 1 releases whether `max_j n_j + N(0, sigma1^2)` clears the threshold: a Gaussian mechanism on the
+    maximum count, whose sensitivity is 1 under replacement, so it is (order, order / (2 sigma1^2))-RDP. Every
+    one of the `num_queries` queries pays it. Step 2, GNMax with N(0, sigma2^2), costs order / sigma2^2, paid only
+    by the `num_answered` queries that passed step 1: whether a query is answered is itself a released output
+    of step 1, and step 2 releases nothing on the others ([PATE18] Section 4.2). RDP adds up and converts as in
+    `gnmax_epsilon` ([Mironov17] Proposition 3). Replacement neighbours; the threshold does not enter the bound.
+    """
+    num_queries, num_answered = _check_num_queries(num_queries), _check_num_queries(num_answered)
+    if num_answered > num_queries:
+        raise ValueError(f"num_answered ({num_answered}) cannot exceed num_queries ({num_queries})")
+    sigma1, sigma2 = check_epsilon(sigma1, "sigma1"), check_epsilon(sigma2, "sigma2")
+    delta, orders = check_delta(delta), _check_orders(orders)
+    rdp = (num_queries * _gnmax_rdp_data_independent(math.sqrt(2) * sigma1, orders)
+           + num_answered * _gnmax_rdp_data_independent(sigma2, orders))
+    return _rdp_to_epsilon(rdp, orders, delta)
+
+
+def threshold_rdp_data_dependent(counts, threshold: float, sigma1: float, orders=None) -> np.ndarray:
+    """Per-query data-dependent RDP of Confident-GNMax's step 1; shape `(num_queries, len(orders))`.
+
+    Step 1 has two outcomes (answer, or not). With p = P(round(max_j n_j) + N(0, sigma1^2) >= threshold), the
+    less likely outcome has probability q = min(p, 1 - p), and the data-dependent bound of [PATE18] Theorem 6
+    applies to this Gaussian mechanism of sensitivity 1 with noise sqrt(2) sigma1 (the GNMax analysis at
+    sqrt(2) sigma1, as the reference code of [PATE18] does). Capped by the data-independent order / (2 sigma1^2).
+    The maximum count is rounded to an integer, as in that code (a no-op for vote counts).
+    """
+    counts, orders = _check_counts(counts), _check_orders(orders)
+    threshold, sigma1 = check_finite(threshold, "threshold"), check_epsilon(sigma1, "sigma1")
+    log_q = _threshold_log_q(np.round(counts.max(axis=1)), threshold, sigma1)
+    return _gaussian_rdp_given_log_q(log_q, math.sqrt(2) * sigma1, orders)
+
+
+def confident_gnmax_rdp_data_dependent(counts, answered, threshold: float, sigma1: float, sigma2: float,
+                                       orders=None) -> np.ndarray:
+    """Per-query data-dependent RDP of Confident-GNMax; shape `(num_queries, len(orders))`.
+
+    Row i is step 1's cost (`threshold_rdp_data_dependent`) plus, if `answered[i]`, step 2's cost
+    (`gnmax_rdp_data_dependent` at sigma2). `answered` is a bool array `(num_queries,)`: which queries step 1
+    let through (`confident_gnmax(...) >= 0`). Caveat: computed from the private votes; see
+    `confident_gnmax_epsilon_data_dependent`.
+    """
+    counts, orders = _check_counts(counts), _check_orders(orders)
+    answered = _check_answered(answered, counts.shape[0])
+    rdp = threshold_rdp_data_dependent(counts, threshold, sigma1, orders)
+    if answered.any():
+        rdp[answered] += gnmax_rdp_data_dependent(counts[answered], sigma2, orders)
+    return rdp
+
+
+def confident_gnmax_epsilon_data_dependent(counts, answered, threshold: float, sigma1: float, sigma2: float,
+                                           delta: float, orders=None) -> float:
+    """Data-dependent (epsilon, delta) of Confident-GNMax on the vote histograms `counts` ([PATE18] Section 4).
+
+    The per-query costs of `confident_gnmax_rdp_data_dependent` add up over queries and convert as in
+    `gnmax_epsilon`. Never above `confident_gnmax_epsilon(len(counts), answered.sum(), ...)`. Queries with a
+    clear consensus cost almost nothing in step 2, and queries far below or far above the threshold cost
+    little in step 1.
+
+    Caveat: the value depends on the private votes, so publishing it is not differentially private; release it
+    through smooth sensitivity (`course.lib.pate_smooth_sensitivity`). And even sanitised it bounds the loss only
+    against neighbours of *this* dataset: it is not an (epsilon, delta)-DP guarantee for every dataset.
+    """
+    delta = check_delta(delta)
+    orders = _check_orders(orders)
+    total = confident_gnmax_rdp_data_dependent(counts, answered, threshold, sigma1, sigma2, orders).sum(axis=0)
+    return _rdp_to_epsilon(total, orders, delta)
+
+
 # --- Laplace noisy max: log moments ([PATE17]) ---
 
 def _laplace_log_moments(counts: np.ndarray, gamma: float,
@@ -201,6 +273,25 @@ def _gnmax_rdp(counts: np.ndarray, sigma: float, orders: np.ndarray) -> tuple[np
     rdp = np.minimum(_gnmax_rdp_data_dependent(log_q[applies], mu2[applies], sigma, orders),
                      _gnmax_rdp_data_independent(sigma, orders))
     return applies, rdp
+
+
+def _gaussian_rdp_given_log_q(log_q: np.ndarray, sigma: float, orders: np.ndarray) -> np.ndarray:
+    """RDP `(len(log_q), len(orders))` of a mechanism with data-independent RDP order / sigma^2 whose most
+    likely outcome is missed with probability at most exp(log_q): [PATE18] Theorem 6 where it applies, capped by
+    order / sigma^2, and exactly 0 where q = 0 (the output is fixed)."""
+    log_q = np.asarray(log_q, dtype=np.float64)
+    applies, mu2 = _theorem6_higher_order(np.where(np.isneginf(log_q), 0.0, log_q), sigma)
+    rdp = np.tile(_gnmax_rdp_data_independent(sigma, orders), (log_q.shape[0], 1))
+    rdp[applies] = np.minimum(_gnmax_rdp_data_dependent(log_q[applies], mu2[applies], sigma, orders), rdp[applies])
+    rdp[np.isneginf(log_q)] = 0.0
+    return rdp
+
+
+def _threshold_log_q(max_counts: np.ndarray, threshold: float, sigma1: float) -> np.ndarray:
+    """log min(p, 1 - p) with p = P(max_counts + N(0, sigma1^2) >= threshold); shape `max_counts.shape`."""
+    log_p = log_ndtr((max_counts - threshold) / sigma1)
+    log_not_p = log_ndtr((threshold - max_counts) / sigma1)
+    return np.minimum(log_p, log_not_p)
 
 
 def _gnmax_rdp_data_independent(sigma: float, orders: np.ndarray) -> np.ndarray:
@@ -285,6 +376,18 @@ def _check_counts(counts) -> np.ndarray:
     if np.any(matrix < 0):
         raise ValueError("counts must be non-negative")
     return matrix
+
+
+def _check_answered(answered, num_queries: int) -> np.ndarray:
+    """Return `answered` as a bool array of shape `(num_queries,)` after validating it."""
+    array = np.asarray(answered)
+    if array.shape != (num_queries,):
+        raise ValueError(f"answered must have shape ({num_queries},), one flag per query, got {array.shape}")
+    if array.dtype != np.bool_:
+        if not np.issubdtype(array.dtype, np.number) or not np.all((array == 0) | (array == 1)):
+            raise ValueError("answered must hold booleans (True where step 1 let the query through)")
+        array = array.astype(bool)
+    return array
 
 
 def _check_num_queries(num_queries) -> int:

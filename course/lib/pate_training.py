@@ -3,8 +3,8 @@
 These functions are shown to students in read-only notebook cells, so they use only public packages.
 
 The story: partner hospitals hold labelled private data (MNIST's 60,000 training images), and our hospital
-holds unlabelled images (MNIST's 10,000 test images: the first 9,000 are the public, unlabelled student set
-and the last 1,000 a held-out evaluation set). Images are kept in memory as float tensors of shape
+holds unlabelled images (MNIST's 10,000 test images, shuffled with seed 0: the first 9,000 are the public,
+unlabelled student set and the last 1,000 a held-out evaluation set). Images are kept in memory as float tensors of shape
 `(n, 1, 28, 28)` scaled to [0, 1], labels as int64 tensors of shape `(n,)`, so that training hundreds of
 small teachers spends its time on arithmetic rather than on data loading.
 """
@@ -18,26 +18,29 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 
-def load_mnist_splits(data_root: str, num_public: int = 9_000):
+def load_mnist_splits(data_root: str, num_public: int = 9_000, seed: int = 0):
     """MNIST through torchvision's own loader, cut into the three sets of the PATE story.
 
     Returns `((private_images, private_labels), (public_images, public_labels), (eval_images, eval_labels))`:
-    the 60,000 training images (the partners' private data), the first `num_public` test images (the
-    public set the student learns from) and the remaining test images (held out for evaluation). The
-    public labels exist only to *measure* how good the teachers' answers are; the student never sees them.
+    the 60,000 training images (the partners' private data), then the 10,000 test images after a shuffle
+    seeded with `seed`: the first `num_public` of them are the public set the student learns from, the rest
+    are held out for evaluation. MNIST's test set is ordered by difficulty (its second half is harder), so
+    without the shuffle the evaluation images would all be harder than the queried ones. The public labels
+    exist only to *measure* how good the teachers' answers are; the student never sees them.
     Archives are read from `<data_root>/MNIST/raw` and downloaded only when missing.
     """
     private = torchvision.datasets.MNIST(root=data_root, train=True, download=True)
     test = torchvision.datasets.MNIST(root=data_root, train=False, download=True)
     if not 0 < num_public < len(test):
         raise ValueError(f"num_public must be between 1 and {len(test) - 1}, got {num_public}")
+    order = torch.as_tensor(np.random.default_rng(seed).permutation(len(test)))
 
     def as_tensors(dataset, rows):
         images = dataset.data[rows].unsqueeze(1).float().div(255)  # uint8 (n, 28, 28) -> float (n, 1, 28, 28)
         return images, dataset.targets[rows].long()
 
-    return (as_tensors(private, slice(None)), as_tensors(test, slice(0, num_public)),
-            as_tensors(test, slice(num_public, None)))
+    return (as_tensors(private, slice(None)), as_tensors(test, order[:num_public]),
+            as_tensors(test, order[num_public:]))
 
 
 class SmallCNN(nn.Module):
@@ -108,6 +111,41 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     return model
 
 
+def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.Tensor,
+                                  unlabelled_images: torch.Tensor, rounds: int = 2, confidence: float = 0.95,
+                                  example_budget: int = 80_000, max_epochs: int = 40,
+                                  channels: tuple[int, int] = (16, 32), seed: int = 0,
+                                  progress: str | None = None) -> nn.Module:
+    """A student trained by self-training (pseudo-labelling with a confidence threshold) on public images only.
+
+    `labelled_images` `(n, 1, 28, 28)` carry the aggregator's noisy `labels` `(n,)`; `unlabelled_images`
+    `(u, 1, 28, 28)` are the public images that were not answered. Round 0 trains a fresh `SmallCNN(channels)`
+    on the labelled images. Each further round labels the unlabelled images with the previous model, keeps those
+    it predicts with probability at least `confidence`, and trains a fresh model on the labelled images plus
+    these pseudo-labelled ones. Every model is trained by `train_model` for
+    `min(max_epochs, ceil(example_budget / training-set size))` epochs (at least one), seeded from `seed`.
+    The student never sees a private image, nor any label but the noisy ones: it is post-processing of the
+    aggregator's output. Returns the last round's model.
+    """
+    if rounds < 0 or not 0 < confidence <= 1:
+        raise ValueError(f"need rounds >= 0 and 0 < confidence <= 1, got rounds={rounds}, confidence={confidence}")
+    if len(labelled_images) == 0:
+        raise ValueError("the student needs at least one labelled image")
+    images, targets = labelled_images, labels
+    model = None
+    for round_index in tqdm(range(rounds + 1), desc=progress, disable=progress is None, leave=False):
+        if round_index > 0 and len(unlabelled_images):
+            probabilities = torch.softmax(_logits(model, unlabelled_images), dim=1)
+            best, guesses = probabilities.max(dim=1)
+            keep = best >= confidence
+            images = torch.cat([labelled_images, unlabelled_images[keep]])
+            targets = torch.cat([labels, guesses[keep]])
+        epochs = max(1, min(max_epochs, -(-example_budget // len(images))))
+        torch.manual_seed(seed + round_index)
+        model = train_model(SmallCNN(channels=channels), images, targets, epochs, seed=seed + round_index)
+    return model
+
+
 def train_teachers(images: torch.Tensor, labels: torch.Tensor, partitions, epochs: int, seed: int = 0,
                    **training) -> list[nn.Module]:
     """One new `SmallCNN` per partition, each trained only on its own examples; returns the teachers in order.
@@ -129,10 +167,14 @@ def train_teachers(images: torch.Tensor, labels: torch.Tensor, partitions, epoch
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
     """The model's predicted class for each of `images` `(n, 1, 28, 28)`: an int64 tensor of shape `(n,)`."""
+    return _logits(model, images, batch_size).argmax(dim=1)
+
+
+def _logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
+    """The model's logits `(n, num_classes)` on `images` `(n, 1, 28, 28)`, in evaluation mode, without gradients."""
     model.eval()
     with torch.no_grad():
-        return torch.cat([model(images[start:start + batch_size]).argmax(dim=1)
-                          for start in range(0, len(images), batch_size)])
+        return torch.cat([model(images[start:start + batch_size]) for start in range(0, len(images), batch_size)])
 
 
 def teacher_predictions(teachers: list[nn.Module], images: torch.Tensor) -> np.ndarray:
