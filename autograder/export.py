@@ -2,7 +2,7 @@
 
 Interface:
 
-    summary = export(out, to, dest, roster=None, config=None)  # -> ExportSummary; writes dest
+    summary = export(out, to, dest, roster=None, config=None, partial=False)  # -> ExportSummary; writes dest
     print(summary.text())
     add_parser(subcommands) / run(args)                         # the CLI subcommand, for cli.py
 
@@ -15,7 +15,9 @@ never stacks).
 
 A grade is left out (blank, or the LMS's own value kept), and listed in the summary, when any of its cells is
 a grading error (an empty score whose reason starts "grading error:"; never a zero) or a written answer not
-graded yet (an empty manual score). Students on the roster without a submission, and graded students not on
+graded yet (an empty manual score); with `partial` (--partial) the answers not graded yet count 0 and the
+grade is exported and listed as partial, so the automatic points can go out before the manual grading is
+done (grading errors are still never exported). Students on the roster without a submission, and graded students not on
 the roster, are listed too; nobody is dropped silently.
 
 Formats, as their documentation describes them:
@@ -58,7 +60,11 @@ class Grade:
     score: float | None  # after the late penalty; None when it cannot be exported
     max_score: float
     penalty: float
-    status: str  # "ok" | "grading error" | "awaiting manual grading"
+    status: str  # "ok" | "partial" (answers not graded yet counted 0) | "grading error" | "awaiting manual grading"
+
+    @property
+    def exportable(self) -> bool:
+        return self.status in ("ok", "partial")
 
 
 @dataclass
@@ -69,6 +75,7 @@ class ExportSummary:
     not_submitted: list[str] = field(default_factory=list)  # on the roster, nothing graded
     not_on_roster: list[str] = field(default_factory=list)  # graded, not on the roster
     withheld: list[tuple[str, str, str]] = field(default_factory=list)  # (student, assignment, why)
+    partial: list[tuple[str, str]] = field(default_factory=list)  # exported with ungraded answers as 0
     penalised: list[tuple[str, str, float]] = field(default_factory=list)  # (student, assignment, points)
     new_columns: list[str] = field(default_factory=list)  # assignments appended as new LMS columns
 
@@ -77,8 +84,14 @@ class ExportSummary:
         if self.penalised:
             lines.append(f"late penalties in {len(self.penalised)} grade(s): " +
                          ", ".join(f"{s}/{a} -{p:g}" for s, a, p in self.penalised))
+        by_reason: dict[str, list[str]] = defaultdict(list)
         for student, assignment, why in self.withheld:
-            lines.append(f"not exported: {student}/{assignment}: {why}")
+            by_reason[why].append(f"{student}/{assignment}")
+        for why, grades in sorted(by_reason.items()):
+            lines.append(f"not exported, {why} ({len(grades)}): {_some(grades)}")
+        if self.partial:
+            lines.append(f"exported with written answers not graded yet counted 0 ({len(self.partial)}): "
+                         + _some([f"{s}/{a}" for s, a in self.partial]))
         if self.not_submitted:
             lines.append(f"on the roster without a graded submission ({len(self.not_submitted)}): "
                          + ", ".join(self.not_submitted))
@@ -91,7 +104,7 @@ class ExportSummary:
 
 
 def export(out: Path, to: str, dest: Path, roster: Path | None = None,
-           config: late_policy.CourseConfig | None = None) -> ExportSummary:
+           config: late_policy.CourseConfig | None = None, partial: bool = False) -> ExportSummary:
     """Write the grades of OUT to `dest` in the LMS format `to`; return what was and was not exported."""
     out, dest = Path(out), Path(dest)
     if to not in FORMATS:
@@ -103,15 +116,17 @@ def export(out: Path, to: str, dest: Path, roster: Path | None = None,
     if not (out / "grades.csv").exists():
         raise ValueError(f"{out / 'grades.csv'} does not exist: grade first (python -m autograder grade)")
     config = config or late_policy.load_config()
-    grades = assignment_grades(_read(out / "grades.csv"), late_policy.read_late(out / "late.csv"), config)
+    grades = assignment_grades(_read(out / "grades.csv"), late_policy.read_late(out / "late.csv"), config, partial)
     students = {row["student"]: row for row in read_students(out / "students.csv")}
     for student, _ in grades:
         students.setdefault(student, {"student": student, "lms_id": "", "email": "", "name": ""})
     summary = ExportSummary(dest, to)
     for (student, assignment), grade in sorted(grades.items()):
-        if grade.status != "ok":
+        if not grade.exportable:
             summary.withheld.append((student, assignment, grade.status))
-        elif grade.penalty:
+        if grade.status == "partial":
+            summary.partial.append((student, assignment))
+        if grade.penalty:
             summary.penalised.append((student, assignment, grade.penalty))
     if to == "csv":
         _write_wide(grades, students, dest, summary)
@@ -122,8 +137,8 @@ def export(out: Path, to: str, dest: Path, roster: Path | None = None,
     return summary
 
 
-def assignment_grades(rows: list[dict], late_rows: list[dict],
-                      config: late_policy.CourseConfig) -> dict[tuple[str, str], Grade]:
+def assignment_grades(rows: list[dict], late_rows: list[dict], config: late_policy.CourseConfig,
+                      partial: bool = False) -> dict[tuple[str, str], Grade]:
     """(student, assignment) -> Grade: the cells' sum minus the late penalties of its notebooks."""
     cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
@@ -139,15 +154,16 @@ def assignment_grades(rows: list[dict], late_rows: list[dict],
         if any(r["score"] == "" and r["reason"].startswith(GRADING_ERROR) for r in members):
             grades[key] = Grade(None, max_score, 0.0, "grading error")
             continue
-        if any(r["score"] == "" for r in members):
+        pending = any(r["score"] == "" for r in members)
+        if pending and not partial:
             grades[key] = Grade(None, max_score, 0.0, "awaiting manual grading")
             continue
         by_notebook: dict[str, float] = defaultdict(float)
         for r in members:
-            by_notebook[r.get("notebook", "")] += float(r["score"])
+            by_notebook[r.get("notebook", "")] += float(r["score"] or 0)
         penalty = sum(late_policy.penalty(config, key[0], score, seconds_late.get((*key, notebook)) or 0.0)
                       for notebook, score in by_notebook.items())
-        grades[key] = Grade(sum(by_notebook.values()) - penalty, max_score, penalty, "ok")
+        grades[key] = Grade(sum(by_notebook.values()) - penalty, max_score, penalty, "partial" if pending else "ok")
     return grades
 
 
@@ -159,11 +175,13 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--out", dest="dest", type=Path, required=True, metavar="FILE", help="the file to write")
     parser.add_argument("--roster", type=Path, metavar="FILE",
                         help="the LMS's own gradebook export to fill (required for canvas, optional for moodle)")
+    parser.add_argument("--partial", action="store_true",
+                        help="export before the manual grading is done: written answers not graded yet count 0")
     return parser
 
 
 def run(args: argparse.Namespace) -> ExportSummary:
-    summary = export(args.out, args.to, args.dest, args.roster)
+    summary = export(args.out, args.to, args.dest, args.roster, partial=args.partial)
     print(summary.text())
     return summary
 
@@ -180,8 +198,8 @@ def _write_wide(grades, students, dest: Path, summary: ExportSummary) -> None:
             values = []
             for assignment in assignments:
                 grade = grades.get((student, assignment))
-                values.append(_number(grade.score) if grade and grade.status == "ok" else "")
-                summary.exported += bool(grade and grade.status == "ok")
+                values.append(_number(grade.score) if grade and grade.exportable else "")
+                summary.exported += bool(grade and grade.exportable)
             writer.writerow([student, info.get("lms_id", ""), info.get("email", ""), info.get("name", ""), *values])
 
 
@@ -195,8 +213,8 @@ def _write_moodle(grades, students, dest: Path, summary: ExportSummary) -> None:
             values = []
             for assignment in assignments:
                 grade = grades.get((student, assignment))
-                values.append(_number(grade.score) if grade and grade.status == "ok" else "")
-                summary.exported += bool(grade and grade.status == "ok")
+                values.append(_number(grade.score) if grade and grade.exportable else "")
+                summary.exported += bool(grade and grade.exportable)
             writer.writerow([info.get("lms_id") or student, info.get("email", ""), *values])
 
 
@@ -253,7 +271,7 @@ def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSumm
         matched.add(student)
         for assignment in assignments:
             grade = grades.get((student, assignment))
-            if grade is not None and grade.status == "ok":
+            if grade is not None and grade.exportable:
                 row[columns[assignment]] = _number(grade.score)
                 summary.exported += 1
     for student in sorted({s for s, _ in grades} - matched):
@@ -272,6 +290,10 @@ def _find_column(header: list[str], assignment: str, title: str | None, to: str)
         if name.casefold() == wanted or plain.strip().casefold() == wanted:
             return index
     return None
+
+
+def _some(items: list[str], shown: int = 8) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def _points_possible(grades) -> dict[str, float]:

@@ -125,7 +125,8 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
     failed = errors(rows)
     assignments = sorted({r["assignment"] for r in rows})
     counts = late_counts(late_rows)
-    grades = exporting.assignment_grades(rows, late_rows, config)
+    # Penalties on the points graded so far (a written answer not graded yet counts 0 until it is).
+    grades = exporting.assignment_grades(rows, late_rows, config, partial=True)
     penalised = [(s, a, g.penalty, g.max_score) for (s, a), g in sorted(grades.items()) if g.penalty]
     unknown = [r for r in late_rows if not r["seconds_late"] and r["late_marker"] == "1"]
     manual = sum(1 for row in rows if row["kind"] == "manual" and row["score"] == "" and not is_grading_error(row))

@@ -69,7 +69,8 @@ def test_canvas_fills_the_gradebook_by_user_id(out, config, tmp_path):
     assert [s.split(" (")[0] for s in summary.not_submitted] == ["Noether, Emmy", "Student, Test"]
     assert summary.not_on_roster == ["dee (id 1999)"]
     text = summary.text()
-    assert "Noether, Emmy" in text and "dee (id 1999)" in text and "grading error" in text
+    assert "Noether, Emmy" in text and "dee (id 1999)" in text
+    assert "not exported, grading error (1): cy/02_differencing" in text
 
 
 def test_canvas_needs_its_own_export(out, config, tmp_path):
@@ -127,6 +128,15 @@ def test_penalty_is_recomputed_not_stacked(out, config, tmp_path):
         csv.writer(file).writerows(rows)
     second = _rows(exporting.export(out, "csv", tmp_path / "b.csv", None, config).dest)
     assert first == second
+
+
+def test_partial_exports_automatic_points_before_manual_grading(out, config, tmp_path):
+    summary = exporting.export(out, "csv", tmp_path / "p.csv", None, config, partial=True)
+    table = {row[0]: row[4:] for row in _rows(tmp_path / "p.csv")[2:]}
+    assert table["bob"] == ["2", "3"] and table["cy"] == ["6", ""]  # the grading error is still withheld
+    assert summary.partial == [("bob", "01_databases")]
+    assert summary.withheld == [("cy", "02_differencing", "grading error")]
+    assert "counted 0 (1): bob/01_databases" in summary.text()
 
 
 def test_extension_granted_after_grading_counts(out, tmp_path):
