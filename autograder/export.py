@@ -21,13 +21,16 @@ done (grading errors are still never exported). Students on the roster without a
 the roster, are listed too; nobody is dropped silently.
 
 Formats, as their documentation describes them:
-- canvas: fills a gradebook CSV exported from Canvas (Grades > Export), as Canvas's "How do I import grades in
-  the Gradebook?" guide (community.canvaslms.com, Instructor Guide) asks: keep the student columns and the
-  "Points Possible" row, one column per assignment whose header is Canvas's `Title (assignment id)`; rows are
+- canvas: fills a gradebook CSV exported from Canvas (Grades > Export), the file Canvas's "How do I import
+  grades in the Gradebook?" (Canvas Instructor Guide) imports back: the student columns and the "Points
+  Possible" row are kept, one column per assignment whose header is Canvas's `Title (assignment id)`; rows are
   matched by the "ID" column, Canvas's user id, which intake reads from Canvas's submission file names. The
   header layout (Student, ID, SIS User ID, SIS Login ID, [Integration ID], Section, assignments, read-only
   totals) and the "    Points Possible" and "Manual Posting" rows follow canvas-lms lib/gradebook_exporter.rb.
-  An assignment with no column yet is appended under its course id (Canvas offers to create it on import).
+  An imported score replaces the one in Canvas, read-only columns are ignored, and a new column becomes a new
+  assignment (as institutional Canvas guides restate it, e.g. Ohio State's "Import a CSV File to Carmen
+  Grades"); so a grade that is withheld keeps Canvas's own value, and an assignment without a column yet is
+  appended under its course id with its points in the Points Possible row.
 - moodle: Moodle's CSV grade import (docs.moodle.org "Grade import": the import format is the export format;
   map "ID number" to useridnumber or "Email address" to useremail, and each grade column to a grade item).
   With --roster (a Moodle "Export to plain text file"), that file is filled, rows matched by ID number, then
