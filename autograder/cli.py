@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("release", help="regenerate release/ from source/ and check that nothing leaks")
-    grade = commands.add_parser("grade", help="autograde SUBMISSIONS (folder or zip) into OUT")
+    grade = commands.add_parser("grade", help="autograde SUBMISSIONS (folder or zip) into OUT; any setting of "
+                                              "autograder.settings.Grading can also be given as "
+                                              "--Grading.<name>=<value>")
     grade.add_argument("submissions", type=Path)
     grade.add_argument("--out", type=Path, required=True)
     grade.add_argument("--assignment", action="append", dest="assignments", metavar="ID")
@@ -42,14 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("out", type=Path)
     demo = commands.add_parser("demo", help="release, then grade and report a small sample class")
     demo.add_argument("--out", type=Path, default=REPO / "build" / "demo")
-    args = parser.parse_args(argv)
+    args, settings_argv = parser.parse_known_args(argv)
+    if settings_argv and args.command != "grade":
+        parser.error(f"unrecognized arguments: {' '.join(settings_argv)}")
 
     try:
         if args.command == "release":
             ids = releasing.release()
             print(f"released {', '.join(ids)} into release/; leak scan: clean")
         elif args.command == "grade":
-            settings = load_grading(workers=args.workers, notebook_timeout=args.timeout,
+            settings = load_grading(argv=settings_argv, workers=args.workers, notebook_timeout=args.timeout,
                                     cell_timeout=args.cell_timeout, scheduler=args.scheduler, sandbox=args.sandbox)
             run_grade(args.submissions, args.out, args.assignments, settings, gradebook=args.gradebook,
                       student_regexp=args.student_regexp)

@@ -6,6 +6,7 @@ missing, or when OUT or the temporary folder is nearly full.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -60,6 +61,20 @@ def _check_datasets(data_root: Path, assignments: list[str]) -> None:
 
 def _check_kernel(settings: Grading) -> None:
     """Start one sandboxed kernel, as grading will, and run an import in it."""
+    try:
+        with sandboxed_kernel(settings) as (client, _):
+            reply = client.execute_interactive("import numpy, torch", timeout=settings.startup_timeout,
+                                               output_hook=lambda message: None)
+    except Exception as error:  # noqa: BLE001 (whatever went wrong, the batch must not start)
+        raise PreflightError(f"a sandboxed kernel did not start: {type(error).__name__}: {error}") from None
+    if reply["content"]["status"] != "ok":
+        raise PreflightError(f"a sandboxed kernel started but could not import torch: "
+                             f"{reply['content'].get('evalue', '')}")
+
+
+@contextlib.contextmanager
+def sandboxed_kernel(settings: Grading):
+    """A kernel in a grading sandbox, as nbgrader starts it: yields (client, manager); gone on exit."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
@@ -67,7 +82,7 @@ def _check_kernel(settings: Grading) -> None:
     from .grade import limits_of
 
     base = Path(tempfile.mkdtemp(prefix="dpg-"))
-    manager = None
+    manager = client = None
     try:
         base.chmod(0o711)
         course = base / "course"
@@ -80,17 +95,10 @@ def _check_kernel(settings: Grading) -> None:
         client = manager.client()
         client.start_channels()
         client.wait_for_ready(timeout=settings.startup_timeout)
-        reply = client.execute_interactive("import numpy, torch", timeout=settings.startup_timeout,
-                                           output_hook=lambda message: None)
-        client.stop_channels()
-        if reply["content"]["status"] != "ok":
-            raise PreflightError(f"a sandboxed kernel started but could not import torch: "
-                                 f"{reply['content'].get('evalue', '')}")
-    except PreflightError:
-        raise
-    except Exception as error:  # noqa: BLE001 (whatever went wrong, the batch must not start)
-        raise PreflightError(f"a sandboxed kernel did not start: {type(error).__name__}: {error}") from None
+        yield client, manager
     finally:
+        if client is not None:
+            client.stop_channels()
         if manager is not None and manager.has_kernel:
             manager.shutdown_kernel(now=True)
         uid = (base / "uid").read_text() if (base / "uid").exists() else ""

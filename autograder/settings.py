@@ -55,11 +55,20 @@ class Grading(Configurable):
         return Path(self.data_root or os.environ.get(DATA_VARIABLE) or DEFAULT_DATA_ROOT).resolve()
 
 
-def load_grading(config: Config | None = None, **overrides) -> Grading:
-    """The course's `Grading` settings from nbgrader_config.py, with keyword overrides (None: keep)."""
+def load_grading(config: Config | None = None, argv: list[str] | None = None, **overrides) -> Grading:
+    """The course's `Grading` settings from nbgrader_config.py (or `config`), then `--Grading.<name>=<value>`
+    options in `argv`, then keyword overrides (None: keep)."""
+    from traitlets.config.loader import KVArgParseConfigLoader
+
     from .config import nbgrader_config  # late: config imports nothing of this module's users
 
-    grading = Grading(config=config if config is not None else nbgrader_config(REPO))
+    config = config if config is not None else nbgrader_config(REPO)
+    if argv:
+        unknown = [a for a in argv if not a.startswith("--Grading.")]
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; settings are given as --Grading.<name>=<value>")
+        config.merge(KVArgParseConfigLoader(argv=argv).load_config())
+    grading = Grading(config=config)
     for name, value in overrides.items():
         if value is not None:
             setattr(grading, name, value)

@@ -14,11 +14,15 @@ from pathlib import Path
 import nbformat
 
 from autograder import sample_class
-from autograder.paths import REPO
+from autograder.paths import RELEASE, REPO
 
 ASSIGNMENT = "01_databases"
 NOTEBOOK = "01_databases.ipynb"
 ALL_ZERO = "all"
+MARKER = "dp-hostile-marker"  # in the command line and file names of everything an attacker leaves behind
+# Settings the corpus is graded with (short limits keep the batch quick; see test_hostile.py).
+GRADING_OPTIONS = ["--cell-timeout", "30", "--timeout", "240", "--Grading.disk_limit=268435456",
+                   "--Grading.reply_limit=20000000"]
 
 
 @dataclass
@@ -32,6 +36,10 @@ def solved():
     return sample_class.solved(ASSIGNMENT, NOTEBOOK)
 
 
+def untouched():
+    return nbformat.read(RELEASE / ASSIGNMENT / NOTEBOOK, as_version=4)
+
+
 def _save(nb, folder: Path, name: str = NOTEBOOK) -> None:
     path = folder / ASSIGNMENT / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,10 +50,10 @@ def _cell(nb, grade_id):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
-def _prefixed(grade_id: str, code: str):
-    """The solved notebook with `code` run at the top of one solution cell."""
+def _prefixed(grade_id: str, code: str, start=None):
+    """The solved notebook (or `start()`) with `code` run at the top of one solution cell."""
     def build(folder: Path, port: int) -> None:
-        nb = solved()
+        nb = (start or solved)()
         cell = _cell(nb, grade_id)
         cell.source = code.replace("PORT", str(port)).replace("REPO", str(REPO)) + "\n" + cell.source
         _save(nb, folder)
@@ -167,6 +175,50 @@ def _extra_files(folder: Path, port: int) -> None:
 
 
 PROBE = "_probe = {}\n"
+
+# A process that tries to outlive its kernel and to reach the other submissions graded beside it: it leaves
+# its session, forks twice, ignores every signal it can, and for fifteen minutes kills every process it can
+# see that is not its own kernel, reads their environments and looks for other kernels' sockets.
+DAEMON = f"""
+import os, signal, sys, time, glob
+for _signal in range(1, 65):
+    try:
+        signal.signal(_signal, signal.SIG_IGN)
+    except (OSError, ValueError, RuntimeError):
+        pass
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+kernel = int(sys.argv[2])
+mine = {{os.getpid(), kernel, 1}}
+end = time.time() + 900
+while time.time() < end:
+    for entry in glob.glob('/proc/[0-9]*'):
+        pid = int(entry.rsplit('/', 1)[1])
+        try:
+            open(entry + '/environ', 'rb').read()
+        except OSError:
+            pass
+        if pid not in mine and '{MARKER}' not in open(entry + '/cmdline', 'rb').read().decode(errors='replace'):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    for socket_file in glob.glob('/tmp/dp*/*/*') + glob.glob('/tmp/dp*/*'):
+        try:
+            os.rename(socket_file, socket_file + '.stolen')
+        except OSError:
+            pass
+    time.sleep(0.2)
+"""
+
+HOOK_SCORE = ("from IPython import get_ipython\n_ip = get_ipython()\n"
+              "_ip.events.register('pre_run_cell', lambda info: _ip.displayhook(1.0))\n")
+CHECK_RETURNS_SCORE = ("import autograder.check_client as _client\n_client.check = lambda *args, **kwargs: 1.0\n"
+                       "import builtins, torch\ntorch.Tensor.__eq__ = lambda self, other: True\n"
+                       "torch.equal = lambda *args, **kwargs: True\nbuiltins.abs = lambda value: 0.0\n")
 CASES = [
     Case("perfect", lambda folder, port: _save(solved(), folder)),
     Case("network", _prefixed("create_db", PROBE + (
@@ -186,8 +238,13 @@ CASES = [
         "          if os.path.getsize(p) > 0]\n"
         "assert not _books, f'a gradebook is readable: {_books}'"))),
     Case("read_other_students", _prefixed("create_db", PROBE + (
-        "import os\n_others = [d for d in os.listdir('../../../../..') if d not in ('read_other_students', '_templates')]\n"
-        "assert not _others, f'other students are visible: {_others}'"))),
+        "import os, sys\n_found = []\n"
+        "for _top in ('/', ):\n"
+        "    for _dir, _dirs, _files in os.walk(_top):\n"
+        "        _dirs[:] = [d for d in _dirs if os.path.join(_dir, d) not in ('/proc', '/usr', '/sys', sys.prefix,\n"
+        "                                                                     sys.base_prefix)]\n"
+        "        _found += [os.path.join(_dir, f) for f in _files if f.endswith('.ipynb')]\n"
+        "assert not _found, f'notebooks are visible: {_found}'"))),
     Case("write_outside", _prefixed("create_db", PROBE + (
         "for _target in ('REPO/course/lib/hacked.py', '/work/hacked-by-student', '/etc/hacked-by-student'):\n"
         "    try:\n        open(_target, 'w').write('x')\n    except OSError:\n        pass"))),
@@ -247,4 +304,61 @@ CASES = [
     Case("infinite_loop_printing", _suffixed("threshold_query", (
         "def threshold_query(*args, **kwargs):\n    while True:\n        print('still thinking')")),
          lost={"test_threshold_query": "KeyboardInterrupt"}),
+    # Scores come from the grader's verdicts only: a value shown before every cell, or a check that returns
+    # a number, used to be read by nbgrader as the cell's score.
+    Case("a_hook_displays_score", _prefixed("create_db", HOOK_SCORE, start=untouched), lost={ALL_ZERO: ""}),
+    Case("a_check_returns_score", _wrong_threshold_with(CHECK_RETURNS_SCORE),
+         lost={"test_threshold_query": "never reached the grader"}),
+    # Outliving the kernel and reaching the other kernels graded beside and after it.
+    Case("a_survivor", _prefixed("create_db", (
+        "import os, subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', {DAEMON!r}, '{MARKER}', str(os.getpid())],\n"
+        "                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,\n"
+        "                 start_new_session=True)\n"))),
+    Case("a_ignores_interrupts", _suffixed("threshold_query", (
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "def threshold_query(*args, **kwargs):\n    while True:\n        pass")), lost={ALL_ZERO: "timeout"}),
+    Case("a_reads_repository", _prefixed("create_db", PROBE + (
+        "import glob, os\nfrom pathlib import Path\n"
+        "_seen = [p for p in ('REPO/.git', 'REPO/build', 'REPO/course', 'REPO/source', 'REPO/autograder/grade.py',\n"
+        "                     '/root', '/work/hacked', '/proc/1/root/REPO/.git') if os.path.exists(p)]\n"
+        "_seen += [p for p in glob.glob('/tmp/*') if 'dpg-' not in p]  # only this kernel's own socket folder\n"
+        "_seen += glob.glob('REPO/**/*.db', recursive=True) + glob.glob('/**/gradebook.db', recursive=True)\n"
+        "assert not _seen, f'visible in the sandbox: {_seen}'"))),
+    Case("a_shared_folders", _prefixed("create_db", (
+        "for _folder in ('/dev/shm', '/var/tmp', '/run/lock', '/tmp', '/dev/mqueue'):\n"
+        f"    try:\n        open(_folder + '/{MARKER}', 'w').write('x')\n    except OSError:\n        pass"))),
+    Case("a_fills_disk", _prefixed("create_db", (
+        "import os\n_chunk = b'x' * 2**20\n"
+        "for _folder in ('.', '/tmp', '/dev/shm', os.environ.get('TMPDIR', '.'), os.path.expanduser('~')):\n"
+        "    for _i in range(100_000):\n"
+        "        try:\n"
+        f"            open(f'{{_folder}}/{MARKER}-{{_i}}', 'wb').write(_chunk)\n"
+        "        except OSError:\n            break"))),
+    Case("a_floods_check_socket", _prefixed("create_db", (
+        "import os, socket, struct, threading\n"
+        "def _flood():\n"
+        "    try:\n"
+        "        _s = socket.socket(socket.AF_UNIX)\n        _s.connect(os.environ['DP_COURSE_CHECKER'])\n"
+        "        _s.sendall(struct.pack('!Q', 500 * 2**20))\n"
+        "        for _ in range(400):\n            _s.sendall(b'x' * 2**20)\n"
+        "    except OSError:\n        pass\n"
+        "_threads = [threading.Thread(target=_flood) for _ in range(6)]\n"
+        "for _t in _threads:\n    _t.start()\nfor _t in _threads:\n    _t.join()"))),
+    Case("a_huge_reply", _suffixed("threshold_query", (
+        "import inspect, torch\n_right = threshold_query\n"
+        "def threshold_query(db, threshold=5):\n"
+        "    if any('check_client' in frame.filename for frame in inspect.stack()):\n"
+        "        return torch.zeros(10_000_000)\n"
+        "    return _right(db, threshold)")), lost={"test_threshold_query": "over the limit"}),
+    Case("a_marker_in_comment", _suffixed("create_db", "# ### BEGIN HIDDEN TESTS (a student's note)")),
+    Case("a_symlinks", _prefixed("create_db", (
+        "import os, glob\n"
+        "for _i, _target in enumerate(['REPO/gradebook.db', '/tmp', '..', 'REPO/build'] + glob.glob('/**/autograded')):\n"
+        "    for _name in (f'link-{_i}', f'../link-{_i}', f'/tmp/link-{_i}', '01_databases.ipynb'):\n"
+        "        try:\n            os.symlink(_target, _name)\n        except OSError:\n            pass"))),
+    # Innocent students graded beside and right after the attackers: they must keep every point.
+    Case("b_innocent_1", lambda folder, port: _save(solved(), folder)),
+    Case("b_innocent_2", lambda folder, port: _save(solved(), folder)),
+    Case("b_innocent_3", lambda folder, port: _save(solved(), folder)),
 ]

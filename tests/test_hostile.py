@@ -1,6 +1,9 @@
-"""The hostile-submission corpus (tests/hostile_corpus.py), graded in one batch through the CLI: every case
-gets its expected grade and reason, the batch completes, and nothing escapes the sandbox."""
+"""The hostile-submission corpus (tests/hostile_corpus.py), graded in one batch through the CLI with two
+workers: every case gets its expected grade and reason, the innocent students graded beside the attackers
+keep every point, the batch completes, no student process survives it, and nothing changed outside OUT."""
 import csv
+import hashlib
+import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +17,42 @@ import pytest
 
 from autograder.grade import graded_cells
 from autograder.paths import REPO, SOURCE
-from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, NOTEBOOK
+from autograder.sandbox import UID_BASE
+from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, GRADING_OPTIONS, MARKER, NOTEBOOK
+
+SHARED_FOLDERS = [Path(p) for p in ("/tmp", "/dev/shm", "/var/tmp", "/run/lock")]
+
+
+def _listing() -> dict[Path, set[str]]:
+    return {folder: set(os.listdir(folder)) for folder in SHARED_FOLDERS if folder.is_dir()}
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file() and not path.is_symlink():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _repository_state() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ".", ":!build"],
+                          cwd=REPO, capture_output=True, text=True).stdout
+
+
+def _student_processes() -> list[str]:
+    """Processes still running as a sandbox's uid, or carrying the corpus's marker."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            uid = entry.stat().st_uid
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if uid >= UID_BASE or MARKER in command:
+            found.append(f"{entry.name} (uid {uid}): {command[:120]}")
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +77,21 @@ def listener():
 @pytest.fixture(scope="module")
 def graded(listener):
     port, connections = listener
-    # Under the repository, not pytest's private temporary folder, so the sandbox's `nobody` can reach it.
-    (REPO / "build").mkdir(exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="hostile-", dir=REPO / "build"))
-    root.chmod(0o755)
+    root = Path(tempfile.mkdtemp(prefix="hostile-"))
     for case in CASES:
         case.build(root / "class" / case.name, port)
+    before = _listing(), _tree_digest(root / "class"), _repository_state()
     result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(root / "class"), "--out",
-                             str(root / "out"), "--assignment", ASSIGNMENT, "--workers", "2"],
+                             str(root / "out"), "--assignment", ASSIGNMENT, "--workers", "2", *GRADING_OPTIONS],
                             cwd=REPO, capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stderr[-3000:]
+    after = _listing(), _tree_digest(root / "class"), _repository_state()
+    root_survivors = _student_processes()
     rows = defaultdict(dict)
     with open(root / "out" / "grades.csv", newline="") as file:
         for row in csv.DictReader(file):
             rows[row["student"]][row["cell"]] = row
-    yield rows, root, connections
+    yield rows, root, connections, before, after, root_survivors, result.stdout
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -75,19 +113,44 @@ def _outcome_matches(case, cells) -> list[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case_gets_its_expected_grade(graded, case):
-    rows, _, _ = graded
+    rows = graded[0]
     problems = _outcome_matches(case, rows[case.name])
     assert not problems, "\n".join(problems)
 
 
 def test_nothing_escaped(graded):
-    _, root, connections = graded
+    _, root, connections, before, after, survivors, _ = graded
     assert not connections, "a submission opened a connection to the loopback listener"
     for target in (REPO / "course" / "lib" / "hacked.py", REPO.parent / "hacked-by-student"):
         assert not target.exists(), f"a submission wrote {target}"
+    assert not survivors, f"student processes outlived the batch: {survivors}"
+    (listing_before, class_before, repository_before), (listing_after, class_after, repository_after) = before, after
+    assert class_after == class_before, "the submissions folder changed"
+    assert repository_after == repository_before, "the repository changed"
+    for folder, names in listing_after.items():
+        new = names - listing_before.get(folder, set())
+        leaked = sorted(n for n in new if MARKER in n or n.startswith(("dpg-", "dpc-", "dpk-")))
+        assert not leaked, f"left behind in {folder}: {leaked}"
+
+
+def test_grades_are_complete(graded):
+    rows, root, *_ = graded
+    cells = {c.name for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK)}
+    for case in CASES:
+        assert set(rows[case.name]) == cells, f"{case.name}: rows for {sorted(rows[case.name])}"
+        assert all(r["sandbox"] == "on" for r in rows[case.name].values())
+        feedback = root / "out" / "feedback" / case.name / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")
+        assert feedback.is_file(), f"no feedback for {case.name}"
+    assert not any(r["reason"].startswith("grading error") for cells in rows.values() for r in cells.values())
+
+
+def test_feedback_of_a_notebook_naming_the_markers(graded):
+    root = graded[1]
+    page = (root / "out" / "feedback" / "a_marker_in_comment" / ASSIGNMENT / "01_databases.html").read_text()
+    assert "BEGIN HIDDEN TESTS (a student" in page and "no feedback page" not in page
 
 
 def test_extra_files_are_reported(graded):
-    _, root, _ = graded
+    root = graded[1]
     notes = (root / "out" / "intake.csv").read_text()
     assert "extra_files" in notes and "notes.txt" in notes and "scratch.ipynb" in notes
