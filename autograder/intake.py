@@ -141,8 +141,7 @@ def collect(root: Path, assignments: list[str], expected_notebooks: dict[str, li
     signatures = {(a, nb): _graded_ids(source / a / nb) for a, names in expected_notebooks.items() for nb in names}
     files_by_student, infos = _files_by_student(root, student_regexp)
     zip_times = json.loads((root / ZIP_TIMES).read_text()) if (root / ZIP_TIMES).exists() else {}
-    moodle_names = {m.group("student_id"): m.group("student_id") for f in _folders(root)
-                    if (m := MOODLE_FOLDER.match(f.name))}
+    moodle_students = {m.group("student_id") for f in _folders(root) if (m := MOODLE_FOLDER.match(f.name))}
     submissions, notes = [], []
     for student in sorted(files_by_student):
         matched: dict[tuple[str, str], list[Path]] = defaultdict(list)
@@ -159,7 +158,8 @@ def collect(root: Path, assignments: list[str], expected_notebooks: dict[str, li
         lms_ids = sorted({i.lms_id for i in known if i.lms_id})
         lms_id = lms_ids[0] if len(lms_ids) == 1 else ""
         email = next((i.email for i in known if i.email), "")
-        name = next((i.name for i in known if i.name), "") or moodle_names.get(student, "")
+        # Moodle names a student's folder by the student's full name.
+        name = next((i.name for i in known if i.name), "") or (student if student in moodle_students else "")
         for assignment in assignments:
             for notebook in expected_notebooks[assignment]:
                 found = _submission(student, assignment, notebook, matched[(assignment, notebook)], root)
@@ -218,7 +218,7 @@ def _files_by_student(root: Path, student_regexp: str) -> tuple[dict[str, list[P
         moodle = MOODLE_FOLDER.match(folder.name)
         student = moodle.group("student_id") if moodle else folder.name
         found[student] += [p for p in sorted(folder.rglob("*")) if p.is_file() and _wanted(p, folder)]
-    flat = _files(root)
+    flat = [p for p in _files(root) if p.name != TIMESTAMP_FILE]  # a timestamp.txt belongs to a folder
     # nbgrader's own collector plugin applies the regexp (re.match on the name, as zip_collect does); every
     # extension present is valid here, so that files which are not notebooks are still reported per student.
     collector = FileNameCollectorPlugin(named_regexp=student_regexp, valid_ext=sorted({p.suffix for p in flat}),
