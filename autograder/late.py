@@ -3,6 +3,7 @@
 Interface (what the grader, export and report call):
 
     config = load_config(path=None)              # course.toml at the repository root by default
+    config.digest                                # sha256 of course.toml, for an incremental regrade's hash
     a = assess(submission, score, max_score, config)   # -> LateAssessment; pure, no state
     write_late(assessments, OUT / "late.csv")    # beside grades.csv, rewritten whole on every run
     rows = read_late(OUT / "late.csv")           # dicts keyed by LATE_COLUMNS
@@ -25,6 +26,7 @@ Rules:
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
 import math
 import tomllib
@@ -72,6 +74,7 @@ class CourseConfig:
     # LMS ("canvas", "moodle") -> assignment id -> that LMS's gradebook column title
     lms_columns: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = "(defaults)"
+    digest: str = ""  # sha256 of course.toml's text ("" for the defaults), for a regrade's input hash
 
     def due_for(self, student: str, assignment: str) -> datetime | None:
         return self.extensions.get((student, assignment), self.due.get(assignment))
@@ -115,8 +118,9 @@ def load_config(path: Path | str | None = None) -> CourseConfig:
         if path == COURSE_CONFIG:
             return CourseConfig()
         raise ValueError(f"course configuration {path} does not exist")
+    text = path.read_text()
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML ({error})") from error
     unknown = sorted(set(data) - {"course", "due", "extensions", "late", "lms"})
@@ -154,7 +158,8 @@ def load_config(path: Path | str | None = None) -> CourseConfig:
         if lms not in ("canvas", "moodle") or not isinstance(table, dict) or set(table) - {"columns"}:
             raise ValueError(f"{path}: expected [lms.canvas.columns] or [lms.moodle.columns], not [lms.{lms}]")
         columns[lms] = {str(k): str(v) for k, v in table.get("columns", {}).items()}
-    return CourseConfig(zone, due, extensions, plugin, timedelta(minutes=grace), columns, str(path))
+    return CourseConfig(zone, due, extensions, plugin, timedelta(minutes=grace), columns, str(path),
+                        hashlib.sha256(text.encode()).hexdigest())
 
 
 def parse_time(text: str, time_zone: ZoneInfo) -> datetime:

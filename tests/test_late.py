@@ -46,6 +46,7 @@ def test_due_dates_are_read_in_the_course_time_zone(tmp_path):
     assert config.due_for("bob", "02_differencing") == datetime(2027, 3, 12, 11, 0, tzinfo=UTC)
     assert config.due_for("cy", "03_randomized_response") is None
     assert isinstance(config.plugin, LateSubmissionPlugin) and config.plugin.fraction_per_day == 0.25
+    assert len(config.digest) == 64 and config.digest != _config(tmp_path, COURSE + "\n# edited\n").digest
 
 
 def test_penalty_per_started_day_through_the_plugin(tmp_path):
