@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from course.lib import dpsgd
-from course.lib.dpsgd import clipping_factor, dp_grads, dp_grads_loop, per_example_gradients, spec_mlp
+from course.lib import dpsgd, ghost_norms
+from course.lib.dpsgd import (clipping_factor, dp_grads, dp_grads_fallback_reason, dp_grads_loop,
+                              per_example_gradients, spec_mlp)
+from course.lib.dpsgd_training import small_cnn
 from course.lib.dpsgd_data import label_fraction
 
 TOLERANCE = 1e-5
@@ -168,23 +171,326 @@ def tied_weights_model():
     return model
 
 
-@pytest.mark.parametrize("model_factory, criterion", [
-    (SmallConvNet, nn.BCEWithLogitsLoss()),
-    # a module with parameters besides Linear and a plain-function criterion cannot be batched: both take the loop
-    (lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.PReLU(), nn.Linear(4, 1)), nn.BCEWithLogitsLoss()),
-    (lambda: spec_mlp(36, (5,)), lambda output, target: ((output - target) ** 4).mean()),
-    # one Linear layer applied twice: its gradient sums over both uses, not the single-use formula
-    (tied_layers_model, nn.BCEWithLogitsLoss()),
-    (tied_weights_model, nn.BCEWithLogitsLoss()),
+def bounds_for(model, batch, criterion):
+    """Clipping bounds that clip every example, none, and about half (the three regimes)."""
+    norms = example_norms(model, batch, criterion)
+    return {"all clipped": 0.5 * norms.min().item(), "none clipped": 2 * norms.max().item(),
+            "mixed": norms.median().item() * (1 + 1e-3)}
+
+
+def assert_matches_oracle_in_every_regime(model, batch, criterion=None):
+    criterion = criterion or nn.BCEWithLogitsLoss()
+    for regime, bound in bounds_for(model, batch, criterion).items():
+        expected = oracle_noiseless(model, batch, criterion, bound)
+        difference = max_difference(dp_grads(model, batch, criterion, bound, 0.0), expected)
+        assert difference <= TOLERANCE, f"{regime}: max |dp_grads - loop| = {difference:.2e}"
+
+
+# ---- models written as students write them: the fast path must not depend on nn.Sequential ----------------
+
+class LabMLP(nn.Module):
+    """The public CSC413 DP-SGD lab's network, written as that lab writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 600)
+        self.fc2 = nn.Linear(600, 600)
+        self.fc3 = nn.Linear(600, 1)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x):
+        return self.fc3(self.sigmoid(self.fc2(self.sigmoid(self.fc1(x)))))
+
+
+def cnn_06():
+    """Notebook 06's CNN after `ModuleValidator.fix`: every BatchNorm2d replaced by a GroupNorm."""
+    from opacus.validators import ModuleValidator
+    return ModuleValidator.fix(small_cnn())
+
+
+class InPlaceMLP(nn.Module):
+    """Layer outputs overwritten in place: the gradient the hooks need is the one before the overwrite."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(16, 5), nn.Linear(5, 3), nn.Linear(8, 1)
+
+    def forward(self, x):
+        h = self.fc1(x.flatten(-2))
+        h.relu_()
+        z = self.fc2(h)
+        z.tanh_()
+        return self.out(torch.cat([z, h], dim=-1))
+
+
+class UnusedAndFrozen(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.frozen = nn.Linear(16, 6).requires_grad_(False)
+        self.unused = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(6)
+        self.head = nn.Linear(6, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.norm(self.frozen(x.flatten(-3)))))
+
+
+@pytest.mark.parametrize("model_factory, shape", [
+    (LabMLP, (784,)),
+    (LabMLP, (1, 784)),
+    (spec_mlp, (1, 28, 28)),
+    (cnn_06, (1, 1, 28, 28)),  # a batch of one image, as the CNN takes it: the batch is concatenated
+    (SmallConvNet, (1, 6, 6)),
+    (InPlaceMLP, (1, 4, 4)),
+    (UnusedAndFrozen, (1, 4, 4)),
 ])
-def test_general_models_and_criteria_go_through_the_loop_and_match(model_factory, criterion):
+def test_fast_path_on_models_of_any_structure_matches_the_loop(model_factory, shape, monkeypatch):
+    torch.manual_seed(0)
+    model = model_factory()
+    batch = random_batch(torch.Generator().manual_seed(1), 5, shape)
+    assert dp_grads_fallback_reason(model, batch, nn.BCEWithLogitsLoss()) is None
+    fast_path_only(monkeypatch)
+    assert_matches_oracle_in_every_regime(model, batch)
+
+
+def test_unused_layer_gets_zeros_and_frozen_parameters_are_left_out(monkeypatch):
+    torch.manual_seed(0)
+    model, batch = UnusedAndFrozen(), random_batch(torch.Generator().manual_seed(1), 4)
+    fast_path_only(monkeypatch)
+    result = dp_grads(model, batch, nn.BCEWithLogitsLoss(), 1.0, 0.0)
+    assert list(result) == ["unused.weight", "unused.bias", "norm.weight", "norm.bias", "head.weight", "head.bias"]
+    assert torch.equal(result["unused.weight"], torch.zeros(6, 6))
+
+
+# ---- random compositions of the supported layers, through both per-layer routes --------------------------
+
+def _pick(generator, options):
+    return options[int(torch.randint(len(options), (1,), generator=generator))]
+
+
+class RandomImageModel(nn.Module):
+    """Conv2d (random kernel, stride, padding, padding mode, dilation, groups, bias), GroupNorm, LayerNorm and
+    Linear layers in a random arrangement, for (1, 1, 6, 6) inputs (a batch of one image)."""
+
+    def __init__(self, generator):
+        super().__init__()
+        activations = [nn.ReLU(), nn.Tanh(), nn.SiLU(), nn.Identity()]
+        channels = _pick(generator, [2, 4])
+        stride = _pick(generator, [1, 2])
+        padding = _pick(generator, [0, 1] + (["same"] if stride == 1 else []))
+        blocks: list[nn.Module] = [nn.Conv2d(1, channels, _pick(generator, [1, 2, 3]), stride=stride,
+                                             padding=padding, dilation=_pick(generator, [1, 2]),
+                                             padding_mode=_pick(generator, ["zeros", "reflect", "circular"]),
+                                             bias=_pick(generator, [True, False]))]
+        if _pick(generator, [True, False]):
+            blocks.append(nn.GroupNorm(_pick(generator, [1, 2]), channels, affine=_pick(generator, [True, True, False])))
+        blocks.append(_pick(generator, activations))
+        if _pick(generator, [True, False]):
+            groups = _pick(generator, [1, 2])
+            blocks += [nn.Conv2d(channels, 2 * groups, 2, groups=groups), _pick(generator, activations)]
+        self.features = nn.ModuleList(blocks)
+        with torch.no_grad():
+            width = self._features(torch.zeros(1, 1, 6, 6)).shape[1]
+        self.norm = nn.LayerNorm(width) if _pick(generator, [True, False]) else nn.Identity()
+        self.hidden = nn.Linear(width, 3)
+        self.head = nn.Linear(3, 1)
+
+    def _features(self, x):
+        for block in self.features:
+            x = block(x)
+        return x.flatten(1)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.hidden(self.norm(self._features(x)))))
+
+
+class RandomSequenceModel(nn.Module):
+    """Embedding (with or without a padding row) or a Linear layer on a sequence, LayerNorm over the last one
+    or two dimensions, Linear on every position, and a Linear head over the flattened sequence."""
+
+    def __init__(self, generator, length, tokens):
+        super().__init__()
+        self.tokens = tokens
+        width = _pick(generator, [3, 5])
+        self.embed = (nn.Embedding(7, width, padding_idx=_pick(generator, [None, 0])) if tokens
+                      else nn.Linear(4, width))
+        self.norm = _pick(generator, [nn.LayerNorm(width), nn.LayerNorm((length, width)), nn.Identity()])
+        self.mix = nn.Linear(width, 2, bias=_pick(generator, [True, False]))
+        self.head = nn.Linear(2 * length, 1)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.mix(self.norm(self.embed(x)))).flatten(-2))
+
+
+def random_tokens(generator, size, length):
+    return [(torch.randint(0, 7, (length,), generator=generator), torch.randint(0, 2, (1,), generator=generator))
+            for _ in range(size)]
+
+
+def random_composition(seed):
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    size = int(torch.randint(1, 8, (1,), generator=generator))
+    kind = seed % 3
+    if kind == 0:
+        return RandomImageModel(generator), random_batch(generator, size, (1, 1, 6, 6))
+    length = int(torch.randint(1, 5, (1,), generator=generator))
+    if kind == 1:
+        return RandomSequenceModel(generator, length, tokens=True), random_tokens(generator, size, length)
+    return RandomSequenceModel(generator, length, tokens=False), random_batch(generator, size, (length, 4))
+
+
+ROUTES = {
+    "cheaper": ghost_norms.prefers_ghost,
+    # the Gram form wherever it exists (one-group convolutions), materialised per-example gradients everywhere
+    "ghost": lambda layer, a: not (type(layer) is nn.Conv2d and layer.groups != 1),
+    "materialised": lambda layer, a: False,
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("seed", range(15))
+def test_fast_path_matches_the_loop_on_random_compositions_of_supported_layers(seed, route, monkeypatch):
+    model, batch = random_composition(seed)
+    monkeypatch.setattr(ghost_norms, "prefers_ghost", ROUTES[route])
+    fast_path_only(monkeypatch)
+    assert_matches_oracle_in_every_regime(model, batch)
+
+
+def test_the_cheaper_route_is_chosen_per_layer():
+    linear, conv = nn.Linear(600, 600), nn.Conv2d(8, 16, 3, padding=1)
+    assert ghost_norms.prefers_ghost(linear, torch.zeros(2, 600))  # vector input: the Gram form is O(1)
+    assert not ghost_norms.prefers_ghost(nn.Linear(4, 3), torch.zeros(2, 50, 4))  # long sequence, small weight
+    # 14x14 outputs: 2 * 196^2 > 16 * 8 * 9 weights, so per-example gradients are cheaper (Bu et al. 2022)
+    assert not ghost_norms.prefers_ghost(conv, torch.zeros(2, 8, 14, 14))
+    assert ghost_norms.prefers_ghost(nn.Conv2d(64, 64, 3), torch.zeros(2, 64, 6, 6))
+    assert not ghost_norms.prefers_ghost(nn.GroupNorm(2, 8), torch.zeros(2, 8, 3, 3))
+
+
+# ---- models the fast path cannot do exactly: the loop, with a reason ------------------------------------
+
+class CalledTwice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.same, self.head = nn.Linear(36, 4), nn.Linear(4, 4), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.same(torch.tanh(self.same(torch.tanh(self.fc(x.flatten(-3))))))))
+
+
+class MeanCentred(nn.Module):
+    """Subtracts the mean over dimension 0: per example a singleton dimension, batched the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(36, 4), nn.Linear(4, 1)
+
+    def forward(self, x):
+        h = self.fc(x.flatten(-2))
+        return self.head(torch.tanh(h - h.mean(0)))
+
+
+class LastExamplesMixed(nn.Module):
+    """A running sum over dimension 0: batched, the first example's output is its own, yet its output gradient
+    collects every later example's loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(36, 4), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.fc(x.flatten(-2)).cumsum(0)))
+
+
+class WeightUsedOutsideItsLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(36, 36), nn.Linear(36, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.fc(x.flatten(-3)))
+        return self.head(torch.tanh(F.linear(h, self.fc.weight)))
+
+
+def batchnorm_model():
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(32, 1))
+
+
+def quartic_loss(output, target):
+    return ((output - target) ** 4).mean()
+
+
+@pytest.mark.parametrize("model_factory, shape, criterion, reason", [
+    (tied_layers_model, (1, 6, 6), nn.BCEWithLogitsLoss(), "'5' (Linear) is registered more than once"),
+    (tied_weights_model, (1, 6, 6), nn.BCEWithLogitsLoss(), "'3.weight' and '5.weight' are one tensor"),
+    (CalledTwice, (1, 6, 6), nn.BCEWithLogitsLoss(), "'same' (Linear) is called 2 times"),
+    (batchnorm_model, (1, 1, 6, 6), nn.BCEWithLogitsLoss(), "'1' (BatchNorm2d) is BatchNorm in training mode"),
+    (lambda: batchnorm_model().eval(), (1, 1, 6, 6), nn.BCEWithLogitsLoss(),
+     "'1' (BatchNorm2d) has trainable parameters and is not a layer type the fast path supports"),
+    (lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.PReLU(), nn.Linear(4, 1)), (1, 6, 6),
+     nn.BCEWithLogitsLoss(), "'2' (PReLU) has trainable parameters"),
+    (MeanCentred, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard: example 0's gradient"),
+    (LastExamplesMixed, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard: example 0's gradient"),
+    (WeightUsedOutsideItsLayer, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard"),
+    (lambda: spec_mlp(36, (5,)), (1, 6, 6), quartic_loss, "the criterion <function quartic_loss"),
+])
+def test_models_the_fast_path_cannot_do_exactly_take_the_loop_with_a_reason(model_factory, shape, criterion,
+                                                                             reason, monkeypatch):
     torch.manual_seed(7)
     model = model_factory()
-    batch = random_batch(torch.Generator().manual_seed(8), 6, (1, 6, 6))
-    norms = example_norms(model, batch, criterion)
-    for bound in (0.5 * norms.min().item(), 2 * norms.max().item(), norms.median().item() * (1 + 1e-3)):
-        expected = oracle_noiseless(model, batch, criterion, bound)
-        assert max_difference(dp_grads(model, batch, criterion, bound, 0.0), expected) <= TOLERANCE
+    batch = random_batch(torch.Generator().manual_seed(8), 6, shape)
+    explanation = dp_grads_fallback_reason(model, batch, criterion)
+    assert explanation is not None and reason in explanation and "\n" not in explanation
+    used_loop = []
+    loop = dpsgd._loop_clipped_sum
+    monkeypatch.setattr(dpsgd, "_loop_clipped_sum", lambda *args: used_loop.append(True) or loop(*args))
+    assert_matches_oracle_in_every_regime(model, batch, criterion)
+    assert used_loop
+
+
+def test_embedding_configurations_that_mix_examples_take_the_loop():
+    model = nn.Sequential(nn.Embedding(7, 3, scale_grad_by_freq=True), nn.Flatten(0), nn.Linear(12, 1))
+    batch = random_tokens(torch.Generator().manual_seed(1), 5, 4)
+    assert "scale_grad_by_freq" in dp_grads_fallback_reason(model, batch, nn.BCEWithLogitsLoss())
+    assert_matches_oracle_in_every_regime(model, batch)
+
+
+def test_without_the_runtime_guard_a_functional_mixing_op_would_give_a_wrong_gradient(monkeypatch):
+    torch.manual_seed(7)
+    model, batch = MeanCentred(), random_batch(torch.Generator().manual_seed(8), 6, (1, 6, 6))
+    criterion = nn.BCEWithLogitsLoss()
+    expected = oracle_noiseless(model, batch, criterion, 1.0)
+    assert max_difference(dp_grads(model, batch, criterion, 1.0, 0.0), expected) <= TOLERANCE
+    monkeypatch.setattr(dpsgd, "GUARD_EXAMPLES", 0)
+    assert dp_grads_fallback_reason(model, batch, criterion) is None
+    assert max_difference(dp_grads(model, batch, criterion, 1.0, 0.0), expected) > 1e-3
+
+
+class FunctionalDropout(nn.Module):
+    """Random numbers drawn in forward, where no hook can see them: batched and per example they differ."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(16, 8), nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.head(F.dropout(torch.relu(self.fc(x.flatten(-3))), 0.5, training=True))
+
+
+@pytest.mark.parametrize("model_factory", [lambda: spec_mlp(16, (4,)), cnn_06, batchnorm_model, FunctionalDropout])
+def test_global_random_numbers_are_drawn_as_the_loop_draws_them(model_factory):
+    torch.manual_seed(0)
+    model = model_factory()
+    shape = {cnn_06: (1, 1, 28, 28), batchnorm_model: (1, 1, 6, 6)}.get(model_factory, (1, 4, 4))
+    batch = random_batch(torch.Generator().manual_seed(1), 4, shape)
+    criterion = nn.BCEWithLogitsLoss()
+    torch.manual_seed(5)
+    loop = dp_grads_loop(model, batch, criterion, 0.5, 1.0)
+    after_loop = torch.rand(3)
+    torch.manual_seed(5)
+    fast = dp_grads(model, batch, criterion, 0.5, 1.0)
+    assert max_difference(fast, loop) <= TOLERANCE  # the same noise, and for the dropout model the same masks
+    assert torch.equal(torch.rand(3), after_loop)
 
 
 def test_a_per_output_weight_vector_is_refused_as_the_loop_refuses_it():

@@ -21,7 +21,6 @@ as it was found (None on a fresh model) and never holds accumulated per-example 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -472,19 +471,21 @@ def _guard(model, records, inputs, targets, criterion, squared_norms) -> None:
         rows = index.to(a.device)
         for local_name, value in ghost_norms.per_example_gradients(layer, a[rows], g[rows]).items():
             fast[id(getattr(layer, local_name))] = value
-    for position, example in enumerate(picks):
-        difference, reference = 0.0, 0.0
-        for name, p in _trainable_parameters(model):
-            expected = loop[position][name].double()
-            got = fast[id(p)][position].double() if id(p) in fast else torch.zeros_like(expected)
-            difference += float((got - expected).square().sum())
-            reference += float(expected.square().sum())
-        difference, reference = math.sqrt(difference), math.sqrt(reference)
-        norm_error = abs(math.sqrt(max(float(squared_norms[example]), 0.0)) - reference)
-        if max(difference, norm_error) > GUARD_RTOL * reference + GUARD_ATOL:
-            raise _Fallback(f"runtime guard: example {example}'s gradient from the batched pass is "
-                            f"{max(difference, norm_error):.2e} away from the loop's (norm {reference:.2e}); "
-                            f"the forward pass mixes examples or uses parameters outside their layers")
+    difference = torch.zeros(len(picks), dtype=squared_norms.dtype, device=squared_norms.device)
+    reference = torch.zeros_like(difference)
+    for name, p in _trainable_parameters(model):
+        expected = torch.stack([example[name] for example in loop]).flatten(1).to(difference)
+        got = fast[id(p)].flatten(1).to(difference) if id(p) in fast else torch.zeros_like(expected)
+        difference += torch.linalg.vector_norm(got - expected, dim=1).square()
+        reference += torch.linalg.vector_norm(expected, dim=1).square()
+    difference, reference = difference.sqrt(), reference.sqrt()
+    norm_error = (squared_norms[index.to(squared_norms.device)].clamp(min=0).sqrt() - reference).abs()
+    error = torch.maximum(difference, norm_error)
+    bad = (error > GUARD_RTOL * reference + GUARD_ATOL).nonzero().flatten().tolist()
+    if bad:
+        raise _Fallback(f"runtime guard: example {picks[bad[0]]}'s gradient from the batched pass is "
+                        f"{float(error[bad[0]]):.2e} away from the loop's (norm {float(reference[bad[0]]):.2e}); "
+                        f"the forward pass mixes examples or uses parameters outside their layers")
 
 
 def _batched_loss(criterion) -> Callable | None:
