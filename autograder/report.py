@@ -17,6 +17,7 @@ import csv
 import html
 import io
 from collections import Counter, defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -99,18 +100,26 @@ def cell_statistics(rows: list[dict]) -> list[dict]:
     return stats
 
 
-def late_counts(late_rows: list[dict]) -> dict[str, dict[str, int]]:
-    """assignment -> {'on time', 'late', 'late, time unknown', 'time unknown'} notebook counts."""
+LATE_KINDS = ["on time", "late", "late, time unknown", "time unknown", "no due date"]
+
+
+def late_counts(late_rows: list[dict], config: late_policy.CourseConfig) -> dict[str, dict[str, int]]:
+    """assignment -> notebook counts per LATE_KINDS, from late.csv's submission times and today's due dates
+    and extensions (the same reckoning as the export's penalties)."""
     counts: dict[str, Counter] = defaultdict(Counter)
     for row in late_rows:
         if row["note"] == "not submitted":
             continue
-        seconds = row["seconds_late"]
-        if seconds:
-            kind = "late" if float(seconds) > 0 else "on time"
-        else:
+        student, assignment = row["student"], row["assignment"]
+        submitted = datetime.fromisoformat(row["submitted"]) if row["submitted"] else None
+        seconds = late_policy.lateness(config, student, assignment, submitted)
+        if config.due_for(student, assignment) is None:
+            kind = "no due date"
+        elif seconds is None:
             kind = "late, time unknown" if row["late_marker"] == "1" else "time unknown"
-        counts[row["assignment"]][kind] += 1
+        else:
+            kind = "late" if seconds > 0 else "on time"
+        counts[assignment][kind] += 1
     return {a: dict(c) for a, c in counts.items()}
 
 
@@ -124,11 +133,12 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
     stats = cell_statistics(rows)
     failed = errors(rows)
     assignments = sorted({r["assignment"] for r in rows})
-    counts = late_counts(late_rows)
+    counts = late_counts(late_rows, config)
     # Penalties on the points graded so far (a written answer not graded yet counts 0 until it is).
     grades = exporting.assignment_grades(rows, late_rows, config, partial=True)
     penalised = [(s, a, g.penalty, g.max_score) for (s, a), g in sorted(grades.items()) if g.penalty]
-    unknown = [r for r in late_rows if not r["seconds_late"] and r["late_marker"] == "1"]
+    unknown = [r for r in late_rows if not r["submitted"] and r["late_marker"] == "1" and r["note"] != "not submitted"
+               and config.due_for(r["student"], r["assignment"]) is not None]
     manual = sum(1 for row in rows if row["kind"] == "manual" and row["score"] == "" and not is_grading_error(row))
 
     means = []
@@ -145,7 +155,7 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
                         f"passed {_percent(item['pass_rate'])} of {item['count']}"
                         + (f" ({item['errors']} grading error(s) left out)" if item["errors"] else ""))
         per_cell += [f"      {count} x {reason}" for reason, count in item["reasons"]]
-    lateness = ["Late submissions (notebooks), from late.csv"]
+    lateness = ["Late submissions (notebooks): late.csv's times against today's due dates and extensions"]
     if not late_rows:
         lateness.append("  no late.csv: submission times were not assessed")
     lateness += [f"  {a}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts[a].items())) for a in sorted(counts)]
@@ -223,7 +233,7 @@ def _html_cells(stats) -> str:
 def _html_late(late_rows, counts, penalised, unknown) -> str:
     if not late_rows:
         return "<p>No late.csv: submission times were not assessed.</p>"
-    kinds = ["on time", "late", "late, time unknown", "time unknown"]
+    kinds = [k for k in LATE_KINDS if any(k in c for c in counts.values())]
     parts = [_table(["assignment", *kinds], [[_e(a), *(str(counts[a].get(k, 0)) for k in kinds)]
                                             for a in sorted(counts)])]
     if penalised:
@@ -295,7 +305,7 @@ def _pass_rate_figure(stats: list[dict]) -> bytes:
 def _late_figure(counts: dict[str, dict[str, int]]) -> bytes:
     assignments = sorted(counts)
     kinds = [("on time", "tab:green"), ("late", "tab:red"), ("late, time unknown", "tab:orange"),
-             ("time unknown", "tab:gray")]
+             ("time unknown", "tab:gray"), ("no due date", "tab:olive")]
     fig, axis = plt.subplots(figsize=(max(5.5, 0.9 * len(assignments) + 2), 3.4))
     bottom = [0] * len(assignments)
     for kind, color in kinds:

@@ -23,7 +23,8 @@ SCREENSHOT = REPO / "build" / "screenshots" / "report.png"
 @pytest.fixture
 def config(tmp_path):
     path = tmp_path / "course.toml"
-    path.write_text('[course]\ntime_zone = "UTC"\n[due]\n"02_differencing" = "2027-03-08 22:59"\n'
+    path.write_text('[course]\ntime_zone = "UTC"\n[due]\n"01_databases" = "2027-03-01 22:59"\n'
+                    '"02_differencing" = "2027-03-08 22:59"\n'
                     '[late]\nplugin = "autograder.late.PerDayPenalty"\n')
     return late.load_config(path)
 
@@ -75,6 +76,15 @@ def test_html_page_has_the_text_and_its_figures(out, config):
     assert "NameError: name &#x27;count_smokers&#x27; is not defined" in page  # escaped
     assert (out / "report.txt").read_text().strip() == text.strip()
     assert (out / "report.png").read_bytes() == images[1]
+
+
+def test_late_counts_follow_todays_due_dates(out, tmp_path):
+    path = tmp_path / "extended.toml"
+    path.write_text('[course]\ntime_zone = "UTC"\n[due]\n"02_differencing" = "2027-03-08 22:59"\n'
+                    '[extensions.ada]\n"02_differencing" = 2\n')
+    text = reporting.report(out, late.load_config(path))
+    assert "01_databases: 2 no due date" in text and "02_differencing: 2 on time" in text
+    assert "penalty" not in text and "check by hand" not in text
 
 
 def test_report_without_late_file(out, config):
