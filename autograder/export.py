@@ -50,9 +50,9 @@ from pathlib import Path
 
 from . import late as late_policy
 from .intake import read_students
+from .submission import GRADING_ERROR  # the grader's one marker of its own failures
 
 FORMATS = ("canvas", "moodle", "csv")
-GRADING_ERROR = "grading error:"
 POINTS_POSSIBLE = "Points Possible"
 CANVAS_ID_SUFFIX = re.compile(r"\s*\((\d+)\)\s*$")  # Canvas's "Title (assignment id)" header
 MOODLE_ITEM = re.compile(r"^(?:[^:]+:\s*)?(?P<title>.*?)(?:\s*\((?:Real|Percentage|Letter)\))?\s*$")
