@@ -11,9 +11,12 @@ accuracy (mean and standard deviation over training seeds, and each seed's value
 
 Privacy: (epsilon, delta = 1e-5)-DP for add/remove neighbours, noise multiplier from
 `opacus.accountants.utils.get_noise_multiplier` with the RDP accountant; the epsilon column is what the
-training loop's own RDP accountant reports after the last step. Every run trains on the same re-split
+training loop's own RDP accountant reports after the last step, converted to (epsilon, delta) by Opacus with
+Balle et al. 2020 (AISTATS), theorem 21 (notebook 05 teaches Mironov's looser rdp + ln(1/delta)/(order - 1)).
+Every run trains on the same re-split
 (training 2,500 X-rays, seed 0) and only the model's initialisation, the Poisson batches and the noise change
-with the seed. The hyperparameters were chosen on the validation set, never on the test split.
+with the seed. The hyperparameters were chosen on the validation set, never on the test split; that set comes
+from the same private pool, so the epsilons exclude the cost of tuning (Papernot & Steinke, ICLR 2022).
 """
 from __future__ import annotations
 
@@ -94,7 +97,8 @@ def main() -> None:
         spent = max(e for _, _, e in runs)
         rows.append((f"MLP, DP-SGD (epsilon {epsilon:g})", f"{spent:.2f}", f"{noise_multiplier:.2f}",
                      [v for v, _, _ in runs], [t for _, t, _ in runs]))
-    print(f"\n| model | epsilon (RDP, delta {DELTA:g}) | noise multiplier | validation accuracy | "
+    print(f"\n| model | add/remove epsilon (RDP accountant, Balle et al. 2020 conversion, delta {DELTA:g}) "
+          f"| noise multiplier | validation accuracy | "
           "test accuracy | test, per seed |")
     print("|---|---|---|---|---|---|")
     for name, epsilon, sigma, validation_accuracies, test_accuracies in rows:
