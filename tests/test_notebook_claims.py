@@ -86,6 +86,8 @@ def test_epsilon_lower_bounds_quoted_in_07():
     from course.lib.laplace import epsilon_lower_bound
     assert round(epsilon_lower_bound([125, 0], 125, [0, 125], 125), 2) == 3.18
     assert round(epsilon_lower_bound([125, 0], 125, [102, 23], 125), 2) == 0.98
+    # the calibrated attack on it: 72 of 125 members and 44 of 125 non-members accused, which proves nothing
+    assert epsilon_lower_bound([72, 53], 125, [44, 81], 125) == 0.0
 
 
 def test_roc_epsilon_lower_bound_is_honest_for_a_useless_attack_and_catches_a_leak():
