@@ -2,6 +2,7 @@
 for the untouched release, exactly one function's points lost for one mistake, and a reason (never a crash)
 for malformed and missing notebooks, from a folder and from an LMS zip."""
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,10 @@ from autograder.paths import REPO, SOURCE, assignments, notebooks
 
 
 def _run(*args):
+    # As the README's instructor does it: nothing exported, the data found at its one default (REPO/data).
+    environment = {name: value for name, value in os.environ.items() if name != "DP_COURSE_DATA"}
     return subprocess.run([sys.executable, "-m", "autograder", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=1500)
+                          timeout=1500, env=environment)
 
 
 def _rows(out):

@@ -1,0 +1,122 @@
+"""Faults are classified: a fault of the grader or its environment is a grading error (empty score, reason
+`grading error: ...`), never a student's zero; a batch that cannot work stops before it starts."""
+import csv
+import errno
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+from traitlets.config import PyFileConfigLoader
+
+from autograder import grade, preflight, sandbox, submission
+from autograder.paths import REPO, SOURCE
+from autograder.settings import load_grading
+from hostile_corpus import solved
+
+ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
+needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("bundle")
+    return grade.make_bundle(SOURCE, ASSIGNMENT, f"sqlite:///{scratch / 'class.db'}", scratch)
+
+
+def _job(nb=None) -> submission.Job:
+    return submission.Job("student", ASSIGNMENT, NOTEBOOK, nbformat.writes(nb or solved()).encode())
+
+
+def _limits(**changes) -> dict:
+    return {**grade.limits_of(load_grading()), **changes}
+
+
+@needs_sandbox
+def test_a_kernel_that_cannot_start_is_a_grading_error(bundle):
+    # One process for the sandbox: bubblewrap cannot even fork the kernel, whatever the notebook holds.
+    result = submission.grade_submission(_job(), bundle, _limits(process_limit=1, startup_timeout=30))
+    assert result.grading_error.startswith("grading error:"), result.grading_error
+    assert all(cell.score is None and cell.reason.startswith("grading error:") for cell in result.cells)
+
+
+def test_a_full_disk_is_a_grading_error(bundle, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(submission.tempfile, "mkdtemp", full)
+    result = submission.grade_submission(_job(), bundle, _limits())
+    assert result.grading_error.startswith("grading error: OSError") and "No space" in result.grading_error
+    assert all(cell.score is None for cell in result.cells)
+
+
+@needs_sandbox
+def test_a_timed_out_notebook_scores_zero_and_leaves_nothing_running(bundle):
+    nb = solved()
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "create_db")
+    cell.source = ("import signal, subprocess, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                   "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', 'dp-timeout-marker'],"
+                   " start_new_session=True)\nwhile True:\n    pass\n")
+    result = submission.grade_submission(_job(nb), bundle, _limits(notebook_timeout=40, cell_timeout=10))
+    assert not result.grading_error
+    assert all(c.score == 0 and c.reason.startswith("timeout") for c in result.cells if c.kind == "auto")
+    left = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).find("dp-timeout-marker") >= 0]
+    assert not left, "the timed-out kernel's processes are still running"
+
+
+def _cmdline(entry: Path) -> str:
+    try:
+        return (entry / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_preflight_stops_on_a_missing_dataset(tmp_path):
+    settings = load_grading(argv=[f"--Grading.data_root={tmp_path}"])
+    with pytest.raises(preflight.PreflightError, match="dataset"):
+        preflight.check(settings, ["06_dpsgd"], tmp_path)
+
+
+def test_preflight_stops_without_a_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "BWRAP", "bwrap-that-is-not-installed")
+    with pytest.raises(preflight.PreflightError, match="--no-sandbox"):
+        preflight.check(load_grading(), [ASSIGNMENT], tmp_path)
+    preflight.check(load_grading(sandbox=False), [ASSIGNMENT], tmp_path)  # only an explicit opt-out goes on
+
+
+def test_cli_reports_a_preflight_failure(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path), "--out", str(tmp_path / "out"),
+                             "--assignment", "05_pate", f"--Grading.data_root={tmp_path}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "dataset" in result.stderr, result.stderr[-2000:]
+
+
+def test_an_edit_of_the_configuration_file_takes_effect(tmp_path):
+    """Every limit is a traitlet of Grading: set in nbgrader_config.py, overridden on the command line."""
+    config_file = tmp_path / "nbgrader_config.py"
+    config_file.write_text((REPO / "autograder" / "nbgrader_config.py").read_text()
+                           + "\nc.Grading.cell_timeout = 7\nc.Grading.disk_limit = 12345678\n")
+    config = PyFileConfigLoader(config_file.name, path=str(tmp_path)).load_config()
+    settings = load_grading(config)
+    assert (settings.cell_timeout, settings.disk_limit) == (7, 12345678)
+    assert load_grading(config, argv=["--Grading.disk_limit=99"]).disk_limit == 99
+    assert grade.limits_of(settings)["cell_timeout"] == 7  # what the grading task receives
+    with pytest.raises(ValueError, match="Grading"):
+        load_grading(argv=["--Execute.timeout=3"])
+
+
+def test_unsandboxed_grading_is_recorded(tmp_path):
+    folder = tmp_path / "class" / "someone" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    nbformat.write(solved(), folder / NOTEBOOK)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
+                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--no-sandbox"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "WITHOUT the sandbox" in result.stdout
+    rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv")))
+    assert rows and all(r["sandbox"] == "off" for r in rows)
+    assert all(r["score"] == r["max_score"] for r in rows if r["kind"] == "auto"), rows
