@@ -43,6 +43,9 @@ def trainable(layer: nn.Module) -> dict[str, nn.Parameter]:
 
 def unsupported_configuration(layer: nn.Module) -> str | None:
     """Why a supported layer type, configured as it is, cannot be handled; None when it can."""
+    extra = sorted(set(trainable(layer)) - {"weight", "bias"})
+    if extra:
+        return f"has parameters {extra} besides its weight and bias"
     if type(layer) is nn.Embedding:
         if layer.max_norm is not None:
             return "renormalises its weight in place during the forward pass (max_norm)"
