@@ -235,7 +235,19 @@ class UnusedAndFrozen(nn.Module):
         return self.head(torch.relu(self.norm(self.frozen(x.flatten(-3)))))
 
 
+class ReshapesItsOwnBatch(nn.Module):
+    """Takes flat vectors and makes a batch of images itself, then uses nn.Flatten as on a batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.flatten, self.head = nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(32, 1)
+
+    def forward(self, x):
+        return self.head(self.flatten(torch.relu(self.conv(x.view(-1, 1, 6, 6)))))
+
+
 @pytest.mark.parametrize("model_factory, shape", [
+    (ReshapesItsOwnBatch, (36,)),
     (LabMLP, (784,)),
     (LabMLP, (1, 784)),
     (spec_mlp, (1, 28, 28)),

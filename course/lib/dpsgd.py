@@ -121,9 +121,16 @@ def dp_grads(model: nn.Module, batch_data, criterion: Callable, max_grad_norm: f
     being example i's own. Per layer, per-example gradient norms come from Gram matrices ("ghost" norms) or
     from materialised per-example gradients, whichever is cheaper (Bu et al., NeurIPS 2022, mixed ghost
     clipping); the clipped sum is then each layer's parameter gradient recomputed from the recorded inputs
-    and the output gradients scaled by the clip factors. A runtime guard recomputes the first and last
-    examples' gradients with the loop and compares. The per-example loop, `dp_grads_loop`, is used instead
-    whenever the fast path cannot be exact; `dp_grads_fallback_reason` says why in one line.
+    and the output gradients scaled by the clip factors.
+
+    The per-example loop, `dp_grads_loop`, is used instead, for the whole model, whenever the fast path cannot
+    be exact: a trainable layer of another type, a layer registered or called twice or a weight shared
+    between layers, BatchNorm or a random layer (dropout) in training mode, a criterion other than
+    `BCEWithLogitsLoss`, `MSELoss` or `L1Loss` with single-number weights, inputs of different shapes, or a
+    batched forward pass that does not give one row per example; `dp_grads_fallback_reason` says which in one
+    line. Hooks cannot see functional operations in `forward`, so a runtime guard recomputes the first and
+    last examples' whole gradients with the loop and falls back on any difference beyond float rounding
+    (`GUARD_RTOL`): an operation that mixes examples shows in those two unless it spares both of them.
     """
     inputs, targets, max_grad_norm, noise_multiplier = _check_arguments(
         model, batch_data, criterion, max_grad_norm, noise_multiplier, generator)
@@ -358,20 +365,25 @@ def _hooked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def _batched_records(model, layers, inputs, targets, batched_loss):
     """[(name, layer, input, output gradient)] from one batched forward and backward pass.
 
-    The inputs are stacked into a new batch dimension; when every input already has a leading dimension of
-    one (a batch of one, as a CNN takes it) and stacking does not work, they are concatenated along it.
+    The inputs are stacked into a new batch dimension, and `nn.Flatten`'s dimensions read as the example's
+    (shifted past the batch dimension), or failing that as written (a forward that reshapes its input into a
+    batch itself); when every input already has a leading dimension of one (a batch of one, as a CNN takes
+    it) and stacking does not work, they are concatenated along it. Whichever works, the guard checks it.
     A layer output that a later in-place operation overwrote is recorded again with the outputs cloned.
     """
-    candidates = [("stacked", torch.stack(inputs), True)]
+    stacked = torch.stack(inputs)
+    candidates = [("stacked", stacked, True)]
+    if any(type(module) is nn.Flatten for module in model.modules()):  # a forward that makes its own batch
+        candidates.append(("stacked, nn.Flatten as written", stacked, False))
     if all(x.dim() >= 1 and x.shape[0] == 1 for x in inputs) and len(inputs) > 1:
         candidates.append(("concatenated", torch.cat(inputs), False))
     failures = []
-    for description, batch, stacked in candidates:
+    for description, batch, shift_flatten in candidates:
         try:
             try:
-                return _record(model, layers, batch, targets, batched_loss, stacked, clone=False)
+                return _record(model, layers, batch, targets, batched_loss, shift_flatten, clone=False)
             except _InPlace:
-                return _record(model, layers, batch, targets, batched_loss, stacked, clone=True)
+                return _record(model, layers, batch, targets, batched_loss, shift_flatten, clone=True)
         except _AttemptFailed as failure:
             failures.append(f"{description}: {failure}")
     raise _Fallback("the batched forward pass does not give one row per example (" + "; ".join(failures) + ")")
@@ -387,7 +399,7 @@ def _flatten_per_example(module, args, output):
     return args[0].flatten(start, end)
 
 
-def _record(model, layers, batch, targets, batched_loss, stacked: bool, clone: bool):
+def _record(model, layers, batch, targets, batched_loss, shift_flatten: bool, clone: bool):
     batch_size = len(targets)
     calls = {id(layer): [] for _, layer in layers}
 
@@ -403,7 +415,7 @@ def _record(model, layers, batch, targets, batched_loss, stacked: bool, clone: b
         return None
 
     handles = [layer.register_forward_hook(hook, with_kwargs=True) for _, layer in layers]
-    if stacked:
+    if shift_flatten:
         handles += [module.register_forward_hook(_flatten_per_example) for module in model.modules()
                     if type(module) is nn.Flatten]
     try:
