@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.special import log_ndtr, logsumexp, ndtri_exp
+from scipy.special import log_ndtr, ndtri_exp
 
 from course.lib._checks import check_delta, check_epsilon, check_finite, check_positive_int
 from course.lib.pate_analysis import (_check_answered, _check_counts, _gaussian_rdp_given_log_q, _log1mexp,
@@ -90,14 +90,14 @@ def _theorem6_conditions_hold(log_q: float, sigma: float, order: float) -> bool:
     return log_q <= (mu2 - 1) * eps2 - mu2 * math.log(mu1 / (mu1 - 1) * mu2 / (mu2 - 1))
 
 
-def _gnmax_beta(log_q: np.ndarray, sigma: float, order: float, log_q0: float) -> np.ndarray:
+def _gnmax_beta(log_q, sigma: float, order: float, log_q0: float) -> np.ndarray:
     """The per-query RDP whose sum is released: Theorem 6 below log q0, order / sigma^2 above, 0 at q = 0."""
     log_q = np.asarray(log_q, dtype=np.float64)
-    below = log_q < log_q0
     out = np.full(log_q.shape, order / sigma**2)
-    finite = below & np.isfinite(log_q)
+    below = log_q < log_q0
+    finite = below & (log_q > -np.inf)
     out[finite] = _gnmax_dd_bound(log_q[finite], sigma, order)
-    out[np.isneginf(log_q)] = 0.0
+    out[log_q == -np.inf] = 0.0
     return out
 
 
@@ -115,19 +115,48 @@ def _log_bu(log_q: np.ndarray, sigma: float, num_classes: int) -> np.ndarray:
 
 def _gnmax_ls_of_log_q(log_q: np.ndarray, sigma: float, order: float, num_classes: int, log_q0: float,
                        log_q1: float) -> np.ndarray:
-    """[PATE18] Algorithm 3: a bound on the local sensitivity of the per-query RDP, given only q."""
-    log_q = np.where((log_q1 <= log_q) & (log_q <= log_q0), log_q1, log_q)
-    beta = _gnmax_beta(log_q, sigma, order, log_q0)
-    up = _gnmax_beta(_log_bu(log_q, sigma, num_classes), sigma, order, log_q0)
-    down = _gnmax_beta(_log_bl(log_q, sigma, num_classes), sigma, order, log_q0)
-    return np.maximum(up - beta, beta - down)
+    """[PATE18] Algorithm 3: a bound on the local sensitivity of the per-query RDP, given only q.
+
+    On the plateau [q1, q0] the bound is `_gnmax_plateau`; elsewhere max(beta(BU(q)) - beta(q), beta(q) - beta(BL(q))).
+    """
+    log_q = np.asarray(log_q, dtype=np.float64)
+    n = log_q.size
+    log_share = math.log(num_classes - 1)
+    z = ndtri_exp(log_q - log_share)  # shared by BU and BL
+    log_bu = np.minimum(0.0, log_share + log_ndtr(z + math.sqrt(2) / sigma))
+    log_bl = log_share + log_ndtr(z - math.sqrt(2) / sigma)
+    beta, up, down = np.split(_gnmax_beta(np.concatenate([log_q, log_bu, log_bl]), sigma, order, log_q0),
+                              [n, 2 * n])
+    on_plateau = (log_q1 <= log_q) & (log_q <= log_q0)
+    return np.where(on_plateau, _gnmax_plateau(sigma, order, num_classes, log_q0, log_q1),
+                    np.maximum(up - beta, beta - down))
+
+
+def _gnmax_plateau(sigma: float, order: float, num_classes: int, log_q0: float, log_q1: float) -> float:
+    """The largest local sensitivity, reached for q in [q1, q0] (q1 = BL(q0)).
+
+    There it is at most beta just above q0 (the data-independent order / sigma^2) minus beta(q1). Algorithm 3
+    evaluates beta(BU(q1)) - beta(q1) with BU(q1) = q0, the same value when beta is continuous at q0, but too
+    small when the data-dependent bound is still below the data-independent one at the top of its validity
+    range, where beta then jumps (an exhaustive test on small histograms found this case).
+    """
+    log_q1_array = np.array([log_q1])
+    beta_q1 = float(_gnmax_beta(log_q1_array, sigma, order, log_q0)[0])
+    up = float(_gnmax_beta(_log_bu(log_q1_array, sigma, num_classes), sigma, order, log_q0)[0])
+    down = float(_gnmax_beta(_log_bl(log_q1_array, sigma, num_classes), sigma, order, log_q0)[0])
+    return max(up - beta_q1, beta_q1 - down, order / sigma**2 - beta_q1)
 
 
 def _gnmax_log_q(sorted_counts: np.ndarray, sigma: float) -> np.ndarray:
     """Union bound log q of GNMax (Proposition 7) on rows sorted in decreasing order, capped at log(1 - 1/m)."""
-    gaps = sorted_counts[:, :1] - sorted_counts[:, 1:]
-    log_q = logsumexp(log_ndtr(-gaps / (math.sqrt(2) * sigma)), axis=1)
-    return np.minimum(log_q, math.log(1 - 1 / sorted_counts.shape[1]))
+    return _log_q_from_terms(log_ndtr((sorted_counts[:, 1:] - sorted_counts[:, :1]) / (math.sqrt(2) * sigma)))
+
+
+def _log_q_from_terms(terms: np.ndarray) -> np.ndarray:
+    """log of the sum over the last axis of exp(terms), whose first entry is the largest, capped at log(1 - 1/m)."""
+    largest = terms[..., 0]
+    log_q = largest + np.log(np.sum(np.exp(terms - largest[..., None]), axis=-1))
+    return np.minimum(log_q, math.log(1 - 1 / (terms.shape[-1] + 1)))
 
 
 def gnmax_local_sensitivity(counts, sigma: float, order: float) -> np.ndarray:
@@ -139,39 +168,71 @@ def gnmax_local_sensitivity(counts, sigma: float, order: float) -> np.ndarray:
     vote per step (moving a vote from the runner-up to the winner when q > q0, from the winner to the
     runner-up when q < q1); after reaching it every further distance gets the plateau value. A running
     maximum over d makes each entry cover all distances up to d. Requires C5-C6 (`smooth_sensitivity_conditions`).
+
+    Vectorised: identical sorted histograms are analysed once, the union-bound terms come from a table indexed
+    by the integer vote gap, and Algorithm 3 runs once per distinct q met on all the walks.
     """
     counts = _check_counts(counts)
     sigma, order = check_epsilon(sigma, "sigma"), _check_order(order)
     num_teachers = _num_teachers(counts)
+    if not np.all(counts == np.round(counts)):
+        raise ValueError("counts must be whole numbers of votes")
     num_classes = counts.shape[1]
     log_q0 = gnmax_log_q0(sigma, order)
     log_q1 = float(_log_bl(np.array(log_q0), sigma, num_classes))
-    plateau = float(_gnmax_ls_of_log_q(np.array([log_q1]), sigma, order, num_classes, log_q0, log_q1)[0])
-    votes = -np.sort(-counts, axis=1)
-    result = np.full((counts.shape[0], num_teachers), plateau)
-    log_q = _gnmax_log_q(votes, sigma)
-    active = (log_q > log_q0) | (log_q < log_q1)
-    go_left = log_q > log_q0
-    rows = np.flatnonzero(active)
-    votes, go_left, log_q = votes[rows], go_left[rows], log_q[rows]
+    plateau = _gnmax_plateau(sigma, order, num_classes, log_q0, log_q1)
+
+    def ls(log_q):  # Algorithm 3 once per distinct value
+        distinct, inverse = np.unique(log_q, return_inverse=True)
+        return _gnmax_ls_of_log_q(distinct, sigma, order, num_classes, log_q0, log_q1)[inverse.ravel()]
+
+    sorted_votes, inverse = np.unique(-np.sort(-counts, axis=1).astype(np.int64), axis=0, return_inverse=True)
+    # table[g + 2 n] = log P(N(0, 2 sigma^2) >= g): the union-bound term of a class g votes behind
+    table = log_ndtr(-np.arange(-2 * num_teachers, 2 * num_teachers + 1) / (math.sqrt(2) * sigma))
+    offset = 2 * num_teachers
+    gaps = sorted_votes[:, :1] - sorted_votes[:, 1:]
+    log_q = _log_q_from_terms(table[gaps + offset])
+    result = np.full((len(sorted_votes), num_teachers), plateau)
+
+    # right: a vote from the winner to the runner-up per step; after d steps the gaps are g - d (g2 - 2 d).
+    # The walk ends once log q >= log q1, at the latest when the runner-up's own term reaches it, so a row with
+    # runner-up gap g2 needs at most (g2 - g_end) / 2 + 1 steps, g_end the largest gap whose term is >= log q1.
+    right = np.flatnonzero(log_q < log_q1)
+    right = right[np.argsort(gaps[right, 0])]
+    step = np.concatenate([[2], np.ones(num_classes - 2, dtype=np.int64)])
+    gap_end = int(np.flatnonzero(table >= log_q1)[-1]) - offset
+    probabilities = np.exp(table) if table.min() > -700 else None  # sum probabilities directly when none underflow
+    for chunk in np.array_split(right, max(1, len(right) // 256)):
+        if chunk.size == 0:
+            continue
+        length = min(num_teachers, max(1, (int(gaps[chunk, 0].max()) - gap_end) // 2 + 2))
+        walked = gaps[chunk][:, None, :] - np.arange(length)[None, :, None] * step  # (rows, d, m - 1)
+        index = np.clip(walked, -offset, offset) + offset
+        if probabilities is not None:
+            path = np.minimum(np.log(probabilities[index].sum(axis=2)), math.log(1 - 1 / num_classes))
+        else:
+            path = _log_q_from_terms(table[index])
+        # entries up to and including the first that reaches q1 are evaluated; the plateau follows
+        reached = np.cumsum(path >= log_q1, axis=1)
+        evaluated = (reached == 0) | ((reached == 1) & (path >= log_q1))
+        block = result[chunk, :length]
+        block[evaluated] = ls(path[evaluated])
+        result[chunk, :length] = block
+
+    # left: a vote from the last of the tied runners-up to the winner per step (rows stay sorted)
+    rows = np.flatnonzero(log_q > log_q0)
+    votes, row_log_q = sorted_votes[rows].copy(), log_q[rows]
     for distance in range(num_teachers):
         if rows.size == 0:
             break
-        result[rows, distance] = _gnmax_ls_of_log_q(log_q, sigma, order, num_classes, log_q0, log_q1)
-        # rows that reached the plateau (or cannot move further) keep the plateau value from here on
-        walking = np.where(go_left, (log_q > log_q0) & (votes[:, 1] > 0), log_q < log_q1)
-        rows, votes, go_left = rows[walking], votes[walking], go_left[walking]
-        # left: a vote from the last of the tied runners-up to the winner (rows stay sorted);
-        # right: a vote from the winner to the runner-up
+        result[rows, distance] = ls(row_log_q)
+        walking = (row_log_q > log_q0) & (votes[:, 1] > 0)
+        rows, votes = rows[walking], votes[walking]
         last_tied = np.sum(votes[:, 1:] == votes[:, 1:2], axis=1)
-        left = np.flatnonzero(go_left)
-        votes[left, 0] += 1
-        votes[left, last_tied[left]] -= 1
-        right = np.flatnonzero(~go_left)
-        votes[right, 0] -= 1
-        votes[right, 1] += 1
-        log_q = _gnmax_log_q(votes, sigma)
-    return np.maximum.accumulate(result, axis=1)
+        votes[:, 0] += 1
+        votes[np.arange(len(votes)), last_tied] -= 1
+        row_log_q = _log_q_from_terms(table[votes[:, :1] - votes[:, 1:] + offset])
+    return np.maximum.accumulate(result, axis=1)[inverse.ravel()]
 
 
 # --- the threshold step ---
@@ -259,6 +320,24 @@ def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1
     if not (c5 and c6):
         raise ValueError(f"conditions C5-C6 of [PATE18] fail at sigma2={sigma2}, order={order}: the smooth "
                          "sensitivity bound does not apply (use a larger sigma2 or a smaller order)")
+    rdp, local = confident_gnmax_rdp_and_local_sensitivity(counts, answered, threshold, sigma1, sigma2, order)
+    ss = smooth_sensitivity(local, beta)
+    generator = np.random if rng is None else rng
+    noise = ss * sigma_ss * float(generator.normal())
+    tail = math.log(1 / delta) / (order - 1)
+    return SanitisedEpsilon(order=order, rdp_data_dependent=rdp, smooth_sensitivity=ss, noise_std=ss * sigma_ss,
+                            rdp_release=release_cost, epsilon_data_dependent=rdp + tail,
+                            epsilon=rdp + noise + release_cost + tail)
+
+
+def confident_gnmax_rdp_and_local_sensitivity(counts, answered, threshold: float, sigma1: float, sigma2: float,
+                                              order: float) -> tuple[float, np.ndarray]:
+    """`(f, LS)`: the total data-dependent RDP f(D) of Confident-GNMax at `order` and the local sensitivity of f
+    at distances 0..num_teachers - 1 (shape `(num_teachers,)`), bounded by the sum over queries of step 1's and,
+    for answered queries, step 2's. Both are private; `sanitised_confident_gnmax_epsilon` releases f."""
+    counts = _check_counts(counts)
+    answered = _check_answered(answered, counts.shape[0])
+    order, sigma2 = _check_order(order), check_epsilon(sigma2, "sigma2")
     step1 = threshold_rdp_data_dependent(counts, threshold, sigma1, np.array([order]))[:, 0]
     local = threshold_local_sensitivity(counts, threshold, sigma1, order).sum(axis=0)
     rdp = float(step1.sum())
@@ -267,13 +346,7 @@ def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1
         votes = -np.sort(-counts[answered], axis=1)
         rdp += float(_gnmax_beta(_gnmax_log_q(votes, sigma2), sigma2, order, log_q0).sum())
         local = local + gnmax_local_sensitivity(counts[answered], sigma2, order).sum(axis=0)
-    ss = smooth_sensitivity(local, beta)
-    generator = np.random if rng is None else rng
-    noise = ss * sigma_ss * float(generator.normal())
-    tail = math.log(1 / delta) / (order - 1)
-    return SanitisedEpsilon(order=order, rdp_data_dependent=rdp, smooth_sensitivity=ss, noise_std=ss * sigma_ss,
-                            rdp_release=release_cost, epsilon_data_dependent=rdp + tail,
-                            epsilon=rdp + noise + release_cost + tail)
+    return rdp, local
 
 
 def smooth_sensitivity_conditions(sigma: float, num_classes: int, order: float,

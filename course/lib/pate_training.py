@@ -76,8 +76,27 @@ def random_shift(images: torch.Tensor, generator: torch.Generator, max_shift: in
     return padded[..., down:down + size, right:right + size]
 
 
+def random_affine(images: torch.Tensor, generator: torch.Generator, max_degrees: float = 15.0,
+                  max_scale: float = 0.1, max_shift: float = 0.1) -> torch.Tensor:
+    """The batch `(n, 1, 28, 28)` with an independent random rotation, scaling and shift per image.
+
+    Rotation up to `max_degrees`, scale in [1 - max_scale, 1 + max_scale], shift up to `max_shift` of the image
+    size in each direction; bilinear resampling, zero (background) outside. A stronger augmentation than
+    `random_shift`, for a student that must learn from few labels.
+    """
+    n = len(images)
+    uniform = torch.rand(n, 4, generator=generator) * 2 - 1  # in [-1, 1)
+    angle = uniform[:, 0] * max_degrees * torch.pi / 180
+    scale = 1 + uniform[:, 1] * max_scale
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, uniform[:, 2] * 2 * max_shift], dim=1),
+                         torch.stack([sin, cos, uniform[:, 3] * 2 * max_shift], dim=1)], dim=1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
+
+
 def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, batch_size: int = 32,
-                lr: float = 1e-2, seed: int = 0, augment: bool = True, progress: str | None = None) -> nn.Module:
+                lr: float = 1e-2, seed: int = 0, augment=True, progress: str | None = None) -> nn.Module:
     """Train `model` in place on `images` `(n, 1, 28, 28)` with `labels` `(n,)` and return it.
 
     A fresh Adam optimizer is created here, for this model only: two teachers that shared a model or an
@@ -85,7 +104,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     (the learning rate rises to `lr` during the first 30% of the steps, then decays to almost 0), which
     avoids the occasional diverging start of a constant large rate and makes the final model depend little
     on the last few batches; shuffled mini-batches drawn from a generator seeded with `seed`; random shifts
-    when `augment`. `progress` is the label of a progress bar over the epochs (None: no bar).
+    when `augment` is True (`random_shift`), no augmentation when False, or `augment(batch, generator)` when it
+    is a function (e.g. `random_affine`). `progress` is the label of a progress bar over the epochs (None: no bar).
     """
     if images.ndim != 4 or labels.shape != (len(images),):
         raise ValueError(f"expected images (n, 1, 28, 28) and labels (n,), got {tuple(images.shape)} and "
@@ -93,6 +113,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     if len(images) == 0 or epochs < 1 or batch_size < 1:
         raise ValueError(f"need at least one example, epoch and batch size; got {len(images)} examples, "
                          f"epochs={epochs}, batch_size={batch_size}")
+    augmentation = random_shift if augment is True else augment or None
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(images) // batch_size)
@@ -102,7 +123,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
         order = torch.randperm(len(images), generator=generator)
         for start in range(0, len(images), batch_size):
             batch = order[start:start + batch_size]
-            inputs = random_shift(images[batch], generator) if augment else images[batch]
+            inputs = augmentation(images[batch], generator) if augmentation else images[batch]
             optimizer.zero_grad()
             F.cross_entropy(model(inputs), labels[batch]).backward()
             optimizer.step()
@@ -114,7 +135,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
 def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.Tensor,
                                   unlabelled_images: torch.Tensor, rounds: int = 2, confidence: float = 0.95,
                                   example_budget: int = 80_000, max_epochs: int = 40,
-                                  channels: tuple[int, int] = (16, 32), seed: int = 0,
+                                  channels: tuple[int, int] = (16, 32), augment=True, seed: int = 0,
                                   progress: str | None = None) -> nn.Module:
     """A student trained by self-training (pseudo-labelling with a confidence threshold) on public images only.
 
@@ -123,7 +144,8 @@ def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.T
     on the labelled images. Each further round labels the unlabelled images with the previous model, keeps those
     it predicts with probability at least `confidence`, and trains a fresh model on the labelled images plus
     these pseudo-labelled ones. Every model is trained by `train_model` for
-    `min(max_epochs, ceil(example_budget / training-set size))` epochs (at least one), seeded from `seed`.
+    `min(max_epochs, ceil(example_budget / training-set size))` epochs (at least one) with augmentation
+    `augment` (see `train_model`), seeded from `seed`.
     The student never sees a private image, nor any label but the noisy ones: it is post-processing of the
     aggregator's output. Returns the last round's model.
     """
@@ -142,7 +164,8 @@ def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.T
             targets = torch.cat([labels, guesses[keep]])
         epochs = max(1, min(max_epochs, -(-example_budget // len(images))))
         torch.manual_seed(seed + round_index)
-        model = train_model(SmallCNN(channels=channels), images, targets, epochs, seed=seed + round_index)
+        model = train_model(SmallCNN(channels=channels), images, targets, epochs, seed=seed + round_index,
+                            augment=augment)
     return model
 
 
