@@ -135,23 +135,24 @@ def _mnist_like_votes(seed, num_queries=400, num_teachers=250):
     return vote_counts(np.where(agree, truth, rng.integers(0, 10, (num_teachers, num_queries))), 10)
 
 
-def test_released_function_is_the_data_dependent_analysis_and_the_noise_is_gaussian():
+def test_released_value_is_the_data_dependent_analysis_plus_scaled_gaussian_noise_plus_its_cost():
     counts = _mnist_like_votes(0)
     answered = counts.max(axis=1) > 200
     order, beta, sigma_ss = 20.0, 0.4 / 20.0, 8.0
     direct = confident_gnmax_rdp_data_dependent(counts, answered, 200.0, 150.0, 40.0, [order]).sum()
-    noises = []
-    for seed in range(200):
+    for seed in range(3):
         result = sanitised_confident_gnmax_epsilon(counts, answered, 200.0, 150.0, 40.0, 1e-5, order, beta,
                                                    sigma_ss, np.random.default_rng(seed))
         assert result.rdp_data_dependent == pytest.approx(direct, rel=1e-9)
         assert result.epsilon_data_dependent == pytest.approx(direct + math.log(1e5) / 19, rel=1e-12)
         assert result.rdp_release == pytest.approx(gnss_rdp(beta, sigma_ss, order), rel=1e-14)
-        noises.append((result.epsilon - result.epsilon_data_dependent - result.rdp_release) / result.noise_std)
+        noise = result.noise_std * np.random.default_rng(seed).normal()  # the one standard normal draw
+        assert result.epsilon == pytest.approx(result.epsilon_data_dependent + result.rdp_release + noise, rel=1e-12)
     assert 0 < result.smooth_sensitivity and result.noise_std == pytest.approx(result.smooth_sensitivity * sigma_ss)
-    # standard normal noise: with 200 draws the mean is within 6 / sqrt(200) and the variance within 40% of 1
-    # (each fails for a correct implementation with probability below 1e-8)
-    assert abs(np.mean(noises)) < 6 / math.sqrt(200) and 0.6 < np.var(noises) < 1.4
+    # the smooth sensitivity is the discounted maximum of the summed local sensitivities
+    local = (gnmax_local_sensitivity(counts[answered], 40.0, order).sum(axis=0)
+             + threshold_local_sensitivity(counts, 200.0, 150.0, order).sum(axis=0))
+    assert result.smooth_sensitivity == pytest.approx(smooth_sensitivity(local, beta), rel=1e-12)
 
 
 def test_release_refuses_settings_where_the_analysis_does_not_hold():

@@ -13,8 +13,9 @@ import pytest
 import torch
 import torchvision
 
-from course.lib.pate_training import (SmallCNN, accuracy, load_mnist_splits, predict, random_shift,
-                                      teacher_predictions, train_model, train_teachers)
+from course.lib.pate_training import (SmallCNN, accuracy, load_mnist_splits, predict, random_affine, random_shift,
+                                      teacher_predictions, train_model, train_semi_supervised_student,
+                                      train_teachers)
 
 
 def _halves(num_per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,6 +74,30 @@ def test_train_model_learns_a_separable_task_and_is_reproducible():
     other_seed.load_state_dict(start)
     train_model(other_seed, images, labels, epochs=8, seed=2)
     assert not torch.equal(other_seed.classifier.weight, model.classifier.weight)
+
+
+def test_random_affine_transforms_each_image_on_its_own_and_is_the_identity_at_zero():
+    images = torch.zeros(2, 1, 28, 28)
+    images[:, 0, 10:18, 12:16] = 1.0
+    generator = torch.Generator().manual_seed(0)
+    moved = random_affine(images, generator)
+    assert moved.shape == images.shape and 0 <= moved.min() and moved.max() <= 1
+    assert not torch.allclose(moved[0], moved[1], atol=1e-3)  # two copies of one image, two different transforms
+    assert torch.allclose(random_affine(images, generator, 0.0, 0.0, 0.0), images, atol=1e-6)
+
+
+def test_semi_supervised_student_uses_the_unlabelled_images():
+    # 3 labelled images per class and 60 unlabelled ones; the bars are separable, so pseudo-labels are right
+    images, labels = _halves(33)
+    labelled = torch.cat([torch.arange(3), torch.arange(33, 36)])
+    unlabelled = torch.cat([torch.arange(3, 33), torch.arange(36, 66)])
+    student = train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], rounds=1,
+                                            example_budget=600, max_epochs=60, channels=(4, 8), seed=0)
+    assert accuracy(predict(student, images), labels) == 1.0
+    with pytest.raises(ValueError):
+        train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], rounds=-1)
+    with pytest.raises(ValueError):
+        train_semi_supervised_student(images[:0], labels[:0], images, rounds=1)
 
 
 @pytest.mark.parametrize("images, labels, epochs", [
