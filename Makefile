@@ -9,12 +9,17 @@ DATA := $(CURDIR)/data
 export DP_COURSE_DATA ?= $(DATA)
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test setup install data browser postgres
-demo: setup
+.PHONY: demo test setup install data browser postgres sandbox
+demo: setup sandbox
 	$(PY) -m autograder demo
 
-test: setup browser postgres
+test: setup sandbox browser postgres
 	$(PY) -m pytest
+
+# Debian's bubblewrap, the grading sandbox (installed only when missing; needs root). Without it `grade` stops
+# with a message unless --no-sandbox is given.
+sandbox:
+	-@sh scripts/install_bubblewrap.sh
 
 # Debian's chromium for the JupyterLab browser test (installed only when missing; needs root). Without it
 # that test is skipped with a message, and everything else still runs.

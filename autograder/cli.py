@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import export as exporting
 from . import grade as grading
 from . import intake, preflight
 from . import report as reporting
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--cell-timeout", type=float, help="wall-clock limit per cell (Grading.cell_timeout)")
     report = commands.add_parser("report", help="class statistics of a graded OUT folder")
     report.add_argument("out", type=Path)
+    exporting.add_parser(commands)
     demo = commands.add_parser("demo", help="release, then grade and report a small sample class")
     demo.add_argument("--out", type=Path, default=REPO / "build" / "demo")
     args, settings_argv = parser.parse_known_args(argv)
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                       student_regexp=args.student_regexp)
         elif args.command == "report":
             print(reporting.report(args.out))
+            print(f"wrote {args.out / 'report.html'}")
+        elif args.command == "export":
+            exporting.run(args)
         elif args.command == "demo":
             ids = releasing.release()
             print(f"released {', '.join(ids)} into release/; leak scan: clean")

@@ -23,7 +23,7 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 from tqdm.auto import tqdm
 
-from . import intake, preflight
+from . import intake, late, preflight
 from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
 from .release import generate
@@ -89,9 +89,10 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
     preflight.check(settings, ids, out)
     class_gradebook = gradebook_url(gradebook or out / "gradebook.db")
     expected = {a: notebooks(a, source) for a in all_assignments(source)}
+    term = late.load_config()
     with tempfile.TemporaryDirectory(dir=out) as scratch:
         root = intake.unpack(Path(submissions).resolve(), Path(scratch), student_regexp)
-        found, notes = intake.collect(root, ids, expected, source, student_regexp)
+        found, notes = intake.collect(root, ids, expected, source, student_regexp, time_zone=term.time_zone)
         bundles = {a: make_bundle(source, a, class_gradebook, Path(scratch))
                    for a in sorted({s.assignment for s in found})}
         jobs = [Job(s.student, s.assignment, s.notebook, s.path.read_bytes() if s.path and not s.problem else None,
@@ -99,13 +100,21 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
     results = run_jobs(jobs, bundles, settings, progress)
     rows = merge(found, results, class_gradebook, settings.sandbox)
     write_outputs(out, results)
+    intake.write_students(found, out / "students.csv")
     write_csv(rows, out / "grades.csv")
+    late.write_late([_assess_lateness(s, r, term) for s, r in zip(found, results)], out / "late.csv")
     _write_notes(notes, out / "intake.csv")
     summary = Summary(len(results), len({r.student for r in results}),
                       [(r.student, r.notebook, r.grading_error) for r in results if r.grading_error],
                       [(r.student, r.notebook, r.feedback_error) for r in results if r.feedback_error],
                       settings.sandbox)
     return rows, summary
+
+
+def _assess_lateness(found: intake.Submission, result: SubmissionResult, term: late.CourseConfig):
+    """Lateness and penalty of one notebook, from scratch (a regrade never stacks penalties)."""
+    score = None if result.grading_error else sum(c.score or 0.0 for c in result.cells)
+    return late.assess(found, score, sum(c.max_score for c in result.cells), term)
 
 
 def make_bundle(source: Path, assignment: str, class_gradebook: str, scratch: Path) -> Bundle:

@@ -78,16 +78,17 @@ def sandboxed_kernel(settings: Grading):
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
-    from .autograde_process import prepare_sandbox
+    from .autograde import prepare_sandbox, sandbox_uid
     from .grade import limits_of
 
     base = Path(tempfile.mkdtemp(prefix="dpg-"))
+    uid = sandbox_uid()
     manager = client = None
     try:
         base.chmod(0o711)
         course = base / "course"
         course.mkdir(mode=0o700)
-        prepare_sandbox(base, course, limits_of(settings))
+        prepare_sandbox(base, course, limits_of(settings), uid)
         specs = KernelSpecManager(kernel_dirs=[str(course / ".jupyter" / "kernels")], ensure_native_kernel=False)
         manager = KernelManager(kernel_name="python3", kernel_spec_manager=specs, transport="ipc",
                                 ip=str(base / "k" / "kernel"), connection_file=str(course / "kernel.json"))
@@ -101,7 +102,6 @@ def sandboxed_kernel(settings: Grading):
             client.stop_channels()
         if manager is not None and manager.has_kernel:
             manager.shutdown_kernel(now=True)
-        uid = (base / "uid").read_text() if (base / "uid").exists() else ""
-        if uid:
-            sandbox.remove_cgroups(int(uid))
+        if uid is not None:
+            sandbox.remove_cgroups(uid)
         shutil.rmtree(base, ignore_errors=True)

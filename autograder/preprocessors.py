@@ -8,7 +8,7 @@ from pathlib import Path
 from unittest import mock
 
 import zmq
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
@@ -109,8 +109,9 @@ class TrustedExecute(Execute):
     printed, displayed or raised changes nothing. The record is also written to `verdict_file` (a file in
     the grader's private course folder) with the reason of every failure.
 
-    A kernel that dies (crash, exit, memory) costs the cell it died in and every later cell, each with the
-    reason; the cells that ran before keep their grades. Outputs past `output_limit` bytes are dropped, and
+    A kernel that dies (crash, exit, memory), or that ignores the interrupt sent at a cell's timeout, costs
+    the cell it happened in and every later cell, each with the reason; the cells that ran before keep their
+    grades. Outputs past `output_limit` bytes are dropped, and
     a ZeroMQ message over that size disconnects the kernel, so a flood of output cannot exhaust the grader.
     """
 
@@ -149,15 +150,20 @@ class TrustedExecute(Execute):
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if self._kernel_died:
             if cell.cell_type == "code":
-                cell.outputs = [_error("DeadKernelError", "not run: the kernel died in an earlier cell")]
+                cell.outputs = [_error(*self._kernel_died)]
                 self._record(grade_id, cell)
             return cell, resources
         try:
             return super().preprocess_cell(cell, resources, index)
-        except DeadKernelError:
-            self._kernel_died = True
+        except (DeadKernelError, CellTimeoutError) as error:
+            timed_out = isinstance(error, CellTimeoutError)
+            self._kernel_died = ("CellTimeoutError" if timed_out else "DeadKernelError",
+                                 "not run: an earlier cell passed its timeout and ignored the interrupt" if timed_out
+                                 else "not run: the kernel died in an earlier cell")
             self._server.close_window()
-            cell.outputs.append(_error("DeadKernelError", "the kernel died while this cell ran (it crashed, "
+            cell.outputs.append(_error("CellTimeoutError", "the cell passed its timeout and its kernel ignored the "
+                                                           "interrupt") if timed_out else
+                                _error("DeadKernelError", "the kernel died while this cell ran (it crashed, "
                                                           "exited, ran out of memory or sent too much output)"))
             self._record(grade_id, cell)
             return cell, resources

@@ -35,7 +35,8 @@ from pathlib import Path
 from .settings import CHECKER_VARIABLE, DATA_VARIABLE
 
 BWRAP = "bwrap"
-UID_BASE = 1 << 20  # host uids of sandboxes: UID_BASE + the grading process's pid (unique while it lives)
+UID_BASE = 1 << 20  # host uids of sandboxes: UID_BASE + pid * SLOTS_PER_PROCESS + slot (autograder.autograde)
+SLOTS_PER_PROCESS = 64
 INSIDE_UID = 1000
 SCRATCH = "/scratch"
 KERNEL_ENVIRONMENT = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -62,6 +63,7 @@ class Spec:
     memory_limit: int
     process_limit: int
     disk_limit: int
+    pid_file: str = ""  # where the launcher writes its pid, which stays bubblewrap's (for the grader's watchdog)
     python_paths: list[str] = field(default_factory=lambda: python_paths())
 
     def write(self, path: Path) -> None:
@@ -108,7 +110,7 @@ def bwrap_arguments(spec: Spec, sources: dict[str, str], connection: int, passwd
     arguments = [BWRAP, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv",
                  "--hostname", "sandbox", "--ro-bind", "/usr", "/usr", *_merged_usr_links(),
                  "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-                 "--ro-bind-try", "/etc/localtime", "/etc/localtime",
+                 "--ro-bind-try", "/etc/localtime", "/etc/localtime", "--ro-bind-try", "/etc/fonts", "/etc/fonts",
                  "--ro-bind-data", str(passwd), "/etc/passwd", "--proc", "/proc", "--dir", "/dev"]
     for device in DEVICES:
         arguments += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
@@ -233,8 +235,22 @@ def apply_limits(spec: Spec, cgroups: bool) -> None:
         resource.setrlimit(limit, (value, value))
 
 
+def kill(spec_file: Path) -> None:
+    """Kill a sandbox from outside (the grader's watchdog): its bubblewrap, hence its PID namespace, and
+    whatever is left in its cgroups."""
+    spec = Spec.read(spec_file)
+    try:
+        os.kill(int(Path(spec.pid_file).read_text()), 9)
+    except (OSError, ValueError):
+        pass
+    if spec.uid is not None:
+        remove_cgroups(spec.uid)
+
+
 def main(spec_file: str, connection_file: str, *kernel_arguments: str) -> None:
     spec = Spec.read(spec_file)
+    if spec.pid_file:
+        Path(spec.pid_file).write_text(str(os.getpid()))
     connection = os.open(connection_file, os.O_RDONLY)
     passwd_read, passwd_write = os.pipe()
     os.write(passwd_write, f"student:x:{INSIDE_UID}:{INSIDE_UID}::{SCRATCH}:/bin/sh\n".encode())
@@ -250,6 +266,11 @@ def main(spec_file: str, connection_file: str, *kernel_arguments: str) -> None:
     for fd in (connection, passwd_read):
         os.set_inheritable(fd, True)
     arguments = bwrap_arguments(spec, sources, connection, passwd_read, kernel_arguments)
+    # What the kernel writes to its own stdout and stderr (not its outputs, which travel as messages) would
+    # land in the grader's terminal and could fill its log: it goes nowhere.
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
     os.execvp(arguments[0], arguments)
 
 

@@ -2,10 +2,12 @@
 
 This is the task a Dask worker runs. It takes bytes, not paths: the submitted notebook, and the assignment's
 `Bundle` (its source files and gradebook template). It lays them out in a fresh private folder (mode 700,
-outside any sandbox's view), autogrades there in a child process (autograder.autograde_process) under a
-wall-clock limit, reads the grader's own verdicts, and returns a `SubmissionResult`: per-cell scores and
-reasons, the autograded notebook and the feedback HTML. The folder is removed afterwards; only the client
-process writes OUT and the class gradebook.
+outside any sandbox's view), autogrades there with nbgrader (autograder.autograde) under a wall-clock
+limit kept by a watchdog that kills the sandbox, reads the grader's own verdicts, and returns a
+`SubmissionResult`: per-cell scores and reasons, the autograded notebook and the feedback HTML. The folder
+is removed afterwards; only the client process writes OUT and the class gradebook. nbgrader runs in the
+calling process, so its imports (nbgrader, torch, the hidden checks) are paid once per worker, not once
+per submission.
 
 Faults are classified. What the submission caused (a failed test, a timeout, a dead kernel) scores 0 with
 the reason. What the grader or its environment caused (the kernel did not start, the disk is full, the
@@ -19,17 +21,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
 
-from . import sandbox
+from . import autograde, sandbox
 
 GRADING_ERROR = "grading error: "
 MAX_REASON = 400
@@ -136,7 +136,15 @@ def failed(job: Job, cells: list[GradedCell], reason: str, grading_error: bool =
 def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) -> SubmissionResult:
     # Short and private: the kernel's Unix socket paths (about 100 characters at most) live under it.
     base = Path(tempfile.mkdtemp(prefix="dpg-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    uid = None
+    uid = autograde.sandbox_uid() if limits["sandbox"] else None
+    timed_out = threading.Event()
+
+    def stop_the_sandbox() -> None:
+        timed_out.set()
+        if (base / "spec.json").exists():
+            sandbox.kill(base / "spec.json")
+
+    watchdog = threading.Timer(limits["notebook_timeout"], stop_the_sandbox)
     try:
         base.chmod(0o711)
         course = base / "course"
@@ -149,55 +157,36 @@ def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) 
         submitted.parent.mkdir(parents=True)
         submitted.write_bytes(job.content)
         course.chmod(0o700)
-        job_file = base / "job.json"
-        job_file.write_text(json.dumps({**limits, "base": str(base), "course": str(course),
-                                        "assignment": job.assignment, "student": job.student}))
-        timed_out, status, log = _run_child(job_file, base / "log.txt", limits["notebook_timeout"])
-        uid_text = (base / "uid").read_text() if (base / "uid").exists() else ""
-        uid = int(uid_text) if uid_text else None
-        if timed_out:
+        watchdog.start()
+        outcome = autograde.run_nbgrader(base, course, {**limits, "assignment": job.assignment,
+                                                        "student": job.student}, uid)
+        watchdog.cancel()
+        if timed_out.is_set():
             return failed(job, cells, f"timeout: the notebook ran for more than {limits['notebook_timeout']:g} s "
-                                      "and was stopped", log=log)
-        return _read_result(job, cells, course, base, status, log)
+                                      "and was stopped", log=_log_of(outcome))
+        return _read_result(job, cells, course, base, outcome)
     finally:
-        if uid is not None:
-            sandbox.remove_cgroups(uid)
+        watchdog.cancel()
+        if (base / "spec.json").exists():
+            sandbox.kill(base / "spec.json")  # normally gone already: nbgrader shut the kernel down
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _run_child(job_file: Path, log_file: Path, timeout: float) -> tuple[bool, int, str]:
-    with open(log_file, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "autograder.autograde_process", str(job_file)],
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        try:
-            process.wait(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            # The sandbox dies with its parent (bubblewrap's --die-with-parent) and with its PID namespace.
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            timed_out = True
-    return timed_out, process.returncode, log_file.read_text(errors="replace")[-20000:]
+def _log_of(outcome: dict) -> str:
+    return "".join((part.get("log") or "") + (part.get("error") or "") for part in outcome.values())
 
 
-def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, status: int,
-                 log: str) -> SubmissionResult:
-    try:
-        outcome = json.loads((base / "outcome.json").read_text())
-    except (OSError, ValueError):
-        return failed(job, cells, f"{GRADING_ERROR}the grading process crashed (exit status {status}): "
-                                  f"{_last_line(log)}", grading_error=True, log=log)
-    autograde = outcome["autograde"]
-    nbgrader_log = (autograde.get("log") or "") + (autograde.get("error") or "")
-    if not autograde["success"]:
-        if "DeadKernelError" in nbgrader_log:
+def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, outcome: dict) -> SubmissionResult:
+    log = _log_of(outcome)
+    result_of_autograde = outcome["autograde"]
+    if not result_of_autograde["success"]:
+        if "DeadKernelError" in log:
             return failed(job, cells, "the kernel died while running the notebook (it crashed, exited or ran "
-                                      "out of memory); every cell scores 0", log=log + nbgrader_log)
-        if any(marker in nbgrader_log for marker in KERNEL_START_FAILURES):
-            return failed(job, cells, f"{GRADING_ERROR}the sandboxed kernel did not start: "
-                                      f"{_root_cause(nbgrader_log)}", grading_error=True, log=log + nbgrader_log)
-        return failed(job, cells, "autograding failed: " + _root_cause(nbgrader_log), log=log + nbgrader_log)
+                                      "out of memory); every cell scores 0", log=log)
+        if any(marker in log for marker in KERNEL_START_FAILURES):
+            return failed(job, cells, f"{GRADING_ERROR}the sandboxed kernel did not start: {_root_cause(log)}",
+                          grading_error=True, log=log)
+        return failed(job, cells, "autograding failed: " + _root_cause(log), log=log)
     verdicts = json.loads((base / "verdicts.json").read_text())
     name = job.notebook.removesuffix(".ipynb")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
@@ -215,7 +204,7 @@ def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, st
         rows.append(CellResult(cell.name, cell.kind, score, cell.max_score, "" if passed else reason[:MAX_REASON]))
     autograded = course / "autograded" / job.student / job.assignment / job.notebook
     feedback = course / "feedback" / job.student / job.assignment / f"{name}.html"
-    result = SubmissionResult(job.student, job.assignment, job.notebook, rows, log=log + nbgrader_log,
+    result = SubmissionResult(job.student, job.assignment, job.notebook, rows, log=log,
                               autograded=_read_plain_file(autograded))
     if outcome.get("feedback", {}).get("success") and feedback.is_file():
         result.feedback = _read_plain_file(feedback)

@@ -317,7 +317,8 @@ CASES = [
         "                 start_new_session=True)\n"))),
     Case("a_ignores_interrupts", _suffixed("threshold_query", (
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-        "def threshold_query(*args, **kwargs):\n    while True:\n        pass")), lost={ALL_ZERO: "timeout"}),
+        "def threshold_query(*args, **kwargs):\n    while True:\n        pass")),
+         lost={"test_threshold_query": "timeout"}),
     Case("a_reads_repository", _prefixed("create_db", PROBE + (
         "import glob, os\nfrom pathlib import Path\n"
         "_seen = [p for p in ('REPO/.git', 'REPO/build', 'REPO/course', 'REPO/source', 'REPO/autograder/grade.py',\n"

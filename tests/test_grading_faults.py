@@ -4,8 +4,6 @@ import csv
 import errno
 import subprocess
 import sys
-import tempfile
-import textwrap
 from pathlib import Path
 
 import nbformat
@@ -54,7 +52,7 @@ def test_a_full_disk_is_a_grading_error(bundle, monkeypatch):
 
 
 @needs_sandbox
-def test_a_timed_out_notebook_scores_zero_and_leaves_nothing_running(bundle):
+def test_a_kernel_that_ignores_interrupts_leaves_nothing_running(bundle):
     nb = solved()
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "create_db")
     cell.source = ("import signal, subprocess, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
@@ -62,7 +60,8 @@ def test_a_timed_out_notebook_scores_zero_and_leaves_nothing_running(bundle):
                    " start_new_session=True)\nwhile True:\n    pass\n")
     result = submission.grade_submission(_job(nb), bundle, _limits(notebook_timeout=40, cell_timeout=10))
     assert not result.grading_error
-    assert all(c.score == 0 and c.reason.startswith("timeout") for c in result.cells if c.kind == "auto")
+    assert all(c.score == 0 and "timeout" in c.reason for c in result.cells if c.kind == "auto"), result.cells
+    assert "passed its timeout" in result.cells[0].reason
     left = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).find("dp-timeout-marker") >= 0]
     assert not left, "the timed-out kernel's processes are still running"
 
@@ -120,3 +119,16 @@ def test_unsandboxed_grading_is_recorded(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv")))
     assert rows and all(r["sandbox"] == "off" for r in rows)
     assert all(r["score"] == r["max_score"] for r in rows if r["kind"] == "auto"), rows
+
+
+@needs_sandbox
+def test_the_notebook_timeout_kills_the_sandbox(bundle):
+    nb = solved()
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "create_db")
+    cell.source += ("\nimport subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; "
+                    "time.sleep(600)', 'dp-notebook-timeout-marker'], start_new_session=True)\ntime.sleep(60)\n")
+    result = submission.grade_submission(_job(nb), bundle, _limits(notebook_timeout=20, cell_timeout=120))
+    assert all(c.score == 0 and c.reason.startswith("timeout: the notebook ran for more than 20 s")
+               for c in result.cells), result.cells
+    left = [p for p in Path("/proc").glob("[0-9]*") if "dp-notebook-timeout-marker" in _cmdline(p)]
+    assert not left, "the killed sandbox's processes are still running"

@@ -161,7 +161,7 @@ def test_fork_bomb_is_bounded(kernel, settings):
     assert int(printed) < settings.process_limit
 
 
-DAEMON = f"""
+DAEMON = """
 import os, signal, sys, time
 for number in range(1, 65):
     try:
