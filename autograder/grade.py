@@ -23,12 +23,12 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 from tqdm.auto import tqdm
 
-from . import intake, late, preflight
+from . import cluster, intake, late, preflight
 from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
 from .release import generate
 from .settings import Grading, load_grading
-from .submission import GRADING_ERROR, Bundle, Job, SubmissionResult, bundle_cells, failed, grade_submission
+from .submission import Bundle, Job, SubmissionResult, grade_submission
 from .submission import graded_cells as cells_of_notebook
 
 COLUMNS = ["student", "assignment", "notebook", "cell", "kind", "score", "max_score", "reason", "sandbox"]
@@ -156,42 +156,9 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading,
                 results.append(grade_submission(job, bundles[job.assignment], limits))
                 bar.update()
             return results
-        return _run_on_dask(jobs, bundles, limits, settings, bar)
+        return cluster.run(jobs, bundles, limits, settings, bar.update)
     finally:
         bar.close()
-
-
-def _run_on_dask(jobs, bundles, limits, settings: Grading, bar) -> list[SubmissionResult]:
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if settings.scheduler:
-        client = Client(settings.scheduler)
-    else:
-        # Processes, one thread each: the real work happens in each job's child process and kernel.
-        cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, memory_limit=0, silence_logs=50)
-        client = Client(cluster)
-    try:
-        shipped = {name: client.scatter(bundle, broadcast=True) for name, bundle in bundles.items()}
-        futures = [client.submit(grade_submission, job, shipped[job.assignment], limits, pure=False) for job in jobs]
-        index = {future.key: i for i, future in enumerate(futures)}
-        results: list[SubmissionResult | None] = [None] * len(jobs)
-        for future in as_completed(futures):
-            i = index[future.key]
-            try:
-                results[i] = future.result()
-            except Exception as error:  # noqa: BLE001 (the task itself died: a grading error, never lost)
-                job = jobs[i]
-                results[i] = failed(job, bundle_cells(bundles[job.assignment], job.notebook),
-                                    f"{GRADING_ERROR}the grading task failed: {type(error).__name__}: {error}",
-                                    grading_error=True)
-            bar.update()
-        return results
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def merge(found: list[intake.Submission], results: list[SubmissionResult], url: str, sandboxed: bool) -> list[Row]:
