@@ -218,7 +218,7 @@ def confident_gnmax_epsilon_data_dependent(counts, answered, threshold: float, s
     little in step 1.
 
     Caveat: the value depends on the private votes, so publishing it is not differentially private; release it
-    through smooth sensitivity (`course.lib.pate_smooth_sensitivity`). And even sanitised it bounds the loss only
+    through smooth sensitivity (module `pate_smooth_sensitivity`). And even sanitised it bounds the loss only
     against neighbours of *this* dataset: it is not an (epsilon, delta)-DP guarantee for every dataset.
     """
     delta = check_delta(delta)
