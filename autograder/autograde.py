@@ -77,6 +77,7 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
     config.TrustedExecute.verdict_file = str(base / "verdicts.json")
     config.TrustedExecute.output_limit = job["output_limit"]
     config.TrustedExecute.reply_limit = job["reply_limit"]
+    config.TrustedExecute.seed = job["seed"]
     jupyter = course / ".jupyter"
     environment = {"JUPYTER_PATH": str(jupyter), "JUPYTER_DATA_DIR": str(jupyter),
                    "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"), DATA_VARIABLE: job["data_root"]}

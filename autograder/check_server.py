@@ -50,9 +50,10 @@ NEVER_RUN = Verdict(False, "the hidden test never reached the grader: was the te
 class CheckServer:
     """Runs hidden checks for one notebook's kernel; use as a context manager."""
 
-    def __init__(self, address: str, reply_limit: int = wire.MAX_FRAME):
+    def __init__(self, address: str, reply_limit: int = wire.MAX_FRAME, seed: int = 0):
         self.address = address
         self.reply_limit = reply_limit
+        self.seed = seed  # the submission's seed for every check (autograder.seeds)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._lock = threading.Lock()
         self._window: dict[str, Verdict | None] | None = None
@@ -114,7 +115,7 @@ class CheckServer:
                 verdict = Verdict(False, f"the grader refused to run {name!r}: hidden tests run only in their "
                                          "own test cell, once")
             else:
-                verdict = run_check(name, RemoteFunction(connection, function_name[:100], self.reply_limit))
+                verdict = run_check(name, RemoteFunction(connection, function_name[:100], self.reply_limit), self.seed)
                 with self._lock:
                     window[name] = verdict
             try:
@@ -131,8 +132,8 @@ class CheckServer:
             return window
 
 
-def run_check(name: str, student) -> Verdict:
-    """Run `course.grading.<module>.<check>` on `student` (a RemoteFunction)."""
+def run_check(name: str, student, seed: int = 0) -> Verdict:
+    """Run `course.grading.<module>.<check>` on `student` (a RemoteFunction) with the submission's seed."""
     if not CHECK_NAME.fullmatch(name):
         return Verdict(False, f"unknown hidden test {name!r}")
     module, check_name = name.split(".")
@@ -141,7 +142,7 @@ def run_check(name: str, student) -> Verdict:
         return Verdict(False, f"unknown hidden test {name!r}")
     token = STUDENT_SEEDER.set(student.seed)
     try:
-        check(student)
+        check(student, seed=seed)
         return Verdict(True)
     except GradingFailure as failure:
         return Verdict(False, str(failure))

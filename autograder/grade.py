@@ -23,7 +23,7 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 from tqdm.auto import tqdm
 
-from . import cluster, intake, late, preflight
+from . import cluster, intake, late, preflight, seeds
 from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
 from .release import generate
@@ -31,7 +31,7 @@ from .settings import Grading, load_grading
 from .submission import Bundle, Job, SubmissionResult, grade_submission
 from .submission import graded_cells as cells_of_notebook
 
-COLUMNS = ["student", "assignment", "notebook", "cell", "kind", "score", "max_score", "reason", "sandbox"]
+COLUMNS = ["student", "assignment", "notebook", "cell", "kind", "score", "max_score", "reason", "sandbox", "seed"]
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Row:
     max_score: float
     reason: str
     sandbox: str = "on"  # "off" when graded with --no-sandbox
+    seed: int = 0  # the hidden checks' seed of this submission (autograder.seeds)
 
 
 @dataclass
@@ -95,10 +96,11 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
         found, notes = intake.collect(root, ids, expected, source, student_regexp, time_zone=term.time_zone)
         bundles = {a: make_bundle(source, a, class_gradebook, Path(scratch))
                    for a in sorted({s.assignment for s in found})}
+        secret = seeds.course_secret(settings.secret_file)
         jobs = [Job(s.student, s.assignment, s.notebook, s.path.read_bytes() if s.path and not s.problem else None,
-                    s.problem) for s in found]
+                    s.problem, seeds.derive_seed(secret, s.student, s.assignment)) for s in found]
     results = run_jobs(jobs, bundles, settings, progress)
-    rows = merge(found, results, class_gradebook, settings.sandbox)
+    rows = merge(found, jobs, results, class_gradebook, settings.sandbox)
     write_outputs(out, results)
     intake.write_students(found, out / "students.csv")
     write_csv(rows, out / "grades.csv")
@@ -161,7 +163,8 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading,
         bar.close()
 
 
-def merge(found: list[intake.Submission], results: list[SubmissionResult], url: str, sandboxed: bool) -> list[Row]:
+def merge(found: list[intake.Submission], jobs: list[Job], results: list[SubmissionResult], url: str,
+          sandboxed: bool) -> list[Row]:
     """Record every automatic score in the class gradebook; take manual scores a grader already gave from it.
 
     Only this process writes, one submission after another, so the database sees no concurrent writers. A
@@ -172,13 +175,13 @@ def merge(found: list[intake.Submission], results: list[SubmissionResult], url: 
     with warnings.catch_warnings(), Gradebook(url) as gradebook:
         # nbgrader's own session handling triggers harmless SQLAlchemy autoflush warnings here.
         warnings.simplefilter("ignore", SAWarning)
-        for submission, result in zip(found, results):
+        for submission, job, result in zip(found, jobs, results):
             gradebook.update_or_create_student(submission.student)
             gradebook.update_or_create_submission(submission.assignment, submission.student)
             name = submission.notebook.removesuffix(".ipynb")
             for cell in result.cells:
                 row = Row(result.student, result.assignment, result.notebook, cell.name, cell.kind, cell.score,
-                          cell.max_score, cell.reason, sandbox)
+                          cell.max_score, cell.reason, sandbox, job.seed)
                 grade = gradebook.find_grade(cell.name, name, submission.assignment, submission.student)
                 if result.grading_error:
                     pass

@@ -121,6 +121,7 @@ class TrustedExecute(Execute):
     verdict_file = Unicode("", help="Where to write the verdict of every test cell (JSON).").tag(config=True)
     output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce.").tag(config=True)
     reply_limit = Int(256 * 1024**2, help="Bytes of one message from the kernel to the check server.").tag(config=True)
+    seed = Int(0, help="The submission's seed for the hidden checks (autograder.seeds).").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._pending_checks = _hidden_checks(resources)
@@ -129,7 +130,7 @@ class TrustedExecute(Execute):
         self._output_bytes = 0
         with tempfile.TemporaryDirectory(prefix="dpc-") as scratch:
             folder = self.checker_folder or scratch
-            with CheckServer(os.path.join(folder, "checker"), self.reply_limit) as server, \
+            with CheckServer(os.path.join(folder, "checker"), self.reply_limit, self.seed) as server, \
                     mock.patch.dict(os.environ, {CHECKER_VARIABLE: server.address}):  # unsandboxed kernels inherit it
                 self._server = server
                 try:

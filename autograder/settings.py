@@ -48,6 +48,10 @@ class Grading(Configurable):
                                  "instead of a LocalCluster.").tag(config=True)
     sandbox = Bool(True, help="Run every kernel in its own bubblewrap sandbox. Turn off only with "
                               "--no-sandbox on a machine without one; grades.csv then says so.").tag(config=True)
+    secret_file = Unicode(str(Path.home() / ".config" / "dp-course" / "grading-secret"),
+                          help="File holding the course secret from which each student's hidden-test seed is "
+                               "derived (made on first use, mode 600). Keep it outside the repository and back "
+                               "it up: a regrade with another secret draws other test inputs.").tag(config=True)
     min_free_disk = Int(512 * 1024**2, help="Bytes that must be free in OUT and the temporary folder "
                                             "before a batch starts.").tag(config=True)
 

@@ -70,6 +70,7 @@ class Job:
     notebook: str  # file name, e.g. "01_databases.ipynb"
     content: bytes | None  # the submitted file; None when it cannot be graded (see problem)
     problem: str = ""  # why the submission cannot be graded (missing, duplicate...): the student's zeros
+    seed: int = 0  # the hidden checks' seed (autograder.seeds), derived by the client
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) 
         course.chmod(0o700)
         watchdog.start()
         outcome = autograde.run_nbgrader(base, course, {**limits, "assignment": job.assignment,
-                                                        "student": job.student}, uid)
+                                                        "student": job.student, "seed": job.seed}, uid)
         watchdog.cancel()
         if timed_out.is_set():
             return failed(job, cells, f"timeout: the notebook ran for more than {limits['notebook_timeout']:g} s "

@@ -36,3 +36,10 @@ def catch_rate(check, wrong_answer, seeds) -> float:
     print(f"\n{wrong_answer.__name__}: caught in {caught} of {len(seeds)} seeds ({caught / len(seeds):.0%}); "
           f"e.g. {example}")
     return caught / len(seeds)
+
+
+def student_seeds(count: int, assignment: str) -> list[int]:
+    """Seeds as the grader derives them for `count` students (autograder.seeds), under a test secret."""
+    from autograder.seeds import derive_seed
+
+    return [derive_seed(b"a test secret, not the course's", f"student-{i:04d}", assignment) for i in range(count)]

@@ -15,10 +15,11 @@ from course.grading import GradingFailure, nb03, nb04, stats
 from course.lib.laplace import (empirical_epsilon, gaussian_mechanism, laplace_mechanism, private_mean,
                                 private_sum, total_epsilon)
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
-from grading_harness import assert_fails_with_a_clean_message, catch_rate, failure_message, reference_failures
+from grading_harness import (assert_fails_with_a_clean_message, catch_rate, failure_message, reference_failures,
+                             student_seeds)
 
-REFERENCE_SEEDS = range(200)
-WRONG_ANSWER_SEEDS = range(100)
+REFERENCE_SEEDS = student_seeds(200, "04_laplace")  # as the grader derives them
+WRONG_ANSWER_SEEDS = student_seeds(100, "03_randomized_response")
 QUICK_SEEDS = range(3)
 REQUIRED_CATCH_RATE = 0.99
 

@@ -7,6 +7,7 @@ import wrong_answers_06 as wrong
 from course.grading import GradingFailure, nb06
 from course.lib.dpsgd import dp_grads, dp_grads_loop
 from course.lib.dpsgd_data import label_fraction
+from grading_harness import student_seeds
 
 CATCH_RATE_SEEDS = 200
 
@@ -66,7 +67,7 @@ WRONG_DP_GRADS = {
 
 
 def test_reference_passes_over_200_seeds():
-    for seed in range(200):
+    for seed in student_seeds(200, "06_dpsgd"):  # as the grader derives them
         nb06.check_dp_grads(dp_grads, seed)
 
 
@@ -93,7 +94,7 @@ def test_each_mistake_is_caught_with_advice_that_names_it(answer, advice):
 
 def catch_rate(answer) -> float:
     caught = 0
-    for seed in range(CATCH_RATE_SEEDS):
+    for seed in student_seeds(CATCH_RATE_SEEDS, "06_dpsgd"):
         try:
             nb06.check_dp_grads(answer, seed)
         except GradingFailure:

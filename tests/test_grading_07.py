@@ -16,14 +16,15 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_curve
 
 import wrong_answers_07 as wrong
+from grading_harness import student_seeds
 from course.grading import GradingFailure, nb07
 from course.lib import membership
 
 GRADED = ["loss_scores", "attack_roc", "attack_auc", "tpr_at_fpr", "dp_advantage_bound"]
 SCORE_FUNCTIONS = {"attack_roc", "attack_auc", "tpr_at_fpr"}
-REFERENCE_SEEDS = range(200)
+REFERENCE_SEEDS = student_seeds(200, "07_membership")  # as the grader derives them
 ALTERNATIVE_SEEDS = range(50)
-MISTAKE_SEEDS = range(200)
+MISTAKE_SEEDS = student_seeds(200, "07_membership")
 QUICK_SEEDS = range(3)
 
 
