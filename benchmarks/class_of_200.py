@@ -4,8 +4,7 @@ The class mixes what an instructor gets: half solved notebooks, a quarter untouc
 quarter with one typical mistake (autograder.sample_class). One `python -m autograder grade` run grades it
 with --workers W (default 2); the grades are checked (solved: full marks; untouched: nothing; one mistake:
 exactly that function's points lost) so that the time is that of real grading. Printed: wall time,
-submissions per minute, wall time per submission, and the mean time each submission spent in its worker
-(workdir ready to nbgrader done, read from the files it leaves), with the machine's cores and load.
+submissions per minute and wall time per submission, with the machine's cores and load.
 
     python benchmarks/class_of_200.py [--students 200] [--workers 2] [--assignment 01_databases] [--keep DIR]
 """
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -56,18 +54,6 @@ def unexpected(out: Path, assignment: str, kinds: dict[str, str]) -> list[dict]:
     return bad
 
 
-def in_worker_seconds(out: Path, assignment: str, kinds: dict[str, str]) -> list[float]:
-    """Per submission: from the copy of the notebook into its workdir to the worker's result file."""
-    notebook = notebooks(assignment)[0]
-    seconds = []
-    for student in kinds:
-        workdir = out / "work" / student / assignment
-        start, end = workdir / "submitted" / student / assignment / notebook, workdir / "worker.json"
-        if start.exists() and end.exists():
-            seconds.append(end.stat().st_mtime - start.stat().st_mtime)
-    return seconds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=200, help="submissions in the class (default 200)")
@@ -87,12 +73,9 @@ def main() -> None:
         out = root / "out"
         wall = time_grade(root / "submissions", out, [args.assignment], args.workers, extra_args(args))
         bad = unexpected(out, args.assignment, kinds)
-        per_submission = in_worker_seconds(out, args.assignment, kinds)
-    print(f"\n{'submissions':>11} {'workers':>7} {'wall (s)':>9} {'submissions/min':>16} {'wall/submission (s)':>20} "
-          f"{'mean in worker (s)':>19}")
-    mean_in_worker = f"{statistics.mean(per_submission):.1f}" if per_submission else "n/a"
+    print(f"\n{'submissions':>11} {'workers':>7} {'wall (s)':>9} {'submissions/min':>16} {'wall/submission (s)':>20}")
     print(f"{args.students:>11} {args.workers:>7} {wall:>9.1f} {args.students / (wall / 60):>16.2f} "
-          f"{wall / args.students:>20.2f} {mean_in_worker:>19}")
+          f"{wall / args.students:>20.2f}")
     if bad:
         print(f"warning: {len(bad)} automatic cell(s) scored unlike their submission's kind, e.g. {bad[0]}")
     else:
