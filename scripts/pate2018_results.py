@@ -162,13 +162,13 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
     return rows
 
 
-def spread(values) -> str:
+def spread(values, digits: int = 3) -> str:
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> str:
@@ -202,14 +202,16 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for index, first in enumerate(results[seeds[0]]):
             rows = [results[seed][index] for seed in seeds]
-            answered = spread([r["answered"] for r in rows]).replace(".000", "")
+            answered = spread([r["answered"] for r in rows], digits=0)
             release = (f"{first[delta]['order']:g}, {first[delta]['beta']:.4f}, {first[delta]['sigma_ss']:g}"
                        if "order" in first[delta] else "-")
             lines.append(
                 f"| {first['aggregator']} | {first['parameters']} | {answered} / {first['asked']} "
                 f"| {spread([r['label_accuracy'] for r in rows])} | {spread([r['student_accuracy'] for r in rows])} "
-                f"| {spread([r[delta]['independent'] for r in rows])} | {spread([r[delta]['dependent'] for r in rows])} "
-                f"| {spread([r[delta]['sanitised'] for r in rows])} | {spread([r[delta]['release_cost'] for r in rows])} "
+                f"| {spread([r[delta]['independent'] for r in rows])} "
+                f"| {spread([r[delta]['dependent'] for r in rows])} "
+                f"| {spread([r[delta]['sanitised'] for r in rows])} "
+                f"| {spread([r[delta]['release_cost'] for r in rows])} "
                 f"| {spread([r[delta]['noise_std'] for r in rows])} | {release} |")
         lines.append("")
     lines += ["## Per seed", "",

@@ -3,20 +3,22 @@
     python scripts/pate_results.py [--teachers 250] [--teacher-epochs 20] [--queries 500,1000,2000,9000]
                                    [--student-epochs 30] [--student-budget 60000] [--seed 0] [--data DATA_ROOT]
 
-The pipeline is the notebook's, with the course library's reference functions: MNIST's 60,000 training images
-are split disjointly among the teachers (`partition_indices`), every teacher is its own `SmallCNN` trained on
-its share (`train_teachers`), the teachers vote on the first max(queries) public images (the first 9,000 MNIST
-test images), and for every aggregator setting and query count a student `SmallCNN(channels=(16, 32))` is
-trained on the first `queries` public images with the noisy labels only, then scored on the held-out last
-1,000 test images; it trains for `--student-epochs` epochs, or fewer when the query count is large, so that it
-sees at most `--student-budget` examples in all (9,000 queries: 7 epochs). Non-private references: the same
-student trained on the noise-free plurality vote, and on the true labels.
+The pipeline is the notebook's, with the course library's reference functions: MNIST's 60,000 training images are
+split disjointly among the teachers (`partition_indices`), every teacher is its own `SmallCNN` trained on its share
+(`train_teachers`; the teachers' predictions are cached in build/ and shared with scripts/pate2018_results.py), the
+teachers vote on the first max(queries) public images (the first 9,000 of MNIST's test images after the seeded
+shuffle of `load_mnist_splits`), and for every aggregator setting and query count a student `SmallCNN(channels=(16,
+32))` is trained on the first `queries` public images with the noisy labels only, then scored on the held-out last
+1,000 test images; it trains for `--student-epochs` epochs, or fewer when the query count is large, so that it sees
+at most `--student-budget` examples in all (9,000 queries: 7 epochs). Non-private references: the same student
+trained on the noise-free plurality vote, and on the true labels.
 
 Aggregator settings: Laplace noisy max with gamma 0.05 (PATE 2017's MNIST setting), GNMax with sigma 40 (PATE
-2018's typical setting), and GNMax with sigma calibrated so that the data-independent epsilon of the query count
-is 8 and 2. Epsilons are for delta = 1e-5 under replacement neighbours: data-independent (Laplace: moments
-accountant, moments 1..8; GNMax: RDP with the library's default orders) and data-dependent (PATE 2017 theorem 2;
-PATE 2018 theorem 6), the latter computed from the private votes and so not publishable as it is.
+2018's typical setting), and GNMax with sigma calibrated so that the data-independent epsilon of the query count is
+8 and 2. Epsilons are for delta = 1e-6 (far below 1/60,000; PATE's 1e-5 is 0.6/n) under replacement neighbours:
+data-independent (Laplace: moments accountant, moments 1..8; GNMax: RDP with the library's default orders) and
+data-dependent (PATE 2017 theorem 2; PATE 2018 theorem 6), the latter computed from the private votes and so not
+publishable as it is.
 
 Prints a markdown table on stdout (progress bars on stderr).
 """
@@ -35,14 +37,15 @@ from scipy.optimize import brentq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 from course.lib.pate import gaussian_noisy_max, laplace_noisy_max, partition_indices, vote_counts  # noqa: E402
 from course.lib.pate_analysis import (gnmax_epsilon, gnmax_epsilon_data_dependent,  # noqa: E402
                                       pate_epsilon_data_dependent, pate_epsilon_data_independent)
-from course.lib.pate_training import (SmallCNN, accuracy, load_mnist_splits, predict,  # noqa: E402
-                                      teacher_predictions, train_model, train_teachers)
+from course.lib.pate_training import SmallCNN, accuracy, load_mnist_splits, predict, train_model  # noqa: E402
+from pate2018_results import cached_teacher_predictions  # noqa: E402  (the same cached teachers)
 
-DELTA = 1e-5
+DELTA = 1e-6
 NUM_CLASSES = 10
 LAPLACE_GAMMA = 0.05
 GNMAX_SIGMA = 40.0
@@ -50,7 +53,7 @@ CALIBRATED_EPSILONS = (8.0, 2.0)
 
 
 def gnmax_sigma_for(epsilon: float, num_queries: int) -> float:
-    """The sigma at which `num_queries` GNMax answers have data-independent epsilon `epsilon` (delta 1e-5)."""
+    """The sigma at which `num_queries` GNMax answers have data-independent epsilon `epsilon` (at DELTA)."""
     root = brentq(lambda sigma: gnmax_epsilon(num_queries, sigma, DELTA) - epsilon, 1.0, 1e5, xtol=1e-9)
     return root * (1 + 1e-9)  # just above the root, so that the epsilon is at most the target
 
@@ -76,11 +79,11 @@ def main() -> None:
 
     (private_images, private_labels), (public_images, public_labels), (eval_images, eval_labels) = \
         load_mnist_splits(args.data)
+    if (args.teachers, args.teacher_epochs) != (250, 20):
+        raise SystemExit("the cached teachers are 250 teachers trained for 20 epochs")
     partitions = partition_indices(len(private_images), args.teachers, seed=args.seed)
-    teachers = train_teachers(private_images, private_labels, partitions, epochs=args.teacher_epochs,
-                              seed=args.seed)
     max_queries = max(query_counts)
-    teacher_preds = teacher_predictions(teachers, public_images[:max_queries])
+    teacher_preds = cached_teacher_predictions(args.data, args.seed)[:, :max_queries]
     counts = vote_counts(teacher_preds, NUM_CLASSES)
     true_labels = public_labels[:max_queries].numpy()
     teacher_accuracy = float(np.mean(teacher_preds == true_labels))
@@ -124,7 +127,7 @@ def main() -> None:
 
     schedule = ", ".join(f"{student_epochs(q)} epochs for {q} queries" for q in query_counts)
     print(f"PATE on MNIST: {args.teachers} teachers ({len(partitions[0])} private images each, "
-          f"{args.teacher_epochs} epochs), mean teacher accuracy {teacher_accuracy:.3f} on the queried public "
+          f"{args.teacher_epochs} epochs, cached), mean teacher accuracy {teacher_accuracy:.3f} on the queried public "
           f"images; student SmallCNN(16, 32), {schedule}; delta = {DELTA:g}; seed {args.seed}.\n")
     print("| queries | labels | ensemble acc | noisy-label acc | student acc (held-out 1,000) "
           "| eps data-independent | eps data-dependent |")

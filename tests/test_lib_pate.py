@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from course.lib.pate import (gaussian_noisy_max, gaussian_noisy_max_probabilities, laplace_noisy_max,
-                             laplace_noisy_max_probabilities, partition_indices, vote_counts)
+from course.lib.pate import (confident_gnmax, gaussian_noisy_max, gaussian_noisy_max_probabilities,
+                             laplace_noisy_max, laplace_noisy_max_probabilities, partition_indices, vote_counts)
 
 # Significance level of the distribution tests below: they run on fixed seeds, so a pass is reproducible,
 # and a correct implementation would fail one with probability below this.
@@ -227,3 +227,39 @@ def test_two_class_laplace_probability_has_the_closed_form():
 def test_noisy_max_rejects_bad_arguments(aggregator, counts, value, rng):
     with pytest.raises(ValueError):
         aggregator(counts, value, rng)
+
+
+# --- confident_gnmax ---------------------------------------------------------------------------------------------
+
+def test_confident_gnmax_answers_with_the_threshold_probability_and_then_like_gnmax():
+    # max count 20, threshold 22, sigma1 2: step 1 passes with probability P(N(0, 4) >= 2) = 0.1587
+    counts = np.tile([[20, 17, 3]], (20_000, 1))
+    labels = confident_gnmax(counts, 22.0, 2.0, 3.0, np.random.default_rng(0))
+    answered = labels >= 0
+    assert set(np.unique(labels)) <= {-1, 0, 1, 2}
+    assert stats.binomtest(int(answered.sum()), len(labels), stats.norm.sf(1.0)).pvalue > ALPHA
+    # the answers follow GNMax's exact distribution with sigma2 (fresh noise, independent of step 1)
+    probabilities = gaussian_noisy_max_probabilities(np.array([20, 17, 3]), 3.0)
+    assert _goodness_of_fit_p_value(labels[answered], probabilities) > ALPHA
+
+
+def test_confident_gnmax_with_tiny_noise_is_a_sharp_threshold():
+    counts = np.array([[9, 1, 0], [5, 5, 0], [3, 2, 5], [10, 0, 0]])
+    labels = confident_gnmax(counts, 6.0, 1e-6, 1e-6, np.random.default_rng(1))
+    assert labels.tolist() == [0, -1, -1, 0]
+    assert np.array_equal(counts, [[9, 1, 0], [5, 5, 0], [3, 2, 5], [10, 0, 0]])  # counts untouched
+    np.random.seed(3)
+    first = confident_gnmax(counts, 6.0, 1.0, 1.0)
+    np.random.seed(3)
+    assert np.array_equal(first, confident_gnmax(counts, 6.0, 1.0, 1.0))  # the global generator when rng is None
+
+
+@pytest.mark.parametrize("args", [
+    (np.array([[1, 2]]), np.nan, 1.0, 1.0),
+    (np.array([[1, 2]]), 1.0, 0.0, 1.0),
+    (np.array([[1, 2]]), 1.0, 1.0, -1.0),
+    (np.array([1, 2]), 1.0, 1.0, 1.0),
+])
+def test_confident_gnmax_rejects_bad_arguments(args):
+    with pytest.raises(ValueError):
+        confident_gnmax(*args)

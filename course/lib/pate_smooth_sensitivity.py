@@ -102,7 +102,7 @@ def _gnmax_beta(log_q, sigma: float, order: float, log_q0: float) -> np.ndarray:
 
 
 def _log_bl(log_q: np.ndarray, sigma: float, num_classes: int) -> np.ndarray:
-    """log BL(q): the smallest q one changed vote can lead to, BL(q) = (m - 1) Phi(Phi^-1(q / (m - 1)) - sqrt2/sigma)."""
+    """log BL(q), the smallest q one changed vote can lead to: (m - 1) Phi(Phi^-1(q / (m - 1)) - sqrt(2) / sigma)."""
     log_share = np.log(num_classes - 1)
     return log_share + log_ndtr(ndtri_exp(log_q - log_share) - math.sqrt(2) / sigma)
 

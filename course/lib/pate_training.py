@@ -4,9 +4,9 @@ These functions are shown to students in read-only notebook cells, so they use o
 
 The story: partner hospitals hold labelled private data (MNIST's 60,000 training images), and our hospital
 holds unlabelled images (MNIST's 10,000 test images, shuffled with seed 0: the first 9,000 are the public,
-unlabelled student set and the last 1,000 a held-out evaluation set). Images are kept in memory as float tensors of shape
-`(n, 1, 28, 28)` scaled to [0, 1], labels as int64 tensors of shape `(n,)`, so that training hundreds of
-small teachers spends its time on arithmetic rather than on data loading.
+unlabelled student set and the last 1,000 a held-out evaluation set). Images are kept in memory as float
+tensors of shape `(n, 1, 28, 28)` scaled to [0, 1], labels as int64 tensors of shape `(n,)`, so that training
+hundreds of small teachers spends its time on arithmetic rather than on data loading.
 """
 from __future__ import annotations
 
@@ -153,19 +153,23 @@ def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.T
         raise ValueError(f"need rounds >= 0 and 0 < confidence <= 1, got rounds={rounds}, confidence={confidence}")
     if len(labelled_images) == 0:
         raise ValueError("the student needs at least one labelled image")
+
+    def fit(images, targets, model_seed):
+        epochs = max(1, min(max_epochs, -(-example_budget // len(images))))
+        torch.manual_seed(model_seed)
+        return train_model(SmallCNN(channels=channels), images, targets, epochs, seed=model_seed, augment=augment)
+
     images, targets = labelled_images, labels
     model = None
     for round_index in tqdm(range(rounds + 1), desc=progress, disable=progress is None, leave=False):
-        if round_index > 0 and len(unlabelled_images):
-            probabilities = torch.softmax(_logits(model, unlabelled_images), dim=1)
-            best, guesses = probabilities.max(dim=1)
-            keep = best >= confidence
-            images = torch.cat([labelled_images, unlabelled_images[keep]])
-            targets = torch.cat([labels, guesses[keep]])
-        epochs = max(1, min(max_epochs, -(-example_budget // len(images))))
-        torch.manual_seed(seed + round_index)
-        model = train_model(SmallCNN(channels=channels), images, targets, epochs, seed=seed + round_index,
-                            augment=augment)
+        if round_index > 0:
+            images, targets = labelled_images, labels
+            if len(unlabelled_images):
+                best, guesses = torch.softmax(_logits(model, unlabelled_images), dim=1).max(dim=1)
+                keep = best >= confidence
+                images = torch.cat([images, unlabelled_images[keep]])
+                targets = torch.cat([targets, guesses[keep]])
+        model = fit(images, targets, seed + round_index)
     return model
 
 
