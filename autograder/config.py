@@ -1,6 +1,7 @@
 """The course's nbgrader configuration, pointed at one course directory."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from traitlets.config import Config, PyFileConfigLoader
@@ -16,6 +17,10 @@ def nbgrader_config(course_root: Path, gradebook: Path | str | None = None) -> C
     """
     config = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
     config.CourseDirectory.root = str(course_root)
+    # The course has no exchange (submissions come from a folder or an LMS zip), but nbgrader's API looks
+    # for one on every start and logs a CRITICAL line when the default folder is missing: point it at a
+    # folder that exists. Nothing is written there.
+    config.Exchange.root = tempfile.gettempdir()
     config.CourseDirectory.db_url = gradebook_url(gradebook or Path(course_root) / "gradebook.db")
     return config
 

@@ -37,6 +37,7 @@ import csv
 import json
 import logging
 import re
+import warnings
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -295,8 +296,16 @@ def _identify(path: Path, root: Path, signatures: dict[tuple[str, str], set[str]
     return name_matches[0] if len(name_matches) == 1 and not ids else None
 
 
+def _read_quietly(path: Path):
+    """nbformat.read without its warnings about the file (a student's duplicate cell ids, say): the grader
+    reports what matters about a submission in its own words."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nbformat.read(path, as_version=4)
+
+
 def _graded_ids(path: Path) -> set[str]:
-    return {c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(path, as_version=4).cells
+    return {c.metadata["nbgrader"]["grade_id"] for c in _read_quietly(path).cells
             if c.metadata.get("nbgrader", {}).get("grade")}
 
 
@@ -311,7 +320,7 @@ def _graded_ids_of_file(path: Path) -> set[str]:
 
 def _readable(path: Path) -> str:
     try:
-        nbformat.read(path, as_version=4)
+        _read_quietly(path)
     except Exception as error:  # any parse failure means the file cannot be graded
         return f"malformed notebook: it could not be read ({type(error).__name__}: {str(error)[:200]})"
     return ""

@@ -19,6 +19,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # and `python -m autograder grade --help` lists the command-line options that override them. The grader
 # passes the cell timeout and kernel start-up limit to nbgrader's Execute.
 c.Execute.interrupt_on_timeout = True
+# After a cell's reply, how long its last outputs may take to arrive (nbclient's default, 4 s, is too short
+# for a kernel that a busy machine or a student's many processes slow down).
+c.Execute.iopub_timeout = 20
 c.LimitOutput.max_lines = 500
 c.LimitOutput.max_traceback = 50
 

