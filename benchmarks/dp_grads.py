@@ -248,7 +248,7 @@ def benchmark(case: Case, arguments) -> dict:
     model.zero_grad(set_to_none=True)
     medians = {name: statistics.median(times) for name, times in timings.items()}
     return {"medians": medians, "differences": differences, "refused": refused,
-            "reason": dp_grads_fallback_reason(model, batch, criterion), "rounds": {k: len(v) for k, v in timings.items()}}
+            "reason": dp_grads_fallback_reason(model, batch, criterion)}
 
 
 def main() -> None:

@@ -295,7 +295,8 @@ class RandomImageModel(nn.Module):
                                              padding_mode=_pick(generator, ["zeros", "reflect", "circular"]),
                                              bias=_pick(generator, [True, False]))]
         if _pick(generator, [True, False]):
-            blocks.append(nn.GroupNorm(_pick(generator, [1, 2]), channels, affine=_pick(generator, [True, True, False])))
+            affine = _pick(generator, [True, True, False])
+            blocks.append(nn.GroupNorm(_pick(generator, [1, 2]), channels, affine=affine))
         blocks.append(_pick(generator, activations))
         if _pick(generator, [True, False]):
             groups = _pick(generator, [1, 2])

@@ -103,6 +103,25 @@ def weighted_gradients(layer: nn.Module, a: torch.Tensor, g: torch.Tensor,
     return _WEIGHTED[type(layer)](layer, a, g * weights.reshape(-1, *[1] * (g.dim() - 1)).to(g.dtype))
 
 
+def subtract_per_example_gradient_(layer: nn.Module, a: torch.Tensor, g: torch.Tensor,
+                                   gradients: dict[str, torch.Tensor]) -> None:
+    """`gradients[name] -= the gradient of one example` (`a`, `g` with a batch dimension of 1), in place.
+
+    The runtime guard of `dp_grads` compares the loop's gradient of an example with this one; for a Linear
+    layer on a vector the difference is one rank-1 update of the loop's weight gradient, with no new tensor.
+    """
+    if type(layer) is nn.Linear and a[0].numel() == layer.in_features:
+        a_row, g_row = a.reshape(layer.in_features), g.reshape(layer.out_features)
+        params = trainable(layer)
+        if "weight" in params:
+            gradients["weight"].addr_(g_row, a_row, alpha=-1)
+        if "bias" in params:
+            gradients["bias"].sub_(g_row)
+        return
+    for name, value in per_example_gradients(layer, a, g).items():
+        gradients[name].sub_(value[0])
+
+
 def squared_norms_of(gradients: dict[str, torch.Tensor]) -> torch.Tensor:
     """`(B,)` squared norms, all parameters jointly, of materialised per-example gradients."""
     return sum(torch.linalg.vector_norm(value.flatten(1), dim=1).square() for value in gradients.values())
