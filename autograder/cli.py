@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--timeout", type=float, help="wall-clock limit per notebook, in seconds "
                                                      "(Grading.notebook_timeout)")
     grade.add_argument("--cell-timeout", type=float, help="wall-clock limit per cell (Grading.cell_timeout)")
+    grade.add_argument("--student", action="append", dest="students", metavar="ID",
+                       help="grade only this student (repeatable); the others' grades in OUT stay as they are")
+    grade.add_argument("--force", action="store_true",
+                       help="regrade every submission, even those whose inputs did not change since OUT last "
+                            "graded them")
     report = commands.add_parser("report", help="class statistics of a graded OUT folder")
     report.add_argument("out", type=Path)
     exporting.add_parser(commands)
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_grading(argv=settings_argv, workers=args.workers, notebook_timeout=args.timeout,
                                     cell_timeout=args.cell_timeout, scheduler=args.scheduler, sandbox=args.sandbox)
             run_grade(args.submissions, args.out, args.assignments, settings, gradebook=args.gradebook,
-                      student_regexp=args.student_regexp)
+                      student_regexp=args.student_regexp, students=args.students, force=args.force)
         elif args.command == "report":
             print(reporting.report(args.out))
             print(f"wrote {args.out / 'report.html'}")
@@ -77,13 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_grade(submissions: Path, out: Path, ids, settings, gradebook=None, student_regexp=intake.CANVAS_FILE) -> None:
+def run_grade(submissions: Path, out: Path, ids, settings, gradebook=None, student_regexp=intake.CANVAS_FILE,
+              students=None, force=False) -> None:
     start = time.perf_counter()
     rows, summary = grading.grade_class(submissions, out, ids, grading.SOURCE, gradebook, student_regexp, settings,
-                                        progress=True)
+                                        progress=True, students=students, force=force)
     print(f"graded {summary.submissions} notebook(s) of {summary.students} student(s), {len(rows)} cells in "
           f"{time.perf_counter() - start:.1f} s{'' if summary.sandboxed else ' WITHOUT the sandbox'}; wrote "
           f"{out / 'grades.csv'}, {out / 'feedback'} and the gradebook")
+    if summary.unchanged:
+        print(f"{summary.unchanged} notebook(s) unchanged since they were last graded: grades kept (--force regrades)")
     if summary.grading_errors:
         print(f"{len(summary.grading_errors)} grading error(s), not counted against the students; rerun to "
               "regrade them:")

@@ -12,7 +12,9 @@ OUT/intake.csv listing files that were found but not graded.
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
+import json
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -28,7 +30,7 @@ from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
 from .release import generate
 from .settings import Grading, load_grading
-from .submission import Bundle, Job, SubmissionResult, grade_submission
+from .submission import GRADING_ERROR, Bundle, CellResult, Job, SubmissionResult, grade_submission
 from .submission import graded_cells as cells_of_notebook
 
 COLUMNS = ["student", "assignment", "notebook", "cell", "kind", "score", "max_score", "reason", "sandbox", "seed"]
@@ -55,6 +57,7 @@ class Summary:
     grading_errors: list[tuple[str, str, str]]  # (student, notebook, reason)
     feedback_missing: list[tuple[str, str, str]]
     sandboxed: bool
+    unchanged: int = 0  # submissions whose grade was kept: their inputs had not changed
 
 
 def graded_cells(notebook_path: Path):
@@ -79,8 +82,15 @@ def grade(submissions: Path, out: Path, assignment_ids: list[str] | None = None,
 
 
 def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, source: Path,
-                gradebook: str | None, student_regexp: str, settings: Grading,
-                progress: bool = False) -> tuple[list[Row], Summary]:
+                gradebook: str | None, student_regexp: str, settings: Grading, progress: bool = False,
+                students: list[str] | None = None, force: bool = False) -> tuple[list[Row], Summary]:
+    """Grade the class into OUT; return this run's rows and a summary.
+
+    `students` restricts the run to those students. A submission whose inputs (notebook, assignment
+    source, grading code and lock file, seed, due dates and penalty policy, grading settings) are unchanged
+    since OUT last graded it keeps its grade and is not run again, unless `force`; grading errors are always
+    redone. Rows of submissions outside this run stay in OUT's files as they were.
+    """
     ids = assignment_ids or all_assignments(source)
     unknown = sorted(set(ids) - set(all_assignments(source)))
     if unknown:
@@ -94,23 +104,104 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
     with tempfile.TemporaryDirectory(dir=out) as scratch:
         root = intake.unpack(Path(submissions).resolve(), Path(scratch), student_regexp)
         found, notes = intake.collect(root, ids, expected, source, student_regexp, time_zone=term.time_zone)
+        if students is not None:
+            unknown_students = sorted(set(students) - {s.student for s in found})
+            if unknown_students:
+                raise ValueError(f"no submissions of student(s) {unknown_students} in {submissions}")
+            found = [s for s in found if s.student in students]
+            notes = [n for n in notes if n.student in students]
         bundles = {a: make_bundle(source, a, class_gradebook, Path(scratch))
                    for a in sorted({s.assignment for s in found})}
         secret = seeds.course_secret(settings.secret_file)
         jobs = [Job(s.student, s.assignment, s.notebook, s.path.read_bytes() if s.path and not s.problem else None,
                     s.problem, seeds.derive_seed(secret, s.student, s.assignment)) for s in found]
-    results = run_jobs(jobs, bundles, settings, progress)
+    digests = [input_digest(job, bundles[job.assignment], settings, term) for job in jobs]
+    previous = Previous.read(out)
+    reuse = [not force and previous.unchanged(job, digest) for job, digest in zip(jobs, digests)]
+    fresh = iter(run_jobs([j for j, kept in zip(jobs, reuse) if not kept], bundles, settings, progress))
+    results = [previous.result(job) if kept else next(fresh) for job, kept in zip(jobs, reuse)]
     rows = merge(found, jobs, results, class_gradebook, settings.sandbox)
-    write_outputs(out, results)
+    write_outputs(out, [r for r, kept in zip(results, reuse) if not kept])
+    in_run = {(j.student, j.assignment, j.notebook) for j in jobs}
     intake.write_students(found, out / "students.csv")
+    previous.keep_others(out / "students.csv", "students.csv", {(j.student,) for j in jobs}, ("student",))
     write_csv(rows, out / "grades.csv")
+    previous.keep_others(out / "grades.csv", "grades.csv", in_run)
     late.write_late([_assess_lateness(s, r, term) for s, r in zip(found, results)], out / "late.csv")
+    previous.keep_others(out / "late.csv", "late.csv", in_run)
+    _write_inputs(out / "inputs.csv", previous, jobs, results, digests, in_run)
     _write_notes(notes, out / "intake.csv")
     summary = Summary(len(results), len({r.student for r in results}),
                       [(r.student, r.notebook, r.grading_error) for r in results if r.grading_error],
                       [(r.student, r.notebook, r.feedback_error) for r in results if r.feedback_error],
-                      settings.sandbox)
+                      settings.sandbox, sum(reuse))
     return rows, summary
+
+
+def input_digest(job: Job, bundle: Bundle, settings: Grading, term: late.CourseConfig) -> str:
+    """Everything a submission's grade depends on, hashed: what an incremental regrade compares."""
+    hasher = hashlib.sha256()
+    limits = {name: value for name, value in limits_of(settings).items() if name != "data_root"}
+    for part in (job.content or b"", job.problem.encode(), bundle.digest.encode(), str(job.seed).encode(),
+                 cluster.VERSION["code"].encode(), cluster.VERSION["lock"].encode(), term.digest.encode(),
+                 json.dumps(limits, sort_keys=True).encode()):
+        hasher.update(hashlib.sha256(part).digest())
+    return hasher.hexdigest()
+
+
+@dataclass
+class Previous:
+    """What OUT holds from earlier runs: rows of its CSV files and the input digest of each submission."""
+
+    tables: dict[str, list[dict]]
+    digests: dict[tuple[str, str, str], str]
+
+    @classmethod
+    def read(cls, out: Path) -> Previous:
+        tables = {}
+        for name in ("grades.csv", "late.csv", "students.csv", "inputs.csv"):
+            path = out / name
+            tables[name] = list(csv.DictReader(open(path, newline=""))) if path.is_file() else []
+        digests = {(r["student"], r["assignment"], r["notebook"]): r["digest"] for r in tables["inputs.csv"]}
+        return cls(tables, digests)
+
+    def _rows_of(self, job: Job) -> list[dict]:
+        return [r for r in self.tables["grades.csv"]
+                if (r["student"], r["assignment"], r["notebook"]) == (job.student, job.assignment, job.notebook)]
+
+    def unchanged(self, job: Job, digest: str) -> bool:
+        rows = self._rows_of(job)
+        return (self.digests.get((job.student, job.assignment, job.notebook)) == digest and bool(rows)
+                and not any(r["reason"].startswith(GRADING_ERROR) for r in rows))
+
+    def result(self, job: Job) -> SubmissionResult:
+        """The grade OUT already holds for an unchanged submission."""
+        cells = [CellResult(r["cell"], r["kind"], float(r["score"]) if r["score"] else None, float(r["max_score"]),
+                            r["reason"]) for r in self._rows_of(job)]
+        return SubmissionResult(job.student, job.assignment, job.notebook, cells)
+
+    def keep_others(self, path: Path, name: str, in_run: set[tuple], key=("student", "assignment", "notebook")) -> None:
+        """Append to the file just written the earlier rows of everything outside this run."""
+        others = [r for r in self.tables[name] if tuple(r[k] for k in key) not in in_run]
+        if not others:
+            return
+        with open(path, newline="") as file:
+            fields = next(csv.reader(file))
+        with open(path, "a", newline="") as file:
+            csv.DictWriter(file, fieldnames=fields, extrasaction="ignore", restval="").writerows(others)
+
+
+def _write_inputs(path: Path, previous: Previous, jobs: list[Job], results: list[SubmissionResult],
+                  digests: list[str], in_run: set[tuple]) -> None:
+    """OUT/inputs.csv: the input digest of every submission graded without a grading error."""
+    records = {key: digest for key, digest in previous.digests.items() if key not in in_run}
+    for job, result, digest in zip(jobs, results, digests):
+        if not result.grading_error:
+            records[(job.student, job.assignment, job.notebook)] = digest
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["student", "assignment", "notebook", "digest"])
+        writer.writerows((*key, digest) for key, digest in sorted(records.items()))
 
 
 def _assess_lateness(found: intake.Submission, result: SubmissionResult, term: late.CourseConfig):

@@ -1,0 +1,82 @@
+"""Regrading only what changed: --student restricts a run, a rerun keeps the grades of unchanged submissions
+(grading errors are always redone), --force regrades, and rows outside a run stay in OUT as they were."""
+import csv
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder.paths import REPO
+from hostile_corpus import WRONG_THRESHOLD, _cell, solved
+
+ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
+
+
+def _grade(submissions, out, *options):
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
+                             "--assignment", ASSIGNMENT, *options], cwd=REPO, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _rows(out):
+    return {(r["student"], r["cell"]): r for r in csv.DictReader(open(out / "grades.csv", newline=""))}
+
+
+def _write(folder, nb):
+    (folder / ASSIGNMENT).mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / ASSIGNMENT / NOTEBOOK)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("regrade")
+    wrong = solved()
+    _cell(wrong, "threshold_query").source = WRONG_THRESHOLD
+    _write(root / "class" / "ada", solved())
+    _write(root / "class" / "bob", wrong)
+    first = _grade(root / "class", root / "out")
+    return root, first, _rows(root / "out")
+
+
+def test_an_unchanged_rerun_keeps_every_grade(graded):
+    root, first, rows = graded
+    assert "unchanged" not in first
+    feedback = root / "out" / "feedback" / "ada" / ASSIGNMENT / "01_databases.html"
+    stamp = feedback.stat().st_mtime_ns
+    again = _grade(root / "class", root / "out")
+    assert "2 notebook(s) unchanged" in again, again
+    assert _rows(root / "out") == rows
+    assert feedback.stat().st_mtime_ns == stamp, "an unchanged submission's feedback was rewritten"
+
+
+def test_a_changed_notebook_is_regraded_alone(graded):
+    root, _, rows = graded
+    fixed = solved()
+    _write(root / "class" / "bob", fixed)
+    again = _grade(root / "class", root / "out")
+    assert "1 notebook(s) unchanged" in again, again
+    now = _rows(root / "out")
+    assert now[("bob", "test_threshold_query")]["score"] == "1"
+    assert all(now[key] == row for key, row in rows.items() if key[0] == "ada")
+
+
+def test_one_student_with_force_leaves_the_others_in_place(graded):
+    root, _, _ = graded
+    before = _rows(root / "out")
+    again = _grade(root / "class", root / "out", "--student", "ada", "--force")
+    assert "graded 1 notebook(s) of 1 student(s)" in again and "unchanged" not in again, again
+    after = _rows(root / "out")
+    assert set(after) == set(before) and all(after[k] == before[k] for k in after if k[0] == "bob")
+    assert {r["student"] for r in csv.DictReader(open(root / "out" / "students.csv"))} == {"ada", "bob"}
+    assert {r["student"] for r in csv.DictReader(open(root / "out" / "late.csv"))} == {"ada", "bob"}
+
+
+def test_an_unknown_student_is_an_error(graded):
+    root, _, _ = graded
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(root / "class"), "--out",
+                             str(root / "out"), "--student", "nobody-here"], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 1 and "nobody-here" in result.stderr
