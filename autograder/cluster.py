@@ -20,7 +20,8 @@ error (empty scores, regraded by a rerun). With `worker-saturation` 1.0 a worker
 runs, so a dying worker makes only that task suspicious, not one queued behind it. An external scheduler
 uses its own configuration (set the same two values there; see the README); its values are read back and
 shown. Every result is taken once, by task, in this process, and merged into the gradebook once by
-autograder.grade, however often the scheduler retried the task.
+autograder.grade, however often the scheduler retried the task. Tasks are submitted in a window (a few
+per worker thread, refilled as results arrive), so the scheduler holds only that many submissions.
 
 TLS: a `tls://` scheduler is reached with Dask's own security configuration, `distributed.comm.tls.*`,
 from Dask's usual configuration (files in ~/.config/dask, DASK_* variables) or from the YAML file named by
@@ -56,6 +57,7 @@ ALLOWED_FAILURES = 2
 WORKER_SATURATION = 1.0
 WORKER_TIMEOUT = 60.0  # seconds to wait for a first worker on an external scheduler
 CONNECT_TIMEOUT = 30.0  # seconds to reach the scheduler
+IN_FLIGHT_PER_THREAD, MIN_IN_FLIGHT = 4, 16  # tasks submitted ahead of their results
 PACKAGES = ("autograder", "course")  # the course's own code
 
 
@@ -200,7 +202,9 @@ def connect(settings: Grading) -> tuple[Client, LocalCluster | None]:
     # scheduler runs in this process and reads its configuration now.
     with dask.config.set({"distributed.scheduler.allowed-failures": getattr(settings, "allowed_failures",
                                                                             ALLOWED_FAILURES),
-                          "distributed.scheduler.worker-saturation": WORKER_SATURATION}):
+                          "distributed.scheduler.worker-saturation": WORKER_SATURATION}), warnings.catch_warnings():
+        # Its scheduler's HTTP endpoint (no dashboard) moves to a free port by itself when 8787 is taken.
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
         cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, memory_limit=0, silence_logs=50)
     return Client(cluster), cluster
@@ -255,11 +259,27 @@ def collect(client: Client, jobs: list[Job], bundles: dict[str, Bundle], limits:
     # scheduler makes it again instead of cancelling every submission of that assignment.
     shipped = {name: client.submit(_bundle, bundle, key=f"bundle-{name}-{bundle.digest[:16]}-{uuid.uuid4().hex}")
                for name, bundle in bundles.items()}
-    futures = [client.submit(task, job, shipped[job.assignment], limits, dict(VERSION), pure=False)
-               for job in jobs]
-    index = {future.key: i for i, future in enumerate(futures)}
+    # A window of tasks in flight, refilled as results come: the scheduler holds only a few submissions'
+    # bytes at a time, however large the class. Keys are named after the assignment, so that the
+    # dashboard and the task stream group the tasks by it.
+    window = max(MIN_IN_FLIGHT, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
+    waiting = iter(range(len(jobs)))
+    index: dict[str, int] = {}
+    stream = as_completed()
+
+    def submit_next() -> None:
+        i = next(waiting, None)
+        if i is not None:
+            job = jobs[i]
+            future = client.submit(task, job, shipped[job.assignment], limits, dict(VERSION),
+                                   key=f"grade_{job.assignment}-{uuid.uuid4().hex}")
+            index[future.key] = i
+            stream.add(future)
+
+    for _ in range(window):
+        submit_next()
     results: list[SubmissionResult | None] = [None] * len(jobs)
-    for future in as_completed(futures):
+    for future in stream:
         i = index[future.key]
         if results[i] is not None:  # never taken twice, whatever the scheduler did
             continue
@@ -272,6 +292,7 @@ def collect(client: Client, jobs: list[Job], bundles: dict[str, Bundle], limits:
                                 grading_error=True)
         future.release()  # the result is ours now: the cluster may forget it
         done()
+        submit_next()
     missing = [jobs[i].student for i, r in enumerate(results) if r is None]
     if missing:
         raise RuntimeError(f"no result for {len(missing)} job(s): {missing[:5]}")
