@@ -171,8 +171,18 @@ def security(settings: Grading) -> Security:
         raise ValueError(f"cannot read the Dask security file {path}: {error}") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"{path} is not a Dask configuration file (a YAML mapping with distributed.comm.tls)")
-    with dask.config.set(loaded):
+    with dask.config.set(_dotted(loaded)):  # on top of Dask's own configuration, key by key
         return Security()
+
+
+def _dotted(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def connect(settings: Grading) -> tuple[Client, LocalCluster | None]:
