@@ -22,6 +22,9 @@ c.Execute.interrupt_on_timeout = True
 # After a cell's reply, how long its last outputs may take to arrive (nbclient's default, 4 s, is too short
 # for a kernel that a busy machine or a student's many processes slow down).
 c.Execute.iopub_timeout = 20
+c.Execute.error_on_timeout = {"ename": "CellTimeoutError", "evalue": "the cell ran past its time limit and was "
+                              "interrupted (an endless loop, or far too much work)",
+                              "traceback": ["CellTimeoutError: the cell ran past its time limit and was interrupted"]}
 c.LimitOutput.max_lines = 500
 c.LimitOutput.max_traceback = 50
 

@@ -233,10 +233,11 @@ class SaveVerdictGrades(SaveAutoGrades):
 
 
 def _first_error(cell) -> str:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip().rstrip(":")
-    return ""
+    """The cell's error, as `Name: message`: a timeout when there was one (it is the cause of whatever the
+    interrupt raised after it), else the first error shown."""
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    errors.sort(key=lambda o: o.get("ename") != "CellTimeoutError")
+    return f"{errors[0].get('ename', 'Error')}: {errors[0].get('evalue', '')}".strip().rstrip(":") if errors else ""
 
 
 def _error(name: str, message: str) -> NotebookNode:
