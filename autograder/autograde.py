@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
 import shutil
 import threading
@@ -19,7 +18,7 @@ from unittest import mock
 from nbgrader.apps import NbGraderAPI
 
 from . import sandbox
-from .config import nbgrader_config
+from .config import nbgrader_config, quiet_logger
 from .settings import DATA_VARIABLE
 
 CLIENT_MODULES = ("check_client.py", "wire.py")
@@ -61,14 +60,6 @@ def prepare_sandbox(base: Path, course: Path, job: dict, uid: int | None) -> Non
     kernel.write_text(json.dumps(sandbox.kernelspec(spec_file)))
 
 
-def quiet_logger(name: str) -> logging.Logger:
-    """A logger that writes nowhere by itself: nbgrader's results capture what it logs."""
-    logger = logging.getLogger(f"autograder.nbgrader.{name}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    return logger
-
-
 def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
     """Autograde and make feedback; return nbgrader's outcomes {"autograde": ..., "feedback": ...}."""
     config = nbgrader_config(course)
@@ -89,7 +80,7 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
         config.KernelManager.ip = str(base / "k" / "kernel")
         config.TrustedExecute.checker_folder = str(base / "c")
     with mock.patch.dict(os.environ, environment):  # JUPYTER_PATH first: this submission's kernelspec wins
-        api = NbGraderAPI(config=config, log=quiet_logger(base.name))
+        api = NbGraderAPI(config=config, log=quiet_logger("grading"))
         outcome = {"autograde": api.autograde(job["assignment"], job["student"], force=True, create=True)}
         if outcome["autograde"]["success"]:
             outcome["feedback"] = api.generate_feedback(job["assignment"], job["student"], force=True)

@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             students = sample_class.build(args.out / "submissions")
             print(f"sample class: {', '.join(students)}")
             run_grade(args.out / "submissions", args.out / "graded", None, load_grading(workers=2))
-            print(reporting.report(args.out / "graded"))
+            reporting.report(args.out / "graded")
+            print(reporting.grade_table(reporting.load(args.out / "graded")))
+            print(f"class report: {args.out / 'graded' / 'report.html'}")
     except (releasing.ReleaseError, preflight.PreflightError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

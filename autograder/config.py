@@ -1,6 +1,7 @@
 """The course's nbgrader configuration, pointed at one course directory."""
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -29,3 +30,12 @@ def gradebook_url(gradebook: Path | str) -> str:
     """A SQLAlchemy URL for a gradebook given as a URL or as a SQLite file path."""
     text = str(gradebook)
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+
+
+def quiet_logger(name: str) -> logging.Logger:
+    """A logger for an NbGraderAPI that writes nowhere by itself: nbgrader's results capture what it logs,
+    and the terminal gets the grader's own summary instead."""
+    logger = logging.getLogger(f"autograder.nbgrader.{name}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger

@@ -8,7 +8,7 @@ from pathlib import Path
 from nbgrader.apps import NbGraderAPI
 
 from . import generated_cells, leaks
-from .config import nbgrader_config
+from .config import nbgrader_config, quiet_logger
 from .paths import REPO, SOURCE, assignments
 
 
@@ -36,7 +36,8 @@ def generate(course_root: Path, ids: list[str] | None = None, gradebook: Path | 
     """
     ids = ids or assignments(course_root / "source")
     with tempfile.TemporaryDirectory() as scratch:
-        api = NbGraderAPI(config=nbgrader_config(course_root, gradebook or Path(scratch) / "gradebook.db"))
+        api = NbGraderAPI(config=nbgrader_config(course_root, gradebook or Path(scratch) / "gradebook.db"),
+                          log=quiet_logger("release"))
         for assignment in ids:
             result = api.generate_assignment(assignment, force=True, create=True)
             if not result["success"]:
