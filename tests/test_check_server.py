@@ -20,6 +20,7 @@ import torch
 
 from autograder import wire
 from autograder.check_server import PENDING, CheckServer, pickle_for_kernel
+from course.grading import GradingFailure
 
 STUDENT = """
 import sys, torch
@@ -100,12 +101,38 @@ def test_a_wrong_function_fails_with_the_checks_message(server):
 
 
 def test_checks_run_only_in_their_window_and_only_once(server):
-    assert "refused" in run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: None")
+    # No window open: the connection is closed unanswered.
+    assert "passed" not in run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: torch.rand(n) < p")
     server.open_window(["nb01.check_create_db"])
-    assert "refused" in run_kernel(server, "nb01.check_sensitivity", "lambda *args: 1.0")
-    run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: torch.rand(n) < p")
-    assert "refused" in run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: torch.rand(n) < p")
+    assert "kernel: passed" in run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: torch.rand(n) < p")
+    # One connection per check of the window: a second one is closed, and the verdict stands.
+    assert "passed" not in run_kernel(server, "nb01.check_create_db", "lambda n, p=0.5: torch.rand(n) < p")
     assert server.close_window()["nb01.check_create_db"].passed
+    server.open_window(["nb01.check_create_db"])
+    assert "refused" in run_kernel(server, "nb01.check_sensitivity", "lambda *args: 1.0")  # not this cell's check
+    assert not server.close_window()["nb01.check_create_db"].passed
+
+
+def test_a_reply_over_the_limit_fails_its_check(tmp_path):
+    with CheckServer(str(tmp_path / "checker"), reply_limit=2**20) as small:
+        small.open_window(["nb01.check_create_db"])
+        run_kernel(small, "nb01.check_create_db", "lambda n, p=0.5: torch.zeros(1_000_000)")
+        verdict = small.close_window()["nb01.check_create_db"]
+    assert not verdict.passed and "over the limit" in verdict.message
+
+
+def test_a_huge_announced_request_is_refused_unread(server):
+    server.open_window(["nb01.check_create_db"])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as flood:
+        flood.connect(server.address)
+        flood.sendall(wire._HEADER.pack(500 * 2**20) + b"x" * 4096)
+        flood.settimeout(10)
+        try:
+            closed = flood.recv(1) == b""
+        except ConnectionResetError:  # closed with the rest of the frame unread
+            closed = True
+        assert closed, "the server kept the connection open"
+    assert not server.close_window()["nb01.check_create_db"].passed
 
 
 def test_a_check_that_never_ran_counts_as_failed(server):
@@ -177,3 +204,12 @@ def test_course_objects_stay_in_the_grader():
     payload = pickle_for_kernel(("call", (databases.create_db, torch.ones(2)), {}), kept)
     assert kept == [databases.create_db]
     assert b"course" not in payload
+
+
+def test_names_the_sandboxed_client_repeats_match_their_homes():
+    """check_client cannot import the grader's modules inside the sandbox, so it repeats two names."""
+    from autograder import check_client, settings
+
+    assert check_client.CHECKER_VARIABLE == settings.CHECKER_VARIABLE
+    assert check_client.GradingFailure.__name__ == GradingFailure.__name__
+    assert issubclass(check_client.GradingFailure, AssertionError) and issubclass(GradingFailure, AssertionError)
