@@ -16,10 +16,11 @@ import torch
 import wrong_answers_05 as wrong
 from course.grading import nb05
 from course.lib import pate, pate_analysis
-from grading_harness import assert_fails_with_a_clean_message, catch_rate, failure_message, reference_failures
+from grading_harness import (assert_fails_with_a_clean_message, catch_rate, failure_message, reference_failures,
+                             student_seeds)
 
-REFERENCE_SEEDS = range(200)
-WRONG_ANSWER_SEEDS = range(100)
+REFERENCE_SEEDS = student_seeds(200, "05_pate")  # as the grader derives them
+WRONG_ANSWER_SEEDS = student_seeds(100, "05_pate")
 QUICK_SEEDS = range(3)
 REQUIRED_CATCH_RATE = 0.99
 
