@@ -179,7 +179,7 @@ PROBE = "_probe = {}\n"
 # A process that tries to outlive its kernel and to reach the other submissions graded beside it: it leaves
 # its session, forks twice, ignores every signal it can, and for fifteen minutes kills every process it can
 # see that is not its own kernel, reads their environments and looks for other kernels' sockets.
-DAEMON = f"""
+DETACH = """
 import os, signal, sys, time, glob
 for _signal in range(1, 65):
     try:
@@ -191,6 +191,8 @@ if os.fork():
 os.setsid()
 if os.fork():
     os._exit(0)
+"""
+DAEMON = DETACH + f"""
 kernel = int(sys.argv[2])
 mine = {{os.getpid(), kernel, 1}}
 end = time.time() + 900

@@ -15,6 +15,7 @@ import pytest
 from autograder import preflight, sandbox
 from autograder.paths import REPO
 from autograder.settings import load_grading
+from hostile_corpus import DETACH
 
 pytestmark = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
 MARKER = "dp-sandbox-test-marker"
@@ -161,20 +162,7 @@ def test_fork_bomb_is_bounded(kernel, settings):
     assert int(printed) < settings.process_limit
 
 
-DAEMON = """
-import os, signal, sys, time
-for number in range(1, 65):
-    try:
-        signal.signal(number, signal.SIG_IGN)
-    except (OSError, ValueError, RuntimeError):
-        pass
-if os.fork():
-    os._exit(0)
-os.setsid()
-if os.fork():
-    os._exit(0)
-time.sleep(600)
-"""
+DAEMON = DETACH + "time.sleep(600)\n"  # leaves its session, forks twice, ignores every signal it can
 
 
 def _start_daemon(client) -> None:
@@ -202,6 +190,7 @@ def test_nothing_survives_the_grader(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from autograder import preflight
         from autograder.settings import load_grading
+from hostile_corpus import DETACH
         from test_sandbox import _start_daemon
         with preflight.sandboxed_kernel(load_grading()) as (client, _):
             _start_daemon(client)
