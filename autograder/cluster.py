@@ -99,6 +99,27 @@ VERSION_NAMES = {"code": "course code (autograder/, course/)", "lock": "requirem
                  "python": "Python version"}
 
 
+SNAPSHOT = ("autograder", "course", "source", "release", "course.toml", "nbgrader_config.py", "pyproject.toml",
+            "requirements.lock")
+
+
+def snapshot(target: Path) -> Path:
+    """A copy of the project's code, lock file and assignments under `target`: put on PYTHONPATH, client
+    and workers then run one version even while the working tree is being edited (tests, benchmarks)."""
+    import shutil
+
+    from .paths import REPO
+
+    target.mkdir(parents=True)
+    for name in SNAPSHOT:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, target / name)
+    return target
+
+
 def worker_report(data_root: str, sandboxed: bool) -> dict:
     """What a worker runs and whether it can grade (run on every worker by `check_workers`)."""
     return {**VERSION, "root": os.geteuid() == 0,

@@ -13,7 +13,9 @@ Measured: the wall time from the first submission to the last result (start-up i
 throughput ratio real/local (target >= 0.9), that both give the same grades (student, notebook, cell,
 score, reason), and from Dask's task stream each task's compute time, whose median per assignment sizes
 a class of 1,000 students x 7 notebooks finished in one hour. The machine is shared and noisy: its cores
-and load are printed with the results.
+and load are printed with the results. The script first copies the project's code (autograder.cluster.
+snapshot) and reruns itself on that copy, so that the client and the workers run one version even while
+the working tree is being edited (the version check would otherwise refuse the workers).
 
     python benchmarks/dask_class.py [--students 9] [--assignment ID ...] [--order real,local]
 """
@@ -23,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +45,7 @@ from autograder.settings import load_grading
 from autograder.submission import Job
 
 KINDS = ("perfect", "one_wrong", "untouched")
+SNAPSHOT_VARIABLE = "DP_COURSE_BENCH_SNAPSHOT"
 DASK = Path(sys.executable).with_name("dask")
 CLASS_SIZE, HOUR = 1000, 3600.0
 
@@ -143,6 +147,16 @@ def main() -> None:
     parser.add_argument("--assignment", action="append", dest="assignments", metavar="ID")
     parser.add_argument("--order", default="real,local", help="which backend runs first")
     args = parser.parse_args()
+    if SNAPSHOT_VARIABLE not in os.environ:
+        # Client and workers run one snapshot of the code, whatever happens to the working tree meanwhile.
+        with tempfile.TemporaryDirectory() as folder:
+            code = cluster.snapshot(Path(folder) / "code")
+            shutil.copy(__file__, Path(folder) / "dask_class.py")
+            env = {**os.environ, "PYTHONPATH": str(code), SNAPSHOT_VARIABLE: str(code),
+                   "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(SOURCE.parent / "data"))}
+            result = subprocess.run([sys.executable, str(Path(folder) / "dask_class.py"), *sys.argv[1:]], env=env,
+                                    cwd=code)
+        sys.exit(result.returncode)
     ids = args.assignments or assignments()
     os.environ.setdefault("DP_COURSE_DATA", str(SOURCE.parent / "data"))
     settings = load_grading()

@@ -31,8 +31,6 @@ from autograder.submission import Job, bundle_cells, failed
 REPO = Path(__file__).resolve().parent.parent
 DASK = Path(sys.executable).with_name("dask")
 ASSIGNMENT = "01_databases"
-SNAPSHOT = ("autograder", "course", "source", "release", "course.toml", "nbgrader_config.py", "pyproject.toml",
-            "requirements.lock")
 GRADE_TIMEOUT = 900  # seconds for one `python -m autograder grade` of the small class on a loaded machine
 
 pytestmark = [
@@ -43,15 +41,9 @@ pytestmark = [
 
 
 def _snapshot(target: Path, edit: bool = False) -> Path:
-    """A copy of the project's code (what `pip install -e .` would run); `edit` changes a course file and
-    the lock file, as a worker installed from another commit would have them."""
-    target.mkdir(parents=True)
-    for name in SNAPSHOT:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(source, target / name)
+    """A copy of the project's code (cluster.snapshot); `edit` changes a course file and the lock file, as
+    a worker installed from another commit would have them."""
+    cluster.snapshot(target)
     if edit:
         with open(target / "course" / "__init__.py", "a") as file:
             file.write("\n# edited on this worker only\n")
