@@ -15,7 +15,7 @@ joins after the check is checked again by the task itself: it returns a grading 
 
 Faults. When a worker dies, the scheduler gives the tasks it was running to another worker; after
 `allowed-failures` deaths (Dask's `distributed.scheduler.allowed-failures`, set here on purpose for the
-LocalCluster: ALLOWED_FAILURES) a task is stopped with `KilledWorker`, and the submission becomes a grading
+LocalCluster: Grading.allowed_failures) a task is stopped with `KilledWorker`, and the submission becomes a grading
 error (empty scores, regraded by a rerun). With `worker-saturation` 1.0 a worker holds only the task it
 runs, so a dying worker makes only that task suspicious, not one queued behind it. An external scheduler
 uses its own configuration (set the same two values there; see the README); its values are read back and
@@ -52,10 +52,8 @@ from .settings import Grading
 from .submission import GRADING_ERROR, Bundle, Job, SubmissionResult, bundle_cells, failed, grade_submission
 
 # A task may lose this many workers and still be tried again; one more and it ends as a grading error.
-ALLOWED_FAILURES = 2
 # Tasks per worker thread the scheduler hands out ahead: 1.0 sends a worker only the task it runs.
 WORKER_SATURATION = 1.0
-WORKER_TIMEOUT = 60.0  # seconds to wait for a first worker on an external scheduler
 CONNECT_TIMEOUT = 30.0  # seconds to reach the scheduler
 IN_FLIGHT_PER_THREAD, MIN_IN_FLIGHT = 4, 16  # tasks submitted ahead of their results
 PACKAGES = ("autograder", "course")  # the course's own code
@@ -183,7 +181,7 @@ def grade_checked(job: Job, bundle: Bundle, limits: dict, expected: dict) -> Sub
 
 def security(settings: Grading) -> Security:
     """Dask's TLS settings: from `Grading.security_file` (Dask configuration YAML) if set, else Dask's own."""
-    path = getattr(settings, "security_file", "")
+    path = settings.security_file
     if not path:
         return Security()
     try:
@@ -224,15 +222,14 @@ def connect(settings: Grading) -> tuple[Client, LocalCluster | None]:
         except (TimeoutError, OSError) as error:
             raise ClusterError(f"cannot reach the scheduler at {address}: {error}") from None
         try:
-            client.wait_for_workers(1, timeout=getattr(settings, "worker_timeout", WORKER_TIMEOUT))
+            client.wait_for_workers(1, timeout=settings.worker_timeout)
         except (TimeoutError, OSError) as error:
             client.close()
             raise ClusterError(f"no worker joined the scheduler at {address} ({error})") from None
         return client, None
     # Processes, one thread each: a worker grades one notebook at a time (its kernel is a sandbox). The
     # scheduler runs in this process and reads its configuration now.
-    with dask.config.set({"distributed.scheduler.allowed-failures": getattr(settings, "allowed_failures",
-                                                                            ALLOWED_FAILURES),
+    with dask.config.set({"distributed.scheduler.allowed-failures": settings.allowed_failures,
                           "distributed.scheduler.worker-saturation": WORKER_SATURATION}), warnings.catch_warnings():
         # Its scheduler's HTTP endpoint (no dashboard) moves to a free port by itself when 8787 is taken.
         warnings.filterwarnings("ignore", message="Port .* is already in use")

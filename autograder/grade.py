@@ -11,6 +11,7 @@ OUT/intake.csv listing files that were found but not graded.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import hashlib
 import html
@@ -97,7 +98,8 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
         raise ValueError(f"unknown assignment(s) {unknown}; known: {all_assignments(source)}")
     out, source = Path(out).resolve(), Path(source).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    preflight.check(settings, ids, out)
+    # The preflight (a sandboxed kernel start, dataset loads) runs beside the intake and the bundles.
+    checking = concurrent.futures.ThreadPoolExecutor(1).submit(preflight.check, settings, ids, out)
     class_gradebook = gradebook_url(gradebook or out / "gradebook.db")
     expected = {a: notebooks(a, source) for a in all_assignments(source)}
     term = late.load_config()
@@ -115,6 +117,7 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
         secret = seeds.course_secret(settings.secret_file)
         jobs = [Job(s.student, s.assignment, s.notebook, s.path.read_bytes() if s.path and not s.problem else None,
                     s.problem, seeds.derive_seed(secret, s.student, s.assignment)) for s in found]
+    checking.result()  # raises PreflightError before anything is graded
     digests = [input_digest(job, bundles[job.assignment], settings, term) for job in jobs]
     previous = Previous.read(out)
     reuse = [not force and previous.unchanged(job, digest) for job, digest in zip(jobs, digests)]

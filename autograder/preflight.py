@@ -2,7 +2,8 @@
 
 `check(settings, assignments, out)` raises `PreflightError` with a message an instructor can act on when the
 sandbox cannot be built or a sandboxed kernel does not start, when a dataset the assignments read is
-missing, or when OUT or the temporary folder is nearly full.
+missing, or when OUT or the temporary folder is nearly full. On a Dask scheduler the workers grade, and
+autograder.cluster makes the same checks on each of them; here only the disk is checked.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class PreflightError(RuntimeError):
 
 def check(settings: Grading, assignments: list[str], out: Path) -> None:
     _check_disk(settings, out)
+    if settings.scheduler:
+        return  # the workers grade: autograder.cluster checks their sandbox, data and versions instead
     _check_datasets(settings.resolved_data_root(), assignments)
     if settings.sandbox:
         reason = sandbox.unavailable_reason()

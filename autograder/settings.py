@@ -46,6 +46,14 @@ class Grading(Configurable):
     workers = Int(1, help="Dask LocalCluster worker processes; each grades one notebook at a time.").tag(config=True)
     scheduler = Unicode("", help="Address of a running Dask scheduler (tcp:// or tls://) to grade on "
                                  "instead of a LocalCluster.").tag(config=True)
+    security_file = Unicode("", help="Dask configuration file (YAML, distributed.comm.tls.*) with the TLS "
+                                     "certificates for a tls:// scheduler; empty: Dask's own configuration "
+                                     "(~/.config/dask, DASK_CONFIG).").tag(config=True)
+    allowed_failures = Int(2, help="Worker deaths a grading task may cause on the LocalCluster and still be "
+                                   "retried (distributed.scheduler.allowed-failures); one more and the "
+                                   "submission is a grading error.").tag(config=True)
+    worker_timeout = Float(60.0, help="Seconds to wait for a first worker on an external scheduler."
+                           ).tag(config=True)
     sandbox = Bool(True, help="Run every kernel in its own bubblewrap sandbox. Turn off only with "
                               "--no-sandbox on a machine without one; grades.csv then says so.").tag(config=True)
     secret_file = Unicode(str(Path.home() / ".config" / "dp-course" / "grading-secret"),

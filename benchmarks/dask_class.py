@@ -41,7 +41,9 @@ from tqdm.auto import tqdm
 from autograder import cluster, sample_class
 from autograder.grade import limits_of, make_bundle
 from autograder.paths import RELEASE, SOURCE, assignments, notebooks
-from autograder.settings import load_grading
+from autograder.settings import Grading, load_grading
+
+ALLOWED_FAILURES = Grading.allowed_failures.default_value  # the LocalCluster's, as the grader sets it
 from autograder.submission import Job
 
 KINDS = ("perfect", "one_wrong", "untouched")
@@ -81,7 +83,7 @@ class RealCluster:
 
     def __enter__(self) -> str:
         env = {**os.environ, "OMP_NUM_THREADS": "1",
-               "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(cluster.ALLOWED_FAILURES),
+               "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES),
                "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": str(cluster.WORKER_SATURATION)}
         log = open(self.folder / "dask.log", "w")
         self.processes.append(subprocess.Popen(
