@@ -198,11 +198,7 @@ def _write_wide(grades, students, dest: Path, summary: ExportSummary) -> None:
         writer.writerow([POINTS_POSSIBLE, "", "", "", *(_number(possible[a]) for a in assignments)])
         for student in sorted({s for s, _ in grades}):
             info = students[student]
-            values = []
-            for assignment in assignments:
-                grade = grades.get((student, assignment))
-                values.append(_number(grade.score) if grade and grade.exportable else "")
-                summary.exported += bool(grade and grade.exportable)
+            values = _scores(grades, student, assignments, summary)
             writer.writerow([student, info.get("lms_id", ""), info.get("email", ""), info.get("name", ""), *values])
 
 
@@ -213,12 +209,18 @@ def _write_moodle(grades, students, dest: Path, summary: ExportSummary) -> None:
         writer.writerow(["ID number", "Email address", *assignments])
         for student in sorted({s for s, _ in grades}):
             info = students[student]
-            values = []
-            for assignment in assignments:
-                grade = grades.get((student, assignment))
-                values.append(_number(grade.score) if grade and grade.exportable else "")
-                summary.exported += bool(grade and grade.exportable)
+            values = _scores(grades, student, assignments, summary)
             writer.writerow([info.get("lms_id") or student, info.get("email", ""), *values])
+
+
+def _scores(grades, student: str, assignments: list[str], summary: ExportSummary) -> list[str]:
+    """One student's exportable score per assignment ('' where there is none), counted in the summary."""
+    values = []
+    for assignment in assignments:
+        grade = grades.get((student, assignment))
+        values.append(_number(grade.score) if grade and grade.exportable else "")
+        summary.exported += bool(grade and grade.exportable)
+    return values
 
 
 def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSummary, to: str,

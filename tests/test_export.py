@@ -1,6 +1,5 @@
 """LMS export from hand-written OUT files (tests/fixtures/lms): Canvas gradebook, Moodle import, wide CSV."""
 import csv
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,6 @@ fraction_per_day = 0.1
 """
 
 
-@pytest.fixture
-def out(tmp_path):
-    folder = tmp_path / "graded"
-    folder.mkdir()
-    for name in ("grades.csv", "students.csv", "late.csv"):
-        shutil.copy(FIXTURES / name, folder / name)
-    return folder
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import base64
 import csv
 import random
 import re
-import shutil
 import struct
 import tempfile
 from datetime import datetime, timedelta, timezone
@@ -29,13 +28,6 @@ def config(tmp_path):
     return late.load_config(path)
 
 
-@pytest.fixture
-def out(tmp_path):
-    folder = tmp_path / "graded"
-    folder.mkdir()
-    for name in ("grades.csv", "students.csv", "late.csv"):
-        shutil.copy(FIXTURES / name, folder / name)
-    return folder
 
 
 def _images(page: str) -> list[bytes]:
