@@ -61,7 +61,7 @@ def test_a_kernel_that_ignores_interrupts_leaves_nothing_running(bundle):
     result = submission.grade_submission(_job(nb), bundle, _limits(notebook_timeout=40, cell_timeout=10))
     assert not result.grading_error
     assert all(c.score == 0 and c.reason for c in result.cells if c.kind == "auto"), result.cells
-    assert "timeout" in result.cells[0].reason
+    assert "timeout" in result.cells[0].reason.lower()  # CellTimeoutError, or the notebook timeout if it came first
     left = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).find("dp-timeout-marker") >= 0]
     assert not left, "the timed-out kernel's processes are still running"
 
