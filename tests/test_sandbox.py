@@ -190,7 +190,6 @@ def test_nothing_survives_the_grader(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from autograder import preflight
         from autograder.settings import load_grading
-from hostile_corpus import DETACH
         from test_sandbox import _start_daemon
         with preflight.sandboxed_kernel(load_grading()) as (client, _):
             _start_daemon(client)
