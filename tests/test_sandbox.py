@@ -208,3 +208,30 @@ def test_nothing_survives_the_grader(tmp_path):
             break
         time.sleep(0.2)
     assert not marked_processes(), "a student process outlived the grader that started it"
+
+
+def test_host_abstract_sockets_and_kernel_files_are_out_of_reach(kernel):
+    """Abstract Unix sockets belong to the network namespace; /sys and /proc's writable knobs are not there."""
+    client, _ = kernel
+    host = socket.socket(socket.AF_UNIX)
+    host.bind("\0dp-sandbox-abstract-probe")
+    host.listen(1)
+    try:
+        printed, _ = run(client, """
+            import socket
+            results = []
+            try:
+                probe = socket.socket(socket.AF_UNIX); probe.connect("\\0dp-sandbox-abstract-probe")
+                results.append("CONNECTED")
+            except OSError as error:
+                results.append(type(error).__name__)
+            for path in ("/sys/fs/cgroup/x", "/proc/sysrq-trigger"):
+                try:
+                    open(path, "w").write("x"); results.append("WRITABLE " + path)
+                except OSError as error:
+                    results.append(type(error).__name__)
+            print(results)
+        """)
+    finally:
+        host.close()
+    assert "CONNECTED" not in printed and "WRITABLE" not in printed, printed
