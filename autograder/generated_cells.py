@@ -14,6 +14,7 @@ releasing, and a test checks that the committed source notebooks are in sync.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import re
 import tomllib
@@ -24,7 +25,15 @@ import nbformat
 from .paths import LOCK_FILE, REPO
 
 METADATA_KEY = "dp_course"
-HELPERS_PACKAGE = "course.lib"
+HELPERS_PACKAGES = ("course.shown", "course.lib")
+
+
+def helper_module(name: str):
+    """The module `name` of the shown helpers (`course.shown`), else of the graded references (`course.lib`)."""
+    for package in HELPERS_PACKAGES:
+        if importlib.util.find_spec(f"{package}.{name}") is not None:
+            return importlib.import_module(f"{package}.{name}")
+    raise ValueError(f"no module {name!r} in {HELPERS_PACKAGES}")
 
 
 def colab_repository() -> str:
@@ -85,7 +94,7 @@ def render_helpers(module: str, names: list[str], imports: list[str]) -> str:
     parts = ["# Helpers (generated from the course library; read-only).", *imports]
     for entry in names:
         owner, _, name = entry.rpartition(":")
-        library = importlib.import_module(f"{HELPERS_PACKAGE}.{owner or module}")
+        library = helper_module(owner or module)
         parts.append("\n\n" + inspect.getsource(getattr(library, name)).rstrip())
     return "\n".join(parts)
 

@@ -55,7 +55,7 @@ from course.lib.pate_analysis import (confident_gnmax_epsilon, confident_gnmax_e
 from course.lib.pate_smooth_sensitivity import (confident_gnmax_rdp_and_local_sensitivity, gnss_rdp,  # noqa: E402
                                                 sanitised_confident_gnmax_epsilon, smooth_sensitivity,
                                                 smooth_sensitivity_conditions)
-from course.lib.pate_training import (accuracy, load_mnist_splits, predict, random_affine,  # noqa: E402
+from course.shown.pate_training import (accuracy, load_mnist_splits, predict, random_affine,  # noqa: E402
                                       teacher_predictions, train_semi_supervised_student, train_teachers)
 
 NUM_CLASSES, NUM_TEACHERS, TEACHER_EPOCHS = 10, 250, 20

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from course.lib.pate import gaussian_noisy_max, laplace_noisy_max, partition_indices, vote_counts  # noqa: E402
 from course.lib.pate_analysis import (gnmax_epsilon, gnmax_epsilon_data_dependent,  # noqa: E402
                                       pate_epsilon_data_dependent, pate_epsilon_data_independent)
-from course.lib.pate_training import SmallCNN, accuracy, load_mnist_splits, predict, train_model  # noqa: E402
+from course.shown.pate_training import SmallCNN, accuracy, load_mnist_splits, predict, train_model  # noqa: E402
 from pate2018_results import cached_teacher_predictions  # noqa: E402  (the same cached teachers)
 
 DELTA = 1e-6

@@ -1,4 +1,4 @@
-"""Tests of the PATE training helpers shown in notebook 05, `course.lib.pate_training`, on tiny synthetic data.
+"""Tests of the PATE training helpers shown in notebook 05, `course.shown.pate_training`, on tiny synthetic data.
 
 The synthetic task: class 0 images are bright in the top half, class 1 images in the bottom half (plus a
 little noise), so a few epochs of training must separate them perfectly.
@@ -13,7 +13,7 @@ import pytest
 import torch
 import torchvision
 
-from course.lib.pate_training import (SmallCNN, accuracy, load_mnist_splits, predict, random_affine, random_shift,
+from course.shown.pate_training import (SmallCNN, accuracy, load_mnist_splits, predict, random_affine, random_shift,
                                       teacher_predictions, train_model, train_semi_supervised_student,
                                       train_teachers)
 
