@@ -43,8 +43,9 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from course.lib import dpsgd
-from course.lib.dpsgd import dp_grads, dp_grads_fallback_reason, dp_grads_loop, spec_mlp
-from course.lib.dpsgd_training import small_cnn
+from course.lib.dpsgd import dp_grads, dp_grads_fallback_reason, dp_grads_loop
+from course.shown.pneumonia import spec_mlp
+from course.shown.dpsgd_training import small_cnn
 
 MAX_GRAD_NORM = 1.0
 NOISE_MULTIPLIER = 1.1

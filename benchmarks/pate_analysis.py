@@ -31,11 +31,11 @@ import time
 import numpy as np
 
 from course.lib.pate import vote_counts
-from course.lib.pate_analysis import (confident_gnmax_epsilon, confident_gnmax_epsilon_data_dependent, gnmax_epsilon,
-                                      gnmax_epsilon_data_dependent, pate_epsilon_data_dependent,
-                                      pate_epsilon_data_independent)
-from course.lib.pate_smooth_sensitivity import (_gnmax_beta, _gnmax_ls_of_log_q, _log_bl, gnmax_local_sensitivity,
-                                                gnmax_log_q0, sanitised_confident_gnmax_epsilon)
+from course.lib.pate_analysis import gnmax_epsilon, pate_epsilon_data_independent
+from course.shown.pate_accounting import (confident_gnmax_epsilon, confident_gnmax_epsilon_data_dependent,
+                                          gnmax_epsilon_data_dependent, pate_epsilon_data_dependent)
+from course.shown.pate_smooth_sensitivity import (_gnmax_beta, _gnmax_ls_of_log_q, _log_bl, gnmax_local_sensitivity,
+                                                  gnmax_log_q0, sanitised_confident_gnmax_epsilon)
 
 NUM_QUERIES, NUM_TEACHERS, NUM_CLASSES = 10_000, 250, 10
 GAMMA, SIGMA, DELTA = 0.05, 40.0, 1e-5

@@ -29,10 +29,11 @@ import warnings
 import torch
 from opacus.accountants.utils import get_noise_multiplier
 
-from course.lib.dpsgd import dp_grads, spec_mlp
+from course.lib.dpsgd import dp_grads
+from course.shown.pneumonia import spec_mlp
 from course.lib.dpsgd_data import label_fraction
-from course.lib.dpsgd_training import train_dp_sgd
-from course.lib.pneumonia import accuracy, load_pneumonia, resplit, to_tensor_dataset, train_non_private
+from course.shown.dpsgd_training import train_dp_sgd
+from course.shown.pneumonia import binary_accuracy, load_pneumonia, resplit, to_tensor_dataset, train_non_private
 
 TRAIN_SIZE = 2500
 DELTA = 1e-5
@@ -54,7 +55,7 @@ def run_non_private(training, validation, test, seed: int) -> tuple[float, float
     model = spec_mlp()
     train_non_private(model, training, validation, epochs=NON_PRIVATE["epochs"],
                       batch_size=NON_PRIVATE["batch_size"], lr=NON_PRIVATE["lr"], seed=seed)
-    return accuracy(model, validation), accuracy(model, test)
+    return binary_accuracy(model, validation), binary_accuracy(model, test)
 
 
 def run_private(training, validation, test, noise_multiplier: float, seed: int) -> tuple[float, float, float]:
@@ -64,7 +65,7 @@ def run_private(training, validation, test, noise_multiplier: float, seed: int) 
         spec_mlp(), training, validation, dp_grads, epochs=PRIVATE["epochs"], noise_multiplier=noise_multiplier,
         max_grad_norm=PRIVATE["max_grad_norm"], expected_batch_size=PRIVATE["expected_batch_size"],
         lr=PRIVATE["lr"], delta=DELTA, seed=seed)
-    return accuracy(model, validation), accuracy(model, test), history[-1][3]
+    return binary_accuracy(model, validation), binary_accuracy(model, test), history[-1][3]
 
 
 def summary(values: list[float]) -> str:

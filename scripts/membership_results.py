@@ -45,7 +45,7 @@ import json as _json
 import math as _math
 import numpy as _np
 from course.lib import membership as _ref
-from course.lib import membership_plots as _plots
+from course.shown import membership_plots as _plots
 
 
 def _measure(scores_in, scores_out):
@@ -60,8 +60,9 @@ def _measure(scores_in, scores_out):
 
 _rows = []
 for _name, _model in models.items():
-    _common = {"model": _name, "test_accuracy": accuracy(_model, test_set),
-               "train_accuracy": accuracy(_model, training), "assessment_accuracy": accuracy(_model, assessment),
+    _common = {"model": _name, "test_accuracy": binary_accuracy(_model, test_set),
+               "train_accuracy": binary_accuracy(_model, training),
+               "assessment_accuracy": binary_accuracy(_model, assessment),
                "bound": _ref.dp_advantage_bound(*guarantees[_name]) if _name in guarantees else None,
                "vacuous": _name in vacuous,
                "replacement_epsilon": (guarantees.get(_name) or vacuous.get(_name) or (None,))[0]}
@@ -77,8 +78,9 @@ torch.manual_seed(0)
 _model_06 = spec_mlp()
 train_non_private(_model_06, _train_06, _validation_06, epochs=20)
 _rows.append({"model": "non-private, notebook 06 setup (2,500 members, 20 epochs)", "attack": "loss",
-              "test_accuracy": accuracy(_model_06, test_set), "train_accuracy": accuracy(_model_06, _train_06),
-              "assessment_accuracy": accuracy(_model_06, _assess_06), "bound": None, "vacuous": False,
+              "test_accuracy": binary_accuracy(_model_06, test_set),
+              "train_accuracy": binary_accuracy(_model_06, _train_06),
+              "assessment_accuracy": binary_accuracy(_model_06, _assess_06), "bound": None, "vacuous": False,
               "replacement_epsilon": None,
               **_measure(_ref.loss_scores(_model_06, _train_06), _ref.loss_scores(_model_06, _assess_06))})
 print("MEMBERSHIP-RESULTS " + _json.dumps(_rows))

@@ -49,14 +49,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from course.lib.pate import confident_gnmax, gaussian_noisy_max, partition_indices, vote_counts  # noqa: E402
-from course.lib.pate_analysis import (confident_gnmax_epsilon, confident_gnmax_epsilon_data_dependent,  # noqa: E402
-                                      gnmax_epsilon, gnmax_epsilon_data_dependent)
-from course.lib.pate_smooth_sensitivity import (confident_gnmax_rdp_and_local_sensitivity, gnss_rdp,  # noqa: E402
-                                                sanitised_confident_gnmax_epsilon, smooth_sensitivity,
-                                                smooth_sensitivity_conditions)
-from course.shown.pate_training import (accuracy, load_mnist_splits, predict, random_affine,  # noqa: E402
-                                      teacher_predictions, train_semi_supervised_student, train_teachers)
+from course.lib.pate import gaussian_noisy_max, partition_indices, vote_counts  # noqa: E402
+from course.shown.pate_accounting import confident_gnmax  # noqa: E402
+from course.lib.pate_analysis import gnmax_epsilon  # noqa: E402
+from course.shown.pate_accounting import (confident_gnmax_epsilon,  # noqa: E402
+                                          confident_gnmax_epsilon_data_dependent, gnmax_epsilon_data_dependent)
+from course.shown.pate_smooth_sensitivity import (confident_gnmax_rdp_and_local_sensitivity, gnss_rdp,  # noqa: E402
+                                                  sanitised_confident_gnmax_epsilon, smooth_sensitivity,
+                                                  smooth_sensitivity_conditions)
+from course.shown.pate_training import (label_accuracy, load_mnist_splits, predict_classes,  # noqa: E402
+                                        random_affine, teacher_predictions, train_semi_supervised_student,
+                                        train_teachers)
 
 NUM_CLASSES, NUM_TEACHERS, TEACHER_EPOCHS = 10, 250, 20
 DELTAS = (1e-5, 1e-6)
@@ -125,7 +128,7 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
         student = train_semi_supervised_student(public_images[indices], torch.as_tensor(labels),
                                                 public_images[rest], rounds=2, confidence=0.95,
                                                 augment=random_affine, seed=seed)
-        return accuracy(predict(student, eval_images), eval_labels)
+        return label_accuracy(predict_classes(student, eval_images), eval_labels)
 
     for asked in ASKED:
         votes = counts[:asked]
@@ -134,7 +137,7 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
         indices = np.flatnonzero(answered)
         row = {"aggregator": "Confident-GNMax", "parameters": f"T={THRESHOLD:g}, sigma1={SIGMA1:g}, sigma2={SIGMA2:g}",
                "asked": asked, "answered": int(answered.sum()),
-               "label_accuracy": accuracy(labels[indices], truth[indices]),
+               "label_accuracy": label_accuracy(labels[indices], truth[indices]),
                "student_accuracy": student_accuracy(indices, labels[indices])}
         for delta in DELTAS:
             order, beta, sigma_ss = release_parameters[(asked, delta)]
@@ -153,7 +156,7 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
     asked = HEADLINE_ASKED
     labels = gaussian_noisy_max(counts[:asked], GNMAX_SIGMA, rng)
     row = {"aggregator": "GNMax", "parameters": f"sigma={GNMAX_SIGMA:g}", "asked": asked, "answered": asked,
-           "label_accuracy": accuracy(labels, truth[:asked]), "student_accuracy": math.nan}
+           "label_accuracy": label_accuracy(labels, truth[:asked]), "student_accuracy": math.nan}
     for delta in DELTAS:
         row[delta] = {"independent": gnmax_epsilon(asked, GNMAX_SIGMA, delta),
                       "dependent": gnmax_epsilon_data_dependent(counts[:asked], GNMAX_SIGMA, delta),

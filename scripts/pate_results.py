@@ -40,9 +40,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from course.lib.pate import gaussian_noisy_max, laplace_noisy_max, partition_indices, vote_counts  # noqa: E402
-from course.lib.pate_analysis import (gnmax_epsilon, gnmax_epsilon_data_dependent,  # noqa: E402
-                                      pate_epsilon_data_dependent, pate_epsilon_data_independent)
-from course.shown.pate_training import SmallCNN, accuracy, load_mnist_splits, predict, train_model  # noqa: E402
+from course.lib.pate_analysis import gnmax_epsilon, pate_epsilon_data_independent  # noqa: E402
+from course.shown.pate_accounting import gnmax_epsilon_data_dependent, pate_epsilon_data_dependent  # noqa: E402
+from course.shown.pate_training import (SmallCNN, label_accuracy, load_mnist_splits, predict_classes,  # noqa: E402
+                                        train_model)
 from pate2018_results import cached_teacher_predictions  # noqa: E402  (the same cached teachers)
 
 DELTA = 1e-6
@@ -95,13 +96,13 @@ def main() -> None:
         torch.manual_seed(seed)
         student = train_model(SmallCNN(channels=(16, 32)), public_images[:num_queries], torch.as_tensor(labels),
                               student_epochs(num_queries), seed=seed)
-        return accuracy(predict(student, eval_images), eval_labels)
+        return label_accuracy(predict_classes(student, eval_images), eval_labels)
 
     rng = np.random.default_rng(args.seed)
     rows = []
     for num_queries in query_counts:
         votes, truth = counts[:num_queries], true_labels[:num_queries]
-        ensemble = accuracy(votes.argmax(axis=1), truth)
+        ensemble = label_accuracy(votes.argmax(axis=1), truth)
         settings = [("Laplace", LAPLACE_GAMMA, f"gamma {LAPLACE_GAMMA:g}"),
                     ("GNMax", GNMAX_SIGMA, f"sigma {GNMAX_SIGMA:g}")]
         for target in CALIBRATED_EPSILONS:
@@ -116,7 +117,7 @@ def main() -> None:
                 labels = gaussian_noisy_max(votes, value, rng)
                 eps = gnmax_epsilon(num_queries, value, DELTA)
                 eps_dependent = gnmax_epsilon_data_dependent(votes, value, DELTA)
-            rows.append((num_queries, f"{aggregator}, {setting}", ensemble, accuracy(labels, truth),
+            rows.append((num_queries, f"{aggregator}, {setting}", ensemble, label_accuracy(labels, truth),
                          student_accuracy(num_queries, labels, args.seed), eps, eps_dependent))
         plurality = votes.argmax(axis=1)
         rows.append((num_queries, "plurality, no noise (non-private)", ensemble, ensemble,

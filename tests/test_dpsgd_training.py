@@ -12,9 +12,10 @@ from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from course.lib.dpsgd import dp_grads, spec_mlp
-from course.lib.dpsgd_training import small_cnn, train_dp_sgd, train_private_virtual_batches
-from course.lib.pneumonia import accuracy
+from course.lib.dpsgd import dp_grads
+from course.shown.pneumonia import spec_mlp
+from course.shown.dpsgd_training import small_cnn, train_dp_sgd, train_private_virtual_batches
+from course.shown.pneumonia import binary_accuracy
 
 DELTA = 1e-5
 
@@ -55,7 +56,7 @@ def test_train_dp_sgd_learns_within_its_epsilon_with_poisson_batches():
                                  epochs=epochs, accountant="rdp")
     torch.manual_seed(0)
     model = spec_mlp(784, (16,))
-    untrained = accuracy(model, validation)
+    untrained = binary_accuracy(model, validation)
     recorder = Recorder(dp_grads)
     trained, history = train_dp_sgd(model, training, validation, recorder, epochs, sigma, 0.5, expected_batch_size,
                                     lr=0.5, delta=DELTA)

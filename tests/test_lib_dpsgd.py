@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from course.lib import dpsgd, ghost_norms
-from course.lib.dpsgd import (clipping_factor, dp_grads, dp_grads_fallback_reason, dp_grads_loop,
-                              per_example_gradients, spec_mlp)
-from course.lib.dpsgd_training import small_cnn
+from course.lib.dpsgd import clipping_factor, dp_grads, dp_grads_fallback_reason, dp_grads_loop, per_example_gradients
+from course.shown.pneumonia import spec_mlp
+from course.shown.dpsgd_training import small_cnn
 from course.lib.dpsgd_data import label_fraction
 
 TOLERANCE = 1e-5

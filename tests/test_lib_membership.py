@@ -10,8 +10,7 @@ from scipy.optimize import linprog
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch.nn import functional as F
 
-from course.lib.membership import (attack_auc, attack_roc, confidence_scores, dp_advantage_bound, loss_scores,
-                                   tpr_at_fpr)
+from course.lib.membership import attack_auc, attack_roc, dp_advantage_bound, loss_scores, tpr_at_fpr
 
 
 def _score_pairs(seed: int):
@@ -146,31 +145,25 @@ def _tiny_model(seed: int) -> torch.nn.Module:
                                torch.nn.Dropout(0.5), torch.nn.Linear(16, 1))
 
 
-def _per_example(model, dataset):
+def _per_example_losses(model, dataset):
     model.eval()
-    losses, confidences = [], []
+    losses = []
     with torch.no_grad():
         for image, target in (dataset[index] for index in range(len(dataset))):
             logit = model(image.unsqueeze(0)).reshape(1)
             label = torch.tensor(target, dtype=torch.float32).reshape(1)
             losses.append(F.binary_cross_entropy_with_logits(logit, label).item())
-            probability = torch.sigmoid(logit).item()
-            confidences.append(probability if label.item() == 1 else 1 - probability)
     model.train()
-    return np.array(losses), np.array(confidences)
+    return np.array(losses)
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 256])
-def test_loss_and_confidence_scores_match_a_per_example_loop(batch_size):
+def test_loss_scores_match_a_per_example_loop(batch_size):
     model, dataset = _tiny_model(0), _XrayLike(37, seed=1)
-    expected_losses, expected_confidences = _per_example(model, dataset)
+    expected_losses = _per_example_losses(model, dataset)
     losses = loss_scores(model, dataset, batch_size=batch_size)
-    confidences = confidence_scores(model, dataset, batch_size=batch_size)
     assert isinstance(losses, np.ndarray) and losses.shape == (37,)
-    assert confidences.shape == (37,)
     np.testing.assert_allclose(losses, expected_losses, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(confidences, expected_confidences, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(confidences, np.exp(-losses), rtol=1e-12)
 
 
 def test_scoring_leaves_the_model_in_its_mode_and_unchanged():
@@ -180,7 +173,7 @@ def test_scoring_leaves_the_model_in_its_mode_and_unchanged():
     assert model.training
     assert all(torch.equal(old, new) for old, new in zip(before, model.parameters()))
     model.eval()
-    confidence_scores(model, dataset)
+    loss_scores(model, dataset)
     assert not model.training
 
 
@@ -217,7 +210,7 @@ def test_scoring_validates_model_dataset_and_outputs():
         loss_scores(_tiny_model(0), dataset, batch_size=0)
     two_logits = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2))
     with pytest.raises(ValueError, match="one logit"):
-        confidence_scores(two_logits, dataset)
+        loss_scores(two_logits, dataset)
     dataset.labels[0] = 3
     with pytest.raises(ValueError, match="binary"):
         loss_scores(_tiny_model(0), dataset)

@@ -10,11 +10,11 @@ import pytest
 from scipy import special
 
 from course.lib.pate import gaussian_noisy_max_probabilities, laplace_noisy_max_probabilities, vote_counts
-from course.lib.pate_analysis import (DEFAULT_RDP_ORDERS, confident_gnmax_epsilon,
-                                      confident_gnmax_epsilon_data_dependent, confident_gnmax_rdp_data_dependent,
-                                      gnmax_epsilon, gnmax_epsilon_data_dependent, gnmax_rdp_data_dependent,
-                                      pate_epsilon_data_dependent, pate_epsilon_data_independent,
-                                      pate_log_moments_data_dependent, threshold_rdp_data_dependent)
+from course.lib.pate_analysis import DEFAULT_RDP_ORDERS, gnmax_epsilon, pate_epsilon_data_independent
+from course.shown.pate_accounting import (confident_gnmax_epsilon, confident_gnmax_epsilon_data_dependent,
+                                          confident_gnmax_rdp_data_dependent, gnmax_epsilon_data_dependent,
+                                          gnmax_rdp_data_dependent, pate_epsilon_data_dependent,
+                                          pate_log_moments_data_dependent, threshold_rdp_data_dependent)
 
 LOG_INV_DELTA = math.log(1e5)
 

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 
 from course.lib.pate import vote_counts
-from course.lib.pate_analysis import (_gaussian_rdp_given_log_q, _threshold_log_q,
-                                      confident_gnmax_rdp_data_dependent)
-from course.lib.pate_smooth_sensitivity import (_gnmax_beta, _gnmax_log_q, gnmax_local_sensitivity, gnmax_log_q0,
-                                                gnss_rdp, sanitised_confident_gnmax_epsilon, smooth_sensitivity,
-                                                smooth_sensitivity_conditions, threshold_local_sensitivity)
+from course.shown.pate_accounting import confident_gnmax_rdp_data_dependent, gaussian_rdp_given_log_q, threshold_log_q
+from course.shown.pate_smooth_sensitivity import (_gnmax_beta, _gnmax_log_q, gnmax_local_sensitivity, gnmax_log_q0,
+                                                  gnss_rdp, sanitised_confident_gnmax_epsilon, smooth_sensitivity,
+                                                  smooth_sensitivity_conditions, threshold_local_sensitivity)
 
 
 # --- the reference implementation's published test values ----------------------------------------------------
@@ -102,7 +101,7 @@ def test_gnmax_local_sensitivity_bounds_every_dataset_within_distance_d(num_teac
 @pytest.mark.parametrize("threshold, sigma1, order", [(8.0, 1.5, 4.0), (11.0, 1.0, 2.0), (3.0, 2.0, 8.0)])
 def test_threshold_local_sensitivity_bounds_every_dataset_within_distance_d(threshold, sigma1, order):
     histograms = _histograms(12, 3)
-    beta = _gaussian_rdp_given_log_q(_threshold_log_q(histograms.max(axis=1), threshold, sigma1),
+    beta = gaussian_rdp_given_log_q(threshold_log_q(histograms.max(axis=1), threshold, sigma1),
                                      math.sqrt(2) * sigma1, np.array([order]))[:, 0]
     true_ls, distances = _true_local_sensitivity(beta, histograms)
     bounds = threshold_local_sensitivity(histograms, threshold, sigma1, order)

@@ -13,8 +13,9 @@ import torch
 
 from scipy import stats
 
-from course.lib.laplace import (clopper_pearson, empirical_epsilon, epsilon_lower_bound, gaussian_mechanism,
-                                gaussian_sigma, laplace_mechanism, private_mean, private_sum, total_epsilon)
+from course.lib.laplace import (empirical_epsilon, gaussian_mechanism, gaussian_sigma, laplace_mechanism,
+                                private_mean, private_sum, total_epsilon)
+from course.shown.audit_bounds import clopper_pearson, epsilon_lower_bound
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from course.lib import membership, membership_plots
+from course.lib import membership
+from course.shown import membership_plots
 
 matplotlib.use("Agg")
 
@@ -26,10 +27,10 @@ def _model_and_data(seed: int = 0, size: int = 300):
     return model, TensorDataset(images, labels)
 
 
-def test_predict_keeps_order_uses_eval_mode_and_restores_the_mode():
+def test_logits_and_labels_keep_order_uses_eval_mode_and_restores_the_mode():
     model, dataset = _model_and_data()
     model.train()
-    logits, labels = membership_plots.predict(model, dataset, batch_size=64)
+    logits, labels = membership_plots.logits_and_labels(model, dataset, batch_size=64)
     assert model.training, "the caller's mode must be restored"
     model.eval()
     with torch.no_grad():
@@ -38,19 +39,19 @@ def test_predict_keeps_order_uses_eval_mode_and_restores_the_mode():
     assert torch.equal(labels, dataset.tensors[1].reshape(-1)) and labels.dtype == torch.int64
 
 
-def test_true_label_logits_match_the_reference_losses_and_confidences():
+def test_true_label_logits_match_the_reference_losses_and_probabilities():
     model, dataset = _model_and_data(seed=1)
     signed = membership_plots.true_label_logits(model, dataset)
     assert signed.shape == (300,) and signed.dtype == np.float64
     losses = membership.loss_scores(model, dataset)
     np.testing.assert_allclose(np.logaddexp(0.0, -signed), losses, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(1 / (1 + np.exp(-signed)), membership.confidence_scores(model, dataset), rtol=1e-9)
+    np.testing.assert_allclose(1 / (1 + np.exp(-signed)), np.exp(-losses), rtol=1e-9)  # P(true label)
 
 
-def test_predict_rejects_an_empty_dataset():
+def test_logits_and_labels_reject_an_empty_dataset():
     model, _ = _model_and_data()
     with pytest.raises(ValueError, match="empty"):
-        membership_plots.predict(model, TensorDataset(torch.zeros(0, 1, 28, 28), torch.zeros(0, 1)))
+        membership_plots.logits_and_labels(model, TensorDataset(torch.zeros(0, 1, 28, 28), torch.zeros(0, 1)))
 
 
 def test_calibrated_scores_standardise_against_the_references():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from course.lib.membership_plots import roc_epsilon_lower_bound
+from course.shown.membership_plots import roc_epsilon_lower_bound
 
 
 def test_float32_bce_is_exactly_zero_from_logit_minus_14_5561():
@@ -83,7 +83,7 @@ def test_vacuous_replacement_delta_quoted_in_07():
 def test_epsilon_lower_bounds_quoted_in_07():
     """07, section 8: a perfect attack on 125 + 125 held-out examples proves at most 3.18; the default run's loss
     attack on the non-private model (all 125 members and 102 of 125 non-members accused) proves 0.98."""
-    from course.lib.laplace import epsilon_lower_bound
+    from course.shown.audit_bounds import epsilon_lower_bound
     assert round(epsilon_lower_bound([125, 0], 125, [0, 125], 125), 2) == 3.18
     assert round(epsilon_lower_bound([125, 0], 125, [102, 23], 125), 2) == 0.98
     # the calibrated attack on it: 72 of 125 members and 44 of 125 non-members accused, which proves nothing

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torchvision
 
-from course.shown.pate_training import (SmallCNN, accuracy, load_mnist_splits, predict, random_affine, random_shift,
-                                      teacher_predictions, train_model, train_semi_supervised_student,
-                                      train_teachers)
+from course.shown.pate_training import (SmallCNN, label_accuracy, load_mnist_splits, predict_classes, random_affine,
+                                        random_shift, teacher_predictions, train_model,
+                                        train_semi_supervised_student, train_teachers)
 
 
 def _halves(num_per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +65,7 @@ def test_train_model_learns_a_separable_task_and_is_reproducible():
     start = {name: value.clone() for name, value in model.state_dict().items()}
     returned = train_model(model, images, labels, epochs=8, seed=1)
     assert returned is model and not model.training
-    assert accuracy(predict(model, images), labels) == 1.0
+    assert label_accuracy(predict_classes(model, images), labels) == 1.0
     again = SmallCNN()
     again.load_state_dict(start)
     train_model(again, images, labels, epochs=8, seed=1)
@@ -93,7 +93,7 @@ def test_semi_supervised_student_uses_the_unlabelled_images():
     unlabelled = torch.cat([torch.arange(3, 33), torch.arange(36, 66)])
     student = train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], rounds=1,
                                             example_budget=600, max_epochs=60, channels=(4, 8), seed=0)
-    assert accuracy(predict(student, images), labels) == 1.0
+    assert label_accuracy(predict_classes(student, images), labels) == 1.0
     with pytest.raises(ValueError):
         train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], rounds=-1)
     with pytest.raises(ValueError):
@@ -120,7 +120,7 @@ def test_each_teacher_is_its_own_model_trained_on_its_own_partition():
     assert len(teachers) == 2 and teachers[0] is not teachers[1]
     first, second = (set(p.data_ptr() for p in teacher.parameters()) for teacher in teachers)
     assert not first & second
-    assert torch.all(predict(teachers[0], images) == 0) and torch.all(predict(teachers[1], images) == 1)
+    assert torch.all(predict_classes(teachers[0], images) == 0) and torch.all(predict_classes(teachers[1], images) == 1)
     with pytest.raises(ValueError, match="empty"):
         train_teachers(images, labels, [np.arange(60), np.array([], dtype=np.int64)], epochs=1)
 
@@ -132,19 +132,19 @@ def test_teacher_predictions_stack_one_row_per_teacher():
     votes = teacher_predictions(teachers, images)
     assert votes.shape == (3, 20) and votes.dtype == np.int64
     for row, teacher in zip(votes, teachers):
-        assert np.array_equal(row, predict(teacher, images).numpy())
-        assert np.array_equal(row, predict(teacher, images, batch_size=3).numpy())  # batching changes nothing
+        assert np.array_equal(row, predict_classes(teacher, images).numpy())
+        assert np.array_equal(row, predict_classes(teacher, images, batch_size=3).numpy())  # batching changes nothing
     with pytest.raises(ValueError):
         teacher_predictions([], images)
 
 
 def test_accuracy():
-    assert accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 4])) == 0.75
-    assert accuracy(np.array([0, 0]), np.array([1, 1])) == 0.0
+    assert label_accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 4])) == 0.75
+    assert label_accuracy(np.array([0, 0]), np.array([1, 1])) == 0.0
     with pytest.raises(ValueError):
-        accuracy(np.array([1, 2]), np.array([1, 2, 3]))
+        label_accuracy(np.array([1, 2]), np.array([1, 2, 3]))
     with pytest.raises(ValueError):
-        accuracy(np.array([]), np.array([]))
+        label_accuracy(np.array([]), np.array([]))
 
 
 def test_mnist_splits_follow_the_story():

@@ -1,6 +1,8 @@
-"""Reference implementations of every graded function, one module per topic.
+"""Reference implementations of every graded function, one module per topic, and their validators.
 
-Hidden tests compare students' functions with these. Each function validates its arguments and raises a
+Hidden tests compare students' functions with these (the names below are the graded ones). Helpers shown to
+students but not graded (data loading, models, training loops, plots, the data-dependent PATE analysis) live
+in `course.shown`. Each function validates its arguments and raises a
 `ValueError` that says what was wrong.
 """
 from .databases import (create_db, create_db_and_parallels, get_parallel_db, get_parallel_dbs, sensitivity,

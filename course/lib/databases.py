@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from ._checks import as_database, check_index, check_positive_int, check_probability
+from .validators import as_database, check_index, check_positive_int, check_probability
 
 
 def create_db(num_entries: int, p: float = 0.5, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from ._checks import as_database, check_index, check_positive_int
+from .validators import as_database, check_index, check_positive_int
 from .databases import get_parallel_db
 
 

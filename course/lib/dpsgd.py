@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course.lib import ghost_norms
-from course.lib._checks import check_finite, check_positive_int
+from course.lib.validators import check_finite
 
 CLIP_STABILISER = 1e-6
 """Added to each per-example norm before dividing, as `torch.nn.utils.clip_grad_norm_` and Opacus do."""
@@ -38,26 +38,6 @@ GUARD_EXAMPLES = 2
 per-example loop; the benchmark sets it to 0 to measure what the guard costs."""
 GUARD_RTOL, GUARD_ATOL = 1e-4, 1e-7
 """The guard accepts example i when ||fast_i - loop_i|| <= GUARD_RTOL * ||loop_i|| + GUARD_ATOL."""
-
-
-def spec_mlp(in_features: int = 784, hidden: tuple[int, ...] = (128, 64)) -> nn.Sequential:
-    """The course's model for PneumoniaMNIST: an MLP with ReLU activations and one output logit.
-
-    With the default `hidden=(128, 64)` it has three Linear layers: Flatten -> Linear(784, 128) -> ReLU ->
-    Linear(128, 64) -> ReLU -> Linear(64, 1). Input: images of shape `(batch, 1, 28, 28)` (or one image of
-    shape `(1, 28, 28)`, which Flatten treats as a batch of one); output: logits of shape `(batch, 1)`, to be
-    used with `nn.BCEWithLogitsLoss`. Initialised by PyTorch's default, so seed torch first for a
-    reproducible model.
-    """
-    in_features = check_positive_int(in_features, "in_features")
-    if not isinstance(hidden, (tuple, list)):
-        raise ValueError(f"hidden must be a tuple of layer widths, got {type(hidden).__name__}")
-    widths = [in_features] + [check_positive_int(width, "each hidden width") for width in hidden]
-    layers: list[nn.Module] = [nn.Flatten()]
-    for width_in, width_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-    layers.append(nn.Linear(widths[-1], 1))
-    return nn.Sequential(*layers)
 
 
 def clipping_factor(norms: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
@@ -103,8 +83,8 @@ def dp_grads(model: nn.Module, batch_data, criterion: Callable, max_grad_norm: f
     Arguments:
         model: any `nn.Module` giving one logit per example, `model(x).numel() == 1`.
         batch_data: a non-empty list of `(x, t)` pairs; `x` is one example as the model takes it alone
-            (for `spec_mlp`, an image of shape `(1, 28, 28)`), `t` its target (one number: a tensor or array
-            of shape `(1,)` as medmnist gives, or a scalar).
+            (for `course.shown.pneumonia.spec_mlp`, an image of shape `(1, 28, 28)`), `t` its target (one
+            number: a tensor or array of shape `(1,)` as medmnist gives, or a scalar).
         criterion: the loss, called per example as `criterion(model(x).reshape(1), t.float().reshape(1))`.
         max_grad_norm: the clipping bound C > 0 on each example's gradient, all parameters jointly.
         noise_multiplier: sigma >= 0; every coordinate of the clipped sum gets independent N(0, (sigma C)^2)

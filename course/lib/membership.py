@@ -24,27 +24,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from ._checks import check_finite, check_positive_int, check_probability
-
-
-def _as_scores(scores, name: str) -> np.ndarray:
-    """Return `scores` as a 1-D float64 array after checking it is non-empty and free of NaN.
-
-    Infinite scores are allowed: a loss of +inf simply ranks after every finite one.
-    """
-    if torch.is_tensor(scores):
-        scores = scores.detach().cpu().numpy()
-    try:
-        array = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a 1-D array of numbers, got {type(scores).__name__}") from None
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one score per example), got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty: the attack needs at least one score")
-    if np.isnan(array).any():
-        raise ValueError(f"{name} contains NaN: every example needs a comparable score")
-    return array
+from .validators import as_vector, check_finite, check_positive_int, check_probability
 
 
 def _model_outputs(model, dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,17 +73,6 @@ def loss_scores(model, dataset, batch_size: int = 256) -> np.ndarray:
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").numpy()
 
 
-def confidence_scores(model, dataset, batch_size: int = 256) -> np.ndarray:
-    """The probability the model gives to each example's true label, shape `(len(dataset),)`.
-
-    For a one-logit model this is sigmoid(logit) for label 1 and 1 - sigmoid(logit) for label 0, written as
-    sigmoid(+-logit) so a confident model's tiny probabilities do not round to zero. Equals exp(-loss).
-    """
-    logits, targets = _model_outputs(model, dataset, batch_size)
-    signed_logits = torch.where(targets == 1, logits, -logits)
-    return torch.sigmoid(signed_logits).numpy()
-
-
 def attack_roc(scores_in, scores_out) -> tuple[np.ndarray, np.ndarray]:
     """ROC curve of the attack "member if score <= tau", as (fpr, tpr), each of shape `(num_points,)`.
 
@@ -112,8 +81,8 @@ def attack_roc(scores_in, scores_out) -> tuple[np.ndarray, np.ndarray]:
     tied scores move together, so a tie between a member and a non-member gives a diagonal step. This is
     `sklearn.metrics.roc_curve(labels, -scores, drop_intermediate=False)`.
     """
-    scores_in = _as_scores(scores_in, "scores_in")
-    scores_out = _as_scores(scores_out, "scores_out")
+    scores_in = as_vector(scores_in, "scores_in", allow_infinite=True)
+    scores_out = as_vector(scores_out, "scores_out", allow_infinite=True)
     scores = np.concatenate([scores_in, scores_out])
     is_member = np.concatenate([np.ones(len(scores_in), dtype=np.int64), np.zeros(len(scores_out), dtype=np.int64)])
     order = np.argsort(scores, kind="stable")
@@ -133,8 +102,8 @@ def attack_auc(scores_in, scores_out) -> float:
     This is the Mann-Whitney U statistic divided by `len(scores_in) * len(scores_out)`, counted exactly:
     for each member, the non-members scoring higher count 1 and those scoring the same count 1/2.
     """
-    scores_in = _as_scores(scores_in, "scores_in")
-    scores_out = _as_scores(scores_out, "scores_out")
+    scores_in = as_vector(scores_in, "scores_in", allow_infinite=True)
+    scores_out = as_vector(scores_out, "scores_out", allow_infinite=True)
     sorted_out = np.sort(scores_out)
     at_most = np.searchsorted(sorted_out, scores_in, side="right")
     below = np.searchsorted(sorted_out, scores_in, side="left")

@@ -7,7 +7,9 @@ PATE", ICLR 2018).
 
 Neighbour notion: *replacement*. Changing one private training example changes the data of exactly one
 teacher (the partitions are disjoint), hence at most that teacher's vote: one count goes down by one and
-another goes up by one. The privacy accounting of these aggregators lives in `course.lib.pate_analysis`.
+another goes up by one. The privacy accounting of these aggregators lives in `course.lib.pate_analysis`
+(graded, data-independent) and `course.shown.pate_accounting` (data-dependent bounds, and PATE 2018's
+Confident-GNMax aggregator).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numbers
 import numpy as np
 from scipy import integrate
 
-from course.lib._checks import check_epsilon, check_finite, check_positive_int
+from course.lib.validators import as_count_matrix, check_epsilon, check_positive_int, numpy_generator
 
 
 def partition_indices(num_examples: int, num_teachers: int, seed: int = 0) -> list[np.ndarray]:
@@ -73,9 +75,9 @@ def laplace_noisy_max(counts, gamma: float, rng: np.random.Generator | None = No
     breaks ties deterministically and voids the privacy guarantee. Under replacement neighbours this is
     (2 gamma, 0)-DP per query. `rng` is a `numpy.random.Generator` (the global one when None).
     """
-    counts = _as_count_matrix(counts)
+    counts = as_count_matrix(counts)
     gamma = check_epsilon(gamma, "gamma")
-    noise = _generator(rng).laplace(0.0, 1.0 / gamma, size=counts.shape)
+    noise = numpy_generator(rng).laplace(0.0, 1.0 / gamma, size=counts.shape)
     return np.argmax(counts + noise, axis=1)
 
 
@@ -86,30 +88,10 @@ def gaussian_noisy_max(counts, sigma: float, rng: np.random.Generator | None = N
     Under replacement neighbours it is (order, order / sigma^2)-RDP per query for every order > 1.
     `rng` is a `numpy.random.Generator` (the global one when None).
     """
-    counts = _as_count_matrix(counts)
+    counts = as_count_matrix(counts)
     sigma = check_epsilon(sigma, "sigma")
-    noise = _generator(rng).normal(0.0, sigma, size=counts.shape)
+    noise = numpy_generator(rng).normal(0.0, sigma, size=counts.shape)
     return np.argmax(counts + noise, axis=1)
-
-
-def confident_gnmax(counts, threshold: float, sigma1: float, sigma2: float,
-                    rng: np.random.Generator | None = None) -> np.ndarray:
-    """The Confident-GNMax aggregator of PATE (2018), Algorithm 1: answer only where the teachers agree.
-
-    For each row of `counts` `(num_queries, num_classes)`: if `max_j n_j + N(0, sigma1^2) >= threshold`
-    (step 1, the noisy check of consensus), release the GNMax answer `argmax_j (n_j + N(0, sigma2^2))`
-    (step 2, fresh noise); otherwise release nothing. Returns int64 labels of shape `(num_queries,)`, with
-    -1 where the query was not answered. Replacement neighbours: step 1 is a Gaussian mechanism on the
-    maximum count (sensitivity 1), step 2 is GNMax; see `pate_analysis.confident_gnmax_epsilon`.
-    `rng` is a `numpy.random.Generator` (the global one when None).
-    """
-    counts = _as_count_matrix(counts)
-    threshold = check_finite(threshold, "threshold")
-    sigma1, sigma2 = check_epsilon(sigma1, "sigma1"), check_epsilon(sigma2, "sigma2")
-    generator = _generator(rng)
-    answered = counts.max(axis=1) + generator.normal(0.0, sigma1, size=counts.shape[0]) >= threshold
-    labels = np.argmax(counts + generator.normal(0.0, sigma2, size=counts.shape), axis=1)
-    return np.where(answered, labels, -1)
 
 
 def laplace_noisy_max_probabilities(counts, gamma: float) -> np.ndarray:
@@ -118,7 +100,7 @@ def laplace_noisy_max_probabilities(counts, gamma: float) -> np.ndarray:
     `counts` has shape `(num_classes,)`; returns P(label = j) for every class j, shape `(num_classes,)`,
     computed as the integral over x of pdf(x - n_j) * prod over k != j of cdf(x - n_k).
     """
-    counts = _as_count_matrix(np.atleast_2d(counts))[0]
+    counts = as_count_matrix(np.atleast_2d(counts))[0]
     gamma = check_epsilon(gamma, "gamma")
 
     def pdf(z):
@@ -136,7 +118,7 @@ def gaussian_noisy_max_probabilities(counts, sigma: float) -> np.ndarray:
 
     `counts` has shape `(num_classes,)`; returns P(label = j) for every class j, shape `(num_classes,)`.
     """
-    counts = _as_count_matrix(np.atleast_2d(counts))[0]
+    counts = as_count_matrix(np.atleast_2d(counts))[0]
     sigma = check_epsilon(sigma, "sigma")
 
     def pdf(z):
@@ -162,27 +144,3 @@ def _noisy_max_probabilities(counts: np.ndarray, pdf, cdf, tail: float) -> np.nd
         probabilities[j] = integrate.quad(integrand, low, high, points=breakpoints, epsabs=0.0,
                                           epsrel=1e-10, limit=500)[0]
     return probabilities
-
-
-def _as_count_matrix(counts) -> np.ndarray:
-    """Return `counts` as a float64 array of shape `(num_queries, num_classes)` of finite, non-negative votes."""
-    matrix = np.asarray(counts, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[1] == 0:
-        raise ValueError(
-            f"counts must have shape (num_queries, num_classes) with num_classes >= 1, got {matrix.shape}"
-        )
-    if not np.all(np.isfinite(matrix)) or np.any(matrix < 0):
-        raise ValueError("counts must be finite and non-negative")
-    return matrix
-
-
-def _generator(rng):
-    """What to draw noise from: `rng` itself, or NumPy's global generator (the `numpy.random` module) when None.
-
-    Both offer `laplace` and `normal` with the same signature; the global one is what `np.random.seed` seeds.
-    """
-    if rng is None:
-        return np.random
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
-    return rng

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from course.lib._checks import as_database, check_probability
+from course.lib.validators import as_database, check_probability
 
 
 def randomized_response(db, p_noise: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -17,6 +17,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from course.shown.training import train_epochs
+
 
 def load_mnist_splits(data_root: str, num_public: int = 9_000, seed: int = 0):
     """MNIST through torchvision's own loader, cut into the three sets of the PATE story.
@@ -118,16 +120,22 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    model.train()
-    for _ in tqdm(range(epochs), desc=progress, disable=progress is None, leave=False):
+
+    def batches(epoch):
         order = torch.randperm(len(images), generator=generator)
         for start in range(0, len(images), batch_size):
-            batch = order[start:start + batch_size]
-            inputs = augmentation(images[batch], generator) if augmentation else images[batch]
-            optimizer.zero_grad()
-            F.cross_entropy(model(inputs), labels[batch]).backward()
-            optimizer.step()
-            schedule.step()
+            yield order[start:start + batch_size]
+
+    def step(batch):
+        inputs = augmentation(images[batch], generator) if augmentation else images[batch]
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(inputs), labels[batch])
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        return loss.item(), len(batch)
+
+    train_epochs(model, epochs, batches, step, progress=progress, leave=False)
     model.eval()
     return model
 
@@ -165,7 +173,7 @@ def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.T
         if round_index > 0:
             images, targets = labelled_images, labels
             if len(unlabelled_images):
-                best, guesses = torch.softmax(_logits(model, unlabelled_images), dim=1).max(dim=1)
+                best, guesses = torch.softmax(batched_logits(model, unlabelled_images), dim=1).max(dim=1)
                 keep = best >= confidence
                 images = torch.cat([images, unlabelled_images[keep]])
                 targets = torch.cat([targets, guesses[keep]])
@@ -192,12 +200,12 @@ def train_teachers(images: torch.Tensor, labels: torch.Tensor, partitions, epoch
     return teachers
 
 
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
+def predict_classes(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
     """The model's predicted class for each of `images` `(n, 1, 28, 28)`: an int64 tensor of shape `(n,)`."""
-    return _logits(model, images, batch_size).argmax(dim=1)
+    return batched_logits(model, images, batch_size).argmax(dim=1)
 
 
-def _logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
+def batched_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
     """The model's logits `(n, num_classes)` on `images` `(n, 1, 28, 28)`, in evaluation mode, without gradients."""
     model.eval()
     with torch.no_grad():
@@ -212,10 +220,10 @@ def teacher_predictions(teachers: list[nn.Module], images: torch.Tensor) -> np.n
     """
     if len(teachers) == 0:
         raise ValueError("need at least one teacher")
-    return np.stack([predict(teacher, images).numpy() for teacher in tqdm(teachers, desc="teacher votes")])
+    return np.stack([predict_classes(teacher, images).numpy() for teacher in tqdm(teachers, desc="teacher votes")])
 
 
-def accuracy(predicted, labels) -> float:
+def label_accuracy(predicted, labels) -> float:
     """The fraction of positions where `predicted` equals `labels` (1-D tensors or arrays of the same length)."""
     predicted, labels = np.asarray(predicted), np.asarray(labels)
     if predicted.shape != labels.shape or predicted.ndim != 1 or predicted.size == 0:

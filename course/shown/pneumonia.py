@@ -1,4 +1,4 @@
-"""PneumoniaMNIST for notebooks 06 and 07: loading, the re-split, and plain (non-private) training.
+"""PneumoniaMNIST for notebooks 06 and 07: the course's MLP, loading, the re-split, and training.
 
 These functions are shown to students in read-only notebook cells, so they use only public packages.
 Images are 28x28 chest X-rays; label 0 = normal, 1 = pneumonia.
@@ -10,7 +10,29 @@ import torch
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
+
+from course.lib.validators import check_positive_int
+from course.shown.training import train_epochs
+
+
+def spec_mlp(in_features: int = 784, hidden: tuple[int, ...] = (128, 64)) -> nn.Sequential:
+    """The course's model for PneumoniaMNIST: an MLP with ReLU activations and one output logit.
+
+    With the default `hidden=(128, 64)` it has three Linear layers: Flatten -> Linear(784, 128) -> ReLU ->
+    Linear(128, 64) -> ReLU -> Linear(64, 1). Input: images of shape `(batch, 1, 28, 28)` (or one image of
+    shape `(1, 28, 28)`, which Flatten treats as a batch of one); output: logits of shape `(batch, 1)`, to be
+    used with `nn.BCEWithLogitsLoss`. Initialised by PyTorch's default, so seed torch first for a
+    reproducible model.
+    """
+    in_features = check_positive_int(in_features, "in_features")
+    if not isinstance(hidden, (tuple, list)):
+        raise ValueError(f"hidden must be a tuple of layer widths, got {type(hidden).__name__}")
+    widths = [in_features] + [check_positive_int(width, "each hidden width") for width in hidden]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for width_in, width_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+    layers.append(nn.Linear(widths[-1], 1))
+    return nn.Sequential(*layers)
 
 
 def load_pneumonia(split: str, data_root: str) -> medmnist.PneumoniaMNIST:
@@ -47,8 +69,9 @@ def resplit(train: TensorDataset, val: TensorDataset, train_size: int, seed: int
     return tuple(TensorDataset(images[part], labels[part]) for part in parts)
 
 
-def accuracy(model: nn.Module, dataset: TensorDataset) -> float:
-    """Fraction of examples whose predicted label (logit > 0) equals the true label."""
+def binary_accuracy(model: nn.Module, dataset: TensorDataset) -> float:
+    """The accuracy of a one-logit classifier on `dataset`: the fraction of examples whose predicted label
+    (logit > 0) equals the true label."""
     model.eval()
     with torch.no_grad():
         images, labels = dataset.tensors
@@ -63,18 +86,17 @@ def train_non_private(model: nn.Module, training: TensorDataset, validation: Ten
     loader = DataLoader(training, batch_size=batch_size, shuffle=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     criterion = nn.BCEWithLogitsLoss()
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc="non-private training"):
-        model.train()
-        total, count = 0.0, 0
-        for images, labels in loader:
-            optimizer.zero_grad()
-            loss = criterion(model(images).reshape(-1), labels.reshape(-1).float())
-            loss.backward()
-            optimizer.step()
-            total, count = total + loss.item() * len(images), count + len(images)
-        history.append((epoch, total / count, accuracy(model, validation)))
-    return history
+
+    def step(batch):
+        images, labels = batch
+        optimizer.zero_grad()
+        loss = criterion(model(images).reshape(-1), labels.reshape(-1).float())
+        loss.backward()
+        optimizer.step()
+        return loss.item(), len(images)
+
+    return train_epochs(model, epochs, lambda epoch: loader, step, progress="non-private training",
+                        after_epoch=lambda epoch, loss: (epoch, loss, binary_accuracy(model, validation)))
 
 
 def train_private_opacus(model: nn.Module, training: TensorDataset, validation: TensorDataset, epochs: int,
@@ -94,16 +116,17 @@ def train_private_opacus(model: nn.Module, training: TensorDataset, validation: 
         data_loader=DataLoader(training, batch_size=batch_size, shuffle=True),
         target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm)
     criterion = nn.BCEWithLogitsLoss()
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc=f"DP-SGD (epsilon {target_epsilon:g})"):
-        private_model.train()
-        total, count = 0.0, 0
-        for images, labels in loader:
-            optimizer.zero_grad()
-            loss = criterion(private_model(images).reshape(-1), labels.reshape(-1).float())
-            loss.backward()
-            optimizer.step()
-            total, count = total + loss.item() * len(images), count + len(images)
-        history.append((epoch, total / max(count, 1), accuracy(model, validation), engine.get_epsilon(delta)))
+
+    def step(batch):
+        images, labels = batch
+        optimizer.zero_grad()
+        loss = criterion(private_model(images).reshape(-1), labels.reshape(-1).float())
+        loss.backward()
+        optimizer.step()
+        return loss.item(), len(images)
+
+    history = train_epochs(
+        private_model, epochs, lambda epoch: loader, step, progress=f"DP-SGD (epsilon {target_epsilon:g})",
+        after_epoch=lambda epoch, loss: (epoch, loss, binary_accuracy(model, validation), engine.get_epsilon(delta)))
     private_model.cleanup()  # detach Opacus's hooks and per-example gradients: `model` is a plain model again
     return model, history

@@ -1,6 +1,6 @@
 """Releasing a data-dependent PATE epsilon privately: smooth sensitivity ([PATE18] Section 4.3, Appendices B-C).
 
-The data-dependent RDP of Confident-GNMax (`course.lib.pate_analysis`) is a function of the private votes, so
+The data-dependent RDP of Confident-GNMax (`course.shown.pate_accounting`) is a function of the private votes, so
 publishing it leaks. [PATE18] releases it through the *Gaussian noise with smooth sensitivity* (GNSS)
 mechanism: fix a Renyi order `order` in advance, compute the total data-dependent RDP at that order,
 f(D) = sum over queries of (step-1 cost + [answered] step-2 cost), bound its local sensitivity at every
@@ -34,9 +34,9 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import log_ndtr, ndtri_exp
 
-from course.lib._checks import check_delta, check_epsilon, check_finite, check_positive_int
-from course.lib.pate_analysis import (_check_answered, _check_counts, _gaussian_rdp_given_log_q, _log1mexp,
-                                      _threshold_log_q, threshold_rdp_data_dependent)
+from course.lib.validators import as_count_matrix, check_delta, check_epsilon, check_finite, check_positive_int
+from course.shown.pate_accounting import (check_answered, gaussian_rdp_given_log_q, log1mexp, threshold_log_q,
+                                          threshold_rdp_data_dependent)
 
 
 # --- GNMax: the data-dependent bound as a function of q at one order ---
@@ -48,8 +48,8 @@ def _gnmax_dd_bound(log_q, sigma: float, order: float) -> np.ndarray:
     mu2 = sigma * np.sqrt(-log_q)
     mu1 = mu2 + 1
     eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
-    log_one_minus_q = _log1mexp(log_q)
-    log_a = log_one_minus_q - _log1mexp((log_q + eps2) * (1 - 1 / mu2))
+    log_one_minus_q = log1mexp(log_q)
+    log_a = log_one_minus_q - log1mexp((log_q + eps2) * (1 - 1 / mu2))
     log_b = eps1 - log_q / (mu1 - 1)
     steps = order - 1
     return np.logaddexp(log_one_minus_q + steps * log_a, log_q + steps * log_b) / steps
@@ -172,7 +172,7 @@ def gnmax_local_sensitivity(counts, sigma: float, order: float) -> np.ndarray:
     Vectorised: identical sorted histograms are analysed once, the union-bound terms come from a table indexed
     by the integer vote gap, and Algorithm 3 runs once per distinct q met on all the walks.
     """
-    counts = _check_counts(counts)
+    counts = as_count_matrix(counts, min_classes=2)
     sigma, order = check_epsilon(sigma, "sigma"), _check_order(order)
     num_teachers = _num_teachers(counts)
     if not np.all(counts == np.round(counts)):
@@ -244,12 +244,12 @@ def threshold_local_sensitivity(counts, threshold: float, sigma1: float, order: 
     one, so the local sensitivity at v is max(|beta(v+1) - beta(v)|, |beta(v-1) - beta(v)|), and at distance d
     it is the largest such value over v' in [v - d, v + d] (within [0, num_teachers]).
     """
-    counts = _check_counts(counts)
+    counts = as_count_matrix(counts, min_classes=2)
     threshold, sigma1 = check_finite(threshold, "threshold"), check_epsilon(sigma1, "sigma1")
     order = _check_order(order)
     num_teachers = _num_teachers(counts)
     values = np.arange(num_teachers + 1, dtype=np.float64)
-    beta = _gaussian_rdp_given_log_q(_threshold_log_q(values, threshold, sigma1), math.sqrt(2) * sigma1,
+    beta = gaussian_rdp_given_log_q(threshold_log_q(values, threshold, sigma1), math.sqrt(2) * sigma1,
                                      np.array([order]))[:, 0]
     steps = np.abs(np.diff(beta))
     local = np.maximum(np.concatenate([[0.0], steps]), np.concatenate([steps, [0.0]]))  # LS at each v
@@ -311,8 +311,8 @@ def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1
     f(D) + SS_beta sigma_ss Z + gnss_rdp(beta, sigma_ss, order) + ln(1/delta) / (order - 1), Z ~ N(0, 1) drawn
     from `rng`. Raises ValueError when conditions C5-C6 fail for (sigma2, order), as the analysis needs them.
     """
-    counts = _check_counts(counts)
-    answered = _check_answered(answered, counts.shape[0])
+    counts = as_count_matrix(counts, min_classes=2)
+    answered = check_answered(answered, counts.shape[0])
     delta, order = check_delta(delta), _check_order(order)
     sigma2 = check_epsilon(sigma2, "sigma2")
     release_cost = gnss_rdp(beta, sigma_ss, order)
@@ -335,8 +335,8 @@ def confident_gnmax_rdp_and_local_sensitivity(counts, answered, threshold: float
     """`(f, LS)`: the total data-dependent RDP f(D) of Confident-GNMax at `order` and the local sensitivity of f
     at distances 0..num_teachers - 1 (shape `(num_teachers,)`), bounded by the sum over queries of step 1's and,
     for answered queries, step 2's. Both are private; `sanitised_confident_gnmax_epsilon` releases f."""
-    counts = _check_counts(counts)
-    answered = _check_answered(answered, counts.shape[0])
+    counts = as_count_matrix(counts, min_classes=2)
+    answered = check_answered(answered, counts.shape[0])
     order, sigma2 = _check_order(order), check_epsilon(sigma2, "sigma2")
     step1 = threshold_rdp_data_dependent(counts, threshold, sigma1, np.array([order]))[:, 0]
     local = threshold_local_sensitivity(counts, threshold, sigma1, order).sum(axis=0)

@@ -11,9 +11,9 @@ from opacus.data_loader import DPDataLoader
 from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
 
-from course.lib.pneumonia import accuracy  # shown in the notebook's own helper cell
+from course.shown.pneumonia import binary_accuracy
+from course.shown.training import train_epochs
 
 
 def train_dp_sgd(model: nn.Module, training: TensorDataset, validation: TensorDataset, private_gradient,
@@ -43,26 +43,29 @@ def train_dp_sgd(model: nn.Module, training: TensorDataset, validation: TensorDa
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     accountant = RDPAccountant()
     criterion = nn.BCEWithLogitsLoss()
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc="DP-SGD with your dp_grads"):
-        model.train()
-        total, count = 0.0, 0
-        for images, labels in batches:
-            if len(images) > 0:
-                gradient = private_gradient(model, list(zip(images, labels)), criterion, max_grad_norm,
-                                            noise_multiplier)
-                with torch.no_grad():
-                    total += criterion(model(images).reshape(-1), labels.reshape(-1).float()).item() * len(images)
-                count += len(images)
-            else:  # an empty Poisson batch (probability (1 - q)^n) is still a step: the noise alone
-                gradient = {name: torch.randn_like(p) * noise_multiplier * max_grad_norm
-                            for name, p in model.named_parameters()}
-            for name, parameter in model.named_parameters():
-                parameter.grad = gradient[name] * (max(len(images), 1) / expected_batch_size)
-            optimizer.step()
-            accountant.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
+
+    def step(batch):
+        images, labels = batch
+        loss = 0.0
+        if len(images) > 0:
+            gradient = private_gradient(model, list(zip(images, labels)), criterion, max_grad_norm, noise_multiplier)
+            with torch.no_grad():
+                loss = criterion(model(images).reshape(-1), labels.reshape(-1).float()).item()
+        else:  # an empty Poisson batch (probability (1 - q)^n) is still a step: the noise alone
+            gradient = {name: torch.randn_like(p) * noise_multiplier * max_grad_norm
+                        for name, p in model.named_parameters()}
+        for name, parameter in model.named_parameters():
+            parameter.grad = gradient[name] * (max(len(images), 1) / expected_batch_size)
+        optimizer.step()
+        accountant.step(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
+        return loss, len(images)
+
+    def after_epoch(epoch, loss):
         scheduler.step()
-        history.append((epoch, total / max(count, 1), accuracy(model, validation), accountant.get_epsilon(delta)))
+        return epoch, loss, binary_accuracy(model, validation), accountant.get_epsilon(delta)
+
+    history = train_epochs(model, epochs, lambda epoch: batches, step, after_epoch,
+                           progress="DP-SGD with your dp_grads")
     return model, history
 
 
@@ -103,19 +106,25 @@ def train_private_virtual_batches(model: nn.Module, training: TensorDataset, val
         target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     criterion = nn.BCEWithLogitsLoss()
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc=f"Opacus, virtual batches (epsilon {target_epsilon:g})"):
-        private_model.train()
-        total, count = 0.0, 0
+
+    def physical_batches(epoch):
         with BatchMemoryManager(data_loader=loader, max_physical_batch_size=max_physical_batch_size,
-                                optimizer=optimizer) as physical_batches:
-            for images, labels in physical_batches:
-                optimizer.zero_grad()
-                loss = criterion(private_model(images).reshape(-1), labels.reshape(-1).float())
-                loss.backward()
-                optimizer.step()  # clips this piece; adds noise and updates only at a logical batch's end
-                total, count = total + loss.item() * len(images), count + len(images)
+                                optimizer=optimizer) as pieces:
+            yield from pieces
+
+    def step(batch):
+        images, labels = batch
+        optimizer.zero_grad()
+        loss = criterion(private_model(images).reshape(-1), labels.reshape(-1).float())
+        loss.backward()
+        optimizer.step()  # clips this piece; adds noise and updates only at a logical batch's end
+        return loss.item(), len(images)
+
+    def after_epoch(epoch, loss):
         scheduler.step()
-        history.append((epoch, total / max(count, 1), accuracy(model, validation), engine.get_epsilon(delta)))
+        return epoch, loss, binary_accuracy(model, validation), engine.get_epsilon(delta)
+
+    history = train_epochs(private_model, epochs, physical_batches, step, after_epoch,
+                           progress=f"Opacus, virtual batches (epsilon {target_epsilon:g})")
     private_model.cleanup()  # detach Opacus's hooks: `model` is a plain model again
     return model, history

@@ -2,18 +2,19 @@
 score, the DP limit on ROC curves, an empirical lower bound on epsilon from an attack, and the figures.
 
 These functions are shown to students in read-only cells, so they use only public packages (numpy, torch,
-matplotlib; scipy through `course.lib.laplace.epsilon_lower_bound`) and validate their arguments inline. Models have one output logit (label 1 = pneumonia);
-datasets yield (image, label) pairs, the label a tensor or array of shape (1,) holding 0 or 1.
+matplotlib; scipy through `audit_bounds.epsilon_lower_bound`) and validate their arguments inline. Models
+have one output logit (label 1 = pneumonia); datasets yield (image, label) pairs, the label a tensor or array
+of shape (1,) holding 0 or 1.
 """
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from course.lib.laplace import epsilon_lower_bound
+from course.shown.audit_bounds import epsilon_lower_bound
 
 
-def predict(model: torch.nn.Module, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def logits_and_labels(model: torch.nn.Module, dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """The logit and the true label of every example, in dataset order: float and int64 tensors of shape (n,).
 
     The model runs in eval mode without gradients; its previous mode is restored afterwards.
@@ -41,7 +42,7 @@ def true_label_logits(model: torch.nn.Module, dataset) -> np.ndarray:
     That is the logit for label 1 and minus the logit for label 0: large and positive means confidently right.
     The confidence in the true label is its sigmoid, and the loss is softplus(-value).
     """
-    logits, labels = predict(model, dataset)
+    logits, labels = logits_and_labels(model, dataset)
     logits = logits.double()
     return torch.where(labels == 1, logits, -logits).numpy()
 
@@ -139,7 +140,7 @@ def plot_confidence_cdfs(model: torch.nn.Module, members, non_members, title: st
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for name, dataset, style in (("training members", members, "-"), ("non-members (assessment)", non_members, "--")):
-        logits, labels = predict(model, dataset)
+        logits, labels = logits_and_labels(model, dataset)
         signed = torch.where(labels == 1, logits, -logits).double()
         # sigmoid(-signed) is 1 - confidence without rounding 1 - 0.9999999... to zero; a doubt below the
         # smallest positive double (confidence exactly 1 even in float64) is drawn at that value.

@@ -1,13 +1,16 @@
 """Argument validation shared by the reference implementations.
 
-Every public function in `course.lib` validates its inputs with these helpers so that bad input raises a
-`ValueError` that says what was wrong, never a silent wrong answer.
+Every public function in `course.lib` (and the helpers of `course.shown` that take numbers from a user)
+validates its inputs with these so that bad input raises a `ValueError` that says what was wrong, never a
+silent wrong answer. Each check is written once, here; notebooks that show a helper also show the checks it
+calls, under these same public names.
 """
 from __future__ import annotations
 
 import math
 import numbers
 
+import numpy as np
 import torch
 
 
@@ -74,3 +77,52 @@ def check_delta(delta, name: str = "delta") -> float:
     if not 0 < delta < 1:
         raise ValueError(f"{name} must be in (0, 1), got {delta!r}")
     return delta
+
+
+def as_vector(values, name: str, *, allow_infinite: bool = False) -> np.ndarray:
+    """Return `values` (array, list or tensor) as a non-empty 1-D float64 NumPy array `(n,)` without NaN.
+
+    Infinite entries are refused unless `allow_infinite` (a membership score of +inf, say, still ranks).
+    """
+    if torch.is_tensor(values):
+        values = values.detach().cpu().numpy()
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a 1-D sequence of numbers, got {type(values).__name__}") from None
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one number per example), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty: it needs at least one number")
+    if np.isnan(array).any():
+        raise ValueError(f"{name} contains NaN: every entry must be a comparable number")
+    if not allow_infinite and np.isinf(array).any():
+        raise ValueError(f"{name} must hold only finite numbers")
+    return array
+
+
+def as_count_matrix(counts, min_classes: int = 1) -> np.ndarray:
+    """Return vote `counts` as a float64 array `(num_queries, num_classes)` of finite, non-negative numbers,
+    after checking that there are at least `min_classes` classes."""
+    matrix = np.asarray(counts, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise ValueError(f"counts must be 2-D, shape (num_queries, num_classes), got shape {matrix.shape}")
+    if matrix.shape[1] < min_classes:
+        raise ValueError(f"counts needs at least {min_classes} classes, got {matrix.shape[1]}")
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError("counts must be finite")
+    if np.any(matrix < 0):
+        raise ValueError("counts must be non-negative")
+    return matrix
+
+
+def numpy_generator(rng):
+    """What to draw noise from: `rng` itself, or NumPy's global generator (the `numpy.random` module) when None.
+
+    Both offer `laplace` and `normal` with the same signature; the global one is what `np.random.seed` seeds.
+    """
+    if rng is None:
+        return np.random
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
+    return rng
