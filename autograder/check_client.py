@@ -20,13 +20,17 @@ import socket
 
 from . import wire
 
-# The sandbox holds this module and autograder.wire only (no course, no autograder.settings), so the two names
-# below are repeated here: autograder.settings.CHECKER_VARIABLE and course.grading.GradingFailure.
+# The sandbox holds this module and autograder.wire only (no course, no autograder.settings), so this name is
+# repeated here: autograder.settings.CHECKER_VARIABLE.
 CHECKER_VARIABLE = "DP_COURSE_CHECKER"  # path of the grader's socket, set in the kernel's environment
 
 
 class GradingFailure(AssertionError):
-    """A hidden test failed; the message says what was wrong."""
+    """A hidden test failed; the message says what was wrong, in the student's terms.
+
+    The one definition: it lives here because the kernel holds only this module and autograder.wire, and the
+    grader's checks raise the same class (course.grading imports it from here).
+    """
 
 
 def check(name: str, function) -> None:

@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 
 import nbformat
 from nbgrader.plugins import FileNameCollectorPlugin
+from nbgrader.utils import is_grade
 
 from . import late
 
@@ -305,11 +306,12 @@ def _read_quietly(path: Path):
 
 
 def _graded_ids(path: Path) -> set[str]:
-    return {c.metadata["nbgrader"]["grade_id"] for c in _read_quietly(path).cells
-            if c.metadata.get("nbgrader", {}).get("grade")}
+    return {c.metadata.nbgrader["grade_id"] for c in _read_quietly(path).cells if is_grade(c)}
 
 
 def _graded_ids_of_file(path: Path) -> set[str]:
+    # Raw JSON, not nbgrader.utils: the file may not be a readable notebook, and a student's edit of a cell's
+    # flags must not hide its grade_id.
     try:
         cells = json.loads(path.read_text(errors="replace")).get("cells", [])
         return {str(c["metadata"]["nbgrader"]["grade_id"]) for c in cells

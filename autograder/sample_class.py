@@ -6,50 +6,82 @@ not a notebook).
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import shutil
+import types
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_solution
 
 from .paths import RELEASE, SOURCE, assignments, notebooks
 
-# One typical mistake per assignment: (graded function whose cell is replaced, the wrong code).
-WRONG_ANSWERS = {
-    "01_databases": ("threshold_query",
-                     "def threshold_query(db, threshold=5):\n    return (db.sum() >= threshold).float()"),
-    "02_differencing": ("differencing_attack_mean",
-                        "def differencing_attack_mean(db, index):\n"
-                        "    return float(db.float().mean() - get_parallel_db(db, index).float().mean())"),
-    "03_randomized_response": ("randomized_response",
-                               "def randomized_response(db, p_noise=0.5):\n"
-                               "    flip = torch.rand(len(db)) < p_noise\n"
-                               "    return (db.bool() ^ flip).to(db.dtype)"),
-    "04_laplace": ("private_mean",
-                   "def private_mean(db, epsilon):\n"
-                   "    return laplace_mechanism(float(db.double().mean()), 1.0, epsilon)"),
-    "05_pate": ("laplace_noisy_max",  # adds the noise into the integer counts in place: truncated to integers
-                "def laplace_noisy_max(counts, gamma, rng=None):\n"
-                "    counts = np.array(counts)  # a copy of the integer counts, as the caller's must not change\n"
-                "    source = np.random if rng is None else rng\n"
-                "    for row in counts:\n"
-                "        for j in range(len(row)):\n"
-                "            row[j] += source.laplace(0.0, 1.0 / gamma)\n"
-                "    return np.argmax(counts, axis=1)"),
-    "06_dpsgd": ("dp_grads",  # clips the whole batch's gradient once instead of each example's
-                 "def dp_grads(model, batch_data, criterion, max_grad_norm, noise_multiplier):\n"
-                 "    model.zero_grad()\n"
-                 "    for x, t in batch_data:\n"
-                 "        criterion(model(x).reshape(1), t.float().reshape(1)).backward()\n"
-                 "    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)\n"
-                 "    total = {name: p.grad.clone() for name, p in model.named_parameters()}\n"
-                 "    model.zero_grad()\n"
-                 "    noise_std = noise_multiplier * max_grad_norm\n"
-                 "    return {name: (g + noise_std * torch.randn_like(g)) / len(batch_data) for name, g in total.items()}"),
-    "07_membership": ("attack_auc",  # counts tied (member, non-member) pairs as 0 instead of one half
-                      "def attack_auc(scores_in, scores_out):\n"
-                      "    wins = np.asarray(scores_in)[:, None] < np.asarray(scores_out)[None, :]\n"
-                      "    return float(wins.mean())"),
+# One typical mistake per assignment: the graded function whose solution cell is replaced, and the wrong answer
+# typed in its place, a function of course.grading.wrong_answers (whose tests show the hidden checks catch it).
+TYPICAL_MISTAKES = {
+    "01_databases": ("threshold_query", "nb01_02.threshold_query_greater_or_equal"),
+    "02_differencing": ("differencing_attack_mean", "nb01_02.differencing_attack_mean_without_sizes"),
+    "03_randomized_response": ("randomized_response", "nb03_04.rr_flips_instead_of_coin"),
+    "04_laplace": ("private_mean", "nb03_04.private_mean_sum_sensitivity"),
+    "05_pate": ("laplace_noisy_max", "nb05.laplace_noise_truncated"),
+    "06_dpsgd": ("dp_grads", "nb06.dp_grads_batch_clipping"),
+    "07_membership": ("attack_auc", "nb07.attack_auc_ties_ignored"),
 }
+
+
+@functools.cache
+def wrong_answers() -> dict[str, tuple[str, str]]:
+    """{assignment: (graded function, the cell source of its typical mistake)}, from TYPICAL_MISTAKES."""
+    answers = {}
+    for assignment, (name, wrong) in TYPICAL_MISTAKES.items():
+        module, function = wrong.split(".")
+        function = getattr(importlib.import_module(f"course.grading.wrong_answers.{module}"), function)
+        answers[assignment] = (name, cell_source(function, name))
+    return answers
+
+
+def __getattr__(name: str):
+    """`WRONG_ANSWERS` (= wrong_answers()) is built on first use: the wrong answers import torch, which the
+    command line need not load."""
+    if name == "WRONG_ANSWERS":
+        return wrong_answers()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _names_used(code: types.CodeType) -> set[str]:
+    """The global names a function's code (and the comprehensions and lambdas inside it) refers to."""
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names |= _names_used(constant)
+    return names
+
+
+def cell_source(function, name: str) -> str:
+    """`function` as a student would type it into the cell of graded function `name`: the imports and the
+    module's private helpers it uses, then the function itself, renamed to `name`."""
+    module = inspect.getmodule(function)
+    imports, helpers, pending, seen = [], [], [function], set()
+    while pending:
+        current = pending.pop()
+        for used in sorted(_names_used(current.__code__) - seen):
+            seen.add(used)
+            value = getattr(module, used, None)
+            if isinstance(value, types.ModuleType):
+                imports.append(f"import {value.__name__}" + ("" if value.__name__ == used else f" as {used}"))
+            elif inspect.isfunction(value) and value.__module__ == module.__name__ and used.startswith("_"):
+                helpers.append(value)
+                pending.append(value)
+            elif value is not None and hasattr(value, "__module__") and not inspect.isbuiltin(value):
+                imports.append(f"from {value.__module__} import {value.__name__}"
+                               + ("" if value.__name__ == used else f" as {used}"))
+    code = inspect.getsource(function).replace(f"def {function.__name__}(", f"def {name}(", 1)
+    parts = ["\n".join(sorted(imports))] + [inspect.getsource(helper) for helper in helpers] + [code]
+    return "\n\n\n".join(part.strip() for part in parts if part) + "\n"
+
+
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 
 
@@ -65,9 +97,8 @@ def solved(assignment: str, notebook: str, source: Path = SOURCE, release: Path 
     source_cells = {c.get("id"): c for c in nbformat.read(source / assignment / notebook, as_version=4).cells}
     nb = nbformat.read(release / assignment / notebook, as_version=4)
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and cell.cell_type == "code":
-            cell.source = replace.get(meta["grade_id"]) or solution_text(source_cells[cell.get("id")])
+        if is_solution(cell) and cell.cell_type == "code":
+            cell.source = replace.get(cell.metadata.nbgrader["grade_id"]) or solution_text(source_cells[cell.get("id")])
     return nb
 
 
@@ -77,7 +108,7 @@ def build(target: Path, source: Path = SOURCE, release: Path = RELEASE) -> list[
         shutil.rmtree(target)
     for assignment in assignments(source):
         for notebook in notebooks(assignment, source):
-            wrong = WRONG_ANSWERS.get(assignment)
+            wrong = wrong_answers().get(assignment)
             versions = {
                 "perfect": solved(assignment, notebook, source, release),
                 "untouched": nbformat.read(release / assignment / notebook, as_version=4),

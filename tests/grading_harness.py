@@ -19,18 +19,28 @@ def reference_failures(check, reference, seeds) -> dict[int, str]:
     return failures
 
 
-def assert_fails_with_a_clean_message(check, wrong_answer, seeds) -> None:
-    """The check fails `wrong_answer` for every seed, with a message that does not point into the grader."""
+def _require_clean(message: str, phrase: str) -> None:
+    """A failure message names the mistake (`phrase`) and does not point into the grader's code."""
+    assert phrase in message, f"the message lacks {phrase!r}: {message}"
+    # feedback shows the message only: it must not point into the grader's code
+    assert "course." not in message and "Traceback" not in message, message
+
+
+def assert_fails_with_a_clean_message(check, wrong_answer, seeds, phrase: str = "") -> None:
+    """The check fails `wrong_answer` for every seed, with a message that contains `phrase` and does not
+    point into the grader."""
     for seed in seeds:
         message = failure_message(check, wrong_answer, seed)
         assert message, f"{wrong_answer.__name__} passed with seed {seed}"
-        # feedback shows the message only: it must not point into the grader's code
-        assert "course." not in message and "Traceback" not in message
+        _require_clean(message, phrase)
 
 
-def catch_rate(check, wrong_answer, seeds) -> float:
-    """Share of `seeds` for which the check fails `wrong_answer`; prints the rate and an example message."""
+def catch_rate(check, wrong_answer, seeds, phrase: str = "") -> float:
+    """Share of `seeds` for which the check fails `wrong_answer`, each failure with a clean message that
+    contains `phrase`; prints the rate and an example message."""
     messages = [failure_message(check, wrong_answer, seed) for seed in seeds]
+    for message in filter(None, messages):
+        _require_clean(message, phrase)
     caught = sum(message is not None for message in messages)
     example = next((message for message in messages if message), "")
     print(f"\n{wrong_answer.__name__}: caught in {caught} of {len(seeds)} seeds ({caught / len(seeds):.0%}); "

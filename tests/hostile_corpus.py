@@ -46,7 +46,8 @@ def _save(nb, folder: Path, name: str = NOTEBOOK) -> None:
     nbformat.write(nb, path)
 
 
-def _cell(nb, grade_id):
+def cell_by_grade_id(nb, grade_id):
+    """The cell of `nb` with nbgrader grade_id `grade_id` (nbgrader.utils has no accessor for the id)."""
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
@@ -54,7 +55,7 @@ def _prefixed(grade_id: str, code: str, start=None):
     """The solved notebook (or `start()`) with `code` run at the top of one solution cell."""
     def build(folder: Path, port: int) -> None:
         nb = (start or solved)()
-        cell = _cell(nb, grade_id)
+        cell = cell_by_grade_id(nb, grade_id)
         cell.source = code.replace("PORT", str(port)).replace("REPO", str(REPO)) + "\n" + cell.source
         _save(nb, folder)
     return build
@@ -64,19 +65,19 @@ def _suffixed(grade_id: str, code: str):
     """The solved notebook with `code` run at the end of one solution cell."""
     def build(folder: Path, port: int) -> None:
         nb = solved()
-        cell = _cell(nb, grade_id)
+        cell = cell_by_grade_id(nb, grade_id)
         cell.source = cell.source + "\n" + code
         _save(nb, folder)
     return build
 
 
-WRONG_THRESHOLD = "def threshold_query(db, threshold=5):\n    return (db.sum() >= threshold).float()\n"
+WRONG_THRESHOLD = sample_class.WRONG_ANSWERS[ASSIGNMENT][1]  # the sample class's mistake: threshold_query
 
 
 def _wrong_threshold_with(extra: str, where: str = "before"):
     def build(folder: Path, port: int) -> None:
         nb = solved()
-        cell = _cell(nb, "threshold_query")
+        cell = cell_by_grade_id(nb, "threshold_query")
         cell.source = (extra + "\n" + WRONG_THRESHOLD) if where == "before" else (WRONG_THRESHOLD + "\n" + extra)
         _save(nb, folder)
     return build
@@ -84,29 +85,29 @@ def _wrong_threshold_with(extra: str, where: str = "before"):
 
 def _edited_test_cell(folder: Path, port: int) -> None:
     nb = solved()
-    _cell(nb, "threshold_query").source = WRONG_THRESHOLD
-    _cell(nb, "test_threshold_query").source = "print('tests passed')"
+    cell_by_grade_id(nb, "threshold_query").source = WRONG_THRESHOLD
+    cell_by_grade_id(nb, "test_threshold_query").source = "print('tests passed')"
     _save(nb, folder)
 
 
 def _deleted_test_cell(folder: Path, port: int) -> None:
     nb = solved()
-    _cell(nb, "threshold_query").source = WRONG_THRESHOLD
-    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_threshold_query"]
+    cell_by_grade_id(nb, "threshold_query").source = WRONG_THRESHOLD
+    nb.cells.remove(cell_by_grade_id(nb, "test_threshold_query"))
     _save(nb, folder)
 
 
 def _duplicated_test_cell(folder: Path, port: int) -> None:
     nb = solved()
-    test = _cell(nb, "test_create_db")
+    test = cell_by_grade_id(nb, "test_create_db")
     nb.cells.insert(nb.cells.index(test), nbformat.from_dict(json.loads(json.dumps(test))))
     _save(nb, folder)
 
 
 def _unlocked_retyped_cell(folder: Path, port: int) -> None:
     nb = solved()
-    _cell(nb, "threshold_query").source = WRONG_THRESHOLD
-    test = _cell(nb, "test_threshold_query")
+    cell_by_grade_id(nb, "threshold_query").source = WRONG_THRESHOLD
+    test = cell_by_grade_id(nb, "test_threshold_query")
     test.cell_type = "markdown"
     test.pop("outputs", None)
     test.pop("execution_count", None)

@@ -35,6 +35,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbgrader.utils import is_grade, is_solution
 
 from autograder.paths import SOURCE, assignments
 from autograder.sample_class import solved
@@ -130,7 +131,7 @@ def _free_port() -> int:
 def _student_copy(nb):
     """A student's finished notebook: solutions typed in (solved) and every written answer filled."""
     for cell in nb.cells:
-        if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
+        if cell.cell_type == "markdown" and is_solution(cell):
             cell.source = "The answer, in the student's own words."
     return nb
 
@@ -423,6 +424,6 @@ def test_untouched_release_fails_only_in_missing_student_code(release, tmp_path,
                                    f"{error.ename}: {error.evalue}")
         if errors:
             undefined |= _assigned_names(cell.source)
-            failed_tests += bool(cell.metadata.get("nbgrader", {}).get("grade"))
+            failed_tests += bool(is_grade(cell))
     assert failed_tests, "the untouched release should fail its visible tests"
     assert not unexplained, f"errors not caused by missing student code: {unexplained}"

@@ -1,8 +1,9 @@
 """The hidden-test checks of notebooks 03 and 04 pass the reference and catch typical wrong answers.
 
-Both halves of the grading contract (spec section 4): (a) the reference passes every check for 200 seeds;
-(b) each wrong answer in `wrong_answers_03_04` is caught in at least 99% of 100 seeds. The measured rates are
-printed (run pytest with -s to see them). The full sweeps are marked slow; a few seeds run in the fast suite.
+Both halves of the grading contract (spec section 4): (a) the reference passes every check for 200 seeds; (b)
+each wrong answer in `course.grading.wrong_answers.nb03_04` is caught in at least 99% of 100 seeds. The
+measured rates are printed (run pytest with -s to see them). The full sweeps are marked slow; a few seeds run
+in the fast suite.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import wrong_answers_03_04 as wrong
+from course.grading.wrong_answers import nb03_04 as wrong
 from course.grading import GradingFailure, nb03, nb04, stats
 from course.lib.laplace import (empirical_epsilon, gaussian_mechanism, laplace_mechanism, private_mean,
                                 private_sum, total_epsilon)
@@ -98,7 +99,7 @@ def test_messages_name_the_mistake():
         (nb03.check_debias_mean, wrong.debias_only_for_half, "every p_noise"),
     ]
     for check, wrong_answer, phrase in cases:
-        assert phrase in failure_message(check, wrong_answer, seed=0)
+        assert_fails_with_a_clean_message(check, wrong_answer, [0], phrase)
 
 
 def test_private_mean_message_reports_both_standard_deviations():

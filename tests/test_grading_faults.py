@@ -10,10 +10,10 @@ import nbformat
 import pytest
 from traitlets.config import PyFileConfigLoader
 
-from autograder import grade, preflight, sandbox, submission
+from autograder import bundles, grade, preflight, sandbox, submission
 from autograder.paths import REPO, SOURCE
 from autograder.settings import load_grading
-from hostile_corpus import solved
+from hostile_corpus import cell_by_grade_id, solved
 
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
 needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
@@ -22,7 +22,7 @@ needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sa
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("bundle")
-    return grade.make_bundle(SOURCE, ASSIGNMENT, f"sqlite:///{scratch / 'class.db'}", scratch)
+    return bundles.make_bundle(SOURCE, ASSIGNMENT, f"sqlite:///{scratch / 'class.db'}", scratch)
 
 
 def _job(nb=None) -> submission.Job:
@@ -54,7 +54,7 @@ def test_a_full_disk_is_a_grading_error(bundle, monkeypatch):
 @needs_sandbox
 def test_a_kernel_that_ignores_interrupts_leaves_nothing_running(bundle):
     nb = solved()
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "create_db")
+    cell = cell_by_grade_id(nb, "create_db")
     cell.source = ("import signal, subprocess, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', 'dp-timeout-marker'],"
                    " start_new_session=True)\nwhile True:\n    pass\n")
@@ -124,7 +124,7 @@ def test_unsandboxed_grading_is_recorded(tmp_path):
 @needs_sandbox
 def test_the_notebook_timeout_kills_the_sandbox(bundle):
     nb = solved()
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "create_db")
+    cell = cell_by_grade_id(nb, "create_db")
     cell.source += ("\nimport subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; "
                     "time.sleep(600)', 'dp-notebook-timeout-marker'], start_new_session=True)\ntime.sleep(60)\n")
     result = submission.grade_submission(_job(nb), bundle, _limits(notebook_timeout=20, cell_timeout=120))

@@ -10,6 +10,7 @@ import zipfile
 from collections import defaultdict
 
 import pytest
+from nbgrader.utils import is_solution
 
 from autograder import sample_class
 from autograder.grade import graded_cells
@@ -155,8 +156,8 @@ def test_a_hung_notebook_is_stopped_and_the_batch_goes_on(tmp_path):
     import nbformat
     assignment = assignments()[0]
     notebook = notebooks(assignment)[0]
-    first_function = next(c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(SOURCE / assignment / notebook, 4).cells
-                          if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code")
+    first_function = next(c.metadata.nbgrader["grade_id"] for c in nbformat.read(SOURCE / assignment / notebook, 4).cells
+                          if is_solution(c) and c.cell_type == "code")
     hung = sample_class.solved(assignment, notebook, replace={first_function: "while True:\n    pass"})
     for student, nb in (("hung", hung), ("fine", sample_class.solved(assignment, notebook))):
         path = tmp_path / "class" / student / assignment / notebook

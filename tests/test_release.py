@@ -4,6 +4,7 @@ import shutil
 
 import nbformat
 import pytest
+from nbgrader.utils import is_solution
 
 from autograder import leaks, release
 from autograder.paths import RELEASE, SOURCE, assignments, notebooks
@@ -47,7 +48,7 @@ def test_release_notebooks_keep_the_student_contract():
             assert "colab-badge" in nb.cells[0].source and f"release/{assignment}/{name}" in nb.cells[0].source
             setup = nb.cells[2] if nb.cells[1].cell_type == "markdown" else nb.cells[1]
             assert "DP_COURSE_DATA" in setup.source and "google.colab" in setup.source
-            solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+            solutions = [c for c in nb.cells if is_solution(c)]
             assert solutions and all("YOUR CODE HERE" in c.source or "YOUR ANSWER HERE" in c.source for c in solutions)
 
 

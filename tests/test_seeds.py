@@ -6,9 +6,10 @@ import stat
 
 import pytest
 
-import wrong_answers_03_04
+from course.grading.wrong_answers import nb03_04
 from autograder import seeds
-from course.grading import GradingFailure, nb03, nb04
+from course.grading import GradingFailure, nb01, nb03, nb04, nb05, nb06
+from course.lib.dpsgd import dp_grads
 import course.lib as lib
 from grading_harness import failure_message, student_seeds
 
@@ -35,16 +36,20 @@ def test_seeds_are_reproducible_and_differ_between_students_and_secrets():
 
 def test_failure_messages_differ_between_students():
     """The messages quote values drawn from the seed, so two students cannot compare notes."""
-    wrong = wrong_answers_03_04.private_mean_noisy_sum_not_divided
+    wrong = nb03_04.private_mean_noisy_sum_not_divided
     messages = {failure_message(nb04.check_private_mean, wrong, seed) for seed in student_seeds(5, "04_laplace")}
     assert None not in messages and len(messages) > 1, messages
 
 
 @pytest.mark.parametrize("check, reference", [
+    (nb01.check_create_db, lib.create_db),
+    (nb01.check_create_db_and_parallels, lib.create_db_and_parallels),
     (nb03.check_randomized_response, lib.randomized_response),
     (nb04.check_laplace_mechanism, lib.laplace_mechanism),
     (nb04.check_private_sum, lib.private_sum),
     (nb04.check_gaussian_mechanism, lib.gaussian_mechanism),
+    (nb05.check_laplace_noisy_max, lib.laplace_noisy_max),
+    (nb06.check_dp_grads, dp_grads),
 ], ids=lambda value: getattr(value, "__name__", ""))
 def test_thresholds_do_not_depend_on_the_seed(monkeypatch, check, reference):
     """Every significance level a statistical check uses is the same for every student's seed, so the
@@ -68,3 +73,11 @@ def test_thresholds_do_not_depend_on_the_seed(monkeypatch, check, reference):
         recorded.append(list(levels))
     assert recorded[0], "the check made no statistical test"
     assert all(levels == recorded[0] for levels in recorded), recorded
+
+
+def test_every_statistical_check_is_calibrated_in_stats():
+    """One calibration (course.grading.stats): no check module runs a scipy test or sets a level of its own."""
+    for module in (nb01, nb03, nb04, nb05, nb06, importlib.import_module("course.grading.nb02"),
+                   importlib.import_module("course.grading.nb07")):
+        source = inspect.getsource(module)
+        assert "scipy" not in source and "ALPHA" not in source and "FALSE_FAILURE" not in source, module.__name__

@@ -15,14 +15,11 @@ from contextvars import ContextVar
 import numpy as np
 import torch
 
+from autograder.check_client import GradingFailure  # the one class, kept where the kernel can load it
 
 # While the grader runs a check against a student's kernel (autograder.check_server), this holds a callable
 # that seeds the kernel's generators as well: the student's code draws from those, not from this process's.
 STUDENT_SEEDER: ContextVar = ContextVar("student_seeder", default=None)
-
-
-class GradingFailure(AssertionError):
-    """A hidden test failed; the message says what was wrong, in the student's terms."""
 
 
 def fail(message: str) -> None:

@@ -4,28 +4,25 @@
 batches: exactly (to 1e-5, absolute plus relative) with the noise off, with clipping active, inactive and
 mixed, and statistically with the noise on. The tolerance covers both clipping conventions,
 `min(1, C / norm)` and `min(1, C / (norm + 1e-6))` (the latter is `clip_grad_norm_`'s): they differ by less
-than 1e-6 in each clipped gradient. The three statistical tests (mean, standard deviation, Kolmogorov-Smirnov
-against the Gaussian) each fail a correct answer with probability 1e-7, so a correct `dp_grads` fails
-`check_dp_grads` with probability below 1e-6. A wrong result is compared with the answers that typical
-mistakes give, so the message can say what probably went wrong.
+than 1e-6 in each clipped gradient. The three statistical tests (standard deviation, mean, Kolmogorov-Smirnov
+against the Gaussian) share the check's false-failure budget as `course.grading.stats` calibrates it, so a
+correct `dp_grads` fails `check_dp_grads` with probability below 1e-6. A wrong result is compared with the
+answers that typical mistakes give, so the message can say what probably went wrong.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 
 from course.grading import as_float, call, fail, require, seed_everything
+from course.grading.stats import (alpha_per_test, require_gaussian_std, require_noise_distribution,
+                                  require_zero_mean)
 from course.lib.dpsgd import clipping_factor, dp_grads, per_example_gradients
 from course.lib.dpsgd_data import label_fraction
 
 ABSOLUTE_TOLERANCE = 1e-5
 RELATIVE_TOLERANCE = 1e-5
-FALSE_FAILURE_PER_TEST = 1e-7
-"""Each statistical test's false-failure probability; three of them keep the total below 1e-6."""
 
 
 # ------------------------------------------------------------------------------------------ label_fraction
@@ -282,8 +279,9 @@ def _check_noise(student_dp_grads, noise_case) -> None:
     model, batch, max_grad_norm, noise_multiplier = noise_case
     criterion = nn.BCEWithLogitsLoss()
     size = len(batch)
-    how = (f"dp_grads on a batch of {size} with max_grad_norm={max_grad_norm:.3g} and "
-           f"noise_multiplier={noise_multiplier:.3g}")
+    context = (f"on a batch of {size} with max_grad_norm={max_grad_norm:.3g} and "
+               f"noise_multiplier={noise_multiplier:.3g}")
+    how = f"dp_grads {context}"
     expected_std = noise_multiplier * max_grad_norm / size
     noiseless = dp_grads(model, batch, criterion, max_grad_norm, 0.0)
     draws = []
@@ -295,22 +293,21 @@ def _check_noise(student_dp_grads, noise_case) -> None:
             f"{how} returned the same noise twice: draw fresh noise on every call (do not re-seed inside "
             "dp_grads)")
     noise = torch.cat(draws).numpy()
-    count = noise.size
-    # the spread about the sample mean, so that a shifted mean cannot pass for a wrong scale or vice versa
-    chi_square = float(((noise - noise.mean()) ** 2).sum() / expected_std ** 2)
-    p_value = 2 * min(stats.chi2.cdf(chi_square, count - 1), stats.chi2.sf(chi_square, count - 1))
-    measured_std = math.sqrt(chi_square / (count - 1)) * expected_std
-    require(p_value >= FALSE_FAILURE_PER_TEST,
-            f"{how}: the noise per coordinate has standard deviation {measured_std:.4g}, but it should be "
-            f"noise_multiplier * max_grad_norm / len(batch_data) = {expected_std:.4g}"
-            + _scale_advice(measured_std / expected_std, size, max_grad_norm, noise_multiplier))
-    mean_z = noise.sum() / (expected_std * math.sqrt(count))
-    require(abs(mean_z) < stats.norm.isf(FALSE_FAILURE_PER_TEST / 2),
-            f"{how}: the noise has mean {noise.mean():.3g}; it should be centred on 0 (the clipped average "
-            "itself must be unbiased)")
-    require(stats.kstest(noise / expected_std, "norm").pvalue >= FALSE_FAILURE_PER_TEST,
-            f"{how}: the noise has the right scale but is not Gaussian: draw independent N(0, "
-            "(noise_multiplier * max_grad_norm)^2) noise for every coordinate (torch.normal or torch.randn)")
+    alpha = alpha_per_test(3)
+    # the spread about the sample mean first, so that a shifted mean cannot pass for a wrong scale or vice versa
+    require_gaussian_std(
+        noise, expected_std, alpha,
+        lambda measured_std: f"{how}: the noise per coordinate has standard deviation {measured_std:.4g}, but it "
+                             f"should be noise_multiplier * max_grad_norm / len(batch_data) = {expected_std:.4g}"
+                             + _scale_advice(measured_std / expected_std, size, max_grad_norm, noise_multiplier))
+    require_zero_mean(noise, expected_std, alpha,
+                      f"{how}: the noise has mean {noise.mean():.3g}; it should be centred on 0 (the clipped "
+                      "average itself must be unbiased)")
+    require_noise_distribution(
+        noise, "gaussian", expected_std, alpha, "dp_grads's noise", context,
+        "N(0, (noise_multiplier * max_grad_norm / len(batch_data))^2)",
+        advice="Draw independent N(0, (noise_multiplier * max_grad_norm)^2) noise for every coordinate of the "
+               "clipped sum (torch.normal or torch.randn).")
 
 
 def check_dp_grads(student_dp_grads, seed: int = 0) -> None:

@@ -9,6 +9,10 @@ by the union bound (Bonferroni) a correct answer then fails the whole check with
 - binomial: `scipy.stats.binomtest`, exact two-sided p-value of a count of successes (valid for any n);
 - Kolmogorov-Smirnov: `scipy.stats.kstest(..., method="exact")`, exact one-sample p-value for continuous
   noise (sample sizes are kept at or below 10,000 so the exact method is used and fast);
+- Gaussian noise of a known standard deviation sigma: the spread about the sample mean, sum((x - mean)^2) /
+  sigma^2, is chi-square with n - 1 degrees of freedom (two-sided test on `scipy.stats.chi2`), and the mean
+  times sqrt(n) / sigma is standard normal (two-sided z-test on `scipy.stats.norm`); both are exact for
+  independent N(0, sigma^2) draws, and the spread test does not depend on the mean;
 - independence: for two independent draws the probability that they agree (same sign for noise symmetric
   about 0, same value for a 0/1 row) is known exactly, so the number of agreeing pairs is binomial.
 
@@ -100,6 +104,30 @@ def require_noise_independent_per_element(noise, alpha: float, what: str) -> Non
                               advice)
 
 
+def require_gaussian_std(noise, std: float, alpha: float, message) -> None:
+    """Fail unless independent N(0, std^2) draws could have the spread of `noise` about its mean.
+
+    Two-sided chi-square test: sum((x - mean)^2) / std^2 has n - 1 degrees of freedom for Gaussian noise.
+    `message(measured_std)` is the failure message; it is given the standard deviation the test measured.
+    """
+    noise = np.asarray(noise, dtype=np.float64).ravel()
+    degrees = noise.size - 1
+    chi_square = float(((noise - noise.mean()) ** 2).sum() / std ** 2)
+    p_value = min(1.0, 2 * min(stats.chi2.cdf(chi_square, degrees), stats.chi2.sf(chi_square, degrees)))
+    if p_value < alpha:
+        fail(message(float(np.sqrt(chi_square / degrees)) * std))
+
+
+def require_zero_mean(noise, std: float, alpha: float, message: str) -> None:
+    """Fail unless the mean of `noise`, independent draws of standard deviation `std`, is consistent with 0.
+
+    Two-sided z-test: the sum divided by std * sqrt(n) is standard normal for Gaussian noise.
+    """
+    noise = np.asarray(noise, dtype=np.float64).ravel()
+    z = float(noise.sum() / (std * np.sqrt(noise.size)))
+    require(2 * stats.norm.sf(abs(z)) >= alpha, message)
+
+
 _FAMILIES = {
     "laplace": (stats.laplace, np.sqrt(2.0), "Laplace"),
     "gaussian": (stats.norm, 1.0, "Gaussian"),
@@ -107,7 +135,7 @@ _FAMILIES = {
 
 
 def require_noise_distribution(noise, family: str, scale: float, alpha: float, what: str, context: str,
-                               why: str) -> None:
+                               why: str, advice: str = "") -> None:
     """Fail unless `noise` looks like independent draws of `family` noise centred at 0 with `scale`.
 
     `family` is "laplace" (scale b, density exp(-|x|/b)/(2b), standard deviation b*sqrt(2)) or "gaussian"
@@ -115,7 +143,8 @@ def require_noise_distribution(noise, family: str, scale: float, alpha: float, w
     that is non-finite, all zero, identical up to float rounding, or entirely whole numbers (truncated into
     an integer tensor or array) fails with its own message; continuous noise is none of these. `context`
     states the parameters ("for n=1000, epsilon=1"), `why` the expected law ("Laplace with scale
-    1/(n*epsilon)").
+    1/(n*epsilon)"). `advice`, if given, ends the message when the values have the right spread but the wrong
+    shape.
     """
     distribution, std_per_scale, name = _FAMILIES[family]
     noise = np.asarray(noise, dtype=np.float64).ravel()
@@ -140,4 +169,4 @@ def require_noise_distribution(noise, family: str, scale: float, alpha: float, w
              f"({why}).")
     fail(f"{what} does not look like {name} noise {context}: its mean is {observed_mean:.3g} and standard "
          f"deviation {observed_std:.3g}, but the distribution of values does not match {why} (mean 0, "
-         f"standard deviation {expected_std:.2g}); {_chance(p_value)}.")
+         f"standard deviation {expected_std:.2g}); {_chance(p_value)}." + (f" {advice}" if advice else ""))

@@ -42,7 +42,7 @@ def rr_one_decision_for_database(db, p_noise=0.5):
 def rr_flips_instead_of_coin(db, p_noise=0.5):
     """Bug: with probability p_noise the row is flipped, instead of being replaced by a fair coin."""
     flip = torch.rand(db.shape) < p_noise
-    return db.bool() ^ flip
+    return (db.bool() ^ flip).to(db.dtype)
 
 
 def rr_no_noise(db, p_noise=0.5):
