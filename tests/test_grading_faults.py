@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from traitlets.config import PyFileConfigLoader
 
-from autograder import bundles, grade, preflight, sandbox, submission
+from autograder import grade, preflight, sandbox, submission
 from autograder.paths import REPO, SOURCE
 from autograder.settings import load_grading
 from hostile_corpus import cell_by_grade_id, solved
@@ -22,7 +22,7 @@ needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sa
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("bundle")
-    return bundles.make_bundle(SOURCE, ASSIGNMENT, f"sqlite:///{scratch / 'class.db'}", scratch)
+    return grade.make_bundle(SOURCE, ASSIGNMENT, f"sqlite:///{scratch / 'class.db'}", scratch)
 
 
 def _job(nb=None) -> submission.Job:
