@@ -1,12 +1,14 @@
 """release/ is exactly what `python -m autograder release` makes from source/, and it leaks nothing."""
+import ast
 import json
+import re
 import shutil
 
 import nbformat
 import pytest
 from nbgrader.utils import is_solution
 
-from autograder import leaks, release
+from autograder import generated_cells, leaks, release
 from autograder.paths import RELEASE, SOURCE, assignments, notebooks
 
 
@@ -19,6 +21,69 @@ def test_source_notebooks_have_no_outputs():
 
 def test_generated_cells_are_in_sync_with_the_library():
     assert release.sync_sources(write=False) == {}, "run `python -m autograder release` to regenerate them"
+
+
+def _helper_cells(root):
+    for path in sorted(root.glob("*/*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            spec = cell.metadata.get(generated_cells.METADATA_KEY, {})
+            if spec.get("generated") == "helpers":
+                yield path, cell, spec
+
+
+def test_no_notebook_imports_the_course_package():
+    import_of_course = re.compile(r"^\s*(from\s+course\b|import\s+course\b)", re.MULTILINE)
+    checked = 0
+    for root in (SOURCE, RELEASE):
+        for path in sorted(root.glob("*/*.ipynb")):
+            for cell in nbformat.read(path, as_version=4).cells:
+                checked += 1
+                assert not import_of_course.search(cell.source), f"{path}, cell {cell.get('id')} imports course"
+    assert checked > 100
+
+
+def test_helper_cells_show_public_names_with_derived_imports():
+    cells = list(_helper_cells(SOURCE))
+    assert len(cells) >= 9
+    for path, cell, spec in cells:
+        assert "imports" not in spec, f"{path}: imports are derived from the modules, not typed into metadata"
+        assert all(not entry.rpartition(":")[2].startswith("_") for entry in spec["names"]), path
+        tree = ast.parse(cell.source)
+        defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        assert not any(name.startswith("_") for name in defined), f"{path}: a private name is shown"
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                assert not module.startswith("course"), f"{path}: {ast.unparse(node)}"
+
+
+def test_derived_imports_are_exactly_what_the_shown_code_uses():
+    text = generated_cells.render_helpers("audit_bounds", ["clopper_pearson"])
+    assert "import numpy as np\nfrom scipy import stats" in text and "import math" not in text
+    # training.train_epochs needs tqdm and nothing else
+    text = generated_cells.render_helpers("training", ["train_epochs"])
+    assert text.splitlines()[1:3] == ["from tqdm.auto import tqdm", ""]
+
+
+@pytest.mark.parametrize("names, complaint", [
+    (["_gaussian_sampler"], "only public names"),                       # a private name
+    (["random_shift", "train_model"], "uses 'train_epochs' from course.shown.training"),  # a course import left out
+    (["predict_classes"], "uses 'batched_logits' of course.shown.pate_training"),  # a module helper left out
+])
+def test_helper_cells_refuse_what_would_not_run_in_a_notebook(names, complaint):
+    module = "laplace" if names == ["_gaussian_sampler"] else "pate_training"
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        generated_cells.render_helpers(module, names)
+    if "train_model" in names:  # shown in an earlier cell of the same notebook, it is fine
+        assert "def train_model" in generated_cells.render_helpers(module, names, {"train_epochs"})
+
+
+def test_a_module_lives_in_one_package():
+    with pytest.raises(ValueError, match="exactly one"):
+        generated_cells.helper_module("no_such_module")
+    shown = {path.stem for path in (SOURCE.parent / "course" / "shown").glob("*.py")}
+    graded = {path.stem for path in (SOURCE.parent / "course" / "lib").glob("*.py")}
+    assert shown & graded == {"__init__"}
 
 
 def test_release_is_regenerated_identically(tmp_path):
