@@ -1,4 +1,6 @@
 """Shared by the tests of hidden checks: run one check and report its failure message."""
+import pytest
+
 from course.grading import GradingFailure
 
 
@@ -53,3 +55,39 @@ def student_seeds(count: int, assignment: str) -> list[int]:
     from autograder.seeds import derive_seed
 
     return [derive_seed(b"a test secret, not the course's", f"student-{i:04d}", assignment) for i in range(count)]
+
+
+def seed_sweeps(checks: dict, wrong_answers: dict, quick_seeds, reference_seeds, wrong_answer_seeds,
+                required_rate: float):
+    """The four seed-sweep tests of a notebook's checks (spec section 4), for its test module to bind as
+    `test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds, test_wrong_answer_fails_quick,
+    test_wrong_answer_caught_in_99_percent_of_seeds = seed_sweeps(...)`.
+
+    `checks` maps a graded function's name to (check, reference), `wrong_answers` a wrong answer to the name of
+    its check. The reference passes `quick_seeds` (fast suite) and `reference_seeds` (slow); every wrong answer
+    fails all `quick_seeds` with a clean message, and is caught on `required_rate` of `wrong_answer_seeds` (slow).
+    """
+    by_name = pytest.mark.parametrize("name", list(checks))
+    by_wrong_answer = pytest.mark.parametrize("wrong_answer", list(wrong_answers), ids=lambda function: function.__name__)
+
+    @by_name
+    def test_reference_passes_quick(name):
+        assert not reference_failures(*checks[name], quick_seeds)
+
+    @pytest.mark.slow
+    @by_name
+    def test_reference_passes_every_check_for_200_seeds(name):
+        assert not reference_failures(*checks[name], reference_seeds)
+
+    @by_wrong_answer
+    def test_wrong_answer_fails_quick(wrong_answer):
+        assert_fails_with_a_clean_message(checks[wrong_answers[wrong_answer]][0], wrong_answer, quick_seeds)
+
+    @pytest.mark.slow
+    @by_wrong_answer
+    def test_wrong_answer_caught_in_99_percent_of_seeds(wrong_answer):
+        check = checks[wrong_answers[wrong_answer]][0]
+        assert catch_rate(check, wrong_answer, wrong_answer_seeds) >= required_rate
+
+    return (test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds,
+            test_wrong_answer_fails_quick, test_wrong_answer_caught_in_99_percent_of_seeds)

@@ -16,8 +16,7 @@ from course.grading import GradingFailure, nb03, nb04, stats
 from course.lib.laplace import (empirical_epsilon, gaussian_mechanism, laplace_mechanism, private_mean,
                                 private_sum, total_epsilon)
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
-from grading_harness import (assert_fails_with_a_clean_message, catch_rate, failure_message, reference_failures,
-                             student_seeds)
+from grading_harness import assert_fails_with_a_clean_message, failure_message, seed_sweeps, student_seeds
 
 REFERENCE_SEEDS = student_seeds(200, "04_laplace")  # as the grader derives them
 WRONG_ANSWER_SEEDS = student_seeds(100, "03_randomized_response")
@@ -63,28 +62,9 @@ WRONG_ANSWERS = {
 }
 
 
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_quick(name):
-    assert not reference_failures(*CHECKS[name], QUICK_SEEDS)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_every_check_for_200_seeds(name):
-    assert not reference_failures(*CHECKS[name], REFERENCE_SEEDS)
-
-
-@pytest.mark.parametrize("wrong_answer", WRONG_ANSWERS, ids=lambda function: function.__name__)
-def test_wrong_answer_fails_quick(wrong_answer):
-    check, _ = CHECKS[WRONG_ANSWERS[wrong_answer]]
-    assert_fails_with_a_clean_message(check, wrong_answer, QUICK_SEEDS)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("wrong_answer", WRONG_ANSWERS, ids=lambda function: function.__name__)
-def test_wrong_answer_caught_in_99_percent_of_seeds(wrong_answer):
-    check, _ = CHECKS[WRONG_ANSWERS[wrong_answer]]
-    assert catch_rate(check, wrong_answer, WRONG_ANSWER_SEEDS) >= REQUIRED_CATCH_RATE
+(test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds, test_wrong_answer_fails_quick,
+ test_wrong_answer_caught_in_99_percent_of_seeds) = seed_sweeps(CHECKS, WRONG_ANSWERS, QUICK_SEEDS, REFERENCE_SEEDS,
+                                                                WRONG_ANSWER_SEEDS, REQUIRED_CATCH_RATE)
 
 
 def test_messages_name_the_mistake():

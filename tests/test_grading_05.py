@@ -16,7 +16,7 @@ import torch
 from course.grading.wrong_answers import nb05 as wrong
 from course.grading import nb05
 from course.lib import pate, pate_analysis
-from grading_harness import (assert_fails_with_a_clean_message, catch_rate, failure_message, reference_failures,
+from grading_harness import (assert_fails_with_a_clean_message, failure_message, reference_failures, seed_sweeps,
                              student_seeds)
 
 REFERENCE_SEEDS = student_seeds(200, "05_pate")  # as the grader derives them
@@ -148,35 +148,15 @@ CORRECT_ALTERNATIVES = {
 }
 
 
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_quick(name):
-    assert not reference_failures(*CHECKS[name], QUICK_SEEDS)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_every_check_for_200_seeds(name):
-    assert not reference_failures(*CHECKS[name], REFERENCE_SEEDS)
+(test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds, test_wrong_answer_fails_quick,
+ test_wrong_answer_caught_in_99_percent_of_seeds) = seed_sweeps(CHECKS, WRONG_ANSWERS, QUICK_SEEDS, REFERENCE_SEEDS,
+                                                                WRONG_ANSWER_SEEDS, REQUIRED_CATCH_RATE)
 
 
 @pytest.mark.parametrize("correct", CORRECT_ALTERNATIVES, ids=lambda function: function.__name__)
 def test_correct_alternatives_pass(correct):
     check, _ = CHECKS[CORRECT_ALTERNATIVES[correct]]
-    for seed in range(5):
-        assert failure_message(check, correct, seed) is None
-
-
-@pytest.mark.parametrize("wrong_answer", WRONG_ANSWERS, ids=lambda function: function.__name__)
-def test_wrong_answer_fails_quick(wrong_answer):
-    check, _ = CHECKS[WRONG_ANSWERS[wrong_answer]]
-    assert_fails_with_a_clean_message(check, wrong_answer, QUICK_SEEDS)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("wrong_answer", WRONG_ANSWERS, ids=lambda function: function.__name__)
-def test_wrong_answer_caught_in_99_percent_of_seeds(wrong_answer):
-    check, _ = CHECKS[WRONG_ANSWERS[wrong_answer]]
-    assert catch_rate(check, wrong_answer, WRONG_ANSWER_SEEDS) >= REQUIRED_CATCH_RATE
+    assert not reference_failures(check, correct, range(5))
 
 
 @pytest.mark.parametrize("check, wrong_answer, phrase", [

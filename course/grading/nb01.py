@@ -16,8 +16,8 @@ def _require_database(db, num_entries: int, what: str) -> None:
 
 
 def _require_rate(db: torch.Tensor, p: float, alpha: float, what: str) -> None:
-    require_binomial(int(db.sum()), len(db), p, alpha, f"{what}: the share of True rows",
-                     f"p={p}: each row must be True with probability p, independently")
+    require_binomial(int(db.sum()), len(db), p, alpha, f"{what}: how often rows are True",
+                     f"each row must be True with probability p={p}, independently")
 
 
 def _random_db(num_entries: int, generator: torch.Generator) -> torch.Tensor:
