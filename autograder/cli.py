@@ -9,7 +9,6 @@ from pathlib import Path
 from . import export as exporting
 from . import grade as grading
 from . import intake, preflight
-from . import report as reporting
 from . import release as releasing
 from . import sample_class
 from .paths import REPO
@@ -65,11 +64,15 @@ def main(argv: list[str] | None = None) -> int:
             run_grade(args.submissions, args.out, args.assignments, settings, gradebook=args.gradebook,
                       student_regexp=args.student_regexp, students=args.students, force=args.force)
         elif args.command == "report":
+            from . import report as reporting  # matplotlib is imported only for a report
+
             print(reporting.report(args.out))
             print(f"wrote {args.out / 'report.html'}")
         elif args.command == "export":
             exporting.run(args)
         elif args.command == "demo":
+            from . import report as reporting
+
             ids = releasing.release()
             print(f"released {', '.join(ids)} into release/; leak scan: clean")
             students = sample_class.build(args.out / "submissions")

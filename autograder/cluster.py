@@ -29,8 +29,6 @@ from Dask's usual configuration (files in ~/.config/dask, DASK_* variables) or f
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import ipaddress
 import os
 import sys
@@ -46,17 +44,16 @@ from dask.distributed import Client, LocalCluster, as_completed
 from distributed.security import Security
 
 from . import sandbox
-from .paths import LOCK_FILE
 from .preflight import PreflightError
 from .settings import Grading
 from .submission import GRADING_ERROR, Bundle, Job, SubmissionResult, bundle_cells, failed, grade_submission
+from .version import VERSION, VERSION_NAMES
 
 # A task may lose this many workers and still be tried again; one more and it ends as a grading error.
 # Tasks per worker thread the scheduler hands out ahead: 1.0 sends a worker only the task it runs.
 WORKER_SATURATION = 1.0
 CONNECT_TIMEOUT = 30.0  # seconds to reach the scheduler
 IN_FLIGHT_PER_THREAD, MIN_IN_FLIGHT = 4, 16  # tasks submitted ahead of their results
-PACKAGES = ("autograder", "course")  # the course's own code
 
 
 class ClusterError(PreflightError):
@@ -65,36 +62,6 @@ class ClusterError(PreflightError):
 
 class WorkerMismatch(ClusterError):
     """A worker differs from the client (code, lock file, Python) or cannot grade; nothing was graded."""
-
-
-def _package_folder(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    return Path(spec.origin).parent if spec and spec.origin else None
-
-
-def code_digest() -> str:
-    """SHA-256 of every .py file of the course's packages (path and content), as installed in this process."""
-    hasher = hashlib.sha256()
-    for name in PACKAGES:
-        folder = _package_folder(name)
-        if folder is None:
-            hasher.update(f"{name}: missing\0".encode())
-            continue
-        for path in sorted(folder.rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                hasher.update(f"{name}/{path.relative_to(folder).as_posix()}\0".encode() + path.read_bytes() + b"\0")
-    return hasher.hexdigest()
-
-
-def lock_digest() -> str:
-    """SHA-256 of requirements.lock beside the installed project ('missing' when it has none)."""
-    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest() if LOCK_FILE.is_file() else "missing"
-
-
-# Hashed once, at import: what this process runs, even if the files change on disk later.
-VERSION = {"code": code_digest(), "lock": lock_digest(), "python": sys.version.split()[0]}
-VERSION_NAMES = {"code": "course code (autograder/, course/)", "lock": "requirements.lock",
-                 "python": "Python version"}
 
 
 SNAPSHOT = ("autograder", "course", "source", "release", "course.toml", "nbgrader_config.py", "pyproject.toml",

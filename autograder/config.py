@@ -7,7 +7,10 @@ from pathlib import Path
 
 from traitlets.config import Config, PyFileConfigLoader
 
+from . import gradebook_version
 from .paths import CONFIG_FILE
+
+gradebook_version.install()
 
 
 def nbgrader_config(course_root: Path, gradebook: Path | str | None = None) -> Config:

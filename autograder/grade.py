@@ -26,13 +26,14 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 from tqdm.auto import tqdm
 
-from . import cluster, intake, late, preflight, seeds
+from . import intake, late, preflight, seeds
+from .bundles import make_bundle
 from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
-from .release import generate
 from .settings import Grading, load_grading
 from .submission import GRADING_ERROR, Bundle, CellResult, Job, SubmissionResult, grade_submission
 from .submission import graded_cells as cells_of_notebook
+from .version import VERSION
 
 COLUMNS = ["student", "assignment", "notebook", "cell", "kind", "score", "max_score", "reason", "sandbox", "seed"]
 
@@ -98,8 +99,6 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
         raise ValueError(f"unknown assignment(s) {unknown}; known: {all_assignments(source)}")
     out, source = Path(out).resolve(), Path(source).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    # The preflight (a sandboxed kernel start, dataset loads) runs beside the intake and the bundles.
-    checking = concurrent.futures.ThreadPoolExecutor(1).submit(preflight.check, settings, ids, out)
     class_gradebook = gradebook_url(gradebook or out / "gradebook.db")
     expected = {a: notebooks(a, source) for a in all_assignments(source)}
     term = late.load_config()
@@ -112,16 +111,17 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
                 raise ValueError(f"no submissions of student(s) {unknown_students} in {submissions}")
             found = [s for s in found if s.student in students]
             notes = [n for n in notes if n.student in students]
-        bundles = {a: make_bundle(source, a, class_gradebook, Path(scratch))
+        cache = settings.resolved_bundle_cache()
+        bundles = {a: make_bundle(source, a, class_gradebook, Path(scratch), cache)
                    for a in sorted({s.assignment for s in found})}
         secret = seeds.course_secret(settings.secret_file)
         jobs = [Job(s.student, s.assignment, s.notebook, s.path.read_bytes() if s.path and not s.problem else None,
                     s.problem, seeds.derive_seed(secret, s.student, s.assignment)) for s in found]
-    checking.result()  # raises PreflightError before anything is graded
     digests = [input_digest(job, bundles[job.assignment], settings, term) for job in jobs]
     previous = Previous.read(out)
     reuse = [not force and previous.unchanged(job, digest) for job, digest in zip(jobs, digests)]
-    fresh = iter(run_jobs([j for j, kept in zip(jobs, reuse) if not kept], bundles, settings, progress))
+    todo = [j for j, kept in zip(jobs, reuse) if not kept]
+    fresh = iter(run_jobs(todo, bundles, settings, out, progress))
     results = [previous.result(job) if kept else next(fresh) for job, kept in zip(jobs, reuse)]
     rows = merge(found, jobs, results, class_gradebook, settings.sandbox)
     write_outputs(out, [r for r, kept in zip(results, reuse) if not kept])
@@ -146,7 +146,7 @@ def input_digest(job: Job, bundle: Bundle, settings: Grading, term: late.CourseC
     hasher = hashlib.sha256()
     limits = {name: value for name, value in limits_of(settings).items() if name != "data_root"}
     for part in (job.content or b"", job.problem.encode(), bundle.digest.encode(), str(job.seed).encode(),
-                 cluster.VERSION["code"].encode(), cluster.VERSION["lock"].encode(), term.digest.encode(),
+                 VERSION["code"].encode(), VERSION["lock"].encode(), term.digest.encode(),
                  json.dumps(limits, sort_keys=True).encode()):
         hasher.update(hashlib.sha256(part).digest())
     return hasher.hexdigest()
@@ -213,24 +213,6 @@ def _assess_lateness(found: intake.Submission, result: SubmissionResult, term: l
     return late.assess(found, score, sum(c.max_score for c in result.cells), term)
 
 
-def make_bundle(source: Path, assignment: str, class_gradebook: str, scratch: Path) -> Bundle:
-    """The assignment's source files and a gradebook template that knows its cells.
-
-    The class gradebook learns the assignment's cells too, so that the results can be merged into it.
-    """
-    course = scratch / f"template-{assignment}"
-    (course / "source").mkdir(parents=True)
-    folder = source / assignment
-    files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-             if p.is_file() and ".ipynb_checkpoints" not in p.parts}
-    for name, content in files.items():
-        (course / "source" / assignment / name).parent.mkdir(parents=True, exist_ok=True)
-        (course / "source" / assignment / name).write_bytes(content)
-    generate(course, [assignment], gradebook=course / "gradebook.db")
-    generate(course, [assignment], gradebook=class_gradebook)
-    return Bundle(assignment, files, (course / "gradebook.db").read_bytes())
-
-
 def limits_of(settings: Grading) -> dict:
     """The plain settings a grading task needs (they travel to Dask workers with it)."""
     return dict(notebook_timeout=settings.notebook_timeout, cell_timeout=settings.cell_timeout,
@@ -240,21 +222,34 @@ def limits_of(settings: Grading) -> dict:
                 data_root=str(settings.resolved_data_root()), sandbox=settings.sandbox)
 
 
-def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading,
+def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out: Path,
              progress: bool = False) -> list[SubmissionResult]:
-    """Every job's result, in order: on Dask for several workers or a scheduler, else in this process."""
+    """Every job's result, in order: on Dask for several workers or a scheduler, else in this process.
+
+    The preflight runs first (it raises PreflightError and nothing is graded). In this process it runs
+    beside the first submission, whose result is kept only once the preflight has passed.
+    """
+    if not jobs:
+        return []
     limits = limits_of(settings)
-    bar = tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress or not jobs)
+    checks = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="preflight")
+    checking = checks.submit(preflight.check, settings, sorted({j.assignment for j in jobs}), out)
+    bar = tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress)
     try:
         if settings.workers <= 1 and not settings.scheduler:
             results = []
             for job in jobs:
                 results.append(grade_submission(job, bundles[job.assignment], limits))
+                checking.result()  # raises PreflightError: nothing is written
                 bar.update()
             return results
+        checking.result()
+        from . import cluster  # Dask is imported only when it is used
+
         return cluster.run(jobs, bundles, limits, settings, bar.update)
     finally:
         bar.close()
+        checks.shutdown(wait=True)
 
 
 def merge(found: list[intake.Submission], jobs: list[Job], results: list[SubmissionResult], url: str,

@@ -60,8 +60,15 @@ class Grading(Configurable):
                           help="File holding the course secret from which each student's hidden-test seed is "
                                "derived (made on first use, mode 600). Keep it outside the repository and back "
                                "it up: a regrade with another secret draws other test inputs.").tag(config=True)
+    bundle_cache = Unicode(str(Path.home() / ".cache" / "dp-course" / "bundles"),
+                           help="Folder where each assignment version's gradebook template is kept, so that a "
+                                "later run of the same source and grading code skips nbgrader's "
+                                "generate_assignment; empty: no cache.").tag(config=True)
     min_free_disk = Int(512 * 1024**2, help="Bytes that must be free in OUT and the temporary folder "
                                             "before a batch starts.").tag(config=True)
+
+    def resolved_bundle_cache(self) -> Path | None:
+        return Path(self.bundle_cache).expanduser() if self.bundle_cache else None
 
     def resolved_data_root(self) -> Path:
         return Path(self.data_root or os.environ.get(DATA_VARIABLE) or DEFAULT_DATA_ROOT).resolve()

@@ -39,7 +39,8 @@ from distributed import Client, get_task_stream
 from tqdm.auto import tqdm
 
 from autograder import cluster, sample_class
-from autograder.grade import limits_of, make_bundle
+from autograder.bundles import make_bundle
+from autograder.grade import limits_of
 from autograder.paths import RELEASE, SOURCE, assignments, notebooks
 from autograder.settings import Grading, load_grading
 

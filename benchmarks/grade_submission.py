@@ -30,7 +30,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from autograder import grade, sample_class, submission
+from autograder import bundles, grade, sample_class, submission
 from autograder.paths import REPO, SOURCE, assignments, notebooks
 from autograder.settings import load_grading
 
@@ -54,7 +54,7 @@ def time_plain(path: Path) -> float:
 
 def time_in_batch(path: Path, assignment: str, scratch: Path, repeats: int) -> list[float]:
     """Per submission in a warm grading process: the first call pays the imports and is not counted."""
-    bundle = grade.make_bundle(SOURCE, assignment, f"sqlite:///{scratch / 'class.db'}", scratch)
+    bundle = bundles.make_bundle(SOURCE, assignment, f"sqlite:///{scratch / 'class.db'}", scratch)
     limits = grade.limits_of(load_grading())
     job = submission.Job("student", assignment, path.name, path.read_bytes(), seed=1)
     times = []

@@ -279,7 +279,7 @@ def _deadly(job, bundle, limits, expected):
 
 
 def test_a_task_that_keeps_killing_workers_ends_as_a_grading_error(tmp_path):
-    from autograder.grade import make_bundle
+    from autograder.bundles import make_bundle
 
     bundle = make_bundle(REPO / "source", ASSIGNMENT, f"sqlite:///{tmp_path / 'class.db'}", tmp_path)
     notebook = f"{ASSIGNMENT}.ipynb"

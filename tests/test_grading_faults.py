@@ -2,6 +2,7 @@
 `grading error: ...`), never a student's zero; a batch that cannot work stops before it starts."""
 import csv
 import errno
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ import nbformat
 import pytest
 from traitlets.config import PyFileConfigLoader
 
-from autograder import grade, preflight, sandbox, submission
-from autograder.paths import REPO, SOURCE
+from autograder import bundles, grade, preflight, sandbox, submission
+from autograder.paths import RELEASE, REPO, SOURCE, notebooks
 from autograder.settings import load_grading
 from hostile_corpus import cell_by_grade_id, solved
 
@@ -22,7 +23,7 @@ needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sa
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("bundle")
-    return grade.make_bundle(SOURCE, ASSIGNMENT, f"sqlite:///{scratch / 'class.db'}", scratch)
+    return bundles.make_bundle(SOURCE, ASSIGNMENT, f"sqlite:///{scratch / 'class.db'}", scratch)
 
 
 def _job(nb=None) -> submission.Job:
@@ -87,10 +88,15 @@ def test_preflight_stops_without_a_sandbox(tmp_path, monkeypatch):
 
 
 def test_cli_reports_a_preflight_failure(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path), "--out", str(tmp_path / "out"),
-                             "--assignment", "05_pate", f"--Grading.data_root={tmp_path}"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    """The preflight runs beside the first submission; when it fails nothing is written to OUT."""
+    notebook = notebooks("05_pate")[0]
+    (tmp_path / "class" / "ada" / "05_pate").mkdir(parents=True)
+    shutil.copyfile(RELEASE / "05_pate" / notebook, tmp_path / "class" / "ada" / "05_pate" / notebook)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
+                             str(tmp_path / "out"), "--assignment", "05_pate", f"--Grading.data_root={tmp_path}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1 and "dataset" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out" / "grades.csv").exists() and not (tmp_path / "out" / "feedback").exists()
 
 
 def test_an_edit_of_the_configuration_file_takes_effect(tmp_path):

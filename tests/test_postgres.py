@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import sample_class  # also puts the venv's scripts on PATH: nbgrader runs `alembic` by name
+from autograder import sample_class
 from autograder.grade import graded_cells
 from autograder.paths import REPO, SOURCE, notebooks
 

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from autograder.paths import REPO
-from hostile_corpus import WRONG_THRESHOLD, _cell, solved
+from hostile_corpus import WRONG_THRESHOLD, cell_by_grade_id, solved
 
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
 
@@ -34,7 +34,7 @@ def _write(folder, nb):
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("regrade")
     wrong = solved()
-    _cell(wrong, "threshold_query").source = WRONG_THRESHOLD
+    cell_by_grade_id(wrong, "threshold_query").source = WRONG_THRESHOLD
     _write(root / "class" / "ada", solved())
     _write(root / "class" / "bob", wrong)
     first = _grade(root / "class", root / "out")
