@@ -13,8 +13,8 @@ import pytest
 import torch
 import torchvision
 
-from course.shown.pate_training import (SmallCNN, label_accuracy, load_mnist_splits, predict_classes, random_affine,
-                                        random_shift, teacher_predictions, train_model,
+from course.shown.pate_training import (SmallCNN, StudentCNN, label_accuracy, load_mnist_splits, predict_classes,
+                                        random_affine, random_cutout, random_shift, teacher_predictions, train_model,
                                         train_semi_supervised_student, train_teachers)
 
 
@@ -86,18 +86,40 @@ def test_random_affine_transforms_each_image_on_its_own_and_is_the_identity_at_z
     assert torch.allclose(random_affine(images, generator, 0.0, 0.0, 0.0), images, atol=1e-6)
 
 
-def test_semi_supervised_student_uses_the_unlabelled_images():
+def test_semi_supervised_student_learns_both_classes_and_uses_the_unlabelled_images():
     # 3 labelled images per class and 60 unlabelled ones; the bars are separable, so pseudo-labels are right
     images, labels = _halves(33)
     labelled = torch.cat([torch.arange(3), torch.arange(33, 36)])
     unlabelled = torch.cat([torch.arange(3, 33), torch.arange(36, 66)])
-    student = train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], rounds=1,
-                                            example_budget=600, max_epochs=60, channels=(4, 8), seed=0)
+    settings = dict(steps=60, labelled_batch=6, unlabelled_ratio=2, lr=1e-2, ema_decay=0.9, seed=0)
+    student = train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], **settings)
+    assert isinstance(student, StudentCNN) and not student.training
     assert label_accuracy(predict_classes(student, images), labels) == 1.0
+    # the same run with other unlabelled images (noise) ends elsewhere: the unlabelled images enter the loss
+    noise = torch.rand(60, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    other = train_semi_supervised_student(images[labelled], labels[labelled], noise, **settings)
+    assert not torch.allclose(student.classifier.weight, other.classifier.weight)
+    bad = [dict(steps=0), dict(confidence=0.0), dict(ema_decay=1.0), dict(unlabelled_ratio=0)]
+    for arguments in bad:
+        with pytest.raises(ValueError):
+            train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], **arguments)
     with pytest.raises(ValueError):
-        train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], rounds=-1)
+        train_semi_supervised_student(images[:0], labels[:0], images)
     with pytest.raises(ValueError):
-        train_semi_supervised_student(images[:0], labels[:0], images, rounds=1)
+        train_semi_supervised_student(images[labelled], labels[labelled], images[:0])
+    with pytest.raises(ValueError):
+        train_semi_supervised_student(images[labelled], labels[:2], images[unlabelled])
+
+
+def test_random_cutout_erases_one_square_per_image_and_nothing_else():
+    images = torch.ones(64, 1, 28, 28)
+    erased = random_cutout(images, torch.Generator().manual_seed(0), size=10)
+    zeros = (erased == 0).flatten(1).sum(dim=1)
+    assert torch.all((zeros > 0) & (zeros <= 100)) and (zeros == 100).any()  # squares may stick out of the image
+    assert torch.all((erased == 0) | (erased == 1))
+    rows = (erased[:, 0] == 0).any(dim=2).sum(dim=1)  # each erased region spans at most 10 rows
+    assert torch.all(rows <= 10)
+    assert len({tuple(torch.nonzero(e[0] == 0)[0].tolist()) for e in erased}) > 10  # centres differ per image
 
 
 @pytest.mark.parametrize("images, labels, epochs", [
@@ -167,3 +189,24 @@ def test_mnist_splits_follow_the_story():
     assert not torch.equal(load_mnist_splits(str(root), seed=1)[2][1], eval_y)
     with pytest.raises(ValueError):
         load_mnist_splits(str(root), num_public=10_000)
+
+
+def test_the_shared_epoch_loop_averages_the_loss_over_examples_and_records_rows():
+    from course.shown.training import train_epochs
+
+    model = torch.nn.Linear(1, 1)
+    seen, modes = [], []
+
+    def step(batch):
+        modes.append(model.training)
+        seen.append(batch)
+        return float(batch), batch  # a batch of `batch` examples whose mean loss is `batch`
+
+    def after_epoch(epoch, loss):
+        model.eval()  # evaluation between epochs; the loop switches back to training mode
+        return None if epoch == 2 else (epoch, loss)
+
+    history = train_epochs(model, 3, lambda epoch: [1, 3] if epoch != 3 else [0], step, after_epoch)
+    assert seen == [1, 3, 1, 3, 0] and all(modes)
+    assert history == [(1, (1 * 1 + 3 * 3) / 4), (3, 0.0)]  # epoch 2 recorded nothing; an empty epoch has loss 0
+    assert train_epochs(model, 2, lambda epoch: [2], step) == []  # no after_epoch: nothing recorded

@@ -12,7 +12,7 @@ from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course.shown.pneumonia import binary_accuracy
+from course.shown.pneumonia import binary_accuracy, binary_cross_entropy_step
 from course.shown.training import train_epochs
 
 
@@ -105,25 +105,18 @@ def train_private_virtual_batches(model: nn.Module, training: TensorDataset, val
         data_loader=DataLoader(training, batch_size=batch_size, shuffle=True),
         target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    criterion = nn.BCEWithLogitsLoss()
 
     def physical_batches(epoch):
         with BatchMemoryManager(data_loader=loader, max_physical_batch_size=max_physical_batch_size,
                                 optimizer=optimizer) as pieces:
             yield from pieces
 
-    def step(batch):
-        images, labels = batch
-        optimizer.zero_grad()
-        loss = criterion(private_model(images).reshape(-1), labels.reshape(-1).float())
-        loss.backward()
-        optimizer.step()  # clips this piece; adds noise and updates only at a logical batch's end
-        return loss.item(), len(images)
-
     def after_epoch(epoch, loss):
         scheduler.step()
         return epoch, loss, binary_accuracy(model, validation), engine.get_epsilon(delta)
 
+    # each step clips one piece; the optimizer adds noise and updates only at a logical batch's end
+    step = binary_cross_entropy_step(private_model, optimizer)
     history = train_epochs(private_model, epochs, physical_batches, step, after_epoch,
                            progress=f"Opacus, virtual batches (epsilon {target_epsilon:g})")
     private_model.cleanup()  # detach Opacus's hooks: `model` is a plain model again

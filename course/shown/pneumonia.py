@@ -79,12 +79,12 @@ def binary_accuracy(model: nn.Module, dataset: TensorDataset) -> float:
     return (predictions == labels.reshape(-1)).float().mean().item()
 
 
-def train_non_private(model: nn.Module, training: TensorDataset, validation: TensorDataset, epochs: int,
-                      batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> list:
-    """Train with Adam and BCEWithLogitsLoss; return one (epoch, mean training loss, validation accuracy) per epoch."""
-    torch.manual_seed(seed)
-    loader = DataLoader(training, batch_size=batch_size, shuffle=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+def binary_cross_entropy_step(model: nn.Module, optimizer):
+    """The training step of a one-logit model for `train_epochs`: on a batch `(images, labels)`, one
+    `optimizer` step on the mean `BCEWithLogitsLoss`; returns (that loss, the batch size).
+
+    With an Opacus model and optimizer the same step clips per-example gradients and adds the noise.
+    """
     criterion = nn.BCEWithLogitsLoss()
 
     def step(batch):
@@ -92,9 +92,19 @@ def train_non_private(model: nn.Module, training: TensorDataset, validation: Ten
         optimizer.zero_grad()
         loss = criterion(model(images).reshape(-1), labels.reshape(-1).float())
         loss.backward()
-        optimizer.step()
+        optimizer.step()  # with Opacus's virtual batches: noise and update only at a logical batch's end
         return loss.item(), len(images)
 
+    return step
+
+
+def train_non_private(model: nn.Module, training: TensorDataset, validation: TensorDataset, epochs: int,
+                      batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> list:
+    """Train with Adam and BCEWithLogitsLoss; return one (epoch, mean training loss, validation accuracy) per epoch."""
+    torch.manual_seed(seed)
+    loader = DataLoader(training, batch_size=batch_size, shuffle=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    step = binary_cross_entropy_step(model, optimizer)
     return train_epochs(model, epochs, lambda epoch: loader, step, progress="non-private training",
                         after_epoch=lambda epoch, loss: (epoch, loss, binary_accuracy(model, validation)))
 
@@ -115,18 +125,9 @@ def train_private_opacus(model: nn.Module, training: TensorDataset, validation: 
         module=model, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
         data_loader=DataLoader(training, batch_size=batch_size, shuffle=True),
         target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm)
-    criterion = nn.BCEWithLogitsLoss()
-
-    def step(batch):
-        images, labels = batch
-        optimizer.zero_grad()
-        loss = criterion(private_model(images).reshape(-1), labels.reshape(-1).float())
-        loss.backward()
-        optimizer.step()
-        return loss.item(), len(images)
-
     history = train_epochs(
-        private_model, epochs, lambda epoch: loader, step, progress=f"DP-SGD (epsilon {target_epsilon:g})",
+        private_model, epochs, lambda epoch: loader, binary_cross_entropy_step(private_model, optimizer),
+        progress=f"DP-SGD (epsilon {target_epsilon:g})",
         after_epoch=lambda epoch, loss: (epoch, loss, binary_accuracy(model, validation), engine.get_epsilon(delta)))
     private_model.cleanup()  # detach Opacus's hooks and per-example gradients: `model` is a plain model again
     return model, history
