@@ -13,8 +13,9 @@ import torch
 
 from course.grading.wrong_answers import nb03_04 as wrong
 from course.grading import GradingFailure, nb03, nb04, stats
-from course.lib.laplace import (empirical_epsilon, gaussian_mechanism, laplace_mechanism, private_mean,
-                                private_sum, total_epsilon)
+from course.lib.audit import empirical_epsilon
+from course.lib.gaussian import gaussian_mechanism
+from course.lib.laplace import laplace_mechanism, private_mean, private_sum, total_epsilon
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
 from grading_harness import assert_fails_with_a_clean_message, failure_message, seed_sweeps, student_seeds
 

@@ -20,7 +20,9 @@ import torch
 from course.grading import as_float, call, fail, require, seed_everything
 from course.grading.stats import (alpha_per_test, require_noise_distribution,
                                   require_noise_independent_per_element)
-from course.lib.laplace import empirical_epsilon, gaussian_sigma, total_epsilon
+from course.lib.audit import empirical_epsilon
+from course.lib.gaussian import gaussian_sigma
+from course.lib.laplace import total_epsilon
 
 _INPUT_STREAM = 4  # distinguishes this notebook's input generator from other notebooks' for the same seed
 _SCALAR_CALLS = 300  # calls per scalar configuration: one noise sample each
