@@ -13,8 +13,9 @@ import torch
 
 from scipy import stats
 
-from course.lib.laplace import (empirical_epsilon, gaussian_mechanism, gaussian_sigma, laplace_mechanism,
-                                private_mean, private_sum, total_epsilon)
+from course.lib.audit import empirical_epsilon
+from course.lib.gaussian import gaussian_mechanism, gaussian_sigma
+from course.lib.laplace import laplace_mechanism, private_mean, private_sum, total_epsilon
 from course.shown.audit_bounds import clopper_pearson, epsilon_lower_bound
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
 

@@ -71,7 +71,7 @@ def test_derived_imports_are_exactly_what_the_shown_code_uses():
     (["predict_classes"], "uses 'batched_logits' of course.shown.pate_training"),  # a module helper left out
 ])
 def test_helper_cells_refuse_what_would_not_run_in_a_notebook(names, complaint):
-    module = "laplace" if names == ["_gaussian_sampler"] else "pate_training"
+    module = "gaussian" if names == ["_gaussian_sampler"] else "pate_training"
     with pytest.raises(ValueError, match=re.escape(complaint)):
         generated_cells.render_helpers(module, names)
     if "train_model" in names:  # shown in an earlier cell of the same notebook, it is fine

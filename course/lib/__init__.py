@@ -8,8 +8,9 @@ in `course.shown`. Each function validates its arguments and raises a
 from .databases import (create_db, create_db_and_parallels, get_parallel_db, get_parallel_dbs, sensitivity,
                         threshold_query)
 from .differencing import averaging_attack, differencing_attack, differencing_attack_mean, sum_query
-from .laplace import (empirical_epsilon, gaussian_mechanism, laplace_mechanism, private_mean, private_sum,
-                      total_epsilon)
+from .audit import empirical_epsilon
+from .gaussian import gaussian_mechanism
+from .laplace import laplace_mechanism, private_mean, private_sum, total_epsilon
 from .membership import attack_auc, attack_roc, dp_advantage_bound, loss_scores, tpr_at_fpr
 from .randomized_response import debias_mean, randomized_response, rr_epsilon
 from .dpsgd import dp_grads
