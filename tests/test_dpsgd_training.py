@@ -1,4 +1,4 @@
-"""Tests of `course.lib.dpsgd_training`: the DP-SGD loop around a `dp_grads`, the small CNN, virtual batches.
+"""Tests of `course.shown.dpsgd_training`: the DP-SGD loop around a `dp_grads`, the small CNN, virtual batches.
 
 All on small synthetic 1x28x28 images whose label is whether the left half is brighter than the right, so
 every test runs in seconds and is seeded.

@@ -1,4 +1,4 @@
-"""Unit tests of the PATE privacy accounting, `course.lib.pate_analysis`."""
+"""Unit tests of the PATE privacy accounting: `course.lib.pate_analysis` (graded) and `course.shown.pate_accounting`."""
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,4 @@
-"""Tests of the smooth-sensitivity release of PATE 2018's data-dependent epsilon, `course.lib.pate_smooth_sensitivity`.
+"""Tests of the smooth-sensitivity release of PATE 2018 data-dependent epsilons, `course.shown.pate_smooth_sensitivity`.
 
 Three kinds of evidence:
 - the published unit-test values of the authors' reference code (tensorflow/privacy,

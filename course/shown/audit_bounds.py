@@ -1,7 +1,7 @@
 """Auditing a claimed epsilon from a mechanism's outputs: exact binomial confidence intervals and a lower
 confidence bound on epsilon (shown in notebooks 04 and 07; not graded).
 
-`course.lib.laplace.empirical_epsilon` is the graded point estimate; the bound here is what an audit should
+`course.lib.audit.empirical_epsilon` is the graded point estimate; the bound here is what an audit should
 report, since a correct mechanism exceeds it only with probability 1 - confidence.
 """
 from __future__ import annotations

@@ -38,7 +38,7 @@ def confident_gnmax(counts, threshold: float, sigma1: float, sigma2: float,
     (step 1, the noisy check of consensus), release the GNMax answer `argmax_j (n_j + N(0, sigma2^2))`
     (step 2, fresh noise); otherwise release nothing. Returns int64 labels of shape `(num_queries,)`, with
     -1 where the query was not answered. Replacement neighbours: step 1 is a Gaussian mechanism on the
-    maximum count (sensitivity 1), step 2 is GNMax; see `pate_analysis.confident_gnmax_epsilon`.
+    maximum count (sensitivity 1), step 2 is GNMax; see `confident_gnmax_epsilon`.
     `rng` is a `numpy.random.Generator` (the global one when None).
     """
     counts = as_count_matrix(counts)
