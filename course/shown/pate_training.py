@@ -10,8 +10,6 @@ hundreds of small teachers spends its time on arithmetic rather than on data loa
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 import torchvision
@@ -142,139 +140,45 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     return model
 
 
-class StudentCNN(nn.Module):
-    """The semi-supervised student's network: two 3x3 convolutions with batch norm and 2x2 max-pooling
-    (28x28 -> 14x14 -> 7x7), a hidden layer of `hidden` units with batch norm and dropout, and 10 class logits.
-
-    Input `(batch, 1, 28, 28)`, output `(batch, 10)`. About 1 million multiply-adds per image with the default
-    `channels=(16, 32)`: larger than the teachers' `SmallCNN`, whose ceiling on 9,000 correctly labelled
-    images is too low (about 98.6%) for a student that should reach 98% from noisy labels.
-    """
-
-    def __init__(self, channels: tuple[int, int] = (16, 32), hidden: int = 64, dropout: float = 0.3,
-                 num_classes: int = 10):
-        super().__init__()
-        first, second = channels
-        self.features = nn.Sequential(
-            nn.Conv2d(1, first, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(first), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(first, second, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(second), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(second * 7 * 7, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout),
-        )
-        self.classifier = nn.Linear(hidden, num_classes)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(images))
-
-
-def random_cutout(images: torch.Tensor, generator: torch.Generator, size: int = 10) -> torch.Tensor:
-    """The batch `(n, 1, 28, 28)` with one `size` x `size` square per image, at a random centre, set to 0.
-
-    The square may stick out of the image (then less is erased), as in DeVries and Taylor's Cutout (2017).
-    """
-    n, height, width = len(images), images.shape[-2], images.shape[-1]
-    rows, cols = torch.randint(0, height, (n,), generator=generator), torch.randint(0, width, (n,), generator=generator)
-    top, left = (rows - size // 2).view(n, 1, 1), (cols - size // 2).view(n, 1, 1)
-    y, x = torch.arange(height).view(1, height, 1), torch.arange(width).view(1, 1, width)
-    erased = (y >= top) & (y < top + size) & (x >= left) & (x < left + size)
-    return images * ~erased.unsqueeze(1)
-
-
-def weak_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """FixMatch's weak augmentation for digits: each image shifted by up to 2 pixels (`random_affine`, no turn)."""
-    return random_affine(images, generator, max_degrees=0.0, max_scale=0.0, max_shift=2 / 28)
-
-
-def strong_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """FixMatch's strong augmentation for digits: rotation up to 25 degrees, scale +-15%, shift up to 3 pixels
-    (`random_affine`), then a 10x10 `random_cutout`."""
-    return random_cutout(random_affine(images, generator, max_degrees=25.0, max_scale=0.15, max_shift=3 / 28),
-                         generator)
-
-
 def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.Tensor,
-                                  unlabelled_images: torch.Tensor, steps: int = 2_000, labelled_batch: int = 32,
-                                  unlabelled_ratio: int = 3, confidence: float = 0.95, lr: float = 3e-3,
-                                  ema_decay: float = 0.99, model: nn.Module | None = None, seed: int = 0,
+                                  unlabelled_images: torch.Tensor, rounds: int = 2, confidence: float = 0.95,
+                                  example_budget: int = 80_000, max_epochs: int = 40,
+                                  channels: tuple[int, int] = (16, 32), augment=True, seed: int = 0,
                                   progress: str | None = None) -> nn.Module:
-    """A student trained by FixMatch (Sohn et al., NeurIPS 2020: consistency with confident pseudo-labels) on
-    public images only.
+    """A student trained by self-training (pseudo-labelling with a confidence threshold) on public images only.
 
     `labelled_images` `(n, 1, 28, 28)` carry the aggregator's noisy `labels` `(n,)`; `unlabelled_images`
-    `(u, 1, 28, 28)` are the public images that were not answered. Each of the `steps` steps draws
-    `labelled_batch` labelled images and `unlabelled_ratio * labelled_batch` unlabelled ones (shuffled passes,
-    from a generator seeded with `seed`). The model, in training mode, predicts each unlabelled image under a
-    `weak_augment`ation; where its top probability is at least `confidence`, that class becomes the image's
-    pseudo-label (no gradient flows through it). The loss is the cross-entropy of the weakly augmented labelled
-    images against their labels plus that of the `strong_augment`ed unlabelled images against their pseudo-labels,
-    averaged over all unlabelled images of the batch (unconfident ones count 0). Adam with a one-cycle schedule
-    peaking at `lr`. The returned model is an exponential moving average of the trained weights (decay
-    `ema_decay`; batch-norm statistics copied), in evaluation mode; 0 returns the trained model itself.
-    `model` defaults to a fresh `StudentCNN` initialised from `torch.manual_seed(seed)`.
+    `(u, 1, 28, 28)` are the public images that were not answered. Round 0 trains a fresh `SmallCNN(channels)`
+    on the labelled images. Each further round labels the unlabelled images with the previous model, keeps those
+    it predicts with probability at least `confidence`, and trains a fresh model on the labelled images plus
+    these pseudo-labelled ones. Every model is trained by `train_model` for
+    `min(max_epochs, ceil(example_budget / training-set size))` epochs (at least one) with augmentation
+    `augment` (see `train_model`), seeded from `seed`.
     The student never sees a private image, nor any label but the noisy ones: it is post-processing of the
-    aggregator's output.
+    aggregator's output. Returns the last round's model.
     """
-    if labelled_images.ndim != 4 or labels.shape != (len(labelled_images),) or unlabelled_images.ndim != 4:
-        raise ValueError(f"expected labelled images (n, 1, 28, 28), labels (n,) and unlabelled images "
-                         f"(u, 1, 28, 28), got {tuple(labelled_images.shape)}, {tuple(labels.shape)} and "
-                         f"{tuple(unlabelled_images.shape)}")
-    if len(labelled_images) == 0 or len(unlabelled_images) == 0:
-        raise ValueError("the student needs at least one labelled and one unlabelled image")
-    if steps < 1 or labelled_batch < 1 or unlabelled_ratio < 1:
-        raise ValueError(f"need steps, labelled_batch and unlabelled_ratio >= 1, got {steps}, {labelled_batch}, "
-                         f"{unlabelled_ratio}")
-    if not 0 < confidence <= 1 or not 0 <= ema_decay < 1 or not lr > 0:
-        raise ValueError(f"need 0 < confidence <= 1, 0 <= ema_decay < 1 and lr > 0, got {confidence}, "
-                         f"{ema_decay}, {lr}")
-    if model is None:
-        torch.manual_seed(seed)
-        model = StudentCNN()
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    average = copy.deepcopy(model)
-    unlabelled_batch = unlabelled_ratio * labelled_batch
+    if rounds < 0 or not 0 < confidence <= 1:
+        raise ValueError(f"need rounds >= 0 and 0 < confidence <= 1, got rounds={rounds}, confidence={confidence}")
+    if len(labelled_images) == 0:
+        raise ValueError("the student needs at least one labelled image")
 
-    def passes(size, batch):  # endless shuffled passes over range(size), cut into batches (the last may be short)
-        while True:
-            yield from torch.randperm(size, generator=generator).split(batch)
+    def fit(images, targets, model_seed):
+        epochs = max(1, min(max_epochs, -(-example_budget // len(images))))
+        torch.manual_seed(model_seed)
+        return train_model(SmallCNN(channels=channels), images, targets, epochs, seed=model_seed, augment=augment)
 
-    labelled_batches, unlabelled_batches = passes(len(labelled_images), labelled_batch), \
-        passes(len(unlabelled_images), unlabelled_batch)
-    steps_per_epoch = min(steps, 100)
-    epochs = -(-steps // steps_per_epoch)
-
-    def batches(epoch):  # an "epoch" here is 100 steps (fewer in the last), each a labelled and an unlabelled batch
-        for _ in range(min(steps_per_epoch, steps - (epoch - 1) * steps_per_epoch)):
-            yield next(labelled_batches), next(unlabelled_batches)
-
-    def step(batch):
-        labelled, unlabelled = batch
-        with torch.no_grad():
-            confident, pseudo = torch.softmax(model(weak_augment(unlabelled_images[unlabelled], generator)),
-                                              dim=1).max(dim=1)
-        inputs = torch.cat([weak_augment(labelled_images[labelled], generator),
-                            strong_augment(unlabelled_images[unlabelled], generator)])
-        logits = model(inputs)
-        supervised = F.cross_entropy(logits[:len(labelled)], labels[labelled])
-        consistency = (F.cross_entropy(logits[len(labelled):], pseudo, reduction="none")
-                       * (confident >= confidence)).mean()
-        optimizer.zero_grad()
-        (supervised + consistency).backward()
-        optimizer.step()
-        schedule.step()
-        with torch.no_grad():
-            for mean, current in zip(average.parameters(), model.parameters()):
-                mean.lerp_(current, 1 - ema_decay)
-            for mean, current in zip(average.buffers(), model.buffers()):
-                mean.copy_(current)
-        return (supervised + consistency).item(), len(labelled) + len(unlabelled)
-
-    train_epochs(model, epochs, batches, step, progress=progress, leave=False)
-    result = average if ema_decay > 0 else model
-    result.eval()
-    return result
+    images, targets = labelled_images, labels
+    model = None
+    for round_index in tqdm(range(rounds + 1), desc=progress, disable=progress is None, leave=False):
+        if round_index > 0:
+            images, targets = labelled_images, labels
+            if len(unlabelled_images):
+                best, guesses = torch.softmax(batched_logits(model, unlabelled_images), dim=1).max(dim=1)
+                keep = best >= confidence
+                images = torch.cat([images, unlabelled_images[keep]])
+                targets = torch.cat([targets, guesses[keep]])
+        model = fit(images, targets, seed + round_index)
+    return model
 
 
 def train_teachers(images: torch.Tensor, labels: torch.Tensor, partitions, epochs: int, seed: int = 0,
