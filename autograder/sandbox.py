@@ -105,7 +105,7 @@ def unavailable_reason() -> str:
 
 
 def bwrap_arguments(spec: Spec, sources: dict[str, str], connection: int, passwd: int,
-                    kernel_arguments: tuple[str, ...] = ()) -> list[str]:
+                    kernel: list[str]) -> list[str]:
     """bubblewrap's command line; `sources` maps each read-only path to where bwrap can read it from."""
     arguments = [BWRAP, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv",
                  "--hostname", "sandbox", "--ro-bind", "/usr", "/usr", *_merged_usr_links(),
@@ -130,8 +130,7 @@ def bwrap_arguments(spec: Spec, sources: dict[str, str], connection: int, passwd
                        **{DATA_VARIABLE: spec.data_root, CHECKER_VARIABLE: os.path.join(spec.checker, "checker")})
     for name, value in sorted(environment.items()):
         arguments += ["--setenv", name, value]
-    return arguments + ["--", sys.executable, "-m", "ipykernel_launcher", "-f", f"{SCRATCH}/.jupyter/kernel.json",
-                         *kernel_arguments]
+    return arguments + ["--", *kernel]
 
 
 def _merged_usr_links() -> list[str]:
@@ -225,14 +224,30 @@ def remove_cgroups(uid: int) -> None:
             pass
 
 
-def apply_limits(spec: Spec, cgroups: bool) -> None:
-    """Per-process limits, on top of the cgroups (or instead of their memory limit where there are none)."""
+def apply_limits(spec: Spec, cgroups: bool, root: bool) -> None:
+    """Per-process limits, on top of the cgroups (or instead of their memory limit where there are none).
+
+    The process limit is set here only as root, where the sandbox's private host uid makes it count that
+    sandbox alone. Without root it is set inside the sandbox instead (see `kernel_command`): set out here,
+    the kernel would also count every other process of the instructor's own user, browser threads included.
+    """
     memory = resource.RLIM_INFINITY if cgroups else spec.memory_limit
-    for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_NPROC, spec.process_limit),
-                         (resource.RLIMIT_FSIZE, spec.disk_limit), (resource.RLIMIT_CORE, 0)):
+    limits = [(resource.RLIMIT_AS, memory), (resource.RLIMIT_FSIZE, spec.disk_limit), (resource.RLIMIT_CORE, 0)]
+    if root:
+        limits.append((resource.RLIMIT_NPROC, spec.process_limit))
+    for limit, value in limits:
         soft, hard = resource.getrlimit(limit)
         value = value if hard == resource.RLIM_INFINITY or value != resource.RLIM_INFINITY and value < hard else hard
         resource.setrlimit(limit, (value, value))
+
+
+def kernel_command(spec: Spec, root: bool, kernel_arguments: tuple[str, ...] = ()) -> list[str]:
+    """The kernel's command inside the sandbox. Without root, `prlimit` sets the process limit in there:
+    Linux then counts it in the sandbox's own user namespace, that is for this sandbox's processes alone."""
+    command = [sys.executable, "-m", "ipykernel_launcher", "-f", f"{SCRATCH}/.jupyter/kernel.json", *kernel_arguments]
+    if root:
+        return command
+    return [shutil.which("prlimit") or "/usr/bin/prlimit", f"--nproc={spec.process_limit}", "--", *command]
 
 
 def kill(spec_file: Path) -> None:
@@ -258,14 +273,14 @@ def main(spec_file: str, connection_file: str, *kernel_arguments: str) -> None:
     root = os.geteuid() == 0
     sources = _stage(spec) if root else {path: path for path in read_only_paths(spec) if Path(path).exists()}
     cgroups = root and enter_cgroups(spec)
-    apply_limits(spec, cgroups)
+    apply_limits(spec, cgroups, root)
     if root:
         os.setgroups([])
         os.setgid(spec.uid)
         os.setuid(spec.uid)
     for fd in (connection, passwd_read):
         os.set_inheritable(fd, True)
-    arguments = bwrap_arguments(spec, sources, connection, passwd_read, kernel_arguments)
+    arguments = bwrap_arguments(spec, sources, connection, passwd_read, kernel_command(spec, root, kernel_arguments))
     # What the kernel writes to its own stdout and stderr (not its outputs, which travel as messages) would
     # land in the grader's terminal and could fill its log: it goes nowhere.
     quiet = os.open(os.devnull, os.O_WRONLY)
