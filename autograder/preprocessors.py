@@ -19,6 +19,11 @@ from .check_server import CHECK_NAME, CheckServer
 from .settings import CHECKER_VARIABLE
 
 
+def grade_id_of(cell: NotebookNode) -> str | None:
+    """The cell's nbgrader grade_id (nbgrader.utils has flags such as is_grade, but no accessor for the id)."""
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
 class HideHiddenTests(ClearHiddenTests):
     """Feedback: drop hidden-test regions from test cells, as the release does, so no test code is shown."""
 
@@ -63,7 +68,7 @@ class RestoreGradedCells(NbGraderPreprocessor):
             for cell in nb.cells:
                 if cell.metadata.get("nbgrader") == {}:
                     del cell.metadata["nbgrader"]  # emptied metadata makes nbgrader's later steps fail
-                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                grade_id = grade_id_of(cell)
                 if grade_id in seen:
                     self.log.warning("dropping a second copy of graded cell %s", grade_id)
                     continue
@@ -148,7 +153,7 @@ class TrustedExecute(Execute):
         return manager
 
     def preprocess_cell(self, cell, resources, index):
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        grade_id = grade_id_of(cell)
         if self._kernel_died:
             if cell.cell_type == "code":
                 cell.outputs = [_error(*self._kernel_died)]
@@ -170,13 +175,13 @@ class TrustedExecute(Execute):
             return cell, resources
 
     def on_cell_execute(self, cell, cell_index, **kwargs):
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        grade_id = grade_id_of(cell)
         self._server.open_window(self._pending_checks.get(grade_id, ()))
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
         cell = kwargs["cell"]
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        grade_id = grade_id_of(cell)
         verdicts = self._server.close_window()
         failures = [v.message for v in verdicts.values() if not v.passed]
         if failures and not any(output.output_type == "error" for output in cell.outputs):

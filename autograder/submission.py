@@ -29,6 +29,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
+from nbgrader.utils import is_grade, is_solution
 
 from . import autograde, sandbox
 
@@ -104,10 +105,10 @@ def graded_cells(notebook: nbformat.NotebookNode) -> list[GradedCell]:
     """The graded cells of a source notebook, in order: tests are 'auto', written answers 'manual'."""
     cells = []
     for cell in notebook.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade"):
-            kind = "auto" if cell.cell_type == "code" and not meta.get("solution") else "manual"
-            cells.append(GradedCell(meta["grade_id"], kind, float(meta.get("points", 0))))
+        if is_grade(cell):
+            kind = "auto" if cell.cell_type == "code" and not is_solution(cell) else "manual"
+            cells.append(GradedCell(cell.metadata.nbgrader["grade_id"], kind,
+                                    float(cell.metadata.nbgrader.get("points", 0))))
     return cells
 
 
