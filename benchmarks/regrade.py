@@ -2,7 +2,8 @@
 
 A class of `--students` submissions of one assignment (solved and one-mistake notebooks, from
 autograder.sample_class) is graded once into OUT, then graded again into the same OUT: every submission's
-inputs are unchanged, so the rerun only reads the submissions, checks the sandbox and writes OUT's files.
+inputs are unchanged, so the rerun only reads the submissions and writes OUT's files (no kernel starts: the
+preflight runs only when something is to be graded).
 Then one student's notebook changes and the class is graded a third time. Printed: the three wall times
 and their ratios to the first.
 
