@@ -6,8 +6,10 @@ import sys
 
 import nbformat
 import pytest
+from nbgrader.api import Gradebook
 
-from autograder.paths import REPO
+from autograder.grade import graded_cells
+from autograder.paths import REPO, SOURCE
 from hostile_corpus import WRONG_THRESHOLD, cell_by_grade_id, solved
 
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
@@ -64,11 +66,17 @@ def test_a_changed_notebook_is_regraded_alone(graded):
 
 
 def test_one_student_with_force_leaves_the_others_in_place(graded):
+    """... and keeps the manual grade a grader gave (in formgrader, or here through nbgrader's API)."""
     root, _, _ = graded
     before = _rows(root / "out")
+    manual = next(c.name for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "manual")
+    with Gradebook(f"sqlite:///{root / 'out' / 'gradebook.db'}") as gradebook:
+        gradebook.find_grade(manual, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, "ada").manual_score = 0.5
+        gradebook.db.commit()
     again = _grade(root / "class", root / "out", "--student", "ada", "--force")
     assert "graded 1 notebook(s) of 1 student(s)" in again and "unchanged" not in again, again
     after = _rows(root / "out")
+    assert after[("ada", manual)]["score"] == "0.5", after[("ada", manual)]
     assert set(after) == set(before) and all(after[k] == before[k] for k in after if k[0] == "bob")
     assert {r["student"] for r in csv.DictReader(open(root / "out" / "students.csv"))} == {"ada", "bob"}
     assert {r["student"] for r in csv.DictReader(open(root / "out" / "late.csv"))} == {"ada", "bob"}
