@@ -30,6 +30,7 @@ from Dask's usual configuration (files in ~/.config/dask, DASK_* variables) or f
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import sys
 import uuid
@@ -48,6 +49,11 @@ from .preflight import PreflightError
 from .settings import Grading
 from .submission import GRADING_ERROR, Bundle, Job, SubmissionResult, bundle_cells, failed, grade_submission
 from .version import VERSION, VERSION_NAMES
+
+# Where another library set up the root logger before Dask was imported, Dask leaves its loggers
+# propagating there (distributed.config), and its INFO lines about schedulers, nannies and workers would
+# reach the instructor's terminal; only its warnings and errors should.
+logging.getLogger("distributed").propagate = False
 
 # A task may lose this many workers and still be tried again; one more and it ends as a grading error.
 # Tasks per worker thread the scheduler hands out ahead: 1.0 sends a worker only the task it runs.

@@ -38,7 +38,16 @@ def graded(tmp_path_factory):
     shutil.copytree(root / "submissions" / "perfect" / first, root / "submissions" / "partial" / first)
     result = _run("grade", str(root / "submissions"), "--out", str(root / "out"), "--workers", "2")
     assert result.returncode == 0, result.stderr
+    (root / "terminal.txt").write_text(result.stdout + result.stderr)
     return root / "out", _rows(root / "out")
+
+
+def test_the_terminal_gets_a_progress_bar_and_a_summary_not_a_log(graded):
+    out, _ = graded
+    terminal = (out.parent / "terminal.txt").read_text()
+    assert "notebook(s) of 5 student(s)" in terminal and "grading:" in terminal, terminal[-2000:]
+    for noise in (":INFO:", "INFO", "Nanny", "Scheduler", "CRITICAL", "exchange"):
+        assert noise not in terminal, f"{noise!r} reached the terminal:\n{terminal[-3000:]}"
 
 
 def _auto(rows, student):
