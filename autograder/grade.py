@@ -227,8 +227,8 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out
              progress: bool = False) -> list[SubmissionResult]:
     """Every job's result, in order: on Dask for several workers or a scheduler, else in this process.
 
-    The preflight runs first (it raises PreflightError and nothing is graded). In this process it runs
-    beside the first submission, whose result is kept only once the preflight has passed.
+    The preflight runs first (it raises PreflightError and nothing is graded): never beside a submission,
+    which could starve it and so stop the whole batch.
     """
     if not jobs:
         return []
@@ -239,14 +239,13 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out
     checks.submit(_import_checks, sorted({j.assignment for j in jobs}))
     bar = tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress)
     try:
+        checking.result()
         if settings.workers <= 1 and not settings.scheduler:
             results = []
             for job in jobs:
                 results.append(grade_submission(job, bundles[job.assignment], limits))
-                checking.result()  # raises PreflightError: nothing is written
                 bar.update()
             return results
-        checking.result()
         from . import cluster  # Dask is imported only when it is used
 
         return cluster.run(jobs, bundles, limits, settings, bar.update)

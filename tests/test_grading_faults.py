@@ -88,7 +88,7 @@ def test_preflight_stops_without_a_sandbox(tmp_path, monkeypatch):
 
 
 def test_cli_reports_a_preflight_failure(tmp_path):
-    """The preflight runs beside the first submission; when it fails nothing is written to OUT."""
+    """The preflight runs before any submission; when it fails nothing is written to OUT."""
     notebook = notebooks("05_pate")[0]
     (tmp_path / "class" / "ada" / "05_pate").mkdir(parents=True)
     shutil.copyfile(RELEASE / "05_pate" / notebook, tmp_path / "class" / "ada" / "05_pate" / notebook)
