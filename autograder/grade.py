@@ -233,14 +233,15 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out
     if not jobs:
         return []
     limits = limits_of(settings)
+    in_process = settings.workers <= 1 and not settings.scheduler
     checks = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="preflight")
     checking = checks.submit(preflight.check, settings, sorted({j.assignment for j in jobs}), out)
-    # The hidden checks (and torch under them) are imported while the first kernel starts, not after it.
-    checks.submit(_import_checks, sorted({j.assignment for j in jobs}))
+    if in_process:  # this process runs the hidden checks: import them (and torch) while the preflight waits
+        checks.submit(_import_checks, sorted({j.assignment for j in jobs}))
     bar = tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress)
     try:
         checking.result()
-        if settings.workers <= 1 and not settings.scheduler:
+        if in_process:
             results = []
             for job in jobs:
                 results.append(grade_submission(job, bundles[job.assignment], limits))
