@@ -69,6 +69,7 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
     config.TrustedExecute.output_limit = job["output_limit"]
     config.TrustedExecute.reply_limit = job["reply_limit"]
     config.TrustedExecute.seed = job["seed"]
+    config.TrustedExecute.probe = job["kernel_probe"]
     jupyter = course / ".jupyter"
     environment = {"JUPYTER_PATH": str(jupyter), "JUPYTER_DATA_DIR": str(jupyter),
                    "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"), DATA_VARIABLE: job["data_root"]}

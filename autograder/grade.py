@@ -217,7 +217,8 @@ def _assess_lateness(found: intake.Submission, result: SubmissionResult, term: l
 def limits_of(settings: Grading) -> dict:
     """The plain settings a grading task needs (they travel to Dask workers with it)."""
     return dict(notebook_timeout=settings.notebook_timeout, cell_timeout=settings.cell_timeout,
-                startup_timeout=settings.startup_timeout, memory_limit=settings.memory_limit,
+                startup_timeout=settings.startup_timeout, kernel_probe=settings.kernel_probe,
+                memory_limit=settings.memory_limit,
                 process_limit=settings.process_limit, disk_limit=settings.disk_limit,
                 output_limit=settings.output_limit, reply_limit=settings.reply_limit,
                 data_root=str(settings.resolved_data_root()), sandbox=settings.sandbox)
@@ -228,23 +229,31 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out
     """Every job's result, in order: on Dask for several workers or a scheduler, else in this process.
 
     The preflight runs first (it raises PreflightError and nothing is graded): never beside a submission,
-    which could starve it and so stop the whole batch.
+    which could starve it and so stop the whole batch. In this process the first submission's own kernel
+    stands in for the preflight's: every kernel runs Grading.kernel_probe before the notebook's first cell,
+    and until one kernel has got past it, a kernel that fails to start or fails the probe stops the batch.
     """
     if not jobs:
         return []
     limits = limits_of(settings)
     in_process = settings.workers <= 1 and not settings.scheduler
+    assignments = sorted({j.assignment for j in jobs})
     checks = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="preflight")
-    checking = checks.submit(preflight.check, settings, sorted({j.assignment for j in jobs}), out)
-    if in_process:  # this process runs the hidden checks: import them (and torch) while the preflight waits
-        checks.submit(_import_checks, sorted({j.assignment for j in jobs}))
+    checking = checks.submit(preflight.check, settings, assignments, out, kernel=not in_process)
+    if in_process:  # this process runs the hidden checks: import them (and torch) while the first kernel starts
+        checks.submit(_import_checks, assignments)
     bar = tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress)
     try:
         checking.result()
         if in_process:
-            results = []
+            results, kernel_worked = [], False
             for job in jobs:
-                results.append(grade_submission(job, bundles[job.assignment], limits))
+                result = grade_submission(job, bundles[job.assignment], limits)
+                if result.kernel_failed and not kernel_worked:
+                    raise preflight.PreflightError(result.grading_error.removeprefix(GRADING_ERROR)
+                                                   + " (no grading kernel has worked yet; nothing was graded)")
+                kernel_worked = kernel_worked or bool(result.autograded)
+                results.append(result)
                 bar.update()
             return results
         from . import cluster  # Dask is imported only when it is used

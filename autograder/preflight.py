@@ -2,7 +2,9 @@
 
 `check(settings, assignments, out)` raises `PreflightError` with a message an instructor can act on when the
 sandbox cannot be built or a sandboxed kernel does not start, when a dataset the assignments read is
-missing, or when OUT or the temporary folder is nearly full. On a Dask scheduler the workers grade, and
+missing, or when OUT or the temporary folder is nearly full. When one process grades, the first
+submission's own kernel makes the kernel check instead (autograder.grade.run_jobs), so a batch of one starts
+one kernel, not two. On a Dask scheduler the workers grade, and
 autograder.cluster makes the same checks on each of them; here only the disk is checked.
 """
 from __future__ import annotations
@@ -24,7 +26,9 @@ class PreflightError(RuntimeError):
     """The batch cannot start; the message says why."""
 
 
-def check(settings: Grading, assignments: list[str], out: Path) -> None:
+def check(settings: Grading, assignments: list[str], out: Path, kernel: bool = True) -> None:
+    """`kernel=False` leaves the kernel check to the first submission graded in this process: see
+    autograder.grade.run_jobs."""
     _check_disk(settings, out)
     if settings.scheduler:
         return  # the workers grade: autograder.cluster checks their sandbox, data and versions instead
@@ -34,7 +38,8 @@ def check(settings: Grading, assignments: list[str], out: Path) -> None:
         if reason:
             raise PreflightError(f"{reason}. Grading needs the sandbox; to grade without it anyway (the kernels "
                                  "then run with your rights), pass --no-sandbox.")
-        _check_kernel(settings)
+        if kernel:
+            _check_kernel(settings)
 
 
 def _check_disk(settings: Grading, out: Path) -> None:
@@ -63,16 +68,16 @@ def _check_datasets(data_root: Path, assignments: list[str]) -> None:
 
 
 def _check_kernel(settings: Grading) -> None:
-    """Start one sandboxed kernel, as grading will, and run an import in it."""
+    """Start one sandboxed kernel, as grading will, and run the kernels' probe in it."""
     try:
         with sandboxed_kernel(settings) as (client, _):
-            reply = client.execute_interactive("import numpy, torch", timeout=settings.startup_timeout,
+            reply = client.execute_interactive(settings.kernel_probe, timeout=settings.startup_timeout,
                                                output_hook=lambda message: None)
     except Exception as error:  # noqa: BLE001 (whatever went wrong, the batch must not start)
         raise PreflightError(f"a sandboxed kernel did not start: {type(error).__name__}: {error}") from None
     if reply["content"]["status"] != "ok":
-        raise PreflightError(f"a sandboxed kernel started but could not import torch: "
-                             f"{reply['content'].get('evalue', '')}")
+        raise PreflightError(f"a sandboxed kernel started but failed its probe {settings.kernel_probe!r}: "
+                             f"{reply['content'].get('ename', '')}: {reply['content'].get('evalue', '')}")
 
 
 @contextlib.contextmanager

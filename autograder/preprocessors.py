@@ -8,6 +8,7 @@ from pathlib import Path
 from unittest import mock
 
 import zmq
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader import utils
@@ -104,6 +105,11 @@ class RestoreGradedCells(NbGraderPreprocessor):
         cell.metadata["nbgrader"] = flags
 
 
+class KernelProbeFailed(RuntimeError):
+    """The kernel failed TrustedExecute's probe, before any code of the submission ran: the grading
+    environment is at fault, not the student."""
+
+
 class TrustedExecute(Execute):
     """Autograding: nbgrader's Execute, with every hidden test run, and every verdict kept, by the grader.
 
@@ -112,7 +118,11 @@ class TrustedExecute(Execute):
     run once; when it ends, the cell's verdict is recorded here: passed exactly when every one of them was
     called in that window and passed. `SaveVerdictGrades` scores from that record alone; whatever the cell
     printed, displayed or raised changes nothing. The record is also written to `verdict_file` (a file in
-    the grader's private course folder) with the reason of every failure.
+    the grader's private course folder) with the reason of every failure, and with `kernel_error` when the
+    kernel never reached the first cell (it did not start, or failed its probe).
+
+    Before the first cell the kernel runs `probe` (the same for every submission: see Grading.kernel_probe);
+    when it fails, `KernelProbeFailed` stops the execution.
 
     A kernel that dies (crash, exit, memory), or that stops responding after a cell's timeout, costs
     the cell it happened in and every later cell, each with the reason; the cells that ran before keep their
@@ -123,15 +133,19 @@ class TrustedExecute(Execute):
     checker_folder = Unicode("", help="Folder for the check server's socket, reachable by the kernel by "
                                       "this same path (the sandbox binds it); default: a private /tmp "
                                       "folder.").tag(config=True)
-    verdict_file = Unicode("", help="Where to write the verdict of every test cell (JSON).").tag(config=True)
+    verdict_file = Unicode("", help="Where to write the verdict of every test cell, and why the kernel never "
+                                    "reached the first cell if it did not (JSON).").tag(config=True)
     output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce.").tag(config=True)
     reply_limit = Int(256 * 1024**2, help="Bytes of one message from the kernel to the check server.").tag(config=True)
     seed = Int(0, help="The submission's seed for the hidden checks (autograder.seeds).").tag(config=True)
+    probe = Unicode("", help="Code run in the kernel as soon as it is ready, before the notebook's first cell; "
+                             "empty: none.").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         self._pending_checks = _hidden_checks(resources)
         self._verdicts: dict[str, tuple[bool, str]] = {}
         self._kernel_died = False
+        self._kernel_error = ""  # why the kernel never got to the first cell; the grader's fault
         self._output_bytes = 0
         with tempfile.TemporaryDirectory(prefix="dpc-") as scratch:
             folder = self.checker_folder or scratch
@@ -144,8 +158,39 @@ class TrustedExecute(Execute):
                     for grade_id in self._pending_checks:  # test cells that never ran
                         self._verdicts.setdefault(grade_id, (False, "not run: the test cell did not execute"))
                     if self.verdict_file:
-                        Path(self.verdict_file).write_text(json.dumps(self._verdicts))
+                        Path(self.verdict_file).write_text(json.dumps({"cells": self._verdicts,
+                                                                       "kernel_error": self._kernel_error}))
                     resources.setdefault("verdicts", {}).update(self._verdicts)
+
+    async def async_start_new_kernel(self, **kwargs):
+        try:
+            await super().async_start_new_kernel(**kwargs)
+        except Exception as error:
+            self._kernel_error = f"the kernel did not start: {type(error).__name__}: {error}"
+            raise
+
+    start_new_kernel = run_sync(async_start_new_kernel)  # nbclient binds the sync names to its own methods
+
+    async def async_start_new_kernel_client(self):
+        try:
+            client = await super().async_start_new_kernel_client()
+        except Exception as error:
+            self._kernel_error = f"the kernel did not start: {type(error).__name__}: {error}"
+            raise
+        if self.probe:
+            try:
+                reply = await self.async_wait_for_reply(client.execute(self.probe, silent=True, store_history=False))
+            except (DeadKernelError, CellTimeoutError) as error:
+                reply = {"content": {"ename": type(error).__name__, "evalue": str(error)}}
+            content = (reply or {}).get("content", {"ename": "TimeoutError", "evalue": "no reply"})
+            if content.get("status") != "ok":
+                self._kernel_error = (f"the kernel failed its probe {self.probe!r}: {content.get('ename', 'Error')}: "
+                                      f"{content.get('evalue', '')}")
+                await self._async_cleanup_kernel()
+                raise KernelProbeFailed(self._kernel_error)
+        return client
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     def create_kernel_manager(self):
         manager = super().create_kernel_manager()

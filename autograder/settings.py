@@ -31,6 +31,10 @@ class Grading(Configurable):
                                      "a cell past it is interrupted and scores 0.").tag(config=True)
     startup_timeout = Float(120.0, help="Seconds a sandboxed kernel may take to start before the submission "
                                         "becomes a grading error.").tag(config=True)
+    kernel_probe = Unicode("import numpy, torch", help="Code every grading kernel runs as soon as it starts, "
+                           "before the notebook's first cell; when it fails, the kernel (not the student) is at "
+                           "fault: a grading error, and the batch stops if no kernel has worked yet."
+                           ).tag(config=True)
     memory_limit = Int(6 * 1024**3, help="Bytes of memory for one sandbox, all its processes together (a "
                                          "cgroup where the machine has one; otherwise each process's address "
                                          "space is limited to this).").tag(config=True)

@@ -35,9 +35,6 @@ from . import autograde, sandbox
 
 GRADING_ERROR = "grading error: "
 MAX_REASON = 400
-# nbgrader's log lines that show the kernel never started: the grader's fault, not the student's.
-KERNEL_START_FAILURES = ("Kernel didn't respond", "Kernel died before replying to kernel_info",
-                         "RuntimeError: Kernel", "TimeoutError: Kernel", "bwrap:")
 
 
 @dataclass(frozen=True)
@@ -93,6 +90,7 @@ class SubmissionResult:
     feedback: bytes = b""  # the feedback HTML (empty when it could not be made)
     autograded: bytes = b""  # the autograded notebook
     grading_error: str = ""  # '' or why the grader failed (every score is then empty)
+    kernel_failed: bool = False  # the kernel did not start or failed its probe: before any student code ran
     feedback_error: str = ""
     log: str = ""
     details: dict = field(default_factory=dict)
@@ -134,12 +132,12 @@ def grade_submission(job: Job, bundle: Bundle, limits: dict) -> SubmissionResult
 
 
 def failed(job: Job, cells: list[GradedCell], reason: str, grading_error: bool = False,
-           log: str = "") -> SubmissionResult:
+           log: str = "", kernel_failed: bool = False) -> SubmissionResult:
     """Every cell without points: 0 with the reason, or empty scores for a grading error."""
     score = None if grading_error else 0.0
     rows = [CellResult(c.name, c.kind, score, c.max_score, reason[:MAX_REASON]) for c in cells]
     return SubmissionResult(job.student, job.assignment, job.notebook, rows,
-                            grading_error=reason if grading_error else "", log=log)
+                            grading_error=reason if grading_error else "", log=log, kernel_failed=kernel_failed)
 
 
 def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) -> SubmissionResult:
@@ -187,16 +185,17 @@ def _log_of(outcome: dict) -> str:
 
 def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, outcome: dict) -> SubmissionResult:
     log = _log_of(outcome)
-    result_of_autograde = outcome["autograde"]
-    if not result_of_autograde["success"]:
+    record = base / "verdicts.json"  # TrustedExecute's, in the grader's private folder
+    record = json.loads(record.read_text()) if record.is_file() else {"cells": {}, "kernel_error": ""}
+    if record["kernel_error"]:  # before the submission's first cell, so never its fault
+        return failed(job, cells, f"{GRADING_ERROR}{record['kernel_error']}", grading_error=True, log=log,
+                      kernel_failed=True)
+    if not outcome["autograde"]["success"]:
         if "DeadKernelError" in log:
             return failed(job, cells, "the kernel died while running the notebook (it crashed, exited or ran "
                                       "out of memory); every cell scores 0", log=log)
-        if any(marker in log for marker in KERNEL_START_FAILURES):
-            return failed(job, cells, f"{GRADING_ERROR}the sandboxed kernel did not start: {_root_cause(log)}",
-                          grading_error=True, log=log)
         return failed(job, cells, "autograding failed: " + _root_cause(log), log=log)
-    verdicts = json.loads((base / "verdicts.json").read_text())
+    verdicts = record["cells"]
     name = job.notebook.removesuffix(".ipynb")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         grades = {g.name: (g.auto_score, g.manual_score)

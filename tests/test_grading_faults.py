@@ -42,6 +42,57 @@ def test_a_kernel_that_cannot_start_is_a_grading_error(bundle):
     assert all(cell.score is None and cell.reason.startswith("grading error:") for cell in result.cells)
 
 
+@needs_sandbox
+def test_a_kernel_that_fails_its_probe_is_a_grading_error(bundle):
+    result = submission.grade_submission(_job(), bundle, _limits(kernel_probe="import a_module_nobody_installed"))
+    assert result.kernel_failed and result.grading_error.startswith("grading error: the kernel failed its probe")
+    assert "ModuleNotFoundError" in result.grading_error, result.grading_error
+    assert all(cell.score is None and cell.reason.startswith("grading error:") for cell in result.cells)
+
+
+def test_a_submission_cannot_pass_for_a_broken_kernel(bundle):
+    """Only the grader's own record says the kernel failed; a notebook that prints, raises and dies with the
+    words of a kernel failure still scores 0."""
+    nb = solved()
+    cell_by_grade_id(nb, "create_db").source = (
+        "import os\nprint('RuntimeError: Kernel died before replying to kernel_info')\n"
+        "print('bwrap: KernelProbeFailed: the kernel failed its probe')\nos._exit(1)\n")
+    result = submission.grade_submission(_job(nb), bundle, _limits())
+    assert not result.grading_error and not result.kernel_failed
+    assert all(cell.score == 0 for cell in result.cells if cell.kind == "auto"), result.cells
+
+
+def test_only_a_kernel_failure_before_any_kernel_worked_stops_the_batch(bundle, monkeypatch, tmp_path):
+    """In one-process grading the first kernel stands in for the preflight's; later kernel failures are
+    grading errors of their own submission (regraded by a rerun), not a reason to stop the batch."""
+    outcomes = []
+
+    def graded(job, bundle, limits):
+        works = outcomes.pop(0)
+        cells = submission.bundle_cells(bundle, job.notebook)
+        if works:
+            return submission.SubmissionResult(job.student, job.assignment, job.notebook, [], autograded=b"{}")
+        return submission.failed(job, cells, "grading error: the kernel did not start: RuntimeError: no",
+                                 grading_error=True, kernel_failed=True)
+
+    monkeypatch.setattr(grade, "grade_submission", graded)
+    monkeypatch.setattr(grade.preflight, "check", lambda *args, **kwargs: None)
+    jobs = [submission.Job(name, ASSIGNMENT, NOTEBOOK, b"{}") for name in ("ada", "bo", "cy")]
+    missing = submission.Job("dee", ASSIGNMENT, NOTEBOOK, None, problem="no notebook submitted")
+    settings = load_grading(workers=1)
+    outcomes[:] = [True, False, True]
+    results = grade.run_jobs(jobs, {ASSIGNMENT: bundle}, settings, tmp_path)
+    assert [r.kernel_failed for r in results] == [False, True, False]
+    outcomes[:] = [False, True]
+    with pytest.raises(preflight.PreflightError, match="no grading kernel has worked yet"):
+        grade.run_jobs(jobs[:2], {ASSIGNMENT: bundle}, settings, tmp_path)
+    outcomes[:] = [False]  # a submission that is missing starts no kernel, so it proves nothing either
+    monkeypatch.setattr(grade, "grade_submission", lambda job, *rest: (
+        submission.failed(job, [], job.problem) if job.problem else graded(job, *rest)))
+    with pytest.raises(preflight.PreflightError):
+        grade.run_jobs([missing, jobs[0]], {ASSIGNMENT: bundle}, settings, tmp_path)
+
+
 def test_a_full_disk_is_a_grading_error(bundle, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -96,6 +147,22 @@ def test_cli_reports_a_preflight_failure(tmp_path):
                              str(tmp_path / "out"), "--assignment", "05_pate", f"--Grading.data_root={tmp_path}"],
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1 and "dataset" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out" / "grades.csv").exists() and not (tmp_path / "out" / "feedback").exists()
+
+
+@needs_sandbox
+def test_cli_stops_when_the_first_kernel_fails_its_probe(tmp_path):
+    """Graded in one process, the first submission's kernel makes the preflight's kernel check: when it
+    fails before any student code ran, the batch stops and nothing is written."""
+    folder = tmp_path / "class" / "ada" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    nbformat.write(solved(), folder / NOTEBOOK)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
+                             str(tmp_path / "out"), "--assignment", ASSIGNMENT,
+                             "--Grading.kernel_probe=import a_module_nobody_installed"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1 and "probe" in result.stderr and "nothing was graded" in result.stderr, \
+        result.stderr[-2000:]
     assert not (tmp_path / "out" / "grades.csv").exists() and not (tmp_path / "out" / "feedback").exists()
 
 
