@@ -246,22 +246,28 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out
     try:
         checking.result()
         if in_process:
-            results, kernel_worked = [], False
-            for job in jobs:
-                result = grade_submission(job, bundles[job.assignment], limits)
-                if result.kernel_failed and not kernel_worked:
-                    raise preflight.PreflightError(result.grading_error.removeprefix(GRADING_ERROR)
-                                                   + " (no grading kernel has worked yet; nothing was graded)")
-                kernel_worked = kernel_worked or bool(result.autograded)
-                results.append(result)
-                bar.update()
-            return results
+            return _grade_here(jobs, bundles, limits, bar.update)
         from . import cluster  # Dask is imported only when it is used
 
         return cluster.run(jobs, bundles, limits, settings, bar.update)
     finally:
         bar.close()
         checks.shutdown(wait=True)
+
+
+def _grade_here(jobs: list[Job], bundles: dict[str, Bundle], limits: dict, graded) -> list[SubmissionResult]:
+    """Grade in this process, one job after another; until a kernel has worked, a kernel failure (which
+    happens before any student code) stops the batch as the preflight would."""
+    results, kernel_worked = [], False
+    for job in jobs:
+        result = grade_submission(job, bundles[job.assignment], limits)
+        if result.kernel_failed and not kernel_worked:
+            raise preflight.PreflightError(result.grading_error.removeprefix(GRADING_ERROR)
+                                           + " (no grading kernel has worked yet; nothing was graded)")
+        kernel_worked = kernel_worked or bool(result.autograded)
+        results.append(result)
+        graded()
+    return results
 
 
 def _import_checks(assignments: list[str]) -> None:
