@@ -57,6 +57,7 @@ c.Autograde.autograde_preprocessors = [
 
 # Feedback shows what failed, never how it was tested: hidden tests are removed from the test cells and
 # error outputs are cut to the exception's name and message.
+c.GenerateFeedback.exporter_class = "autograder.feedback.FeedbackExporter"  # templates compiled once per process
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "autograder.preprocessors.HideHiddenTests",
