@@ -370,3 +370,26 @@ CASES = [
     Case("b_innocent_2", lambda folder, port: _save(solved(), folder)),
     Case("b_innocent_3", lambda folder, port: _save(solved(), folder)),
 ]
+
+# Graded in one process, the first submission's kernel stands in for the preflight's (autograder.grade): an
+# attacker graded first tries to pass for a broken grading kernel, to stop the batch, and to break the
+# kernels of the students after it (modules named like the probe's where a later kernel might look, a
+# process that outlives its kernel, a full disk), then kills its own kernel.
+FIRST_IN_LINE = [
+    Case("a_first_in_line", _prefixed("create_db", (
+        "import os, subprocess, sys\n"
+        "print('RuntimeError: Kernel died before replying to kernel_info')\n"
+        "print('KernelProbeFailed: the kernel failed its probe')\n"
+        "for _folder in ('.', '/tmp', '/dev/shm', os.path.expanduser('~'), *sys.path):\n"
+        "    for _module in ('numpy.py', 'torch.py', 'sitecustomize.py', 'usercustomize.py'):\n"
+        "        try:\n"
+        f"            open(os.path.join(_folder or '.', _module), 'w').write('raise ImportError(\"{MARKER}\")')\n"
+        "        except OSError:\n            pass\n"
+        f"subprocess.Popen([sys.executable, '-c', {DAEMON!r}, '{MARKER}', str(os.getpid())],\n"
+        "                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,\n"
+        "                 start_new_session=True)\n"
+        "try:\n    open('fill', 'wb').write(b'x' * 2**30)\nexcept OSError:\n    pass\n"
+        "os._exit(1)\n")), lost={ALL_ZERO: "kernel died"}),
+    Case("b_after_1", lambda folder, port: _save(solved(), folder)),
+    Case("b_after_2", lambda folder, port: _save(solved(), folder)),
+]

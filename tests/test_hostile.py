@@ -18,7 +18,7 @@ import pytest
 from autograder.grade import graded_cells
 from autograder.paths import REPO, SOURCE
 from autograder.sandbox import UID_BASE
-from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, GRADING_OPTIONS, MARKER, NOTEBOOK
+from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, FIRST_IN_LINE, GRADING_OPTIONS, MARKER, NOTEBOOK
 
 pytestmark = pytest.mark.timeout(3000)  # a class of 49 submissions, two of them timing out
 SHARED_FOLDERS = [Path(p) for p in ("/tmp", "/dev/shm", "/var/tmp", "/run/lock")]
@@ -155,3 +155,24 @@ def test_extra_files_are_reported(graded):
     root = graded[1]
     notes = (root / "out" / "intake.csv").read_text()
     assert "extra_files" in notes and "notes.txt" in notes and "scratch.ipynb" in notes
+
+
+def test_the_first_submission_cannot_stop_a_one_process_batch(listener, tmp_path):
+    """With one worker the first kernel stands in for the preflight's: an attacker graded first cannot pass
+    for a broken grading kernel, stop the batch, or break the kernels of the students graded after it."""
+    port, connections = listener
+    for case in FIRST_IN_LINE:
+        case.build(tmp_path / "class" / case.name, port)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
+                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "1", *GRADING_OPTIONS],
+                            cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = defaultdict(dict)
+    with open(tmp_path / "out" / "grades.csv", newline="") as file:
+        for row in csv.DictReader(file):
+            rows[row["student"]][row["cell"]] = row
+    for case in FIRST_IN_LINE:
+        problems = _outcome_matches(case, rows[case.name])
+        assert not problems, f"{case.name}: " + "\n".join(problems)
+    assert not any(r["reason"].startswith("grading error") for cells in rows.values() for r in cells.values())
+    assert not _student_processes() and not connections
