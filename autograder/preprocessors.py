@@ -166,7 +166,7 @@ class TrustedExecute(Execute):
         try:
             await super().async_start_new_kernel(**kwargs)
         except Exception as error:
-            self._kernel_error = f"the kernel did not start: {type(error).__name__}: {error}"
+            self._kernel_error = _did_not_start(error)
             raise
 
     start_new_kernel = run_sync(async_start_new_kernel)  # nbclient binds the sync names to its own methods
@@ -175,7 +175,7 @@ class TrustedExecute(Execute):
         try:
             client = await super().async_start_new_kernel_client()
         except Exception as error:
-            self._kernel_error = f"the kernel did not start: {type(error).__name__}: {error}"
+            self._kernel_error = _did_not_start(error)
             raise
         if self.probe:
             try:
@@ -280,6 +280,10 @@ class SaveVerdictGrades(SaveAutoGrades):
         grade.auto_score = float(meta["points"]) if passed else 0.0
         grade.needs_manual_grade = grade.manual_score is not None
         self.gradebook.db.commit()
+
+
+def _did_not_start(error: Exception) -> str:
+    return f"the kernel did not start: {type(error).__name__}: {error}"
 
 
 def _first_error(cell) -> str:
