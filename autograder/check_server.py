@@ -18,7 +18,6 @@ import importlib
 import io
 import logging
 import os
-import re
 import socket
 import threading
 import types
@@ -30,8 +29,8 @@ import torch
 from course.grading import STUDENT_SEEDER, GradingFailure
 
 from . import wire
+from .settings import CHECK_NAME
 
-CHECK_NAME = re.compile(r"nb\d\d\.check_\w+")
 log = logging.getLogger(__name__)
 
 

@@ -240,7 +240,7 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out
     assignments = sorted({j.assignment for j in jobs})
     checks = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="preflight")
     checking = checks.submit(preflight.check, settings, assignments, out, kernel=not in_process)
-    if in_process:  # this process runs the hidden checks: import them (and torch) beside the batch's set-up
+    if in_process:  # this process runs the hidden checks: import them (and torch) while the first kernel boots
         checks.submit(_import_checks, assignments)
     bar = tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress)
     try:

@@ -1,6 +1,7 @@
 """nbgrader preprocessors the course adds to nbgrader's own pipelines (see nbgrader_config.py)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -16,8 +17,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Int, Unicode
 
-from .check_server import CHECK_NAME, CheckServer
-from .settings import CHECKER_VARIABLE
+from .settings import CHECK_NAME, CHECKER_VARIABLE
 
 
 def grade_id_of(cell: NotebookNode) -> str | None:
@@ -147,11 +147,11 @@ class TrustedExecute(Execute):
         self._kernel_died = False
         self._kernel_error = ""  # why the kernel never got to the first cell; the grader's fault
         self._output_bytes = 0
-        with tempfile.TemporaryDirectory(prefix="dpc-") as scratch:
-            folder = self.checker_folder or scratch
-            with CheckServer(os.path.join(folder, "checker"), self.reply_limit, self.seed) as server, \
-                    mock.patch.dict(os.environ, {CHECKER_VARIABLE: server.address}):  # unsandboxed kernels inherit it
-                self._server = server
+        self._server = None
+        with tempfile.TemporaryDirectory(prefix="dpc-") as scratch, contextlib.ExitStack() as server_scope:
+            self._checker_address = os.path.join(self.checker_folder or scratch, "checker")
+            self._server_scope = server_scope  # the check server closes here (see _open_window)
+            with mock.patch.dict(os.environ, {CHECKER_VARIABLE: self._checker_address}):  # unsandboxed kernels inherit it
                 try:
                     return super().preprocess(nb, resources, km)
                 finally:
@@ -192,6 +192,24 @@ class TrustedExecute(Execute):
 
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
+    def _open_window(self, checks) -> None:
+        """Let `checks` run once, from now until `_close_window`; the check server starts with the first test cell.
+
+        It starts that late because it needs torch, whose import takes seconds: the kernel boots and the cells
+        before the first test run meanwhile (`grade.run_jobs` imports torch in the background). Until then no
+        socket exists, so a check that a cell of the submission tries to run is refused as outside a window.
+        """
+        if checks and self._server is None:
+            from .check_server import CheckServer
+
+            self._server = self._server_scope.enter_context(
+                CheckServer(self._checker_address, self.reply_limit, self.seed))
+        if self._server is not None:
+            self._server.open_window(checks)
+
+    def _close_window(self) -> dict:
+        return self._server.close_window() if self._server is not None else {}
+
     def create_kernel_manager(self):
         manager = super().create_kernel_manager()
         manager.context.setsockopt(zmq.MAXMSGSIZE, self.output_limit)
@@ -211,7 +229,7 @@ class TrustedExecute(Execute):
             self._kernel_died = ("CellTimeoutError" if timed_out else "DeadKernelError",
                                  "not run: the kernel stopped responding in an earlier cell" if timed_out
                                  else "not run: the kernel died in an earlier cell")
-            self._server.close_window()
+            self._close_window()
             cell.outputs.append(_error("CellTimeoutError", "the cell passed its timeout and its kernel stopped "
                                                            "responding") if timed_out else
                                 _error("DeadKernelError", "the kernel died while this cell ran (it crashed, "
@@ -220,14 +238,13 @@ class TrustedExecute(Execute):
             return cell, resources
 
     def on_cell_execute(self, cell, cell_index, **kwargs):
-        grade_id = grade_id_of(cell)
-        self._server.open_window(self._pending_checks.get(grade_id, ()))
+        self._open_window(self._pending_checks.get(grade_id_of(cell), ()))
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
         cell = kwargs["cell"]
         grade_id = grade_id_of(cell)
-        verdicts = self._server.close_window()
+        verdicts = self._close_window()
         failures = [v.message for v in verdicts.values() if not v.passed]
         if failures and not any(output.output_type == "error" for output in cell.outputs):
             cell.outputs.append(_error("GradingFailure", failures[0]))

@@ -7,6 +7,7 @@ variable names shared by the grader, the sandbox and the kernel are defined here
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from traitlets import Bool, Float, Int, Unicode
@@ -18,6 +19,7 @@ DATA_VARIABLE = "DP_COURSE_DATA"  # the datasets' root, read by the notebooks' s
 FAST_VARIABLE = "DP_COURSE_FAST"
 GRADING_VARIABLE = "NBGRADER_EXECUTION"  # set by nbgrader while autograding; the notebooks run in fast mode
 CHECKER_VARIABLE = "DP_COURSE_CHECKER"  # path of the grader's check socket inside the kernel's view
+CHECK_NAME = re.compile(r"nb\d\d\.check_\w+")  # a hidden check as test cells name it: course.grading.<module>.<check>
 DEFAULT_DATA_ROOT = REPO / "data"  # where `make data` puts the copy of ../shared/data
 
 

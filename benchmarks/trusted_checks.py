@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder.check_server import CHECK_NAME, CheckServer
+from autograder.check_server import CheckServer
+from autograder.settings import CHECK_NAME
 from autograder.paths import SOURCE
 
 KERNEL = """
