@@ -7,6 +7,7 @@ except the socket folders.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -17,11 +18,12 @@ from unittest import mock
 
 from nbgrader.apps import NbGraderAPI
 
-from . import sandbox
+from . import early_kernel, sandbox
 from .config import nbgrader_config, quiet_logger
 from .settings import DATA_VARIABLE
 
 CLIENT_MODULES = ("check_client.py", "wire.py")
+KERNEL_NAME = "python3"  # the course's notebooks name this kernel; the sandbox's kernelspec takes its name
 _slots = itertools.count()
 _slots_lock = threading.Lock()
 
@@ -55,7 +57,7 @@ def prepare_sandbox(base: Path, course: Path, job: dict, uid: int | None) -> Non
                         pid_file=str(base / "sandbox.pid"))
     spec_file = base / "spec.json"
     spec.write(spec_file)
-    kernel = course / ".jupyter" / "kernels" / "python3" / "kernel.json"
+    kernel = course / ".jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
     kernel.parent.mkdir(parents=True)
     kernel.write_text(json.dumps(sandbox.kernelspec(spec_file)))
 
@@ -80,7 +82,12 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
         config.KernelManager.transport = "ipc"
         config.KernelManager.ip = str(base / "k" / "kernel")
         config.TrustedExecute.checker_folder = str(base / "c")
-    with mock.patch.dict(os.environ, environment):  # JUPYTER_PATH first: this submission's kernelspec wins
+    # JUPYTER_PATH first: this submission's kernelspec wins.
+    with mock.patch.dict(os.environ, environment), contextlib.ExitStack() as kernel:
+        if job["sandbox"]:  # its boot overlaps nbgrader's set-up (see autograder.early_kernel)
+            config.TrustedExecute.early_kernel = str(base)
+            kernel.enter_context(early_kernel.started(str(base), KERNEL_NAME, config, str(base),
+                                                      job["output_limit"]))
         api = NbGraderAPI(config=config, log=quiet_logger("grading"))
         outcome = {"autograde": api.autograde(job["assignment"], job["student"], force=True, create=True)}
         if outcome["autograde"]["success"]:

@@ -17,6 +17,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Int, Unicode
 
+from . import early_kernel
 from .settings import CHECK_NAME, CHECKER_VARIABLE
 
 
@@ -138,6 +139,8 @@ class TrustedExecute(Execute):
     output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce.").tag(config=True)
     reply_limit = Int(256 * 1024**2, help="Bytes of one message from the kernel to the check server.").tag(config=True)
     seed = Int(0, help="The submission's seed for the hidden checks (autograder.seeds).").tag(config=True)
+    early_kernel = Unicode("", help="Key of the kernel the grader started for this notebook before nbgrader was "
+                                    "ready (autograder.early_kernel); empty: start one here.").tag(config=True)
     probe = Unicode("", help="Code run in the kernel as soon as it is ready, before the notebook's first cell; "
                              "empty: none.").tag(config=True)
 
@@ -211,6 +214,11 @@ class TrustedExecute(Execute):
         return self._server.close_window() if self._server is not None else {}
 
     def create_kernel_manager(self):
+        kernel_name = self.kernel_name or self.nb.metadata.get("kernelspec", {}).get("name", "")
+        adopted = early_kernel.take(self.early_kernel, kernel_name) if self.early_kernel else None
+        if adopted is not None:  # already running: nbclient skips the start, then owns it as its own
+            self.km = adopted
+            return adopted
         manager = super().create_kernel_manager()
         manager.context.setsockopt(zmq.MAXMSGSIZE, self.output_limit)
         return manager

@@ -1,0 +1,59 @@
+"""A submission's kernel, started before nbgrader is ready for it.
+
+nbgrader spends about a second on a submission (gradebook queries, file copies, its cleaning pass) before its
+Execute preprocessor starts the kernel, and a kernel needs about as long again to boot and pass its probe.
+`started` launches the kernel first, so that the two overlap; `TrustedExecute` adopts it with `take` and from
+then on treats it as one it started itself: it waits for it, probes it and shuts it down. A kernel that nobody
+adopted is shut down when `started` ends.
+
+Only sandboxed kernels start early: the sandbox fixes their view, working folder and environment, so where
+and when the launch happens changes nothing inside.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+
+import zmq
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+log = logging.getLogger(__name__)
+_waiting: dict[str, AsyncKernelManager] = {}
+_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def started(key: str, kernel_name: str, config, cwd: str, max_message: int):
+    """Launch kernel `kernel_name` (its manager configured by `config`) for `take(key)` within this block.
+
+    The manager's ZeroMQ sockets refuse messages over `max_message` bytes, as TrustedExecute's do; set before
+    the start, which connects the control socket.
+    """
+    manager = AsyncKernelManager(kernel_name=kernel_name, config=config)
+    manager.context.setsockopt(zmq.MAXMSGSIZE, max_message)
+    try:
+        run_sync(manager.start_kernel)(cwd=cwd)
+    except Exception as error:  # TrustedExecute then starts the kernel itself, and reports why if that fails
+        log.warning("the kernel could not start early: %s: %s", type(error).__name__, error)
+        yield
+        return
+    with _lock:
+        _waiting[key] = manager
+    try:
+        yield
+    finally:
+        with _lock:
+            left = _waiting.pop(key, None)
+        if left is not None:
+            run_sync(left.shutdown_kernel)(now=True)
+
+
+def take(key: str, kernel_name: str) -> AsyncKernelManager | None:
+    """The kernel started for `key`, if it runs `kernel_name`; the caller now owns it."""
+    with _lock:
+        manager = _waiting.get(key)
+        if manager is None or manager.kernel_name != kernel_name:
+            return None
+        return _waiting.pop(key)

@@ -1,0 +1,67 @@
+"""A submission's kernel starts before nbgrader is ready for it, and TrustedExecute adopts it: nothing is left
+running whether or not it is adopted, and the adopted kernel is graded exactly as one started by nbclient."""
+import os
+
+import nbformat
+import pytest
+import zmq
+from jupyter_core.utils import run_sync
+from traitlets.config import Config
+
+from autograder import bundles, early_kernel, grade, sandbox, submission
+from autograder.paths import SOURCE
+from autograder.settings import load_grading
+from hostile_corpus import solved
+
+needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
+
+
+def _alive(manager) -> bool:
+    return run_sync(manager.is_alive)()
+
+
+def test_the_adopter_owns_the_kernel_and_it_refuses_large_messages(tmp_path):
+    with early_kernel.started("a", "python3", Config(), str(tmp_path), max_message=1 << 20):
+        manager = early_kernel.take("a", "python3")
+        assert manager is not None and _alive(manager)
+        assert early_kernel.take("a", "python3") is None  # one adopter only
+        assert manager.context.getsockopt(zmq.MAXMSGSIZE) == 1 << 20
+    try:
+        assert _alive(manager), "an adopted kernel is the adopter's to shut down"
+    finally:
+        run_sync(manager.shutdown_kernel)(now=True)
+    assert not _alive(manager)
+
+
+def test_a_kernel_nobody_adopted_is_shut_down(tmp_path):
+    with early_kernel.started("b", "python3", Config(), str(tmp_path), max_message=1 << 20):
+        waiting = early_kernel._waiting["b"]
+        assert early_kernel.take("b", "another_kernel") is None  # the notebook asks for another kernel
+        assert _alive(waiting)
+    assert not _alive(waiting) and "b" not in early_kernel._waiting
+
+
+def test_a_kernel_that_cannot_start_early_is_left_to_the_executor(tmp_path):
+    with early_kernel.started("c", "no_such_kernel", Config(), str(tmp_path), max_message=1 << 20):
+        assert early_kernel.take("c", "no_such_kernel") is None
+
+
+@needs_sandbox
+def test_grading_adopts_the_early_kernel(tmp_path, monkeypatch):
+    taken = []
+    take = early_kernel.take
+
+    def recording_take(key, kernel_name):
+        manager = take(key, kernel_name)
+        taken.append(manager)
+        return manager
+
+    monkeypatch.setattr(early_kernel, "take", recording_take)
+    bundle = bundles.make_bundle(SOURCE, "01_databases", f"sqlite:///{tmp_path / 'class.db'}", tmp_path)
+    job = submission.Job("student", "01_databases", "01_databases.ipynb", nbformat.writes(solved()).encode())
+    result = submission.grade_submission(job, bundle, grade.limits_of(load_grading()))
+    assert len(taken) == 1 and taken[0] is not None, "the sandboxed kernel was not started early"
+    assert not result.grading_error
+    assert all(cell.score == cell.max_score for cell in result.cells if cell.kind == "auto"), result.cells
+    assert not _alive(taken[0]) and not early_kernel._waiting
+    assert not os.path.exists(taken[0].connection_file)
