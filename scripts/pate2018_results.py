@@ -58,18 +58,18 @@ accuracy in parentheses. Current recipe (2 rounds, confidence 0.95, `SmallCNN(16
 epochs): 0.977 / 0.978 / 0.979 (0.980 / 0.975 / 0.974). Seed 0 only: 1 round 0.975 (0.973); 3 rounds 0.976 (0.973);
 4 rounds 0.974 (0.973); confidence 0.99 0.975 (0.970), 0.8 0.973 (0.971); budget 160k 0.977 (0.971);
 `SmallCNN(32, 64)` 0.977 (0.972); a batch-norm CNN (3x3 convolutions with 32 and 64 channels, each followed by
-batch norm and 2x2 max pooling, dropout 0.5, a hidden layer of 128) 0.978 (0.977) in 5.8 min; an ensemble of 3
-students per round (averaged softmax for the pseudo-labels and the final prediction) 0.977 (0.970) in 8.1 min;
-round 0 with the whole budget (up to 135 epochs) 0.979 / 0.975 / 0.976 on seeds 0 / 1 / 2 (0.972 / 0.976 / 0.973),
-and with pseudo-labels averaged over 8 augmented views, seed 0, 0.974 (0.977); class-balanced selection (the same
-kept fraction in every predicted class) 0.971 / 0.979 / 0.979 (0.972 / 0.982 / 0.974). Times are for one thread on
-2 shared cores (the current recipe: 1.6 min). None beat the current recipe on the selection score (mean 0.978 over
-the seeds), so it was kept. What limits it (seed 0): the round-0 model (597 labels) is 96.8% right on the
-unlabelled images; at confidence 0.95 it keeps 7,691 of 8,403 at 99.2% accuracy, and the hard 8% it leaves out stay
-hard in later rounds (the kept set's accuracy stays near 99%). A diagnosis with labels no student may use:
-`SmallCNN(16, 32)` or the batch-norm CNN trained on the *true* labels of 6,000 public images reach 98.9% on the
-other 3,000 and 98.2% / 98.6% on the held-out 1,000, so 98% on the held-out set asks the student for nearly what
-6,000 clean labels give.
+batch norm and 2x2 max pooling, dropout 0.5, a hidden layer of 128) 0.978 / 0.976 / 0.974 on seeds 0 / 1 / 2 (0.977
+/ 0.976 / 0.973) in 5.8 to 9.8 min; an ensemble of 3 students per round (averaged softmax for the pseudo-labels and
+the final prediction) 0.977 (0.970) in 8.1 min; round 0 with the whole budget (up to 135 epochs) 0.979 / 0.975 /
+0.976 on seeds 0 / 1 / 2 (0.972 / 0.976 / 0.973), and with pseudo-labels averaged over 8 augmented views, seed 0,
+0.974 (0.977); class-balanced selection (the same kept fraction in every predicted class) 0.971 / 0.979 / 0.979
+(0.972 / 0.982 / 0.974). Times are for one thread on 2 shared cores (the current recipe: 1.6 min). None beat the
+current recipe on the selection score (mean 0.978 over the seeds), so it was kept. What limits it (seed 0): the
+round-0 model (597 labels) is 96.8% right on the unlabelled images; at confidence 0.95 it keeps 7,691 of 8,403 at
+99.2% accuracy, and the hard 8% it leaves out stay hard in later rounds (the kept set's accuracy stays near 99%). A
+diagnosis with labels no student may use: `SmallCNN(16, 32)` or the batch-norm CNN trained on the *true* labels of
+6,000 public images reach 98.9% on the other 3,000 and 98.2% / 98.6% on the held-out 1,000, so 98% on the held-out
+set asks the student for nearly what 6,000 clean labels give.
 
 Seeds can run as separate processes: `--rows-cache DIR` stores each seed's rows there, and a later call with all
 seeds reads them and writes the table.
