@@ -20,7 +20,7 @@ from nbgrader.apps import NbGraderAPI
 
 from . import early_kernel, sandbox
 from .config import nbgrader_config, quiet_logger
-from .settings import DATA_VARIABLE
+from .settings import DATA_VARIABLE, GRADING_VARIABLE
 
 CLIENT_MODULES = ("check_client.py", "wire.py")
 KERNEL_NAME = "python3"  # the course's notebooks name this kernel; the sandbox's kernelspec takes its name
@@ -86,8 +86,9 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
     with mock.patch.dict(os.environ, environment), contextlib.ExitStack() as kernel:
         if job["sandbox"]:  # its boot overlaps nbgrader's set-up (see autograder.early_kernel)
             config.TrustedExecute.early_kernel = str(base)
-            kernel.enter_context(early_kernel.started(str(base), KERNEL_NAME, config, str(base),
-                                                      job["output_limit"]))
+            with mock.patch.dict(os.environ, {GRADING_VARIABLE: "autograde"}):  # as nbgrader's autograde sets it
+                kernel.enter_context(early_kernel.started(str(base), KERNEL_NAME, config, str(base),
+                                                          job["output_limit"]))
         api = NbGraderAPI(config=config, log=quiet_logger("grading"))
         outcome = {"autograde": api.autograde(job["assignment"], job["student"], force=True, create=True)}
         if outcome["autograde"]["success"]:

@@ -20,6 +20,8 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 log = logging.getLogger(__name__)
+# What nbclient adds when it starts an IPython kernel itself (NotebookClient.ipython_hist_file): no history file.
+IPYTHON_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 _waiting: dict[str, AsyncKernelManager] = {}
 _lock = threading.Lock()
 
@@ -34,7 +36,7 @@ def started(key: str, kernel_name: str, config, cwd: str, max_message: int):
     manager = AsyncKernelManager(kernel_name=kernel_name, config=config)
     manager.context.setsockopt(zmq.MAXMSGSIZE, max_message)
     try:
-        run_sync(manager.start_kernel)(cwd=cwd)
+        run_sync(manager.start_kernel)(cwd=cwd, extra_arguments=IPYTHON_ARGUMENTS if manager.ipykernel else [])
     except Exception as error:  # TrustedExecute then starts the kernel itself, and reports why if that fails
         log.warning("the kernel could not start early: %s: %s", type(error).__name__, error)
         yield

@@ -11,7 +11,7 @@ from traitlets.config import Config
 from autograder import bundles, early_kernel, grade, sandbox, submission
 from autograder.paths import SOURCE
 from autograder.settings import load_grading
-from hostile_corpus import solved
+from hostile_corpus import cell_by_grade_id, solved
 
 needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
 
@@ -26,6 +26,8 @@ def test_the_adopter_owns_the_kernel_and_it_refuses_large_messages(tmp_path):
         assert manager is not None and _alive(manager)
         assert early_kernel.take("a", "python3") is None  # one adopter only
         assert manager.context.getsockopt(zmq.MAXMSGSIZE) == 1 << 20
+        # Started as nbclient starts an IPython kernel: its history stays in memory, no file is written.
+        assert "--HistoryManager.hist_file=:memory:" in manager.provisioner.process.args
     try:
         assert _alive(manager), "an adopted kernel is the adopter's to shut down"
     finally:
@@ -58,7 +60,11 @@ def test_grading_adopts_the_early_kernel(tmp_path, monkeypatch):
 
     monkeypatch.setattr(early_kernel, "take", recording_take)
     bundle = bundles.make_bundle(SOURCE, "01_databases", f"sqlite:///{tmp_path / 'class.db'}", tmp_path)
-    job = submission.Job("student", "01_databases", "01_databases.ipynb", nbformat.writes(solved()).encode())
+    nb = solved()
+    # The kernel starts before nbgrader's autograde sets NBGRADER_EXECUTION, yet must run in grading mode.
+    create_db = cell_by_grade_id(nb, "create_db")
+    create_db.source = "import os\nassert os.environ.get('NBGRADER_EXECUTION') == 'autograde'\n" + create_db.source
+    job = submission.Job("student", "01_databases", "01_databases.ipynb", nbformat.writes(nb).encode())
     result = submission.grade_submission(job, bundle, grade.limits_of(load_grading()))
     assert len(taken) == 1 and taken[0] is not None, "the sandboxed kernel was not started early"
     assert not result.grading_error
