@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
+import gc
 import hashlib
 import html
 import importlib
@@ -27,7 +28,7 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 from tqdm.auto import tqdm
 
-from . import intake, late, preflight, seeds
+from . import feedback, intake, late, preflight, seeds
 from .bundles import make_bundle
 from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
@@ -241,7 +242,7 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out
     checks = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="preflight")
     checking = checks.submit(preflight.check, settings, assignments, out, kernel=not in_process)
     if in_process:  # this process runs the hidden checks: import them (and torch) while the first kernel boots
-        checks.submit(_import_checks, assignments)
+        checks.submit(_warm_up, assignments)
     bar = tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress)
     try:
         checking.result()
@@ -270,12 +271,24 @@ def _grade_here(jobs: list[Job], bundles: dict[str, Bundle], limits: dict, grade
     return results
 
 
-def _import_checks(assignments: list[str]) -> None:
-    for assignment in assignments:
-        try:
-            importlib.import_module(f"course.grading.nb{assignment[:2]}")
-        except ImportError:
-            pass  # the check server reports a missing check module as the grader's own error
+def _warm_up(assignments: list[str]) -> None:
+    """Import the hidden checks (torch, scipy: seconds), then fill the feedback exporter's caches.
+
+    The imports run without the cyclic collector and are frozen after: they create long-lived objects only, and
+    the collector's passes over them cost a second of this process's interpreter lock while its main thread
+    sets up nbgrader and relays the first kernel's messages. Frozen, they are skipped by every later pass too.
+    """
+    gc.disable()
+    try:
+        for assignment in assignments:
+            try:
+                importlib.import_module(f"course.grading.nb{assignment[:2]}")
+            except ImportError:
+                pass  # the check server reports a missing check module as the grader's own error
+    finally:
+        gc.freeze()
+        gc.enable()
+    feedback.warm_up()
 
 
 def merge(found: list[intake.Submission], jobs: list[Job], results: list[SubmissionResult], url: str,

@@ -54,3 +54,25 @@ def test_a_changed_template_is_compiled_again(tmp_path, monkeypatch):
     assert compiled == ["page.j2"]
     template.write_text("goodbye {{ name }}")
     assert render() == "goodbye ada" and compiled == ["page.j2", "page.j2"]
+
+
+def test_after_the_warm_up_the_first_page_compiles_no_template(monkeypatch):
+    monkeypatch.setattr(feedback, "TEMPLATES", feedback._ProcessBytecodeCache())  # a process that made no page yet
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Feedback"), nbformat.v4.new_code_cell("1 + 1")])
+    compiled = _count_compiles(monkeypatch)
+    feedback.warm_up()
+    warmed = len(compiled)
+    assert warmed > 0, "the warm-up compiled no template"
+    page, _ = _exporter().from_notebook_node(nb, resources=RESOURCES)
+    assert "Feedback" in page and compiled[warmed:] == []
+
+
+def test_a_failed_warm_up_is_silent(monkeypatch):
+    monkeypatch.setattr(feedback, "TEMPLATES", feedback._ProcessBytecodeCache())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no templates here")
+
+    monkeypatch.setattr(feedback.HTMLExporter, "from_notebook_node", broken)
+    assert feedback.warm_up() is None
+    assert feedback.TEMPLATES._code == {}
