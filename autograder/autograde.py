@@ -20,10 +20,10 @@ from nbgrader.apps import NbGraderAPI
 
 from . import early_kernel, sandbox
 from .config import nbgrader_config, quiet_logger
-from .settings import DATA_VARIABLE, GRADING_VARIABLE
+from .preprocessors import TrustedExecute
+from .settings import DATA_VARIABLE
 
 CLIENT_MODULES = ("check_client.py", "wire.py")
-KERNEL_NAME = "python3"  # the course's notebooks name this kernel; the sandbox's kernelspec takes its name
 _slots = itertools.count()
 _slots_lock = threading.Lock()
 
@@ -57,7 +57,7 @@ def prepare_sandbox(base: Path, course: Path, job: dict, uid: int | None) -> Non
                         pid_file=str(base / "sandbox.pid"))
     spec_file = base / "spec.json"
     spec.write(spec_file)
-    kernel = course / ".jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
+    kernel = course / ".jupyter" / "kernels" / sandbox.KERNEL_NAME / "kernel.json"
     kernel.parent.mkdir(parents=True)
     kernel.write_text(json.dumps(sandbox.kernelspec(spec_file)))
 
@@ -82,13 +82,14 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
         config.KernelManager.transport = "ipc"
         config.KernelManager.ip = str(base / "k" / "kernel")
         config.TrustedExecute.checker_folder = str(base / "c")
+        # Whatever kernel the notebook names, the sandbox's runs it.
+        config.TrustedExecute.kernel_name = sandbox.KERNEL_NAME
     # JUPYTER_PATH first: this submission's kernelspec wins.
     with mock.patch.dict(os.environ, environment), contextlib.ExitStack() as kernel:
         if job["sandbox"]:  # its boot overlaps nbgrader's set-up (see autograder.early_kernel)
             config.TrustedExecute.early_kernel = str(base)
-            with mock.patch.dict(os.environ, {GRADING_VARIABLE: "autograde"}):  # as nbgrader's autograde sets it
-                kernel.enter_context(early_kernel.started(str(base), KERNEL_NAME, config, str(base),
-                                                          job["output_limit"]))
+            kernel.enter_context(early_kernel.started(
+                str(base), lambda: TrustedExecute.start_kernel_early(config, str(base))))
         api = NbGraderAPI(config=config, log=quiet_logger("grading"))
         outcome = {"autograde": api.autograde(job["assignment"], job["student"], force=True, create=True)}
         if outcome["autograde"]["success"]:

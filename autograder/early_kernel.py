@@ -4,7 +4,8 @@ nbgrader spends about a second on a submission (gradebook queries, file copies, 
 Execute preprocessor starts the kernel, and a kernel needs about as long again to boot and pass its probe.
 `started` launches the kernel first, so that the two overlap; `TrustedExecute` adopts it with `take` and from
 then on treats it as one it started itself: it waits for it, probes it and shuts it down. A kernel that nobody
-adopted is shut down when `started` ends.
+adopted is shut down when `started` ends. How the kernel is started is TrustedExecute's own code
+(`TrustedExecute.start_kernel_early`), so an early kernel is started exactly as a late one would be.
 
 Only sandboxed kernels start early: the sandbox fixes their view, working folder and environment, so where
 and when the launch happens changes nothing inside.
@@ -14,29 +15,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from typing import Callable
 
-import zmq
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 log = logging.getLogger(__name__)
-# What nbclient adds when it starts an IPython kernel itself (NotebookClient.ipython_hist_file): no history file.
-IPYTHON_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 _waiting: dict[str, AsyncKernelManager] = {}
 _lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def started(key: str, kernel_name: str, config, cwd: str, max_message: int):
-    """Launch kernel `kernel_name` (its manager configured by `config`) for `take(key)` within this block.
-
-    The manager's ZeroMQ sockets refuse messages over `max_message` bytes, as TrustedExecute's do; set before
-    the start, which connects the control socket.
-    """
-    manager = AsyncKernelManager(kernel_name=kernel_name, config=config)
-    manager.context.setsockopt(zmq.MAXMSGSIZE, max_message)
+def started(key: str, start: Callable[[], AsyncKernelManager]):
+    """Call `start` now, which starts a kernel and returns its manager, for `take(key)` within this block."""
     try:
-        run_sync(manager.start_kernel)(cwd=cwd, extra_arguments=IPYTHON_ARGUMENTS if manager.ipykernel else [])
+        manager = start()
     except Exception as error:  # TrustedExecute then starts the kernel itself, and reports why if that fails
         log.warning("the kernel could not start early: %s: %s", type(error).__name__, error)
         yield

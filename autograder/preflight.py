@@ -98,7 +98,7 @@ def sandboxed_kernel(settings: Grading):
         course.mkdir(mode=0o700)
         prepare_sandbox(base, course, limits_of(settings), uid)
         specs = KernelSpecManager(kernel_dirs=[str(course / ".jupyter" / "kernels")], ensure_native_kernel=False)
-        manager = KernelManager(kernel_name="python3", kernel_spec_manager=specs, transport="ipc",
+        manager = KernelManager(kernel_name=sandbox.KERNEL_NAME, kernel_spec_manager=specs, transport="ipc",
                                 ip=str(base / "k" / "kernel"), connection_file=str(course / "kernel.json"))
         manager.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = manager.client()

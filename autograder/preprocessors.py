@@ -219,9 +219,28 @@ class TrustedExecute(Execute):
         if adopted is not None:  # already running: nbclient skips the start, then owns it as its own
             self.km = adopted
             return adopted
+        return self._new_kernel_manager()
+
+    def _new_kernel_manager(self):
         manager = super().create_kernel_manager()
+        # Set before the start, which already connects the control socket.
         manager.context.setsockopt(zmq.MAXMSGSIZE, self.output_limit)
         return manager
+
+    @classmethod
+    def start_kernel_early(cls, config, path: str):
+        """Start now the kernel that an executor configured by `config` starts for a notebook in `path`.
+
+        The same manager, arguments and working folder, because the same code starts it; `config` must name
+        the kernel (`kernel_name`), as there is no notebook yet. NBGRADER_EXECUTION is set as nbgrader's
+        autograde sets it around the execution, which has not begun. Returns the kernel's manager.
+        """
+        executor = cls(config=config)
+        executor.resources = {"metadata": {"path": path}}
+        executor.km = executor._new_kernel_manager()
+        with utils.setenv(NBGRADER_EXECUTION="autograde"):
+            executor.start_new_kernel()
+        return executor.km
 
     def preprocess_cell(self, cell, resources, index):
         grade_id = grade_id_of(cell)

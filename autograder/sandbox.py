@@ -35,6 +35,9 @@ from pathlib import Path
 from .settings import CHECKER_VARIABLE, DATA_VARIABLE
 
 BWRAP = "bwrap"
+# The name of the sandbox's kernelspec, which the grader installs for each submission. nbclient gives kernels
+# of this name its IPython arguments (no history file).
+KERNEL_NAME = "python3"
 UID_BASE = 1 << 20  # host uids of sandboxes: UID_BASE + pid * SLOTS_PER_PROCESS + slot (autograder.autograde)
 SLOTS_PER_PROCESS = 64
 INSIDE_UID = 1000

@@ -10,6 +10,7 @@ from traitlets.config import Config
 
 from autograder import bundles, early_kernel, grade, sandbox, submission
 from autograder.paths import SOURCE
+from autograder.preprocessors import TrustedExecute
 from autograder.settings import load_grading
 from hostile_corpus import cell_by_grade_id, solved
 
@@ -20,8 +21,16 @@ def _alive(manager) -> bool:
     return run_sync(manager.is_alive)()
 
 
+def _start(kernel_name: str, path, max_message: int = 1 << 20):
+    """What autograde passes to `started`: TrustedExecute's own start of the kernel it is configured for."""
+    config = Config()
+    config.TrustedExecute.kernel_name = kernel_name
+    config.TrustedExecute.output_limit = max_message
+    return lambda: TrustedExecute.start_kernel_early(config, str(path))
+
+
 def test_the_adopter_owns_the_kernel_and_it_refuses_large_messages(tmp_path):
-    with early_kernel.started("a", "python3", Config(), str(tmp_path), max_message=1 << 20):
+    with early_kernel.started("a", _start("python3", tmp_path)):
         manager = early_kernel.take("a", "python3")
         assert manager is not None and _alive(manager)
         assert early_kernel.take("a", "python3") is None  # one adopter only
@@ -36,7 +45,7 @@ def test_the_adopter_owns_the_kernel_and_it_refuses_large_messages(tmp_path):
 
 
 def test_a_kernel_nobody_adopted_is_shut_down(tmp_path):
-    with early_kernel.started("b", "python3", Config(), str(tmp_path), max_message=1 << 20):
+    with early_kernel.started("b", _start("python3", tmp_path)):
         waiting = early_kernel._waiting["b"]
         assert early_kernel.take("b", "another_kernel") is None  # the notebook asks for another kernel
         assert _alive(waiting)
@@ -44,7 +53,7 @@ def test_a_kernel_nobody_adopted_is_shut_down(tmp_path):
 
 
 def test_a_kernel_that_cannot_start_early_is_left_to_the_executor(tmp_path):
-    with early_kernel.started("c", "no_such_kernel", Config(), str(tmp_path), max_message=1 << 20):
+    with early_kernel.started("c", _start("no_such_kernel", tmp_path)):
         assert early_kernel.take("c", "no_such_kernel") is None
 
 
@@ -63,7 +72,10 @@ def test_grading_adopts_the_early_kernel(tmp_path, monkeypatch):
     nb = solved()
     # The kernel starts before nbgrader's autograde sets NBGRADER_EXECUTION, yet must run in grading mode.
     create_db = cell_by_grade_id(nb, "create_db")
-    create_db.source = "import os\nassert os.environ.get('NBGRADER_EXECUTION') == 'autograde'\n" + create_db.source
+    # A notebook that names another kernel is still run by the sandbox's: the repository is out of its sight.
+    nb.metadata.kernelspec = {"name": "host-python", "display_name": "Python (host)", "language": "python"}
+    create_db.source = ("import os\nassert os.environ.get('NBGRADER_EXECUTION') == 'autograde'\n"
+                        f"assert not os.path.exists({str(SOURCE)!r})\n" + create_db.source)
     job = submission.Job("student", "01_databases", "01_databases.ipynb", nbformat.writes(nb).encode())
     result = submission.grade_submission(job, bundle, grade.limits_of(load_grading()))
     assert len(taken) == 1 and taken[0] is not None, "the sandboxed kernel was not started early"
