@@ -50,7 +50,7 @@ from pathlib import Path
 
 from . import late as late_policy
 from .intake import read_students
-from .submission import GRADING_ERROR  # the grader's one marker of its own failures
+from .submission import is_grading_error
 
 FORMATS = ("canvas", "moodle", "csv")
 POINTS_POSSIBLE = "Points Possible"
@@ -154,7 +154,7 @@ def assignment_grades(rows: list[dict], late_rows: list[dict], config: late_poli
     grades = {}
     for key, members in cells.items():
         max_score = sum(float(r["max_score"]) for r in members)
-        if any(r["score"] == "" and r["reason"].startswith(GRADING_ERROR) for r in members):
+        if any(is_grading_error(r) for r in members):
             grades[key] = Grade(None, max_score, 0.0, "grading error")
             continue
         pending = any(r["score"] == "" for r in members)

@@ -33,7 +33,7 @@ from .bundles import make_bundle
 from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
 from .settings import Grading, load_grading
-from .submission import GRADING_ERROR, Bundle, CellResult, Job, SubmissionResult, grade_submission
+from .submission import GRADING_ERROR, Bundle, CellResult, Job, SubmissionResult, grade_submission, is_grading_error
 from .submission import graded_cells as cells_of_notebook
 from .version import VERSION
 
@@ -177,7 +177,7 @@ class Previous:
     def unchanged(self, job: Job, digest: str) -> bool:
         rows = self._rows_of(job)
         return (self.digests.get((job.student, job.assignment, job.notebook)) == digest and bool(rows)
-                and not any(r["reason"].startswith(GRADING_ERROR) for r in rows))
+                and not any(is_grading_error(r) for r in rows))
 
     def result(self, job: Job) -> SubmissionResult:
         """The grade OUT already holds for an unchanged submission."""

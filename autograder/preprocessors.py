@@ -9,6 +9,7 @@ from pathlib import Path
 from unittest import mock
 
 import zmq
+from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -68,8 +69,10 @@ class RestoreGradedCells(NbGraderPreprocessor):
             source = {cell.name: cell for cell in gradebook.find_notebook(info["notebook"], info["assignment"]).source_cells}
             kept, seen = [], set()
             for cell in nb.cells:
-                if cell.metadata.get("nbgrader") == {}:
-                    del cell.metadata["nbgrader"]  # emptied metadata makes nbgrader's later steps fail
+                flags = cell.metadata.get("nbgrader")
+                if flags is not None and (not flags or not isinstance(flags, dict)
+                                          or not isinstance(flags.get("grade_id", ""), str)):
+                    del cell.metadata["nbgrader"]  # emptied or malformed flags make nbgrader's later steps fail
                 grade_id = grade_id_of(cell)
                 if grade_id in seen:
                     self.log.warning("dropping a second copy of graded cell %s", grade_id)
@@ -111,6 +114,22 @@ class KernelProbeFailed(RuntimeError):
     environment is at fault, not the student."""
 
 
+class CappedKernelManager(AsyncKernelManager):
+    """nbgrader's kernel manager, whose clients' sockets get the options set on its own ZeroMQ context.
+
+    jupyter_client gives every client a context of its own (shared, it would be destroyed with the manager
+    under the client's heartbeat thread); the cap on message size that TrustedExecute sets on the manager's
+    context would then hold for the control socket only, and one huge display message would reach the
+    grader whole on the IOPub socket.
+    """
+
+    def client(self, **kwargs):
+        client = super().client(**kwargs)
+        for option, value in self.context.sockopts.items():  # before start_channels makes the sockets
+            client.context.setsockopt(option, value)
+        return client
+
+
 class TrustedExecute(Execute):
     """Autograding: nbgrader's Execute, with every hidden test run, and every verdict kept, by the grader.
 
@@ -143,6 +162,10 @@ class TrustedExecute(Execute):
                                     "ready (autograder.early_kernel); empty: start one here.").tag(config=True)
     probe = Unicode("", help="Code run in the kernel as soon as it is ready, before the notebook's first cell; "
                              "empty: none.").tag(config=True)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("kernel_manager_class", CappedKernelManager)
+        super().__init__(**kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
         self._pending_checks = _hidden_checks(resources)

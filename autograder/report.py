@@ -27,18 +27,14 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from . import export as exporting  # noqa: E402
 from . import late as late_policy  # noqa: E402
+from .submission import is_grading_error  # noqa: E402
 
 TOP_REASONS = 3
-GRADING_ERROR = exporting.GRADING_ERROR
 
 
 def load(out: Path) -> list[dict]:
     with open(out / "grades.csv", newline="") as file:
         return list(csv.DictReader(file))
-
-
-def is_grading_error(row: dict) -> bool:
-    return row["score"] == "" and row["reason"].startswith(GRADING_ERROR)
 
 
 def totals(rows: list[dict]) -> dict[tuple[str, str], tuple[float, float]]:

@@ -35,6 +35,7 @@ from . import autograde, sandbox
 
 GRADING_ERROR = "grading error: "
 MAX_REASON = 400
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,29 @@ def grade_submission(job: Job, bundle: Bundle, limits: dict) -> SubmissionResult
     return result
 
 
+def is_grading_error(row: dict) -> bool:
+    """Whether a grades.csv row records the grader's own failure: an empty score and the marker."""
+    return row["score"] == "" and row["reason"].startswith(GRADING_ERROR)
+
+
+def reason_text(reason: str, grading_error: bool = False) -> str:
+    """A reason as grades.csv, the summary and `report` show it: one line of printable text, at most
+    MAX_REASON characters.
+
+    Most reasons quote the submission (its errors' names and messages), which could hold terminal control
+    sequences, or read like the grader's own failure: only the grader's reasons start with the marker.
+    """
+    text = _UNPRINTABLE.sub(" ", reason).strip()
+    if not grading_error and text.lower().startswith(GRADING_ERROR.strip()):
+        text = f"submission: {text}"
+    return text[:MAX_REASON]
+
+
 def failed(job: Job, cells: list[GradedCell], reason: str, grading_error: bool = False,
            log: str = "", kernel_failed: bool = False) -> SubmissionResult:
     """Every cell without points: 0 with the reason, or empty scores for a grading error."""
     score = None if grading_error else 0.0
-    rows = [CellResult(c.name, c.kind, score, c.max_score, reason[:MAX_REASON]) for c in cells]
+    rows = [CellResult(c.name, c.kind, score, c.max_score, reason_text(reason, grading_error)) for c in cells]
     return SubmissionResult(job.student, job.assignment, job.notebook, rows,
                             grading_error=reason if grading_error else "", log=log, kernel_failed=kernel_failed)
 
@@ -209,7 +228,7 @@ def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, ou
             continue
         passed, reason = verdicts.get(cell.name, (False, "the hidden test never ran"))
         score = cell.max_score if passed else 0.0
-        rows.append(CellResult(cell.name, cell.kind, score, cell.max_score, "" if passed else reason[:MAX_REASON]))
+        rows.append(CellResult(cell.name, cell.kind, score, cell.max_score, "" if passed else reason_text(reason)))
     autograded = course / "autograded" / job.student / job.assignment / job.notebook
     feedback = course / "feedback" / job.student / job.assignment / f"{name}.html"
     result = SubmissionResult(job.student, job.assignment, job.notebook, rows, log=log,

@@ -21,6 +21,14 @@ import torch
 
 MAX_FRAME = 512 * 1024**2  # bytes; a bigger result is refused rather than loaded into the grader
 MAX_DEPTH = 40
+# Values one frame from the kernel may unpickle to: every value of a plain tree takes at least a byte of
+# its pickle, but a pickle can refer back to a container it already built, and so a frame of a few hundred
+# bytes can stand for billions of values. The absolute cap bounds the grader's memory for one frame
+# (about 40 bytes per value).
+MAX_VALUES = 1 << 22
+# Python nesting of the deepest tree `to_plain` makes (three levels per value: tag, item list, dict pair),
+# with room for the messages that wrap it.
+MAX_NESTING = 3 * (MAX_DEPTH + 1) + 16
 _HEADER = struct.Struct("!Q")
 _SCALARS = (type(None), bool, int, float, str, bytes)
 
@@ -72,13 +80,38 @@ def dump_plain(tree) -> bytes:
 
 
 def load_plain(payload: bytes):
-    """Unpickle a frame that may hold builtin values only (no classes, functions or reducers)."""
+    """Unpickle a frame that may hold builtin values only (no classes, functions or reducers), as a tree.
+
+    A frame that unpacks to more values than its size allows (at most MAX_VALUES), or nests deeper than
+    any tree `to_plain` makes, is refused before anything walks it.
+    """
     try:
-        return _PlainUnpickler(io.BytesIO(payload)).load()
+        tree = _PlainUnpickler(io.BytesIO(payload)).load()
     except WireError:
         raise
     except Exception as error:
         raise WireError(f"malformed message: {type(error).__name__}: {error}") from None
+    _require_small_tree(tree, len(payload))
+    return tree
+
+
+def _require_small_tree(tree, size: int) -> None:
+    """Count the values of `tree`, unpickled from `size` bytes, as a tree (a container referred to twice
+    counts twice), and stop at the first one past the budget."""
+    budget = min(size + 1024, MAX_VALUES)
+    stack, seen = [(tree, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > budget:
+            raise WireError(f"a message of {size} bytes unpacks to more than {budget} values")
+        if depth > MAX_NESTING:
+            raise WireError(f"a message nests deeper than {MAX_NESTING} levels")
+        kind = type(value)
+        if kind in (tuple, list, set, frozenset):
+            stack.extend((item, depth + 1) for item in value)
+        elif kind is dict:
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
 
 
 def to_plain(value, depth: int = 0):

@@ -125,6 +125,16 @@ def _duplicate_cell_ids(folder: Path, port: int) -> None:
     path.write_text(json.dumps(nb))  # nbformat.write would refuse duplicate ids
 
 
+def _malformed_cell_flags(folder: Path, port: int) -> None:
+    """Extra cells whose nbgrader flags are not what nbgrader writes: a string, and a list for a grade id."""
+    nb = json.loads(nbformat.writes(solved()))
+    for flags in ("x", {"grade_id": ["test_create_db"], "grade": True, "points": 100}):
+        nb["cells"].append({"cell_type": "code", "execution_count": None, "id": f"flags-{len(nb['cells'])}",
+                            "metadata": {"nbgrader": flags}, "outputs": [], "source": "x = 1"})
+    (folder / ASSIGNMENT).mkdir(parents=True)
+    (folder / ASSIGNMENT / NOTEBOOK).write_text(json.dumps(nb))
+
+
 def _foreign_metadata(kind: str):
     def build(folder: Path, port: int) -> None:
         nb = json.loads(nbformat.writes(solved()))
@@ -359,6 +369,26 @@ CASES = [
         "    if any('check_client' in frame.filename for frame in inspect.stack()):\n"
         "        return torch.zeros(10_000_000)\n"
         "    return _right(db, threshold)")), lost={"test_threshold_query": "over the limit"}),
+    # A reply of a kilobyte that stands for 10**16 values (the pickle refers back to what it built): refused
+    # unread, quickly, so the grader neither spins nor fills its memory for the students after it.
+    Case("a_fans_out_its_reply", _suffixed("threshold_query", (
+        "import inspect\nimport autograder.wire as _wire\n_right, _plain = threshold_query, _wire.to_plain\n"
+        "class _Bomb:\n    pass\n"
+        "def _fanning_out(value, depth=0):\n"
+        "    if not isinstance(value, _Bomb):\n        return _plain(value, depth)\n"
+        "    node = 0\n    for _ in range(8):\n        node = ('dict', [(0, node)] * 100)\n    return node\n"
+        "_wire.to_plain = _fanning_out\n"
+        "def threshold_query(db, threshold=5):\n"
+        "    if any('check_client' in frame.filename for frame in inspect.stack()):\n"
+        "        return _Bomb()\n"
+        "    return _right(db, threshold)")), lost={"test_threshold_query": "unpacks to more than"}),
+    # Terminal control sequences, and the grader's marker of its own failures, in an error's name and message.
+    Case("a_escapes_in_its_reason", _suffixed("threshold_query", (
+        "_Error = type('grading error', (Exception,), {})\n"
+        "def threshold_query(db, threshold=5):\n"
+        "    raise _Error('\\x1b]0;owned\\x07\\x1b[2J\\x1b[32mthe grader crashed, not me\\x1b[0m')")),
+         lost={"test_threshold_query": "submission: grading error"}),
+    Case("malformed_cell_flags", _malformed_cell_flags),
     Case("a_marker_in_comment", _suffixed("create_db", "# ### BEGIN HIDDEN TESTS (a student's note)")),
     Case("a_symlinks", _prefixed("create_db", (
         "import os, glob\n"

@@ -82,6 +82,68 @@ def test_frames_from_the_kernel_cannot_run_code_in_the_grader():
         wire.from_plain(("pickle", b"..."))
 
 
+def _fanning_out(levels: int, width: int = 100) -> bytes:
+    """A pickle of a few hundred bytes that stands for width**levels values: each level refers back to the
+    list built before it (the attack a hostile kernel sends as its reply)."""
+    node = ("list", [0] * width)
+    for _ in range(levels):
+        node = ("list", [node] * width)
+    return pickle.dumps(("result", node, ((), {})), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def test_a_frame_that_fans_out_is_refused_before_it_is_walked():
+    payload = _fanning_out(4)  # 10**10 values in about a kilobyte
+    assert len(payload) < 2000
+    start = time.perf_counter()
+    with pytest.raises(wire.WireError, match="unpacks to more than"):
+        wire.load_plain(payload)
+    assert time.perf_counter() - start < 5
+    # Every real reply, however large, is a tree with at least a byte per value, and passes.
+    big = wire.to_plain([float(i) for i in range(100_000)] + [torch.arange(10)] * 50)
+    back = wire.from_plain(wire.load_plain(wire.dump_plain(big)))
+    assert len(back) == 100_050 and torch.equal(back[-1], torch.arange(10))
+
+
+def test_a_frame_past_the_value_cap_or_nested_too_deep_is_refused():
+    with pytest.raises(wire.WireError, match="unpacks to more than"):
+        wire.load_plain(wire.dump_plain(("list", [None] * (wire.MAX_VALUES + 1))))  # a byte per value
+    deep = 0
+    for _ in range(wire.MAX_NESTING + 1):
+        deep = ("list", [deep])
+    with pytest.raises(wire.WireError, match="nests deeper"):
+        wire.load_plain(wire.dump_plain(deep))
+    deepest_plain = 1
+    for _ in range(wire.MAX_DEPTH + 5):
+        deepest_plain = {"k": [(deepest_plain,)]}
+    assert wire.load_plain(wire.dump_plain(wire.to_plain(deepest_plain)))  # to_plain's own depth cap fits
+
+
+def test_a_reply_that_fans_out_fails_its_check_with_a_reason(server):
+    server.open_window(["nb01.check_create_db"])
+    printed = run_kernel(server, "nb01.check_create_db", "create_db", """
+        import autograder.wire as _wire
+        _plain = _wire.to_plain
+
+        class _Bomb:
+            pass
+
+        def _to_plain(value, depth=0):
+            if isinstance(value, _Bomb):
+                node = 0
+                for _ in range(8):
+                    node = ("dict", [(0, node)] * 100)
+                return node
+            return _plain(value, depth)
+
+        _wire.to_plain = _to_plain
+
+        def create_db(num_entries, p=0.5):
+            return _Bomb()
+    """)
+    verdict = server.close_window()["nb01.check_create_db"]
+    assert not verdict.passed and "unpacks to more than" in verdict.message, (verdict, printed)
+
+
 def test_a_correct_function_passes_and_the_verdict_is_recorded(server):
     server.open_window(["nb01.check_create_db"])
     printed = run_kernel(server, "nb01.check_create_db", "create_db", """

@@ -35,6 +35,14 @@ def test_the_adopter_owns_the_kernel_and_it_refuses_large_messages(tmp_path):
         assert manager is not None and _alive(manager)
         assert early_kernel.take("a", "python3") is None  # one adopter only
         assert manager.context.getsockopt(zmq.MAXMSGSIZE) == 1 << 20
+        # nbclient's client (km.client()) gets that option: its IOPub and shell sockets are capped too.
+        client = manager.client()
+        client.start_channels(hb=False)  # the heartbeat's thread makes its socket late; nbclient's waits for it
+        try:
+            for channel in (client.iopub_channel, client.shell_channel):
+                assert channel.socket.getsockopt(zmq.MAXMSGSIZE) == 1 << 20
+        finally:
+            client.stop_channels()
         # Started as nbclient starts an IPython kernel: its history stays in memory, no file is written.
         assert "--HistoryManager.hist_file=:memory:" in manager.provisioner.process.args
     try:

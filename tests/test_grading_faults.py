@@ -205,3 +205,34 @@ def test_the_notebook_timeout_kills_the_sandbox(bundle):
                for c in result.cells), result.cells
     left = [p for p in Path("/proc").glob("[0-9]*") if "dp-notebook-timeout-marker" in _cmdline(p)]
     assert not left, "the killed sandbox's processes are still running"
+
+
+@needs_sandbox
+def test_one_message_over_the_output_limit_never_reaches_the_grader(bundle):
+    """The cap on message size holds for the IOPub socket of nbclient's client, not only for the control
+    socket: a single display message over the limit is refused by ZeroMQ, unread, instead of being received
+    whole and then dropped."""
+    nb = solved()
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "from IPython.display import display\ndisplay({'text/plain': 'x' * (8 * 2**20)}, raw=True)"))
+    result = submission.grade_submission(_job(nb), bundle, _limits(output_limit=2**20, cell_timeout=20))
+    assert not result.grading_error
+    assert b"output past" not in result.autograded and b"x" * 2**20 not in result.autograded
+    assert all(cell.score == cell.max_score for cell in result.cells if cell.kind == "auto"), result.cells
+
+
+@needs_sandbox
+def test_a_reason_from_the_submission_is_plain_text_and_never_a_grading_error(bundle):
+    nb = solved()
+    cell_by_grade_id(nb, "threshold_query").source += (
+        "\n_Error = type('grading error', (Exception,), {})\n"
+        "def threshold_query(db, threshold=5):\n"
+        "    raise _Error('\\x1b]0;owned\\x07\\x1b[2J the grader crashed, not me')\n")
+    result = submission.grade_submission(_job(nb), bundle, _limits())
+    cell = next(c for c in result.cells if c.name == "test_threshold_query")
+    assert cell.score == 0 and not result.grading_error
+    assert cell.reason.startswith("submission: grading error") and "the grader crashed" in cell.reason
+    assert not any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in cell.reason), repr(cell.reason)
+    assert not submission.is_grading_error({"score": "0", "reason": cell.reason})
+    others = [c for c in result.cells if c.kind == "auto" and c.name != "test_threshold_query"]
+    assert all(c.score == c.max_score for c in others), others

@@ -43,13 +43,20 @@ def _repository_state() -> str:
 
 
 def _student_processes() -> list[str]:
-    """Processes still running as a sandbox's uid, or carrying the corpus's marker."""
+    """Processes still running as a sandbox's uid, or carrying the corpus's marker.
+
+    A zombie (state Z) has exited and runs nothing; in a container whose first process reaps late, the
+    sandbox's bwrap can stay one for a moment after the batch.
+    """
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             uid = entry.stat().st_uid
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z":
             continue
         if uid >= UID_BASE or MARKER in command:
             found.append(f"{entry.name} (uid {uid}): {command[:120]}")
@@ -143,6 +150,10 @@ def test_grades_are_complete(graded):
         feedback = root / "out" / "feedback" / case.name / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")
         assert feedback.is_file(), f"no feedback for {case.name}"
     assert not any(r["reason"].startswith("grading error") for cells in rows.values() for r in cells.values())
+    # Reasons quote submissions; none reaches grades.csv (and so the terminal of `report`) with control codes.
+    unprintable = [(name, r["cell"]) for name, cells in rows.items() for r in cells.values()
+                   if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in r["reason"])]
+    assert not unprintable, unprintable
 
 
 def test_feedback_of_a_notebook_naming_the_markers(graded):
