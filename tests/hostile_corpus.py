@@ -71,6 +71,17 @@ def _suffixed(grade_id: str, code: str):
     return build
 
 
+def _answering_the_grader(setup: str, answer: str):
+    """The solved notebook whose threshold_query is right in the notebook but returns `answer` (an expression,
+    after `setup` ran) to the hidden test, whose calls come through the check client."""
+    return _suffixed("threshold_query", (
+        f"import inspect\n{setup}_right = threshold_query\n"
+        "def threshold_query(db, threshold=5):\n"
+        "    if any('check_client' in frame.filename for frame in inspect.stack()):\n"
+        f"        return {answer}\n"
+        "    return _right(db, threshold)"))
+
+
 WRONG_THRESHOLD = sample_class.WRONG_ANSWERS[ASSIGNMENT][1]  # the sample class's mistake: threshold_query
 
 
@@ -363,25 +374,17 @@ CASES = [
         "    except OSError:\n        pass\n"
         "_threads = [threading.Thread(target=_flood) for _ in range(6)]\n"
         "for _t in _threads:\n    _t.start()\nfor _t in _threads:\n    _t.join()"))),
-    Case("a_huge_reply", _suffixed("threshold_query", (
-        "import inspect, torch\n_right = threshold_query\n"
-        "def threshold_query(db, threshold=5):\n"
-        "    if any('check_client' in frame.filename for frame in inspect.stack()):\n"
-        "        return torch.zeros(10_000_000)\n"
-        "    return _right(db, threshold)")), lost={"test_threshold_query": "over the limit"}),
+    Case("a_huge_reply", _answering_the_grader("import torch\n", "torch.zeros(10_000_000)"),
+         lost={"test_threshold_query": "over the limit"}),
     # A reply of a kilobyte that stands for 10**16 values (the pickle refers back to what it built): refused
     # unread, quickly, so the grader neither spins nor fills its memory for the students after it.
-    Case("a_fans_out_its_reply", _suffixed("threshold_query", (
-        "import inspect\nimport autograder.wire as _wire\n_right, _plain = threshold_query, _wire.to_plain\n"
+    Case("a_fans_out_its_reply", _answering_the_grader((
+        "import autograder.wire as _wire\n_plain = _wire.to_plain\n"
         "class _Bomb:\n    pass\n"
         "def _fanning_out(value, depth=0):\n"
         "    if not isinstance(value, _Bomb):\n        return _plain(value, depth)\n"
         "    node = 0\n    for _ in range(8):\n        node = ('dict', [(0, node)] * 100)\n    return node\n"
-        "_wire.to_plain = _fanning_out\n"
-        "def threshold_query(db, threshold=5):\n"
-        "    if any('check_client' in frame.filename for frame in inspect.stack()):\n"
-        "        return _Bomb()\n"
-        "    return _right(db, threshold)")), lost={"test_threshold_query": "unpacks to more than"}),
+        "_wire.to_plain = _fanning_out\n"), "_Bomb()"), lost={"test_threshold_query": "unpacks to more than"}),
     # Terminal control sequences, and the grader's marker of its own failures, in an error's name and message.
     Case("a_escapes_in_its_reason", _suffixed("threshold_query", (
         "_Error = type('grading error', (Exception,), {})\n"
