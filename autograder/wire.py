@@ -123,7 +123,7 @@ def to_plain(value, depth: int = 0):
         return value
     if kind is complex:
         return ("complex", value.real, value.imag)
-    if isinstance(value, torch.Tensor) and value.layout == torch.strided and not value.is_quantized:
+    if isinstance(value, torch.Tensor) and is_plain_tensor(value):
         flat = value.detach().cpu().contiguous().reshape(-1)
         data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
         return ("tensor", str(value.dtype).removeprefix("torch."), list(value.shape), data, value.requires_grad)
@@ -137,6 +137,11 @@ def to_plain(value, depth: int = 0):
     if kind is dict:
         return ("dict", [(to_plain(k, depth + 1), to_plain(v, depth + 1)) for k, v in value.items()])
     return ("opaque", kind.__name__, _short_repr(value))
+
+
+def is_plain_tensor(value: torch.Tensor) -> bool:
+    """Whether `to_plain` sends the tensor as its bytes (dense and not quantized)."""
+    return value.layout == torch.strided and not value.is_quantized
 
 
 def _short_repr(value) -> str:
@@ -157,7 +162,7 @@ def from_plain(tree):
         if tag == "complex":
             return complex(float(rest[0]), float(rest[1]))
         if tag == "tensor":
-            return _tensor(*rest)
+            return rebuild_tensor(*rest)
         if tag == "ndarray":
             dtype, shape, data = rest
             return np.frombuffer(data, dtype=_numpy_dtype(dtype)).reshape(shape).copy()
@@ -186,7 +191,7 @@ def _numpy_dtype(text: str) -> np.dtype:
     return dtype
 
 
-def _tensor(dtype_name: str, shape: list, data: bytes, requires_grad: bool) -> torch.Tensor:
+def rebuild_tensor(dtype_name: str, shape: list, data: bytes, requires_grad: bool) -> torch.Tensor:
     dtype = getattr(torch, str(dtype_name), None)
     if not isinstance(dtype, torch.dtype):
         raise WireError(f"unknown tensor dtype {dtype_name!r}")

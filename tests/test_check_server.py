@@ -268,6 +268,24 @@ def test_course_objects_stay_in_the_grader():
     assert b"course" not in payload
 
 
+def test_plain_tensors_reach_the_kernel_as_their_bytes():
+    """A dense tensor travels as wire's encoding (no torch.save per call); dtype, shape, values and
+    requires_grad survive, a tensor the kernel receives owns its memory, and others keep torch's reduction."""
+    sent = (torch.arange(12, dtype=torch.float32).reshape(3, 4).t(), torch.rand(5) < 0.5,
+            torch.ones(2, dtype=torch.float64, requires_grad=True), torch.zeros(0, 3, dtype=torch.int16),
+            torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (4,)), torch.nn.Parameter(torch.ones(2)))
+    payload = pickle_for_kernel(("call", sent, {}))
+    assert b"rebuild_tensor" in payload
+    _, received, _ = pickle.loads(payload)
+    for before, after in zip(sent, received):
+        assert type(after) is type(before) and after.dtype == before.dtype and after.shape == before.shape
+        assert after.requires_grad == before.requires_grad
+        assert torch.equal(after.to_dense() if after.is_sparse else after.detach(),
+                           before.to_dense() if before.is_sparse else before.detach())
+    received[0][0, 0] = 99.0  # writable, and not a view of the payload's bytes
+    assert sent[0][0, 0] == 0.0
+
+
 def test_names_the_sandboxed_client_repeats_match_their_homes():
     """check_client cannot import the grader's modules inside the sandbox, so it repeats two names."""
     from autograder import check_client, settings
