@@ -142,7 +142,8 @@ class TrustedExecute(Execute):
     kernel never reached the first cell (it did not start, or failed its probe).
 
     Before the first cell the kernel runs `probe` (the same for every submission: see Grading.kernel_probe);
-    when it fails, `KernelProbeFailed` stops the execution.
+    when it fails, `KernelProbeFailed` stops the execution. The kernel already runs it once as it boots, so
+    the probe's imports overlap nbgrader's set-up.
 
     A kernel that dies (crash, exit, memory), or that stops responding after a cell's timeout, costs
     the cell it happened in and every later cell, each with the reason; the cells that ran before keep their
@@ -189,6 +190,12 @@ class TrustedExecute(Execute):
                     resources.setdefault("verdicts", {}).update(self._verdicts)
 
     async def async_start_new_kernel(self, **kwargs):
+        preload = f"--IPKernelApp.exec_lines={[self.probe]!r}"
+        if self.probe and preload not in self.extra_arguments:
+            # The kernel also runs the probe's code as it boots, while nbgrader is still setting up (about 2 s
+            # of imports that would otherwise wait for it); the probe proper then finds them done. Only the probe
+            # proper decides: a failure at boot is just printed to the kernel's own (discarded) stderr.
+            self.extra_arguments = [*self.extra_arguments, preload]
         try:
             await super().async_start_new_kernel(**kwargs)
         except Exception as error:

@@ -50,6 +50,21 @@ def test_a_kernel_that_fails_its_probe_is_a_grading_error(bundle):
     assert all(cell.score is None and cell.reason.startswith("grading error:") for cell in result.cells)
 
 
+@needs_sandbox
+def test_the_kernel_runs_the_probe_as_it_boots_and_the_probe_still_decides(bundle):
+    """The probe's code runs once at boot (overlapping nbgrader's set-up) and once as the probe proper; a
+    probe that passes at boot but fails later still makes a grading error."""
+    nb = solved()
+    cell_by_grade_id(nb, "create_db").source += "\nassert _probe_runs == 2, _probe_runs\n"
+    counting = "_probe_runs = globals().get('_probe_runs', 0) + 1"
+    result = submission.grade_submission(_job(nb), bundle, _limits(kernel_probe=counting))
+    assert not result.grading_error and all(cell.score == cell.max_score for cell in result.cells
+                                            if cell.kind == "auto"), result.cells
+    only_at_boot = "_seen = '_seen' in globals()\nassert not _seen, 'the second run fails'"
+    result = submission.grade_submission(_job(), bundle, _limits(kernel_probe=only_at_boot))
+    assert result.kernel_failed and "the second run fails" in result.grading_error, result.grading_error
+
+
 def test_a_submission_cannot_pass_for_a_broken_kernel(bundle):
     """Only the grader's own record says the kernel failed; a notebook that prints, raises and dies with the
     words of a kernel failure still scores 0."""
