@@ -5,7 +5,8 @@ Baseline, measured in the same run: the same solved notebook executed by nbclien
 tests, no nbgrader). Three costs are compared with it (medians of `--repeats`):
 
 - alone: `python -m autograder grade` on one submission, start to finish (imports, preflight, bundle,
-  grading, gradebook, feedback);
+  grading, gradebook, feedback), timed in pairs with the baseline (baseline, then alone, `--repeats`
+  times); `ratio` is the ratio of the medians, `paired` the median of the pairs' ratios;
 - in a batch: one more submission graded by a warm grading process (`grade_submission`, as a Dask worker
   runs it), which is what each submission of a class costs;
 - the course: one student's seven notebooks through one `grade` run on one worker, against the sum of the
@@ -84,21 +85,25 @@ def main() -> None:
     os.environ.setdefault("DP_COURSE_DATA", str(REPO / "data"))
     os.environ["NBGRADER_EXECUTION"] = "autograde"  # the baseline runs as the grader runs the notebook
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    header = f"{'assignment':<24} {'baseline (s)':>12} {'alone (s)':>10} {'ratio':>6} {'in batch (s)':>13} {'ratio':>6}"
+    header = (f"{'assignment':<24} {'baseline (s)':>12} {'alone (s)':>10} {'ratio':>6} {'paired':>7} "
+              f"{'in batch (s)':>13} {'ratio':>6}")
     print(header + (f" {'other checkout alone (s)':>25} {'ratio':>6}" if args.compare_with else ""))
     baselines = {}
     for assignment in args.ids or assignments():
         with tempfile.TemporaryDirectory() as scratch:
             root = Path(scratch)
             path = write_submission(root, assignment)
-            plain = [time_plain(path) for _ in range(args.repeats)]
-            alone = [time_cli(root / "submissions", root / f"out{i}", [assignment]) for i in range(args.repeats)]
+            plain, alone = [], []
+            for i in range(args.repeats):  # in pairs, so that a slow spell of the machine hits both alike
+                plain.append(time_plain(path))
+                alone.append(time_cli(root / "submissions", root / f"out{i}", [assignment]))
             batch = time_in_batch(path, assignment, root, args.repeats)
             other = ([time_cli(root / "submissions", root / f"other{i}", [assignment], args.compare_with)
                       for i in range(args.repeats)] if args.compare_with else [])
         p, a, b = statistics.median(plain), statistics.median(alone), statistics.median(batch)
         baselines[assignment] = p
-        line = f"{assignment:<24} {p:>12.1f} {a:>10.1f} {a / p:>6.2f} {b:>13.1f} {b / p:>6.2f}"
+        paired = statistics.median(x / y for x, y in zip(alone, plain))
+        line = f"{assignment:<24} {p:>12.1f} {a:>10.1f} {a / p:>6.2f} {paired:>7.2f} {b:>13.1f} {b / p:>6.2f}"
         if other:
             o = statistics.median(other)
             line += f" {o:>25.1f} {o / p:>6.2f}"
