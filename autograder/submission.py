@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import threading
+import unicodedata
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +36,11 @@ from . import autograde, sandbox
 
 GRADING_ERROR = "grading error: "
 MAX_REASON = 400
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# A terminal's control sequence (CSI, as in colours, or OSC, as in window titles), removed whole.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?)")
+# The marker, letter by letter, where any letter outside ASCII may stand in for one (a look-alike).
+_LIKE_THE_MARKER = re.compile(r"[^a-z\ufffd]*" + "".join(
+    rf"[{letter}\ufffd]" if letter != " " else r"[^a-z\ufffd]*" for letter in GRADING_ERROR.strip()))
 
 
 @dataclass(frozen=True)
@@ -142,12 +147,22 @@ def reason_text(reason: str, grading_error: bool = False) -> str:
     MAX_REASON characters.
 
     Most reasons quote the submission (its errors' names and messages), which could hold terminal control
-    sequences, or read like the grader's own failure: only the grader's reasons start with the marker.
+    sequences, characters that reorder or hide text (bidi overrides, zero-width characters, line separators),
+    or read like the grader's own failure: only the grader's reasons start with the marker, and a reason from
+    the submission that starts like it, even in look-alike letters, is shown as `submission: ...`.
     """
-    text = _UNPRINTABLE.sub(" ", reason).strip()
-    if not grading_error and text.lower().startswith(GRADING_ERROR.strip()):
+    text = "".join(ch if ch.isprintable() else "\0" for ch in unicodedata.normalize("NFKC", _ESCAPE_SEQUENCE.sub("", reason)))
+    text = " ".join(part.strip() for part in text.split("\0") if part.strip())
+    if not grading_error and _looks_like_the_marker(text):
         text = f"submission: {text}"
+    if reason.strip() and not text:
+        text = "(a reason without printable text)"
     return text[:MAX_REASON]
+
+
+def _looks_like_the_marker(text: str) -> bool:
+    skeleton = "".join(ch if ch.isascii() or not ch.isalpha() else "\ufffd" for ch in text[:60].casefold())
+    return bool(_LIKE_THE_MARKER.match(skeleton))
 
 
 def failed(job: Job, cells: list[GradedCell], reason: str, grading_error: bool = False,

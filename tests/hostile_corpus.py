@@ -385,12 +385,13 @@ CASES = [
         "    if not isinstance(value, _Bomb):\n        return _plain(value, depth)\n"
         "    node = 0\n    for _ in range(8):\n        node = ('dict', [(0, node)] * 100)\n    return node\n"
         "_wire.to_plain = _fanning_out\n"), "_Bomb()"), lost={"test_threshold_query": "unpacks to more than"}),
-    # Terminal control sequences, and the grader's marker of its own failures, in an error's name and message.
+    # Terminal control sequences, text-reordering and invisible characters, and the grader's marker of its own
+    # failures (after a zero-width space, with a Cyrillic look-alike letter) in an error's name and message.
     Case("a_escapes_in_its_reason", _suffixed("threshold_query", (
-        "_Error = type('grading error', (Exception,), {})\n"
+        "_Error = type('\\u200bgr\\u0430ding error', (Exception,), {})\n"
         "def threshold_query(db, threshold=5):\n"
-        "    raise _Error('\\x1b]0;owned\\x07\\x1b[2J\\x1b[32mthe grader crashed, not me\\x1b[0m')")),
-         lost={"test_threshold_query": "submission: grading error"}),
+        "    raise _Error('\\x1b]0;owned\\x07\\x1b[2J\\x1b[32mthe grader crashed,\\u2028\\u202enot me\\x1b[0m')")),
+         lost={"test_threshold_query": "submission: gr"}),
     Case("malformed_cell_flags", _malformed_cell_flags),
     Case("a_marker_in_comment", _suffixed("create_db", "# ### BEGIN HIDDEN TESTS (a student's note)")),
     Case("a_symlinks", _prefixed("create_db", (

@@ -247,7 +247,26 @@ def test_a_reason_from_the_submission_is_plain_text_and_never_a_grading_error(bu
     cell = next(c for c in result.cells if c.name == "test_threshold_query")
     assert cell.score == 0 and not result.grading_error
     assert cell.reason.startswith("submission: grading error") and "the grader crashed" in cell.reason
-    assert not any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in cell.reason), repr(cell.reason)
+    assert cell.reason.isprintable(), repr(cell.reason)
     assert not submission.is_grading_error({"score": "0", "reason": cell.reason})
     others = [c for c in result.cells if c.kind == "auto" and c.name != "test_threshold_query"]
     assert all(c.score == c.max_score for c in others), others
+
+
+@pytest.mark.parametrize("reason", [
+    "\u200bgrading error: after a zero-width space", "gr\u0430ding error: a Cyrillic a",
+    "\uff47rading error: a fullwidth g", "\u202egrading error: behind a bidi override",
+    "  GRADING ERROR: in capitals", "grading\u00a0error: a no-break space", "\x1b[2Jgrading error: an escape"])
+def test_a_reason_that_looks_like_the_grader_s_marker_is_marked_as_the_submission_s(reason):
+    text = submission.reason_text(reason)
+    assert text.startswith("submission: ") and text.isprintable(), repr(text)
+    assert submission.reason_text(reason, grading_error=True).isprintable()
+
+
+def test_a_reason_keeps_its_printable_text_on_one_line():
+    text = submission.reason_text("line one\u2028line two\u2029three\x85four\u200d\ufeff\ttab ε=0.5, x  y")
+    assert text == "line one line two three four tab ε=0.5, x  y"
+    assert submission.reason_text("NameError: name 'grading error' is not defined") == \
+        "NameError: name 'grading error' is not defined"
+    assert len(submission.reason_text("x" * 10_000)) == submission.MAX_REASON
+    assert submission.reason_text("\x1b]0;a title that hides the rest\u200b") == "(a reason without printable text)"
