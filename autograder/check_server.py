@@ -40,6 +40,10 @@ class Verdict:
     message: str = ""
     ran: bool = True  # False: the check did not get to judge the student's function
 
+    def __post_init__(self):
+        # Messages quote the student's values and errors: the grader keeps, records and shows a bounded part.
+        object.__setattr__(self, "message", str(self.message)[:wire.MAX_MESSAGE])
+
 
 PENDING = Verdict(False, "the hidden test did not finish (interrupted, timed out or the kernel stopped)", ran=False)
 NEVER_RUN = Verdict(False, "the hidden test never reached the grader: was the test cell changed, or the "

@@ -16,7 +16,7 @@ from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, SaveAutoGrades
-from traitlets import Int, Unicode
+from traitlets import Bool, Int, Unicode
 
 from . import early_kernel
 from .settings import CHECK_NAME, CHECKER_VARIABLE
@@ -164,9 +164,14 @@ class TrustedExecute(Execute):
     probe = Unicode("", help="Code run in the kernel as soon as it is ready, before the notebook's first cell; "
                              "empty: none.").tag(config=True)
 
+    store_widget_state = Bool(False, help="Keep widget state from the kernel's comm messages in the notebook: off, "
+                                          "as nothing would count it against output_limit (and the feedback "
+                                          "shows each widget's text form).").tag(config=True)
+
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", CappedKernelManager)
         super().__init__(**kwargs)
+        self._outputs_now = []
 
     def preprocess(self, nb, resources=None, km=None):
         self._pending_checks = _hidden_checks(resources)
@@ -323,14 +328,33 @@ class TrustedExecute(Execute):
                                                                        "the hidden test never ran"))
 
     def output(self, outs, msg, display_id, cell_index):
-        size = len(json.dumps(msg.get("content", {}), default=str))
-        self._output_bytes += size
-        if self._output_bytes > self.output_limit:
-            if self._output_bytes - size <= self.output_limit:
-                outs.append(NotebookNode(output_type="stream", name="stdout",
-                                         text=f"[grader: output past {self.output_limit} bytes dropped]\n"))
+        if not self._within_output_limit(len(json.dumps(msg.get("content", {}), default=str)), outs):
             return None
         return super().output(outs, msg, display_id, cell_index)
+
+    def process_message(self, msg, cell, cell_index):
+        self._outputs_now = cell.outputs  # where a display update past the limit leaves its marker
+        return super().process_message(msg, cell, cell_index)
+
+    def _update_display_id(self, display_id, msg):
+        # An update rewrites every earlier output of its display id, and each copy is written out again (in
+        # the autograded notebook, in the feedback): each counts against the limit.
+        copies = sum(len(indices) for indices in self._display_id_map.get(display_id, {}).values())
+        size = copies * len(json.dumps(msg.get("content", {}), default=str)) if copies else 0
+        if self._within_output_limit(size, self._outputs_now):
+            super()._update_display_id(display_id, msg)
+
+    def on_comm_open_jupyter_widget(self, msg):
+        return None  # nbclient would mimic a front end's Output widget, and keep its captures in widget state
+
+    def _within_output_limit(self, size: int, outs) -> bool:
+        self._output_bytes += size
+        if self._output_bytes <= self.output_limit:
+            return True
+        if self._output_bytes - size <= self.output_limit:
+            outs.append(NotebookNode(output_type="stream", name="stdout",
+                                     text=f"[grader: output past {self.output_limit} bytes dropped]\n"))
+        return False
 
 
 class SaveVerdictGrades(SaveAutoGrades):

@@ -11,8 +11,10 @@ The grader's frames to the kernel are ordinary (cloud)pickles: the kernel may tr
 """
 from __future__ import annotations
 
+import functools
 import io
 import pickle
+import pickletools
 import socket
 import struct
 
@@ -23,9 +25,23 @@ MAX_FRAME = 512 * 1024**2  # bytes; a bigger result is refused rather than loade
 MAX_DEPTH = 40
 # Values one frame from the kernel may unpickle to: every value of a plain tree takes at least a byte of
 # its pickle, but a pickle can refer back to a container it already built, and so a frame of a few hundred
-# bytes can stand for billions of values. The absolute cap bounds the grader's memory for one frame
-# (about 40 bytes per value).
-MAX_VALUES = 1 << 22
+# bytes can stand for billions of values. The absolute cap bounds the grader's work for one frame.
+MAX_VALUES = 1 << 20
+# Pickle instructions one frame may hold, read before anything is built: one instruction can build an object
+# of a few hundred bytes (an empty container), so this bounds the grader's memory for a frame to a few
+# hundred megabytes whatever the frame's size; a plain tree needs about two per value.
+MAX_OPCODES = 2 * MAX_VALUES
+# What pickle (protocol 5) writes for a tree of None, bools, ints, floats, str, bytes, tuples, lists and
+# dicts (dicts only in the messages that wrap trees): no sets, no globals, no reducers, no buffers.
+_PLAIN_OPCODES = frozenset({
+    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "MEMOIZE", "BINGET", "LONG_BINGET", "BINPUT",
+    "LONG_BINPUT", "NONE", "NEWTRUE", "NEWFALSE", "BININT", "BININT1", "BININT2", "LONG1", "LONG4", "BINFLOAT",
+    "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "EMPTY_TUPLE",
+    "TUPLE1", "TUPLE2", "TUPLE3", "TUPLE", "EMPTY_LIST", "APPEND", "APPENDS", "EMPTY_DICT", "SETITEM",
+    "SETITEMS"})
+MAX_INT_BITS = 4096  # a bigger int would make str() and arithmetic in a check costly
+MAX_NAME = 100  # characters of a type or exception name from the kernel
+MAX_MESSAGE = 2000  # characters of an exception message from the kernel
 # Python nesting of the deepest tree `to_plain` makes (three levels per value: tag, item list, dict pair),
 # with room for the messages that wrap it.
 MAX_NESTING = 3 * (MAX_DEPTH + 1) + 16
@@ -83,8 +99,10 @@ def load_plain(payload: bytes):
     """Unpickle a frame that may hold builtin values only (no classes, functions or reducers), as a tree.
 
     A frame that unpacks to more values than its size allows (at most MAX_VALUES), or nests deeper than
-    any tree `to_plain` makes, is refused before anything walks it.
+    any tree `to_plain` makes, is refused before anything walks it; a frame with other instructions than
+    those of plain data, or more than MAX_OPCODES of them, is refused before anything is built.
     """
+    _require_plain_instructions(payload)
     try:
         tree = _PlainUnpickler(io.BytesIO(payload)).load()
     except WireError:
@@ -93,6 +111,23 @@ def load_plain(payload: bytes):
         raise WireError(f"malformed message: {type(error).__name__}: {error}") from None
     _require_small_tree(tree, len(payload))
     return tree
+
+
+def _require_plain_instructions(payload: bytes) -> None:
+    count = 0
+    try:
+        for opcode, argument, _ in pickletools.genops(payload):
+            count += 1
+            if count > MAX_OPCODES:
+                raise WireError(f"a message of {len(payload)} bytes holds more than {MAX_OPCODES} pickle instructions")
+            if opcode.name not in _PLAIN_OPCODES:
+                raise WireError(f"refused the pickle instruction {opcode.name}: only plain data may cross")
+            if type(argument) is int and argument.bit_length() > MAX_INT_BITS:
+                raise WireError(f"refused an integer of more than {MAX_INT_BITS} bits")
+    except WireError:
+        raise
+    except Exception as error:
+        raise WireError(f"malformed message: {type(error).__name__}: {error}") from None
 
 
 def _require_small_tree(tree, size: int) -> None:
@@ -175,13 +210,18 @@ def from_plain(tree):
         if tag == "dict":
             return {from_plain(k): from_plain(v) for k, v in rest[0]}
         if tag == "opaque":
-            name, text = str(rest[0]), str(rest[1])
-            return type(name if name.isidentifier() else "Opaque", (Opaque,), {})(text)
+            return _opaque_class(str(rest[0])[:MAX_NAME])(str(rest[1])[:200])
     except WireError:
         raise
     except Exception as error:
         raise WireError(f"malformed {tag}: {type(error).__name__}: {error}") from None
     raise WireError(f"unknown tag {tag!r} on the wire")
+
+
+@functools.lru_cache(maxsize=256)
+def _opaque_class(name: str) -> type:
+    """One stand-in class per type name (a class costs about a kilobyte: not one per value)."""
+    return type(name if name.isidentifier() else "Opaque", (Opaque,), {})
 
 
 def _numpy_dtype(text: str) -> np.dtype:
@@ -198,8 +238,10 @@ def rebuild_tensor(dtype_name: str, shape: list, data: bytes, requires_grad: boo
     shape = [int(n) for n in shape]
     if data:
         tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape)
-    else:
+    elif 0 in shape:
         tensor = torch.empty(shape, dtype=dtype)
+    else:  # no bytes for a shape with elements: torch.empty would reserve memory for it
+        raise WireError(f"a tensor of shape {shape[:8]} came without its data")
     return tensor.requires_grad_(bool(requires_grad)) if tensor.is_floating_point() or tensor.is_complex() else tensor
 
 
@@ -226,11 +268,11 @@ def state_of(argument):
 
 def apply_state(original, state) -> None:
     """Write a `state_of` tree, received from the kernel, into the grader's `original` argument."""
-    if state is None:
+    if state is None or type(state) is not tuple or not state:
         return
-    if isinstance(original, torch.Tensor):
+    if isinstance(original, torch.Tensor) and state[0] == "tensor":
         _copy_tensor(original, from_plain(state))
-    elif isinstance(original, np.ndarray):
+    elif isinstance(original, np.ndarray) and state[0] == "ndarray":
         changed = from_plain(state)
         if isinstance(changed, np.ndarray) and changed.shape == original.shape and original.flags.writeable:
             original[...] = changed
@@ -263,7 +305,7 @@ def describe_exception(error: BaseException) -> tuple:
 
     bases = [k.__name__ for k in type(error).__mro__ if getattr(builtins, k.__name__, None) is k]
     try:
-        message = str(error)[:2000]
+        message = str(error)[:MAX_MESSAGE]
     except Exception:
         message = "<message could not be read>"
     return type(error).__name__, bases, message
@@ -275,10 +317,11 @@ def rebuild_exception(name: str, bases: list, message: str) -> Exception:
     import builtins
 
     base = Exception
-    for candidate in bases:
+    for candidate in bases[:64] if isinstance(bases, list) else ():
         found = getattr(builtins, str(candidate), None)
         if isinstance(found, type) and issubclass(found, Exception):
             base = found
             break
-    name = str(name) if str(name).isidentifier() else base.__name__
-    return type(name, (base,), {"__module__": "builtins"})(str(message))
+    name = str(name)[:MAX_NAME]
+    name = name if name.isidentifier() else base.__name__
+    return type(name, (base,), {"__module__": "builtins"})(str(message)[:MAX_MESSAGE])

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -116,6 +117,56 @@ def test_a_frame_past_the_value_cap_or_nested_too_deep_is_refused():
     for _ in range(wire.MAX_DEPTH + 5):
         deepest_plain = {"k": [(deepest_plain,)]}
     assert wire.load_plain(wire.dump_plain(wire.to_plain(deepest_plain)))  # to_plain's own depth cap fits
+
+
+def _peak_bytes_of(function) -> int:
+    tracemalloc.start()
+    try:
+        function()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_frame_of_sets_or_of_too_many_instructions_is_refused_before_anything_is_built():
+    """A byte of pickle can build an empty set of 200 bytes (the red team's 12 MB frame took a worker to 4
+    GB): instructions that plain data never needs are refused, and so is a frame of more instructions than
+    MAX_OPCODES, by reading the instructions only."""
+    sets = pickle.dumps(("result", [set() for _ in range(100_000)], ((), {})), protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(wire.WireError, match="EMPTY_SET"):
+        wire.load_plain(sets)
+    lists = b"\x80\x05(" + b"]" * (wire.MAX_OPCODES + 1) + b"l."  # PROTO, MARK, empty lists, LIST, STOP
+    errors = []
+
+    def load():
+        try:
+            wire.load_plain(lists)
+        except wire.WireError as error:
+            errors.append(str(error))
+    assert _peak_bytes_of(load) < 20 * 1024**2 and "pickle instructions" in errors[0], errors
+    with pytest.raises(wire.WireError, match="integer of more than"):
+        wire.load_plain(wire.dump_plain(("result", 1 << 10_000, ((), {}))))
+    for crafted in (pickle.dumps(bytearray(b"x"), protocol=5), pickle.dumps({1}), pickle.dumps(frozenset())):
+        with pytest.raises(wire.WireError, match="refused the pickle instruction"):
+            wire.load_plain(crafted)
+
+
+def test_what_the_kernel_names_or_says_reaches_the_grader_bounded():
+    opaque = wire.from_plain(("list", [("opaque", "Thing", "x" * 10_000)] * 1000 + [("opaque", "T" * 10**6, "y")]))
+    assert len({type(value) for value in opaque[:1000]}) == 1 and len(repr(opaque[0])) == 200
+    assert len(type(opaque[-1]).__name__) <= wire.MAX_NAME
+    error = wire.rebuild_exception("E" * 10**6, ["ValueError"] * 10**5, "m" * 10**7)
+    assert isinstance(error, ValueError) and len(type(error).__name__) <= wire.MAX_NAME
+    assert len(str(error)) == wire.MAX_MESSAGE
+    from autograder.check_server import Verdict
+    assert len(Verdict(False, "v" * 10**7).message) == wire.MAX_MESSAGE
+    with pytest.raises(wire.WireError, match="without its data"):  # torch.empty would reserve 4 GB
+        wire.from_plain(("tensor", "float32", [1 << 30], b"", False))
+    original = torch.zeros(3)
+    wire.apply_state(original, ("opaque", "Tensor", "not a tensor's state"))  # a state of the wrong kind
+    wire.apply_state(original, ("tensor", "float32", [3], torch.ones(3).numpy().tobytes(), False))
+    assert torch.equal(original, torch.ones(3))
 
 
 def test_a_reply_that_fans_out_fails_its_check_with_a_reason(server):

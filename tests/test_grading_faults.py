@@ -237,6 +237,48 @@ def test_one_message_over_the_output_limit_never_reaches_the_grader(bundle):
 
 
 @needs_sandbox
+def test_display_updates_and_widget_state_count_against_the_output_limit(bundle):
+    """An update rewrites every earlier output of its display id (40 small outputs and one 200 kB update
+    would write 8 MB), and widget state arrives in comm messages that no output counts: neither gets past
+    the limit into the autograded notebook or the feedback."""
+    nb = solved()
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "from IPython.display import display, update_display\n"
+        "for _ in range(40):\n    display({'text/plain': 'small'}, raw=True, display_id='d')\n"
+        "update_display({'text/plain': 'u' * 200_000}, raw=True, display_id='d')\n"
+        "from ipykernel.comm import Comm\n"
+        "_state = {'_model_module': '@jupyter-widgets/output', '_model_name': 'OutputModel',\n"
+        "          '_model_module_version': '1.0.0', 'filler': 'w' * 200_000}\n"
+        "for _ in range(20):\n"
+        "    Comm(target_name='jupyter.widget', data={'state': _state, 'buffer_paths': []}).send(\n"
+        "        {'method': 'update', 'state': _state, 'buffer_paths': []})\n"))
+    result = submission.grade_submission(_job(nb), bundle, _limits(output_limit=2**20))
+    assert not result.grading_error
+    assert len(result.autograded) < 2**20 + 300_000 and len(result.feedback or b"") < 2**20 + 600_000, \
+        (len(result.autograded), len(result.feedback or b""))
+    assert b"output past" in result.autograded and b"w" * 1000 not in result.autograded
+    assert all(cell.score == cell.max_score for cell in result.cells if cell.kind == "auto"), result.cells
+
+
+@needs_sandbox
+def test_a_huge_message_the_kernel_sends_in_place_of_an_error_is_cut(bundle):
+    """A kernel that skips describe_exception's cut sends a 20 MB message: the grader keeps 2,000 characters."""
+    nb = solved()
+    cell_by_grade_id(nb, "threshold_query").source += (
+        "\nimport autograder.wire as _wire\n"
+        "_wire.describe_exception = lambda error: ('ValueError', ['ValueError'], 'm' * 20_000_000)\n"
+        "_visible, _calls = threshold_query, []\n"
+        "def threshold_query(db, threshold=5):  # right for the three visible asserts, wrong for the grader\n"
+        "    _calls.append(1)\n"
+        "    if len(_calls) > 3:\n        raise ValueError('short')\n"
+        "    return _visible(db, threshold)\n")
+    result = submission.grade_submission(_job(nb), bundle, _limits())
+    cell = next(c for c in result.cells if c.name == "test_threshold_query")
+    assert cell.score == 0 and not result.grading_error and len(result.autograded) < 2_000_000, len(result.autograded)
+    assert "m" * 100 in cell.reason and len(cell.reason) <= submission.MAX_REASON
+
+
+@needs_sandbox
 def test_a_reason_from_the_submission_is_plain_text_and_never_a_grading_error(bundle):
     nb = solved()
     cell_by_grade_id(nb, "threshold_query").source += (
