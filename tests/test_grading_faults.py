@@ -236,6 +236,15 @@ def test_one_message_over_the_output_limit_never_reaches_the_grader(bundle):
     assert all(cell.score == cell.max_score for cell in result.cells if cell.kind == "auto"), result.cells
 
 
+def _graded_with_threshold_query(bundle, code: str):
+    """Grade the solved notebook with `code` appended to its threshold_query cell; the result and the
+    threshold_query test's row."""
+    nb = solved()
+    cell_by_grade_id(nb, "threshold_query").source += code
+    result = submission.grade_submission(_job(nb), bundle, _limits())
+    return result, next(c for c in result.cells if c.name == "test_threshold_query")
+
+
 @needs_sandbox
 def test_display_updates_and_widget_state_count_against_the_output_limit(bundle):
     """An update rewrites every earlier output of its display id (40 small outputs and one 200 kB update
@@ -263,30 +272,24 @@ def test_display_updates_and_widget_state_count_against_the_output_limit(bundle)
 @needs_sandbox
 def test_a_huge_message_the_kernel_sends_in_place_of_an_error_is_cut(bundle):
     """A kernel that skips describe_exception's cut sends a 20 MB message: the grader keeps 2,000 characters."""
-    nb = solved()
-    cell_by_grade_id(nb, "threshold_query").source += (
+    result, cell = _graded_with_threshold_query(bundle, (
         "\nimport autograder.wire as _wire\n"
         "_wire.describe_exception = lambda error: ('ValueError', ['ValueError'], 'm' * 20_000_000)\n"
         "_visible, _calls = threshold_query, []\n"
         "def threshold_query(db, threshold=5):  # right for the three visible asserts, wrong for the grader\n"
         "    _calls.append(1)\n"
         "    if len(_calls) > 3:\n        raise ValueError('short')\n"
-        "    return _visible(db, threshold)\n")
-    result = submission.grade_submission(_job(nb), bundle, _limits())
-    cell = next(c for c in result.cells if c.name == "test_threshold_query")
+        "    return _visible(db, threshold)\n"))
     assert cell.score == 0 and not result.grading_error and len(result.autograded) < 2_000_000, len(result.autograded)
     assert "m" * 100 in cell.reason and len(cell.reason) <= submission.MAX_REASON
 
 
 @needs_sandbox
 def test_a_reason_from_the_submission_is_plain_text_and_never_a_grading_error(bundle):
-    nb = solved()
-    cell_by_grade_id(nb, "threshold_query").source += (
+    result, cell = _graded_with_threshold_query(bundle, (
         "\n_Error = type('grading error', (Exception,), {})\n"
         "def threshold_query(db, threshold=5):\n"
-        "    raise _Error('\\x1b]0;owned\\x07\\x1b[2J the grader crashed, not me')\n")
-    result = submission.grade_submission(_job(nb), bundle, _limits())
-    cell = next(c for c in result.cells if c.name == "test_threshold_query")
+        "    raise _Error('\\x1b]0;owned\\x07\\x1b[2J the grader crashed, not me')\n"))
     assert cell.score == 0 and not result.grading_error
     assert cell.reason.startswith("submission: grading error") and "the grader crashed" in cell.reason
     assert cell.reason.isprintable(), repr(cell.reason)
