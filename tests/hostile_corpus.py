@@ -392,6 +392,35 @@ CASES = [
         "def threshold_query(db, threshold=5):\n"
         "    raise _Error('\\x1b]0;owned\\x07\\x1b[2J\\x1b[32mthe grader crashed,\\u2028\\u202enot me\\x1b[0m')")),
          lost={"test_threshold_query": "submission: gr"}),
+    # The grader's own memory, through what the red team's second round found (every case keeps its points
+    # or loses one test; test_hostile also bounds the size of every notebook and feedback page written):
+    # a reply of empty sets, a byte of pickle each that unpickles to 200 bytes;
+    Case("a_replies_with_sets", _answering_the_grader((
+        "import autograder.wire as _wire\n_plain = _wire.to_plain\n"
+        "class _Sets:\n    pass\n"
+        "def _as_sets(value, depth=0):\n"
+        "    return [set() for _ in range(1_000_000)] if isinstance(value, _Sets) else _plain(value, depth)\n"
+        "_wire.to_plain = _as_sets\n"), "_Sets()"), lost={"test_threshold_query": "pickle instruction"}),
+    # an error message of 15 MB (under the corpus's reply limit), past the cut the kernel's own
+    # describe_exception makes;
+    Case("a_huge_error_message", _answering_the_grader((
+        "import autograder.wire as _wire\n"
+        "_wire.describe_exception = lambda error: ('ValueError', ['ValueError'], 'm' * 15_000_000)\n"
+        "def _raise():\n    raise ValueError('short')\n"), "_raise()"),
+         lost={"test_threshold_query": "ValueError: mmmm"}),
+    # one display update of 1 MB that rewrites 100 earlier outputs (100 MB written, over the 32 MB limit);
+    Case("a_rewrites_its_displays", _suffixed("create_db", (
+        "from IPython.display import display as _display, update_display as _update\n"
+        "for _ in range(100):\n    _display({'text/plain': 'small'}, raw=True, display_id='dp')\n"
+        "_update({'text/plain': 'u' * 1_000_000}, raw=True, display_id='dp')"))),
+    # and widget state, 40 messages of 1 MB that no output counts, including an Output widget's.
+    Case("a_floods_widget_state", _suffixed("create_db", (
+        "from ipykernel.comm import Comm as _Comm\n"
+        "_state = {'_model_module': '@jupyter-widgets/output', '_model_name': 'OutputModel',\n"
+        "          '_model_module_version': '1.0.0', 'filler': 'w' * 1_000_000}\n"
+        "for _ in range(40):\n"
+        "    _Comm(target_name='jupyter.widget', data={'state': _state, 'buffer_paths': []}).send(\n"
+        "        {'method': 'update', 'state': _state, 'buffer_paths': []})"))),
     Case("malformed_cell_flags", _malformed_cell_flags),
     Case("a_marker_in_comment", _suffixed("create_db", "# ### BEGIN HIDDEN TESTS (a student's note)")),
     Case("a_symlinks", _prefixed("create_db", (

@@ -20,7 +20,7 @@ from autograder.paths import REPO, SOURCE
 from autograder.sandbox import UID_BASE
 from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, FIRST_IN_LINE, GRADING_OPTIONS, MARKER, NOTEBOOK
 
-pytestmark = pytest.mark.timeout(3000)  # a class of 49 submissions, two of them timing out
+pytestmark = pytest.mark.timeout(3000)  # a class of 56 submissions, two of them timing out
 SHARED_FOLDERS = [Path(p) for p in ("/tmp", "/dev/shm", "/var/tmp", "/run/lock")]
 
 
@@ -155,6 +155,17 @@ def test_grades_are_complete(graded):
     unprintable = [(name, r["cell"]) for name, cells in rows.items() for r in cells.values()
                    if not r["reason"].isprintable()]
     assert not unprintable, unprintable
+
+
+def test_no_submission_writes_past_the_output_limit(graded):
+    """Whatever a kernel sent (floods, display updates, widget state), its autograded notebook and its
+    feedback page stay within the default output limit of 32 MB plus the notebook's own size."""
+    root = graded[1]
+    bound = 32 * 2**20 + 2 * 2**20
+    for case in CASES:
+        for page in (root / "out" / "autograded" / case.name / ASSIGNMENT / NOTEBOOK,
+                     root / "out" / "feedback" / case.name / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")):
+            assert not page.is_file() or page.stat().st_size < bound, f"{case.name}: {page.stat().st_size} bytes"
 
 
 def test_feedback_of_a_notebook_naming_the_markers(graded):
