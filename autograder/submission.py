@@ -151,8 +151,9 @@ def reason_text(reason: str, grading_error: bool = False) -> str:
     or read like the grader's own failure: only the grader's reasons start with the marker, and a reason from
     the submission that starts like it, even in look-alike letters, is shown as `submission: ...`.
     """
-    text = "".join(ch if ch.isprintable() else "\0" for ch in unicodedata.normalize("NFKC", _ESCAPE_SEQUENCE.sub("", reason)))
-    text = " ".join(part.strip() for part in text.split("\0") if part.strip())
+    normalised = unicodedata.normalize("NFKC", _ESCAPE_SEQUENCE.sub("", reason))
+    parts = "".join(ch if ch.isprintable() else "\0" for ch in normalised).split("\0")
+    text = " ".join(part.strip() for part in parts if part.strip())
     if not grading_error and _looks_like_the_marker(text):
         text = f"submission: {text}"
     if reason.strip() and not text:

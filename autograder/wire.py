@@ -42,6 +42,7 @@ _PLAIN_OPCODES = frozenset({
 MAX_INT_BITS = 4096  # a bigger int would make str() and arithmetic in a check costly
 MAX_NAME = 100  # characters of a type or exception name from the kernel
 MAX_MESSAGE = 2000  # characters of an exception message from the kernel
+MAX_REPR = 200  # characters an Opaque stand-in keeps of the original's repr
 # Python nesting of the deepest tree `to_plain` makes (three levels per value: tag, item list, dict pair),
 # with room for the messages that wrap it.
 MAX_NESTING = 3 * (MAX_DEPTH + 1) + 16
@@ -143,7 +144,7 @@ def _require_small_tree(tree, size: int) -> None:
         if depth > MAX_NESTING:
             raise WireError(f"a message nests deeper than {MAX_NESTING} levels")
         kind = type(value)
-        if kind in (tuple, list, set, frozenset):
+        if kind in (tuple, list):  # sets never get this far: their instructions are refused
             stack.extend((item, depth + 1) for item in value)
         elif kind is dict:
             stack.extend((item, depth + 1) for pair in value.items() for item in pair)
@@ -181,7 +182,7 @@ def is_plain_tensor(value: torch.Tensor) -> bool:
 
 def _short_repr(value) -> str:
     try:
-        return repr(value)[:200]
+        return repr(value)[:MAX_REPR]
     except Exception:
         return f"<{type(value).__name__}>"
 
@@ -210,7 +211,7 @@ def from_plain(tree):
         if tag == "dict":
             return {from_plain(k): from_plain(v) for k, v in rest[0]}
         if tag == "opaque":
-            return _opaque_class(str(rest[0])[:MAX_NAME])(str(rest[1])[:200])
+            return _opaque_class(str(rest[0])[:MAX_NAME])(str(rest[1])[:MAX_REPR])
     except WireError:
         raise
     except Exception as error:
