@@ -334,6 +334,9 @@ class TrustedExecute(Execute):
 
     def process_message(self, msg, cell, cell_index):
         self._outputs_now = cell.outputs  # where a display update past the limit leaves its marker
+        content = msg.get("content") or {}
+        if type(content.get("execution_count", 0)) is not int and content.get("execution_count") is not None:
+            del content["execution_count"]  # nbclient copies it into the cell from any message, uncounted
         return super().process_message(msg, cell, cell_index)
 
     def _update_display_id(self, display_id, msg):

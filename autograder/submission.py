@@ -38,8 +38,9 @@ GRADING_ERROR = "grading error: "
 MAX_REASON = 400
 # A terminal's control sequence (CSI, as in colours, or OSC, as in window titles), removed whole.
 _ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?)")
-# The marker, letter by letter, where any letter outside ASCII may stand in for one (a look-alike).
-_LIKE_THE_MARKER = re.compile(r"[^a-z\ufffd]*" + "".join(
+# The marker, letter by letter, where any letter outside ASCII may stand in for one (a look-alike), after
+# anything but an ASCII letter (invisible letters too, such as the Hangul fillers).
+_LIKE_THE_MARKER = re.compile(r"[^a-z]*" + "".join(
     rf"[{letter}\ufffd]" if letter != " " else r"[^a-z\ufffd]*" for letter in GRADING_ERROR.strip()))
 
 

@@ -32,10 +32,10 @@ MAX_VALUES = 1 << 20
 # hundred megabytes whatever the frame's size; a plain tree needs about two per value.
 MAX_OPCODES = 2 * MAX_VALUES
 # What pickle (protocol 5) writes for a tree of None, bools, ints, floats, str, bytes, tuples, lists and
-# dicts (dicts only in the messages that wrap trees): no sets, no globals, no reducers, no buffers.
+# dicts (dicts only in the messages that wrap trees): no sets, no globals, no reducers, no buffers, and no
+# memo slots by number (BINPUT: CPython grows its memo table to the index, so 5 bytes could cost gigabytes).
 _PLAIN_OPCODES = frozenset({
-    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "MEMOIZE", "BINGET", "LONG_BINGET", "BINPUT",
-    "LONG_BINPUT", "NONE", "NEWTRUE", "NEWFALSE", "BININT", "BININT1", "BININT2", "LONG1", "LONG4", "BINFLOAT",
+    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "MEMOIZE", "BINGET", "LONG_BINGET", "NONE", "NEWTRUE", "NEWFALSE", "BININT", "BININT1", "BININT2", "LONG1", "LONG4", "BINFLOAT",
     "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "EMPTY_TUPLE",
     "TUPLE1", "TUPLE2", "TUPLE3", "TUPLE", "EMPTY_LIST", "APPEND", "APPENDS", "EMPTY_DICT", "SETITEM",
     "SETITEMS"})
@@ -115,7 +115,7 @@ def load_plain(payload: bytes):
 
 
 def _require_plain_instructions(payload: bytes) -> None:
-    count = 0
+    count = memoized = 0
     try:
         for opcode, argument, _ in pickletools.genops(payload):
             count += 1
@@ -123,6 +123,9 @@ def _require_plain_instructions(payload: bytes) -> None:
                 raise WireError(f"a message of {len(payload)} bytes holds more than {MAX_OPCODES} pickle instructions")
             if opcode.name not in _PLAIN_OPCODES:
                 raise WireError(f"refused the pickle instruction {opcode.name}: only plain data may cross")
+            memoized += opcode.name == "MEMOIZE"
+            if opcode.name in ("BINGET", "LONG_BINGET") and argument >= memoized:
+                raise WireError(f"refused a reference to memo slot {argument}, of {memoized} filled")
             if type(argument) is int and argument.bit_length() > MAX_INT_BITS:
                 raise WireError(f"refused an integer of more than {MAX_INT_BITS} bits")
     except WireError:

@@ -401,6 +401,13 @@ CASES = [
         "def _as_sets(value, depth=0):\n"
         "    return [set() for _ in range(1_000_000)] if isinstance(value, _Sets) else _plain(value, depth)\n"
         "_wire.to_plain = _as_sets\n"), "_Sets()"), lost={"test_threshold_query": "pickle instruction"}),
+    # a correct reply followed by 5 bytes that name memo slot 1e8 (CPython would grow its memo table to it:
+    # 1.5 GB in the grader, with full marks, in the red team's third round);
+    Case("a_bloats_the_memo", _answering_the_grader((
+        "import autograder.wire as _wire, struct as _struct\n_dump = _wire.dump_plain\n"
+        "_bloat = _struct.pack('<cI', b'r', 10**8)\n"
+        "_wire.dump_plain = lambda tree: _dump(tree)[:-1] + _bloat + b'.' if tree[0] == 'result' else _dump(tree)\n"),
+        "_right(db, threshold)"), lost={"test_threshold_query": "LONG_BINPUT"}),
     # an error message of 15 MB (under the corpus's reply limit), past the cut the kernel's own
     # describe_exception makes;
     Case("a_huge_error_message", _answering_the_grader((

@@ -236,6 +236,18 @@ def test_one_message_over_the_output_limit_never_reaches_the_grader(bundle):
     assert all(cell.score == cell.max_score for cell in result.cells if cell.kind == "auto"), result.cells
 
 
+def test_an_execution_count_that_is_not_a_number_never_reaches_the_notebook():
+    """nbclient copies `execution_count` from any message into the cell, before any output is counted: a
+    kernel's 30 MB string there grew the grader and broke the notebook's validation (red team, round 3)."""
+    from autograder.preprocessors import TrustedExecute
+
+    executor, cell = TrustedExecute(record_timing=False), nbformat.v4.new_code_cell("1")
+    for count in ("7" * 1000, [1], 3):
+        executor.process_message({"msg_type": "execute_input", "header": {"msg_type": "execute_input"},
+                                  "content": {"code": "1", "execution_count": count}}, cell, 0)
+    assert cell.execution_count == 3
+
+
 def _graded_with_threshold_query(bundle, code: str):
     """Grade the solved notebook with `code` appended to its threshold_query cell; the result and the
     threshold_query test's row."""
@@ -301,7 +313,7 @@ def test_a_reason_from_the_submission_is_plain_text_and_never_a_grading_error(bu
 @pytest.mark.parametrize("reason", [
     "\u200bgrading error: after a zero-width space", "gr\u0430ding error: a Cyrillic a",
     "\uff47rading error: a fullwidth g", "\u202egrading error: behind a bidi override",
-    "  GRADING ERROR: in capitals", "grading\u00a0error: a no-break space", "\x1b[2Jgrading error: an escape"])
+    "  GRADING ERROR: in capitals", "\u115fgrading error: after an invisible Hangul filler", "grading\u00a0error: a no-break space", "\x1b[2Jgrading error: an escape"])
 def test_a_reason_that_looks_like_the_grader_s_marker_is_marked_as_the_submission_s(reason):
     text = submission.reason_text(reason)
     assert text.startswith("submission: ") and text.isprintable(), repr(text)
