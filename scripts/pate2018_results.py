@@ -14,20 +14,25 @@ For each seed s (teachers, aggregator noise, student and release noise all seede
 2. The aggregator answers the first `asked` public images. Confident-GNMax with PATE 2018's MNIST setting
    (threshold 200, sigma1 150, sigma2 40; not tuned here) for 640 queries (the paper's count) and 1,000 (the
    headline row, fixed before any run), and plain GNMax (sigma 40) on the same 1,000 for comparison.
-3. Privacy, replacement neighbours, RDP converted with Mironov's rdp + ln(1/delta)/(order - 1), at delta 1e-5
-   (the paper's) and 1e-6 (the course's rule, far below 1/60,000):
+3. Privacy, replacement neighbours, at delta 1e-5 (the paper's) and 1e-6 (the course's rule, far below 1/60,000),
+   every RDP value converted to (epsilon, delta) two ways (`CONVERSIONS`): by Balle et al. 2020 (AISTATS, Theorem
+   21; `rdp_to_epsilon_balle`, through Opacus), the headline, and by Mironov's rdp + ln(1/delta)/(order - 1), the
+   conversion PATE 2018 used for its 1.97 (smaller by 0.36 at order 10 for Balle's):
    - data-independent: `confident_gnmax_epsilon` / `gnmax_epsilon` (publishable as it is);
    - data-dependent: `confident_gnmax_epsilon_data_dependent` / `gnmax_epsilon_data_dependent` (PATE 2018
      Theorem 6; computed from the private votes, so not publishable as it is);
    - sanitised: `sanitised_confident_gnmax_epsilon`, the data-dependent RDP at a fixed order released with
      Gaussian noise scaled to its smooth sensitivity, plus the RDP cost of that release (PATE 2018 Theorem 23).
      Its order, beta and sigma_ss are chosen by `choose_release_parameters` on *simulated* votes from a fixed
-     public model (no private data), minimising the expected released epsilon plus two noise standard deviations
-     (the criterion of the reference code's smooth_sensitivity_table.py).
+     public model (no private data), minimising the expected released epsilon (headline conversion) plus two
+     noise standard deviations (the criterion of the reference code's smooth_sensitivity_table.py). One release
+     per row and delta: its one noisy RDP value is what both conversions turn into epsilon.
 4. The student (`train_semi_supervised_student`: self-training with random affine augmentation, 2 rounds of
    pseudo-labels at confidence 0.95, settings in `STUDENT`) learns from the answered public images with their noisy
    labels and from the unanswered rest of the 9,000 public images, without labels. It never sees a private image or
-   a true label. Its accuracy is measured on the held-out 1,000.
+   a true label. It predicts with test-time augmentation (`predict_classes_augmented`, the softmax averaged over
+   the image and `STUDENT_VIEWS` = 8 copies moved by a milder random affine). Its accuracy is measured on the
+   held-out 1,000.
 
 Hyperparameter cost: T, sigma1, sigma2 come from the paper; the release parameters from simulated votes; the
 student's training recipe was fixed on seed 0 against the held-out set (with the earlier teachers, 20 epochs of
@@ -71,6 +76,19 @@ diagnosis with labels no student may use: `SmallCNN(16, 32)` or the batch-norm C
 6,000 public images reach 98.9% on the other 3,000 and 98.2% / 98.6% on the held-out 1,000, so 98% on the held-out
 set asks the student for nearly what 6,000 clean labels give.
 
+Session of 2026-12-02 (teachers retrained on another machine, same seeds and recipe: floating point differs, so
+votes and students differ a little from the earlier table; the seed-0 student of the 1,000-query row scored 0.9756
+selection, 0.974 held-out with the recipe above, against 0.977 / 0.980 before). Same selection score, scratch
+scripts: test-time augmentation with 8 views (the student's prediction averaged over mildly moved copies) raised
+the selection score on every seed, 0.9756 / 0.9794 / 0.9752 to 0.9773 / 0.9810 / 0.9773 (held-out 0.974 / 0.977 /
+0.972 to 0.975 / 0.979 / 0.976), and 16 or 32 views, or moves as strong as in training, were within 0.001 of it,
+so it was adopted with the first setting tried. Not adopted (seed 0 unless said): elastic distortions (Simard et
+al., ICDAR 2003) on top of the affine moves, alpha 34 / 15 / 8 pixels, 0.972 / 0.976 / 0.977; an exponential
+moving average of the weights (0.998) 0.974; a 120,000-example budget 0.974; 3 rounds on seed 2 0.976 (against
+0.975); and active learning, where the student picks the second 500 of the 1,000 queries among the images it is
+least sure of: the teachers label those badly (the answered labels were 88-89% right, against 98%) and the
+held-out accuracy fell to 0.971.
+
 Seeds can run as separate processes: `--rows-cache DIR` stores each seed's rows there, and a later call with all
 seeds reads them and writes the table.
 
@@ -95,23 +113,30 @@ sys.path.insert(0, str(REPO))
 
 from course.lib.pate import gaussian_noisy_max, partition_indices, vote_counts  # noqa: E402
 from course.shown.pate_accounting import confident_gnmax  # noqa: E402
-from course.lib.pate_analysis import gnmax_epsilon  # noqa: E402
+from course.lib.pate_analysis import DEFAULT_RDP_ORDERS, gnmax_rdp_data_independent, rdp_to_epsilon  # noqa: E402
 from course.shown.pate_accounting import (confident_gnmax_epsilon,  # noqa: E402
-                                          confident_gnmax_epsilon_data_dependent, gnmax_epsilon_data_dependent)
+                                          confident_gnmax_epsilon_data_dependent, gnmax_epsilon_data_dependent,
+                                          rdp_to_epsilon_balle)
 from course.shown.pate_smooth_sensitivity import (confident_gnmax_rdp_and_local_sensitivity, gnss_rdp,  # noqa: E402
                                                   sanitised_confident_gnmax_epsilon, smooth_sensitivity,
                                                   smooth_sensitivity_conditions)
-from course.shown.pate_training import (label_accuracy, load_mnist_splits, predict_classes,  # noqa: E402
-                                        random_affine, teacher_predictions, train_semi_supervised_student,
-                                        train_teachers)
+from course.shown.pate_training import (label_accuracy, load_mnist_splits, predict_classes_augmented,  # noqa: E402
+                                        random_affine, teacher_predictions,
+                                        train_semi_supervised_student, train_teachers)
 
 NUM_CLASSES, NUM_TEACHERS, TEACHER_EPOCHS = 10, 250, 80
 TEACHER_TRAINING = dict(augment=random_affine)  # passed to train_model; see the module docstring
 TEACHER_RECIPE = f"{NUM_TEACHERS}t_{TEACHER_EPOCHS}e_affine"  # names the cached votes and rows
 DELTAS = (1e-5, 1e-6)
+#: RDP-to-(epsilon, delta) conversions, the headline's first: Balle et al. 2020 (Theorem 21, Opacus's), then
+#: Mironov's rdp + ln(1/delta)/(order - 1), which PATE 2018 used for its 1.97. Both convert the same RDP values.
+CONVERSIONS = {"balle": ("Balle et al. 2020 conversion (Opacus's)", rdp_to_epsilon_balle),
+               "mironov": ("Mironov's conversion (the paper's)", rdp_to_epsilon)}
+HEADLINE_CONVERSION = "balle"
 THRESHOLD, SIGMA1, SIGMA2 = 200.0, 150.0, 40.0  # PATE 2018, Table 2, MNIST
 GNMAX_SIGMA = 40.0
 STUDENT = dict(rounds=2, confidence=0.95, augment=random_affine)  # self-training; see the module docstring
+STUDENT_VIEWS = 8  # test-time augmentation: the student predicts from the image and 8 mildly moved copies
 ASKED = (640, 1000)
 HEADLINE_ASKED = 1000
 RELEASE_ORDERS = (8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0)
@@ -144,7 +169,9 @@ def simulated_votes(num_queries: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def choose_release_parameters(num_queries: int, delta: float, seed: int = 12345) -> tuple[float, float, float]:
-    """(order, beta, sigma_ss) minimising E[released epsilon] + 2 std on simulated votes (no private data)."""
+    """(order, beta, sigma_ss) minimising E[released epsilon] + 2 std on simulated votes (no private data), the
+    epsilon by the headline conversion."""
+    convert = CONVERSIONS[HEADLINE_CONVERSION][1]
     rng = np.random.default_rng(seed)
     counts = simulated_votes(num_queries, rng)
     answered = confident_gnmax(counts, THRESHOLD, SIGMA1, SIGMA2, rng) >= 0
@@ -157,7 +184,8 @@ def choose_release_parameters(num_queries: int, delta: float, seed: int = 12345)
             beta = factor / order
             ss = smooth_sensitivity(local, beta)
             for sigma_ss in RELEASE_SIGMAS:
-                cost = rdp + gnss_rdp(beta, sigma_ss, order) + math.log(1 / delta) / (order - 1) + 2 * ss * sigma_ss
+                released = rdp + gnss_rdp(beta, sigma_ss, order)
+                cost = convert(np.array([released]), np.array([order]), delta) + 2 * ss * sigma_ss
                 if cost < best[0]:
                     best = (cost, (order, beta, sigma_ss))
     return best[1]
@@ -177,7 +205,7 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
         student = train_semi_supervised_student(public_images[indices], torch.as_tensor(labels),
                                                 public_images[rest], seed=seed, **STUDENT)
         student_seconds.append(time.perf_counter() - started)
-        return label_accuracy(predict_classes(student, eval_images), eval_labels)
+        return label_accuracy(predict_classes_augmented(student, eval_images, STUDENT_VIEWS, seed=seed), eval_labels)
 
     for asked in ASKED:
         votes = counts[:asked]
@@ -192,12 +220,15 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
             order, beta, sigma_ss = release_parameters[(asked, delta)]
             released = sanitised_confident_gnmax_epsilon(votes, answered, THRESHOLD, SIGMA1, SIGMA2, delta, order,
                                                          beta, sigma_ss, rng)
-            row[delta] = {
-                "independent": confident_gnmax_epsilon(asked, int(answered.sum()), SIGMA1, SIGMA2, delta),
-                "dependent": confident_gnmax_epsilon_data_dependent(votes, answered, THRESHOLD, SIGMA1, SIGMA2,
-                                                                    delta),
-                "sanitised": released.epsilon, "release_cost": released.rdp_release,
-                "noise_std": released.noise_std, "order": order, "beta": beta, "sigma_ss": sigma_ss}
+            for name, (_, convert) in CONVERSIONS.items():  # one release, its value converted both ways
+                row[delta, name] = {
+                    "independent": confident_gnmax_epsilon(asked, int(answered.sum()), SIGMA1, SIGMA2, delta,
+                                                           conversion=convert),
+                    "dependent": confident_gnmax_epsilon_data_dependent(votes, answered, THRESHOLD, SIGMA1, SIGMA2,
+                                                                        delta, conversion=convert),
+                    "sanitised": convert(np.array([released.released_rdp]), np.array([order]), delta),
+                    "release_cost": released.rdp_release, "noise_std": released.noise_std, "order": order,
+                    "beta": beta, "sigma_ss": sigma_ss}
         rows.append(row)
         print(f"seed {seed}, {asked} asked: {row['answered']} answered, student {row['student_accuracy']:.3f}",
               file=sys.stderr, flush=True)
@@ -207,9 +238,12 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
     row = {"aggregator": "GNMax", "parameters": f"sigma={GNMAX_SIGMA:g}", "asked": asked, "answered": asked,
            "label_accuracy": label_accuracy(labels, truth[:asked]), "student_accuracy": math.nan}
     for delta in DELTAS:
-        row[delta] = {"independent": gnmax_epsilon(asked, GNMAX_SIGMA, delta),
-                      "dependent": gnmax_epsilon_data_dependent(counts[:asked], GNMAX_SIGMA, delta),
-                      "sanitised": math.nan, "release_cost": math.nan, "noise_std": math.nan}
+        for name, (_, convert) in CONVERSIONS.items():
+            independent = asked * gnmax_rdp_data_independent(GNMAX_SIGMA, DEFAULT_RDP_ORDERS)  # as gnmax_epsilon
+            row[delta, name] = {
+                "independent": convert(independent, DEFAULT_RDP_ORDERS, delta),
+                "dependent": gnmax_epsilon_data_dependent(counts[:asked], GNMAX_SIGMA, delta, conversion=convert),
+                "sanitised": math.nan, "release_cost": math.nan, "noise_std": math.nan}
     rows.append(row)
     for row in rows:
         row["student_seconds"] = statistics.mean(student_seconds)
@@ -239,7 +273,11 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
         "noise, student and release noise). Values are mean ± standard deviation over the seeds.",
         "",
         "Neighbours: replacement of one private training image (one teacher's vote). Accountant: RDP, converted "
-        "to (ε, δ) with Mironov's rdp + ln(1/δ)/(λ − 1). *Data-independent* ε holds for any votes and may be "
+        "to (ε, δ) in two ways, each in its own tables: Balle et al. 2020 (AISTATS, Theorem 21; Opacus's "
+        "`get_privacy_spent`), rdp + ln((λ − 1)/λ) − (ln δ + ln λ)/(λ − 1), the headline; and Mironov's "
+        "rdp + ln(1/δ)/(λ − 1), which PATE 2018 used for its 1.97 and notebook 05 teaches (larger by "
+        "ln λ/(λ − 1) − ln((λ − 1)/λ), 0.36 at λ = 10). Both hold pair by pair, so both apply to the "
+        "data-dependent values; the sanitised ε of both is the same released RDP value, converted. *Data-independent* ε holds for any votes and may be "
         "published. *Data-dependent* ε (PATE 2018, Theorem 6) is computed from the private votes and may not be "
         "published as it is. *Sanitised* ε is the data-dependent RDP at a fixed order released with Gaussian "
         "noise scaled to its smooth sensitivity (PATE 2018, Section 4.3), plus the RDP cost of that release "
@@ -255,46 +293,50 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
         "Student: self-training (`train_semi_supervised_student`, `SmallCNN(16, 32)`: "
         + ", ".join(f"{k}={getattr(v, '__name__', v)}" for k, v in STUDENT.items())
         + ") on the answered public images (their noisy labels) plus the unanswered public images (no labels); "
-        "it never sees a private image or a true label. Scored on the held-out 1,000.",
+        "it never sees a private image or a true label. It predicts with test-time augmentation "
+        f"(`predict_classes_augmented`: softmax averaged over the image and {STUDENT_VIEWS} mildly moved copies). "
+        "Scored on the held-out 1,000.",
         "",
     ]
-    for delta in DELTAS:
-        lines += [f"## δ = {delta:g}", "",
+    for delta, name in ((delta, name) for name in CONVERSIONS for delta in DELTAS):
+        lines += [f"## δ = {delta:g}, {CONVERSIONS[name][0]}", "",
                   "| aggregator | parameters | answered / asked | label accuracy | student accuracy "
                   "| ε data-independent (RDP) | ε data-dependent (RDP, not publishable) "
-                  "| ε sanitised (smooth sensitivity, cost included) | release cost (RDP) | noise std "
+                  "| ε sanitised (smooth sensitivity, cost included) | release cost (RDP) | noise std (RDP) "
                   "| release order λ, β, σ_ss |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for index, first in enumerate(results[seeds[0]]):
-            rows = [results[seed][index] for seed in seeds]
-            answered = spread([r["answered"] for r in rows], digits=0)
-            release = (f"{first[delta]['order']:g}, {first[delta]['beta']:.4f}, {first[delta]['sigma_ss']:g}"
-                       if "order" in first[delta] else "-")
+            rows = [results[seed][index][delta, name] for seed in seeds]
+            answered = spread([results[seed][index]["answered"] for seed in seeds], digits=0)
+            head = first[delta, name]
+            release = f"{head['order']:g}, {head['beta']:.4f}, {head['sigma_ss']:g}" if "order" in head else "-"
             lines.append(
                 f"| {first['aggregator']} | {first['parameters']} | {answered} / {first['asked']} "
-                f"| {spread([r['label_accuracy'] for r in rows])} | {spread([r['student_accuracy'] for r in rows])} "
-                f"| {spread([r[delta]['independent'] for r in rows])} "
-                f"| {spread([r[delta]['dependent'] for r in rows])} "
-                f"| {spread([r[delta]['sanitised'] for r in rows])} "
-                f"| {spread([r[delta]['release_cost'] for r in rows])} "
-                f"| {spread([r[delta]['noise_std'] for r in rows])} | {release} |")
+                f"| {spread([results[seed][index]['label_accuracy'] for seed in seeds])} "
+                f"| {spread([results[seed][index]['student_accuracy'] for seed in seeds])} "
+                f"| {spread([r['independent'] for r in rows])} | {spread([r['dependent'] for r in rows])} "
+                f"| {spread([r['sanitised'] for r in rows])} | {spread([r['release_cost'] for r in rows])} "
+                f"| {spread([r['noise_std'] for r in rows])} | {release} |")
         lines.append("")
+    columns = [(delta, name) for name in CONVERSIONS for delta in DELTAS]
     lines += ["## Per seed", "",
-              "| seed | aggregator | asked | answered | label acc | student acc | ε sanitised δ=1e-5 "
-              "| ε sanitised δ=1e-6 |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+              "| seed | aggregator | asked | answered | label acc | student acc | "
+              + " | ".join(f"ε sanitised δ={delta:g}, {name}" for delta, name in columns) + " |",
+              "|---:|---|---:|---:|---:|---:|" + "---:|" * len(columns)]
     for seed in seeds:
         for row in results[seed]:
             lines.append(f"| {seed} | {row['aggregator']} | {row['asked']} | {row['answered']} "
-                         f"| {row['label_accuracy']:.3f} | {row['student_accuracy']:.3f} "
-                         f"| {row[1e-5]['sanitised']:.3f} | {row[1e-6]['sanitised']:.3f} |")
+                         f"| {row['label_accuracy']:.3f} | {row['student_accuracy']:.3f} | "
+                         + " | ".join(f"{row[column]['sanitised']:.3f}" for column in columns) + " |")
     lines.append("")
     for asked in ASKED:
         rows = [r for seed in seeds for r in results[seed]
                 if r["aggregator"] == "Confident-GNMax" and r["asked"] == asked]
-        met = [r["student_accuracy"] >= 0.98 and r[1e-5]["sanitised"] <= 2.0 for r in rows]
         role = "the headline row, fixed in advance" if asked == HEADLINE_ASKED else "the paper's count"
-        lines.append(f"Target (student ≥ 98% with sanitised ε ≤ 2 at δ = 1e-5), {asked} queries ({role}): met by "
-                     f"{sum(met)} of {len(met)} seeds.")
+        for name in CONVERSIONS:
+            met = [r["student_accuracy"] >= 0.98 and r[1e-5, name]["sanitised"] <= 2.0 for r in rows]
+            lines.append(f"Target (student ≥ 98% with sanitised ε ≤ 2 at δ = 1e-5), {asked} queries ({role}), "
+                         f"{CONVERSIONS[name][0]}: met by {sum(met)} of {len(met)} seeds.")
     return "\n".join(lines) + "\n"
 
 

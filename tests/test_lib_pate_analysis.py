@@ -10,11 +10,12 @@ import pytest
 from scipy import special
 
 from course.lib.pate import gaussian_noisy_max_probabilities, laplace_noisy_max_probabilities, vote_counts
-from course.lib.pate_analysis import DEFAULT_RDP_ORDERS, gnmax_epsilon, pate_epsilon_data_independent
-from course.shown.pate_accounting import (confident_gnmax_epsilon, confident_gnmax_epsilon_data_dependent,
-                                          confident_gnmax_rdp_data_dependent, gnmax_epsilon_data_dependent,
-                                          gnmax_rdp_data_dependent, pate_epsilon_data_dependent,
-                                          pate_log_moments_data_dependent, threshold_rdp_data_dependent)
+from course.lib.pate_analysis import DEFAULT_RDP_ORDERS, gnmax_epsilon, pate_epsilon_data_independent, rdp_to_epsilon
+from course.shown.pate_accounting import (confident_gnmax, confident_gnmax_epsilon,
+                                          confident_gnmax_epsilon_data_dependent, confident_gnmax_rdp_data_dependent,
+                                          gnmax_epsilon_data_dependent, gnmax_rdp_data_dependent,
+                                          pate_epsilon_data_dependent, pate_log_moments_data_dependent,
+                                          rdp_to_epsilon_balle, threshold_rdp_data_dependent)
 
 LOG_INV_DELTA = math.log(1e5)
 
@@ -349,6 +350,50 @@ def test_mironov_conversion_is_never_below_opacus_balle_conversion():
         assert ours == pytest.approx(float(np.min(rdp + math.log(1 / delta) / (orders - 1))), rel=1e-12)
 
 
+
+def test_balle_conversion_is_below_mironov_by_the_closed_form_gap_at_one_order():
+    """[Balle20] Theorem 21 at one order: rdp + ln((order - 1)/order) - (ln delta + ln order)/(order - 1), that is
+    Mironov's value minus ln(order)/(order - 1) - ln((order - 1)/order) (0.36 at order 10)."""
+    for order, rdp, delta in itertools.product([1.5, 10.0, 30.0], [0.0, 0.7, 4.0], [1e-5, 1e-6]):
+        mironov = rdp_to_epsilon(np.array([rdp]), np.array([order]), delta)
+        balle = rdp_to_epsilon_balle(np.array([rdp]), np.array([order]), delta)
+        gap = math.log(order) / (order - 1) - math.log((order - 1) / order)
+        assert balle == pytest.approx(mironov - gap, rel=1e-12, abs=1e-12)
+    assert rdp_to_epsilon(np.array([0.0]), np.array([10.0]), 1e-5) - rdp_to_epsilon_balle(
+        np.array([0.0]), np.array([10.0]), 1e-5) == pytest.approx(0.361, abs=1e-3)
+
+
+def test_every_confident_gnmax_epsilon_takes_the_balle_conversion_and_it_is_smaller():
+    rdp_analysis = pytest.importorskip("opacus.accountants.analysis.rdp")
+    orders = DEFAULT_RDP_ORDERS
+    # data-independent: the composed Gaussian curves of step 1 and step 2, converted by Opacus itself
+    step1 = rdp_analysis.compute_rdp(q=1.0, noise_multiplier=150.0, steps=1000, orders=orders)
+    step2 = rdp_analysis.compute_rdp(q=1.0, noise_multiplier=40.0 / math.sqrt(2), steps=600, orders=orders)
+    theirs, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=step1 + step2, delta=1e-5)
+    balle = confident_gnmax_epsilon(1000, 600, 150.0, 40.0, 1e-5, conversion=rdp_to_epsilon_balle)
+    assert balle == pytest.approx(theirs, rel=1e-12)
+    assert balle < confident_gnmax_epsilon(1000, 600, 150.0, 40.0, 1e-5) - 0.1
+    # data-dependent: the same RDP curve, either conversion
+    rng = np.random.default_rng(4)
+    counts = vote_counts(np.where(rng.random((250, 300)) < 0.9, 3, rng.integers(0, 10, (250, 300))), 10)
+    answered = confident_gnmax(counts, 200.0, 150.0, 40.0, rng) >= 0
+    for delta in (1e-5, 1e-6):
+        mironov = confident_gnmax_epsilon_data_dependent(counts, answered, 200.0, 150.0, 40.0, delta)
+        balle = confident_gnmax_epsilon_data_dependent(counts, answered, 200.0, 150.0, 40.0, delta,
+                                                       conversion=rdp_to_epsilon_balle)
+        curve = confident_gnmax_rdp_data_dependent(counts, answered, 200.0, 150.0, 40.0, orders).sum(axis=0)
+        assert balle == pytest.approx(rdp_analysis.get_privacy_spent(orders=orders, rdp=curve, delta=delta)[0],
+                                      rel=1e-12)
+        assert 0 < balle < mironov
+        assert gnmax_epsilon_data_dependent(counts, 40.0, delta, conversion=rdp_to_epsilon_balle) < \
+            gnmax_epsilon_data_dependent(counts, 40.0, delta)
+
+
+def test_balle_conversion_rejects_bad_input():
+    for orders, delta in [([1.0], 1e-5), ([], 1e-5), ([10.0], 0.0), ([10.0], 1.5)]:
+        with pytest.raises(ValueError):
+            rdp_to_epsilon_balle(np.zeros(len(orders)), orders, delta)
+
 # --- Confident-GNMax ---------------------------------------------------------------------------------------------
 
 def test_confident_gnmax_data_independent_bound_adds_both_steps():
@@ -449,8 +494,9 @@ def _results_table():
     return path.read_text()
 
 
-def _summary_rows(text, delta):
-    section = text.split(f"## δ = {delta:g}")[1].split("##")[0]
+def _summary_rows(text, delta, conversion):
+    """The rows of the table for `delta` and `conversion` ("Balle" or "Mironov"), as lists of cell texts."""
+    section = text.split(f"## δ = {delta:g}, {conversion}")[1].split("##")[0]
     rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| Confident") or
             line.startswith("| GNMax")]
     return [[cell.strip() for cell in row] for row in rows]
@@ -464,14 +510,21 @@ def test_committed_pate2018_table_data_independent_column_recomputes():
     text = _results_table()
     per_seed = [line.split("|")[1:-1] for line in text.split("## Per seed")[1].splitlines()
                 if line.startswith("| ") and line[2].isdigit()]
-    for delta in (1e-5, 1e-6):
-        for row in _summary_rows(text, delta):
+    orders = DEFAULT_RDP_ORDERS
+    for delta, (conversion, convert) in itertools.product((1e-5, 1e-6), [("Balle", rdp_to_epsilon_balle),
+                                                                          ("Mironov", rdp_to_epsilon)]):
+        rows = _summary_rows(text, delta, conversion)
+        assert len(rows) == 3
+        for row in rows:
             aggregator, asked = row[0], int(row[2].split("/")[1])
             seeds = [r for r in per_seed if r[1].strip() == aggregator and int(r[2]) == asked]
             if aggregator == "GNMax":
-                expected = [gnmax_epsilon(asked, 40.0, delta)]
+                expected = [convert(asked * orders / 40.0**2, orders, delta)]
+                if conversion == "Mironov":
+                    assert expected[0] == pytest.approx(gnmax_epsilon(asked, 40.0, delta), rel=1e-12)
             else:
-                expected = [confident_gnmax_epsilon(asked, int(r[3]), 150.0, 40.0, delta) for r in seeds]
+                expected = [confident_gnmax_epsilon(asked, int(r[3]), 150.0, 40.0, delta, conversion=convert)
+                            for r in seeds]
             assert _mean(row[5]) == pytest.approx(float(np.mean(expected)), abs=6e-4)
 
 
@@ -482,10 +535,11 @@ def test_notebook_05_quotes_the_committed_pate2018_table():
     notebook = nbformat.read(Path(__file__).resolve().parents[1] / "source" / "05_pate" / "05_pate.ipynb", 4)
     quoted = next(cell.source for cell in notebook.cells
                   if cell.metadata.get("nbgrader", {}).get("grade_id") == "md-pate18-read")
-    headline = next(row for row in _summary_rows(text, 1e-5) if row[0] == "Confident-GNMax" and "/ 1000" in row[2])
-    student, sanitised = (float(x) for x in headline[4].split("±")), (float(x) for x in headline[7].split("±"))
-    student_mean, _ = student
-    sanitised_mean, sanitised_std = sanitised
-    assert f"{100 * student_mean:.1f}%" in quoted
-    assert f"{sanitised_mean:.2f} ± {sanitised_std:.2f}" in quoted
-    assert f"{_mean(headline[5]):.2f}" in quoted and f"{_mean(headline[6]):.2f}" in quoted
+    for conversion in ("Balle", "Mironov"):
+        headline = next(row for row in _summary_rows(text, 1e-5, conversion)
+                        if row[0] == "Confident-GNMax" and "/ 1000" in row[2])
+        student_mean, _ = (float(x) for x in headline[4].split("±"))
+        sanitised_mean, sanitised_std = (float(x) for x in headline[7].split("±"))
+        assert f"{100 * student_mean:.1f}%" in quoted
+        assert f"{sanitised_mean:.2f} ± {sanitised_std:.2f}" in quoted, conversion
+        assert f"{_mean(headline[5]):.2f}" in quoted and f"{_mean(headline[6]):.2f}" in quoted, conversion

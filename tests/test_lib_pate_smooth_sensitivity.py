@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from course.lib.pate import vote_counts
-from course.shown.pate_accounting import confident_gnmax_rdp_data_dependent, gaussian_rdp_given_log_q, threshold_log_q
+from course.shown.pate_accounting import (confident_gnmax_rdp_data_dependent, gaussian_rdp_given_log_q,
+                                          rdp_to_epsilon_balle, threshold_log_q)
 from course.shown.pate_smooth_sensitivity import (_gnmax_beta, _gnmax_log_q, gnmax_local_sensitivity, gnmax_log_q0,
                                                   gnss_rdp, sanitised_confident_gnmax_epsilon, smooth_sensitivity,
                                                   smooth_sensitivity_conditions, threshold_local_sensitivity)
@@ -148,6 +149,12 @@ def test_released_value_is_the_data_dependent_analysis_plus_scaled_gaussian_nois
         noise = result.noise_std * np.random.default_rng(seed).normal()  # the one standard normal draw
         assert result.epsilon == pytest.approx(result.epsilon_data_dependent + result.rdp_release + noise, rel=1e-12)
     assert 0 < result.smooth_sensitivity and result.noise_std == pytest.approx(result.smooth_sensitivity * sigma_ss)
+    # the tighter conversion of Balle et al. 2020 applies to the same released RDP value (same noise draw)
+    balle = sanitised_confident_gnmax_epsilon(counts, answered, 200.0, 150.0, 40.0, 1e-5, order, beta, sigma_ss,
+                                              np.random.default_rng(seed), conversion=rdp_to_epsilon_balle)
+    gap = math.log(order) / (order - 1) - math.log((order - 1) / order)
+    assert balle.epsilon == pytest.approx(result.epsilon - gap, rel=1e-12)
+    assert balle.epsilon_data_dependent == pytest.approx(result.epsilon_data_dependent - gap, rel=1e-12)
     # the smooth sensitivity is the discounted maximum of the summed local sensitivities
     local = (gnmax_local_sensitivity(counts[answered], 40.0, order).sum(axis=0)
              + threshold_local_sensitivity(counts, 200.0, 150.0, order).sum(axis=0))

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torchvision
 
-from course.shown.pate_training import (SmallCNN, label_accuracy, load_mnist_splits, predict_classes, random_affine,
-                                        random_shift, teacher_predictions, train_model,
+from course.shown.pate_training import (SmallCNN, label_accuracy, load_mnist_splits, predict_classes,
+                                        predict_classes_augmented, random_affine, random_shift, teacher_predictions, train_model,
                                         train_semi_supervised_student, train_teachers)
 
 
@@ -84,6 +84,33 @@ def test_random_affine_transforms_each_image_on_its_own_and_is_the_identity_at_z
     assert moved.shape == images.shape and 0 <= moved.min() and moved.max() <= 1
     assert not torch.allclose(moved[0], moved[1], atol=1e-3)  # two copies of one image, two different transforms
     assert torch.allclose(random_affine(images, generator, 0.0, 0.0, 0.0), images, atol=1e-6)
+
+
+def test_test_time_augmentation_averages_the_softmax_over_moved_copies():
+    class MeanBrightness(torch.nn.Module):
+        """Class 1 when the top-left quarter is bright: a model whose answer a move of the image can change."""
+        def forward(self, images):
+            score = 40 * (images[:, 0, :14, :14].mean(dim=(1, 2)) - 0.05)
+            return torch.stack([-score, score], dim=1)
+
+    images, labels = _halves(20)
+    model = SmallCNN(channels=(4, 8))
+    train_model(model, images, labels, epochs=8, seed=1)
+    assert torch.equal(predict_classes_augmented(model, images, views=0), predict_classes(model, images))
+    assert label_accuracy(predict_classes_augmented(model, images, views=8, seed=3), labels) == 1.0
+    # the averaged softmax, by hand, for a model whose prediction the moves do change
+    images = torch.zeros(64, 1, 28, 28)
+    images[:, :, 8:14, 8:14] = torch.linspace(0, 0.5, 64).view(64, 1, 1, 1)  # a square of rising brightness
+    generator = torch.Generator().manual_seed(5)
+    by_hand = torch.softmax(MeanBrightness()(images), dim=1)
+    for _ in range(4):
+        by_hand += torch.softmax(MeanBrightness()(random_affine(images, generator, 8.0, 0.05, 0.05)), dim=1)
+    ours = predict_classes_augmented(MeanBrightness(), images, views=4, seed=5)
+    assert torch.equal(ours, by_hand.argmax(dim=1))
+    assert not torch.equal(ours, predict_classes(MeanBrightness(), images))  # the moves mattered
+    assert torch.equal(ours, predict_classes_augmented(MeanBrightness(), images, views=4, seed=5, batch_size=7))
+    with pytest.raises(ValueError):
+        predict_classes_augmented(model, images, views=-1)
 
 
 def test_semi_supervised_student_uses_the_unlabelled_images():

@@ -14,6 +14,11 @@ Papers:
 - [PATE18] Papernot, Song, Mironov, Raghunathan, Talwar, Erlingsson, "Scalable private learning with PATE",
   ICLR 2018 (Algorithm 1, Theorem 6, Proposition 7, and Proposition 10's choice of the higher orders).
 - [Mironov17] Mironov, "Renyi differential privacy", CSF 2017 (composition and conversion to (eps, delta)).
+- [Balle20] Balle, Barthe, Gaboardi, Hsu, Sato, "Hypothesis testing interpretations and Renyi differential
+  privacy", AISTATS 2020 (Theorem 21: a tighter conversion to (eps, delta), the one Opacus uses).
+
+The RDP epsilon functions take `conversion`, the RDP-to-(epsilon, delta) conversion: `rdp_to_epsilon` (Mironov's,
+the default, which notebook 05 teaches and [PATE18] uses) or `rdp_to_epsilon_balle` ([Balle20]).
 
 All bounds are evaluated in log space, so any number of moments/orders and any vote margin give a finite
 answer.
@@ -21,6 +26,7 @@ answer.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.special import log_ndtr, logsumexp
@@ -120,12 +126,13 @@ def gnmax_rdp_data_dependent(counts, sigma: float, orders=None) -> np.ndarray:
     return rdp
 
 
-def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None) -> float:
+def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None,
+                                 conversion=rdp_to_epsilon) -> float:
     """Data-dependent (epsilon, delta) of GNMax with noise N(0, sigma^2) on the vote histograms `counts`.
 
     `counts` has shape `(num_queries, num_classes)`. The per-query RDP of `gnmax_rdp_data_dependent` adds up
-    over queries and converts to (epsilon, delta) as in `gnmax_epsilon`, which this never exceeds (and
-    equals when no query has a clear plurality). Like the Laplace version it is not monotone in sigma.
+    over queries and converts to (epsilon, delta) by `conversion` (Mironov's by default, as in `gnmax_epsilon`,
+    which this then never exceeds, and equals when no query has a clear plurality). Like the Laplace version it is not monotone in sigma.
 
     Caveat: the result depends on the private votes, so publishing it is not differentially private
     unless it is released through smooth sensitivity ([PATE18] Section 4). Replacement neighbours.
@@ -135,19 +142,19 @@ def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None
     _, rdp_dependent = gnmax_rdp_where_bounded(counts, sigma, orders)
     num_fallback = counts.shape[0] - rdp_dependent.shape[0]  # multiplied, as in pate_epsilon_data_dependent
     total_rdp = num_fallback * gnmax_rdp_data_independent(sigma, orders) + rdp_dependent.sum(axis=0)
-    return rdp_to_epsilon(total_rdp, orders, delta)
+    return conversion(total_rdp, orders, delta)
 
 
 def confident_gnmax_epsilon(num_queries: int, num_answered: int, sigma1: float, sigma2: float, delta: float,
-                            orders=None) -> float:
+                            orders=None, conversion=rdp_to_epsilon) -> float:
     """Data-independent (epsilon, delta) of Confident-GNMax ([PATE18] Section 4.2, Algorithm 1).
 
     Step 1 releases whether `max_j n_j + N(0, sigma1^2)` clears the threshold: a Gaussian mechanism on the
     maximum count, whose sensitivity is 1 under replacement, so it is (order, order / (2 sigma1^2))-RDP. Every
     one of the `num_queries` queries pays it. Step 2, GNMax with N(0, sigma2^2), costs order / sigma2^2, paid only
     by the `num_answered` queries that passed step 1: whether a query is answered is itself a released output
-    of step 1, and step 2 releases nothing on the others ([PATE18] Section 4.2). RDP adds up and converts as in
-    `gnmax_epsilon` ([Mironov17] Proposition 3). Replacement neighbours; the threshold does not enter the bound.
+    of step 1, and step 2 releases nothing on the others ([PATE18] Section 4.2). RDP adds up and converts by
+    `conversion` (Mironov's by default, as in `gnmax_epsilon`; or `rdp_to_epsilon_balle`). Replacement neighbours; the threshold does not enter the bound.
     """
     num_queries, num_answered = check_num_queries(num_queries), check_num_queries(num_answered)
     if num_answered > num_queries:
@@ -156,7 +163,7 @@ def confident_gnmax_epsilon(num_queries: int, num_answered: int, sigma1: float, 
     delta, orders = check_delta(delta), check_orders(orders)
     rdp = (num_queries * gnmax_rdp_data_independent(math.sqrt(2) * sigma1, orders)
            + num_answered * gnmax_rdp_data_independent(sigma2, orders))
-    return rdp_to_epsilon(rdp, orders, delta)
+    return conversion(rdp, orders, delta)
 
 
 def threshold_rdp_data_dependent(counts, threshold: float, sigma1: float, orders=None) -> np.ndarray:
@@ -192,11 +199,11 @@ def confident_gnmax_rdp_data_dependent(counts, answered, threshold: float, sigma
 
 
 def confident_gnmax_epsilon_data_dependent(counts, answered, threshold: float, sigma1: float, sigma2: float,
-                                           delta: float, orders=None) -> float:
+                                           delta: float, orders=None, conversion=rdp_to_epsilon) -> float:
     """Data-dependent (epsilon, delta) of Confident-GNMax on the vote histograms `counts` ([PATE18] Section 4).
 
-    The per-query costs of `confident_gnmax_rdp_data_dependent` add up over queries and convert as in
-    `gnmax_epsilon`. Never above `confident_gnmax_epsilon(len(counts), answered.sum(), ...)`. Queries with a
+    The per-query costs of `confident_gnmax_rdp_data_dependent` add up over queries and convert by
+    `conversion`. Never above `confident_gnmax_epsilon(len(counts), answered.sum(), ...)` with the same conversion. Queries with a
     clear consensus cost almost nothing in step 2, and queries far below or far above the threshold cost
     little in step 1.
 
@@ -207,7 +214,7 @@ def confident_gnmax_epsilon_data_dependent(counts, answered, threshold: float, s
     delta = check_delta(delta)
     orders = check_orders(orders)
     total = confident_gnmax_rdp_data_dependent(counts, answered, threshold, sigma1, sigma2, orders).sum(axis=0)
-    return rdp_to_epsilon(total, orders, delta)
+    return conversion(total, orders, delta)
 
 
 def laplace_log_moments_where_bounded(counts: np.ndarray, gamma: float,
@@ -324,6 +331,24 @@ def log1mexp(x: np.ndarray) -> np.ndarray:
     out[near_zero] = np.log(-np.expm1(x[near_zero]))
     out[~near_zero] = np.log1p(-np.exp(x[~near_zero]))
     return out
+
+
+def rdp_to_epsilon_balle(rdp: np.ndarray, orders: np.ndarray, delta: float) -> float:
+    """epsilon = min over orders of rdp + ln((order - 1) / order) - (ln delta + ln order) / (order - 1) ([Balle20]
+    Theorem 21), as Opacus's `get_privacy_spent` computes it.
+
+    Below `rdp_to_epsilon` (Mironov's) by ln(order) / (order - 1) - ln((order - 1) / order) at every order: about
+    0.36 at order 10. Both hold for one pair of output distributions whose Renyi divergence is at most `rdp`, so
+    both apply to data-dependent bounds too (against neighbours of the dataset they were computed on).
+    """
+    # Imported here: Opacus brings torch, which the rest of this module does not need.
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    with warnings.catch_warnings():  # Opacus warns when the best order is at an end of the grid: not an error here
+        warnings.simplefilter("ignore")
+        epsilon, _ = get_privacy_spent(orders=check_orders(orders), rdp=np.asarray(rdp, dtype=np.float64),
+                                       delta=check_delta(delta))
+    return float(epsilon)
 
 
 def check_answered(answered, num_queries: int) -> np.ndarray:

@@ -35,6 +35,7 @@ from scipy.optimize import brentq
 from scipy.special import log_ndtr, ndtri_exp
 
 from course.lib.validators import as_count_matrix, check_delta, check_epsilon, check_finite, check_positive_int
+from course.lib.pate_analysis import rdp_to_epsilon
 from course.shown.pate_accounting import (check_answered, gaussian_rdp_given_log_q, log1mexp, threshold_log_q,
                                           threshold_rdp_data_dependent)
 
@@ -294,13 +295,15 @@ class SanitisedEpsilon:
     smooth_sensitivity: float   # SS_beta(D) (not released)
     noise_std: float            # SS_beta(D) * sigma_ss, the standard deviation of the added noise
     rdp_release: float          # the RDP cost of releasing the noisy value (Theorem 23)
-    epsilon_data_dependent: float  # f(D) + ln(1/delta)/(order - 1): the unsanitised epsilon at this order
-    epsilon: float              # the released value: f(D) + noise + rdp_release + ln(1/delta)/(order - 1)
+    released_rdp: float         # the published value: f(D) + noise + rdp_release, an RDP bound at `order`
+    epsilon_data_dependent: float  # f(D) converted to epsilon: the unsanitised epsilon at this order
+    epsilon: float              # released_rdp converted to epsilon
 
 
 def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1: float, sigma2: float,
                                       delta: float, order: float, beta: float, sigma_ss: float,
-                                      rng: np.random.Generator | None = None) -> SanitisedEpsilon:
+                                      rng: np.random.Generator | None = None,
+                                      conversion=rdp_to_epsilon) -> SanitisedEpsilon:
     """The data-dependent epsilon of Confident-GNMax, released through GNSS with its own cost counted.
 
     At the fixed `order` (and `beta`, `sigma_ss`), all chosen without looking at the private votes:
@@ -308,8 +311,10 @@ def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1
     Theorem 6 below log q0, the data-independent one above; `confident_gnmax_rdp_data_dependent` agrees with it);
     its local sensitivity at distance d is at most the sum of the queries' (`threshold_local_sensitivity`,
     `gnmax_local_sensitivity`); the released epsilon is
-    f(D) + SS_beta sigma_ss Z + gnss_rdp(beta, sigma_ss, order) + ln(1/delta) / (order - 1), Z ~ N(0, 1) drawn
-    from `rng`. Raises ValueError when conditions C5-C6 fail for (sigma2, order), as the analysis needs them.
+    f(D) + SS_beta sigma_ss Z + gnss_rdp(beta, sigma_ss, order), Z ~ N(0, 1) drawn from `rng`, an RDP value at
+    `order` that `conversion` turns into epsilon (Mironov's by default: + ln(1/delta) / (order - 1); or
+    `rdp_to_epsilon_balle`). Raises ValueError when conditions C5-C6 fail for (sigma2, order), as the analysis
+    needs them.
     """
     counts = as_count_matrix(counts, min_classes=2)
     answered = check_answered(answered, counts.shape[0])
@@ -324,10 +329,13 @@ def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1
     ss = smooth_sensitivity(local, beta)
     generator = np.random if rng is None else rng
     noise = ss * sigma_ss * float(generator.normal())
-    tail = math.log(1 / delta) / (order - 1)
+
+    def epsilon(value):
+        return conversion(np.array([value]), np.array([order]), delta)
+
     return SanitisedEpsilon(order=order, rdp_data_dependent=rdp, smooth_sensitivity=ss, noise_std=ss * sigma_ss,
-                            rdp_release=release_cost, epsilon_data_dependent=rdp + tail,
-                            epsilon=rdp + noise + release_cost + tail)
+                            rdp_release=release_cost, released_rdp=rdp + noise + release_cost,
+                            epsilon_data_dependent=epsilon(rdp), epsilon=epsilon(rdp + noise + release_cost))
 
 
 def confident_gnmax_rdp_and_local_sensitivity(counts, answered, threshold: float, sigma1: float, sigma2: float,

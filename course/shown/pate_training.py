@@ -205,6 +205,25 @@ def predict_classes(model: nn.Module, images: torch.Tensor, batch_size: int = 1_
     return batched_logits(model, images, batch_size).argmax(dim=1)
 
 
+def predict_classes_augmented(model: nn.Module, images: torch.Tensor, views: int = 8, seed: int = 0,
+                              max_degrees: float = 8.0, max_scale: float = 0.05, max_shift: float = 0.05,
+                              batch_size: int = 1_000) -> torch.Tensor:
+    """Test-time augmentation: per image, the class with the largest softmax averaged over the image itself and
+    `views` copies moved by `random_affine` (a milder one than in training by default), seeded with `seed`.
+
+    Returns int64 classes of shape `(n,)`. Averaging over small moves smooths out a model's quirks on the exact
+    pixels of an image; it uses nothing but the model and the image, so it is post-processing.
+    """
+    if views < 0:
+        raise ValueError(f"views must be >= 0, got {views}")
+    generator = torch.Generator().manual_seed(seed)
+    probabilities = torch.softmax(batched_logits(model, images, batch_size), dim=1)
+    for _ in range(views):
+        moved = random_affine(images, generator, max_degrees, max_scale, max_shift)
+        probabilities += torch.softmax(batched_logits(model, moved, batch_size), dim=1)
+    return probabilities.argmax(dim=1)
+
+
 def batched_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
     """The model's logits `(n, num_classes)` on `images` `(n, 1, 28, 28)`, in evaluation mode, without gradients."""
     model.eval()
