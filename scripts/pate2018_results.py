@@ -18,7 +18,8 @@ For each seed s (teachers, aggregator noise, student and release noise all seede
    every RDP value converted to (epsilon, delta) two ways (`CONVERSIONS`): by Balle et al. 2020 (AISTATS, Theorem
    21; `rdp_to_epsilon_balle`, through Opacus), the headline, and by Mironov's rdp + ln(1/delta)/(order - 1), the
    conversion PATE 2018 used for its 1.97 (smaller by 0.36 at order 10 for Balle's):
-   - data-independent: `confident_gnmax_epsilon` / `gnmax_epsilon` (publishable as it is);
+   - data-independent: `confident_gnmax_epsilon`, and for GNMax the curve `gnmax_epsilon` converts (publishable
+     as it is);
    - data-dependent: `confident_gnmax_epsilon_data_dependent` / `gnmax_epsilon_data_dependent` (PATE 2018
      Theorem 6; computed from the private votes, so not publishable as it is);
    - sanitised: `sanitised_confident_gnmax_epsilon`, the data-dependent RDP at a fixed order released with

@@ -132,7 +132,8 @@ def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None
 
     `counts` has shape `(num_queries, num_classes)`. The per-query RDP of `gnmax_rdp_data_dependent` adds up
     over queries and converts to (epsilon, delta) by `conversion` (Mironov's by default, as in `gnmax_epsilon`,
-    which this then never exceeds, and equals when no query has a clear plurality). Like the Laplace version it is not monotone in sigma.
+    which this then never exceeds, and equals when no query has a clear plurality). Like the Laplace version it
+    is not monotone in sigma.
 
     Caveat: the result depends on the private votes, so publishing it is not differentially private
     unless it is released through smooth sensitivity ([PATE18] Section 4). Replacement neighbours.
@@ -154,7 +155,8 @@ def confident_gnmax_epsilon(num_queries: int, num_answered: int, sigma1: float, 
     one of the `num_queries` queries pays it. Step 2, GNMax with N(0, sigma2^2), costs order / sigma2^2, paid only
     by the `num_answered` queries that passed step 1: whether a query is answered is itself a released output
     of step 1, and step 2 releases nothing on the others ([PATE18] Section 4.2). RDP adds up and converts by
-    `conversion` (Mironov's by default, as in `gnmax_epsilon`; or `rdp_to_epsilon_balle`). Replacement neighbours; the threshold does not enter the bound.
+    `conversion` (Mironov's by default, as in `gnmax_epsilon`; or `rdp_to_epsilon_balle`). Replacement
+    neighbours; the threshold does not enter the bound.
     """
     num_queries, num_answered = check_num_queries(num_queries), check_num_queries(num_answered)
     if num_answered > num_queries:
@@ -203,9 +205,9 @@ def confident_gnmax_epsilon_data_dependent(counts, answered, threshold: float, s
     """Data-dependent (epsilon, delta) of Confident-GNMax on the vote histograms `counts` ([PATE18] Section 4).
 
     The per-query costs of `confident_gnmax_rdp_data_dependent` add up over queries and convert by
-    `conversion`. Never above `confident_gnmax_epsilon(len(counts), answered.sum(), ...)` with the same conversion. Queries with a
-    clear consensus cost almost nothing in step 2, and queries far below or far above the threshold cost
-    little in step 1.
+    `conversion`. Never above `confident_gnmax_epsilon(len(counts), answered.sum(), ...)` with the same
+    conversion. Queries with a clear consensus cost almost nothing in step 2, and queries far below or far above
+    the threshold cost little in step 1.
 
     Caveat: the value depends on the private votes, so publishing it is not differentially private; release it
     through smooth sensitivity (module `pate_smooth_sensitivity`). And even sanitised it bounds the loss only

@@ -34,8 +34,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import log_ndtr, ndtri_exp
 
-from course.lib.validators import as_count_matrix, check_delta, check_epsilon, check_finite, check_positive_int
 from course.lib.pate_analysis import rdp_to_epsilon
+from course.lib.validators import as_count_matrix, check_delta, check_epsilon, check_finite, check_positive_int
 from course.shown.pate_accounting import (check_answered, gaussian_rdp_given_log_q, log1mexp, threshold_log_q,
                                           threshold_rdp_data_dependent)
 
