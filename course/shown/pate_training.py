@@ -173,8 +173,7 @@ def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.T
         if round_index > 0:
             images, targets = labelled_images, labels
             if len(unlabelled_images):
-                best, guesses = torch.softmax(batched_logits(model, unlabelled_images), dim=1).max(dim=1)
-                keep = best >= confidence
+                keep, guesses = confident_pseudo_labels(model, unlabelled_images, confidence)
                 images = torch.cat([images, unlabelled_images[keep]])
                 targets = torch.cat([targets, guesses[keep]])
         model = fit(images, targets, seed + round_index)
@@ -222,6 +221,16 @@ def predict_classes_augmented(model: nn.Module, images: torch.Tensor, views: int
         moved = random_affine(images, generator, max_degrees, max_scale, max_shift)
         probabilities += torch.softmax(batched_logits(model, moved, batch_size), dim=1)
     return probabilities.argmax(dim=1)
+
+
+def confident_pseudo_labels(model: nn.Module, images: torch.Tensor,
+                            confidence: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(keep, guesses)`: the model's predicted class for each image and a mask of the predictions whose
+    softmax probability is at least `confidence` (in (0, 1])."""
+    if not 0 < confidence <= 1:
+        raise ValueError(f"confidence must be in (0, 1], got {confidence}")
+    best, guesses = torch.softmax(batched_logits(model, images), dim=1).max(dim=1)
+    return best >= confidence, guesses
 
 
 def batched_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1_000) -> torch.Tensor:
