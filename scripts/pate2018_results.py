@@ -306,7 +306,8 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
         + " (recipe chosen on single teachers' public-set accuracy; see the script's docstring).",
         "",
         "Label accuracy: of the answered labels, against the true labels (which nobody uses for training). "
-        "Student: a feature-matching GAN, then self-training of a `SmallCNN(16, 32)` (`train_gan_assisted_student`: "
+        "Student: a feature-matching GAN, then self-training of a `SmallCNN(16, 32)` "
+        "(`train_gan_assisted_student`: "
         + ", ".join(f"{k}={getattr(v, '__name__', v)}" for k, v in STUDENT.items())
         + ") on the answered public images (their noisy labels) plus the unanswered public images (no labels); "
         "it never sees a private image or a true label. It predicts with test-time augmentation "
