@@ -133,3 +133,9 @@ def test_gan_assisted_student_learns_from_one_label_per_class():
     assert label_accuracy(predict_classes(student, images), labels) == 1.0
     with pytest.raises(ValueError):
         train_gan_assisted_student(images[:0], labels[:0], images)
+
+
+def test_no_unlabelled_image_means_no_pseudo_label():
+    keep, guesses = confident_pseudo_labels(FixedProbabilities(torch.full((1, 2), 0.5)), torch.zeros(0, 1, 28, 28),
+                                            0.95)
+    assert keep.shape == guesses.shape == (0,) and guesses.dtype == torch.long

@@ -168,10 +168,7 @@ def train_gan_assisted_student(labelled_images: torch.Tensor, labels: torch.Tens
     _check_images_and_labels(labelled_images, labels, unlabelled_images, num_classes=10)
     gan = train_feature_matching_gan(labelled_images, labels, torch.cat([labelled_images, unlabelled_images]),
                                      steps=gan_steps, seed=seed, progress=progress)
-    if len(unlabelled_images):
-        keep, guesses = confident_pseudo_labels(gan, unlabelled_images, confidence)
-    else:
-        keep, guesses = torch.zeros(0, dtype=torch.bool), labels[:0]
+    keep, guesses = confident_pseudo_labels(gan, unlabelled_images, confidence)
     return train_semi_supervised_student(torch.cat([labelled_images, unlabelled_images[keep]]),
                                          torch.cat([labels, guesses[keep]]), unlabelled_images[~keep],
                                          rounds=rounds, confidence=confidence, seed=seed, **self_training)

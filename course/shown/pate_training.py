@@ -171,11 +171,9 @@ def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.T
     model = None
     for round_index in tqdm(range(rounds + 1), desc=progress, disable=progress is None, leave=False):
         if round_index > 0:
-            images, targets = labelled_images, labels
-            if len(unlabelled_images):
-                keep, guesses = confident_pseudo_labels(model, unlabelled_images, confidence)
-                images = torch.cat([images, unlabelled_images[keep]])
-                targets = torch.cat([targets, guesses[keep]])
+            keep, guesses = confident_pseudo_labels(model, unlabelled_images, confidence)
+            images = torch.cat([labelled_images, unlabelled_images[keep]])
+            targets = torch.cat([labels, guesses[keep]])
         model = fit(images, targets, seed + round_index)
     return model
 
@@ -229,6 +227,8 @@ def confident_pseudo_labels(model: nn.Module, images: torch.Tensor,
     softmax probability is at least `confidence` (in (0, 1])."""
     if not 0 < confidence <= 1:
         raise ValueError(f"confidence must be in (0, 1], got {confidence}")
+    if len(images) == 0:
+        return torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long)
     best, guesses = torch.softmax(batched_logits(model, images), dim=1).max(dim=1)
     return best >= confidence, guesses
 
