@@ -1,4 +1,5 @@
-# Two entry points (see README): `make demo` and `make test`. Both set everything up first and are
+# Two entry points (see README): `make demo` and `make test`. Both set everything up first, one line per step
+# (installers' own output goes to build/setup.log, shown only when a step fails), and are
 # idempotent: the environment is rebuilt only when requirements.lock or pyproject.toml change, and the data
 # is copied once.
 PYTHON ?= python3.11
@@ -36,10 +37,10 @@ setup: install data
 install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq -r requirements.lock
-	$(PY) -m pip install -qq --no-deps -e .
-	touch $@
+	@sh scripts/step.sh "creating $(VENV) with $(PYTHON)" $(PYTHON) -m venv $(VENV)
+	@sh scripts/step.sh "installing requirements.lock into $(VENV)" $(PY) -m pip install -r requirements.lock
+	@sh scripts/step.sh "installing this project into $(VENV) (editable)" $(PY) -m pip install --no-deps -e .
+	@touch $@
 
 # The notebooks read datasets from DP_COURSE_DATA through the real loaders; a local copy of ../shared/data
 # lets them run offline (torchvision unpacks MNIST next to the archives, so the copy must be writable).
@@ -55,5 +56,6 @@ $(DATA)/.copied: | install
 	fi
 	@# Unpack MNIST once, through torchvision's own loader, so that sandboxed grading kernels (which may
 	@# only read the data folder) find it ready.
-	$(PY) -c "import torchvision; [torchvision.datasets.MNIST('$(DATA)', train=t, download=True) for t in (True, False)]"
+	@sh scripts/step.sh "unpacking MNIST in $(DATA)" \
+		$(PY) -c "import torchvision; [torchvision.datasets.MNIST('$(DATA)', train=t, download=True) for t in (True, False)]"
 	@touch $@

@@ -17,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
 # With its recommends: they bring the fonts that screenshots need (fonts-liberation).
-apt-get install -y chromium
+sh "$(dirname "$0")/step.sh" "installing chromium (Debian package chromium)" \
+    sh -c 'apt-get update && apt-get install -y chromium'
 echo "installed: $("$CHROMIUM" --version 2>/dev/null)"

@@ -14,6 +14,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y bubblewrap
+sh "$(dirname "$0")/step.sh" "installing bubblewrap (Debian package bubblewrap)" \
+    sh -c 'apt-get update && apt-get install -y bubblewrap'
 echo "installed: $(bwrap --version)"

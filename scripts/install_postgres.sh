@@ -16,6 +16,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends postgresql
+sh "$(dirname "$0")/step.sh" "installing postgresql (Debian package postgresql)" \
+    sh -c 'apt-get update && apt-get install -y --no-install-recommends postgresql'
 echo "installed: $(ls -d /usr/lib/postgresql/*/bin)"
