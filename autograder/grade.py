@@ -105,8 +105,10 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
     expected = {a: notebooks(a, source) for a in all_assignments(source)}
     term = late.load_config()
     with tempfile.TemporaryDirectory(dir=out) as scratch:
-        root = intake.unpack(Path(submissions).resolve(), Path(scratch), student_regexp)
-        found, notes = intake.collect(root, ids, expected, source, student_regexp, time_zone=term.time_zone)
+        bounds = intake.Limits.of(settings)
+        root = intake.unpack(Path(submissions).resolve(), Path(scratch), student_regexp, bounds)
+        found, notes = intake.collect(root, ids, expected, source, student_regexp, term.time_zone, bounds)
+        intake.check_ids_unchanged(out / "students.csv", found)
         if students is not None:
             unknown_students = sorted(set(students) - {s.student for s in found})
             if unknown_students:

@@ -45,6 +45,18 @@ class Grading(Configurable):
                                    "together (one size-limited tmpfs, counted in its memory).").tag(config=True)
     output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce; outputs past it are "
                                           "dropped and the cell says so.").tag(config=True)
+    notebook_size_limit = Int(32 * 1024**2, help="Bytes of one submitted notebook, checked at intake before "
+                              "it is read (and a zip member's uncompressed size, before it is extracted); a "
+                              "bigger notebook is not graded and scores 0 as malformed. The release notebooks "
+                              "are about 100 KB; outputs with figures add a few MB.").tag(config=True)
+    notebook_cell_limit = Int(10_000, help="Cells of one submitted notebook, counted at intake by a streaming "
+                              "scan before nbformat reads it; a notebook with more is not graded and scores 0 "
+                              "as malformed. The release notebooks have at most 54 cells.").tag(config=True)
+    zip_member_limit = Int(100_000, help="Members of a submissions zip, checked before anything is extracted; "
+                           "a zip with more is refused whole.").tag(config=True)
+    zip_size_limit = Int(8 * 1024**3, help="Uncompressed bytes of all the members of a submissions zip together, "
+                         "from its directory before anything is extracted; a zip over it is refused whole."
+                         ).tag(config=True)
     reply_limit = Int(256 * 1024**2, help="Bytes the check server accepts in one message from a kernel; a "
                                           "bigger reply fails that hidden test.").tag(config=True)
     data_root = Unicode(help="Folder of the datasets, shared read-only with every kernel (default: "

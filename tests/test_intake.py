@@ -78,13 +78,15 @@ def test_canvas_flat_zip_with_wrapper_folder(tmp_path):
         zf.write(tmp_path / "nb.ipynb", "export/bob_2345_6789_renamed.ipynb")
     root = intake.unpack(archive, tmp_path / "scratch")
     found, notes = _collect(root)
-    assert {s.student: bool(s.path) for s in found} == {"ada": True, "bob": True} and notes == []
+    assert {s.student: (s.name, bool(s.path)) for s in found} == {"1234": ("ada", True), "2345": ("bob", True)}
+    assert notes == []
 
 
 def test_moodle_folders_and_custom_regexp(tmp_path):
     _write(tmp_path / "moodle" / "Ada Lovelace_991_assignsubmission_file_" / NOTEBOOK)
     found, _ = _collect(tmp_path / "moodle")
-    assert [s.student for s in found] == ["Ada Lovelace"]
+    assert [(s.student, s.name, s.lms_id, s.lms) for s in found] == [("participant_991", "Ada Lovelace", "991",
+                                                                      "moodle")]
     _write(tmp_path / "flat" / f"{NOTEBOOK[:-6]}-by-ada.ipynb")
     found, _ = _collect(tmp_path / "flat", student_regexp=r".*-by-(?P<student_id>\w+)\.ipynb$")
     assert [s.student for s in found] == ["ada"]
@@ -119,7 +121,8 @@ def test_canvas_ids_late_marker_and_zip_time_in_the_course_zone(tmp_path):
     root = intake.unpack(archive, tmp_path / "scratch")
     found, notes = _collect(root, time_zone="Europe/Zurich")
     by_student = {s.student: s for s in found}
-    ada, bob = by_student["lovelaceada"], by_student["babbagebob"]
+    ada, bob = by_student["1234"], by_student["2345"]
+    assert (ada.name, ada.lms, bob.name) == ("lovelaceada", "canvas", "babbagebob")
     assert (ada.lms_id, ada.late_marker, bob.lms_id, bob.late_marker) == ("1234", True, "2345", False)
     assert ada.timestamp == datetime(2027, 3, 2, 8, 30, tzinfo=timezone.utc) and ada.timestamp_source == "zip"
     assert bob.timestamp == datetime(2027, 7, 1, 10, 0, tzinfo=timezone.utc)  # summer time: UTC+2
@@ -130,8 +133,8 @@ def test_same_canvas_name_two_user_ids_are_two_students(tmp_path):
     _write(tmp_path / "root" / f"smithjo_111_1_{NOTEBOOK}")
     _write(tmp_path / "root" / f"smithjo_222_2_{NOTEBOOK}")
     found, _ = _collect(tmp_path / "root")
-    assert sorted((s.student, s.lms_id, bool(s.path)) for s in found) == [
-        ("smithjo_111", "111", True), ("smithjo_222", "222", True)]
+    assert sorted((s.student, s.lms_id, s.name, bool(s.path)) for s in found) == [
+        ("111", "111", "smithjo", True), ("222", "222", "smithjo", True)]
 
 
 def test_anonymous_canvas_names(tmp_path):
@@ -142,7 +145,9 @@ def test_anonymous_canvas_names(tmp_path):
         ("anon_Q9z1a", "anon_Q9z1a", True), ("anon_X7k2p", "anon_X7k2p", False)]
 
 
-def test_timestamp_txt_beats_regexp_beats_zip(tmp_path):
+def test_regexp_timestamp_beats_zip_and_timestamp_txt_is_never_read(tmp_path):
+    """A timestamp.txt in a student's folder is the student's own file: the zip's time counts, and the note
+    says why the file was not read."""
     _write(tmp_path / "nb.ipynb")
     archive = tmp_path / "class.zip"
     (tmp_path / "stamp.txt").write_text("2027-03-01 21:00:00.000000 UTC\n")
@@ -152,10 +157,11 @@ def test_timestamp_txt_beats_regexp_beats_zip(tmp_path):
                    (f"bob/{FIRST}/{NOTEBOOK}", tmp_path / "nb.ipynb", when)])
     found, notes = _collect(intake.unpack(archive, tmp_path / "scratch"), time_zone="UTC")
     by_student = {s.student: s for s in found}
-    assert by_student["ada"].timestamp == datetime(2027, 3, 1, 21, tzinfo=timezone.utc)
-    assert by_student["ada"].timestamp_source == "timestamp.txt"
+    assert by_student["ada"].timestamp == datetime(2027, 3, 5, tzinfo=timezone.utc)
+    assert by_student["ada"].timestamp_source == "zip"
     assert by_student["bob"].timestamp == datetime(2027, 3, 5, tzinfo=timezone.utc)
-    assert notes == []  # timestamp.txt is metadata, not an extra file
+    assert [(n.student, n.file) for n in notes] == [("ada", f"ada/{FIRST}/timestamp.txt")]
+    assert notes[0].note.startswith("not read") and not by_student["ada"].problem
     flat = tmp_path / "flat"
     _write(flat / f"{NOTEBOOK[:-6]}-by-cy-at-2027-03-02-10-00-00.ipynb")
     found, _ = _collect(flat, time_zone="UTC",
@@ -164,13 +170,13 @@ def test_timestamp_txt_beats_regexp_beats_zip(tmp_path):
     assert found[0].timestamp_source == "file name"
 
 
-def test_folder_without_times_and_unreadable_timestamp(tmp_path):
+def test_folder_has_no_time(tmp_path):
     _write(tmp_path / "ada" / FIRST / NOTEBOOK)
-    (tmp_path / "ada" / FIRST / "timestamp.txt").write_text("whenever")
+    (tmp_path / "ada" / FIRST / "timestamp.txt").write_text("2020-01-01 00:00:00 UTC")
     _write(tmp_path / "bob" / FIRST / NOTEBOOK)
     found, notes = _collect(tmp_path, time_zone="UTC")
     assert [s.timestamp for s in found] == [None, None]
-    assert len(notes) == 1 and "unreadable" in notes[0].note and notes[0].student == "ada"
+    assert len(notes) == 1 and "not read" in notes[0].note and notes[0].student == "ada"
 
 
 def test_write_students(tmp_path):
@@ -179,12 +185,14 @@ def test_write_students(tmp_path):
     found, _ = _collect(tmp_path / "root")
     intake.write_students(found, tmp_path / "students.csv")
     rows = intake.read_students(tmp_path / "students.csv")
-    assert rows == [{"student": "Grace Hopper", "lms_id": "", "email": "", "name": "Grace Hopper"},
-                    {"student": "lovelaceada", "lms_id": "1234", "email": "", "name": ""}]
+    assert rows == [{"student": "1234", "lms_id": "1234", "email": "", "name": "lovelaceada", "lms": "canvas"},
+                    {"student": "participant_77", "lms_id": "77", "email": "", "name": "Grace Hopper",
+                     "lms": "moodle"}]
     flat = tmp_path / "flat"
     _write(flat / f"ada.lovelace@example.edu--Ada--Lovelace--{NOTEBOOK}")
     found, _ = _collect(flat, student_regexp=r"^(?P<email>(?P<student_id>[^@]+)@[^-]+)--(?P<first_name>\w+)--"
                                              r"(?P<last_name>\w+)--(?P<file_id>.+)$")
     intake.write_students(found, tmp_path / "students2.csv")
     assert intake.read_students(tmp_path / "students2.csv") == [
-        {"student": "ada.lovelace", "lms_id": "", "email": "ada.lovelace@example.edu", "name": "Ada Lovelace"}]
+        {"student": "ada.lovelace", "lms_id": "", "email": "ada.lovelace@example.edu", "name": "Ada Lovelace",
+         "lms": ""}]
