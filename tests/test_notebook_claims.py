@@ -1,4 +1,4 @@
-"""Numbers quoted in the text of notebooks 06 and 07 that a cheap computation reproduces (issue 13).
+"""Numbers quoted in the text of the notebooks that a cheap computation reproduces.
 
 Each test recomputes one quoted number with the same library the notebook uses, so a new version of torch or
 Opacus that changes it fails here instead of leaving the text stale.
@@ -108,3 +108,41 @@ def test_roc_epsilon_lower_bound_is_honest_for_a_useless_attack_and_catches_a_le
 def test_roc_epsilon_lower_bound_rejects_bad_input(args):
     with pytest.raises(ValueError):
         roc_epsilon_lower_bound(*args)
+
+
+def _classic_gaussian_epsilon(delta0: float, sigma: float) -> float:
+    """Section 5 of 04 solved for epsilon: sigma = sqrt(2 ln(1.25 / delta0)) / epsilon, sensitivity 1."""
+    return math.sqrt(2 * math.log(1.25 / delta0)) / sigma
+
+
+def test_composition_numbers_quoted_in_04():
+    """04, after section 5: k Gaussian queries with sigma 20 at a total delta of 1e-6. Basic composition
+    (delta/k each) 2.86, 30.53, 324 for k = 10, 100, 1,000; advanced composition (Dwork & Roth theorem 3.20,
+    delta/(2k) each and delta' = delta/2) 5.96, 28.09, 184, better than basic from k = 76 on; RDP 9.6 at
+    k = 1,000 (computed here at every order from 1.01 to 1,000 by steps of 0.01, not on the notebook's grid)."""
+    sigma, delta = 20.0, 1e-6
+
+    def basic(k):
+        return k * _classic_gaussian_epsilon(delta / k, sigma)
+
+    def advanced(k):
+        epsilon0 = _classic_gaussian_epsilon(delta / (2 * k), sigma)
+        return math.sqrt(2 * k * math.log(1 / (delta / 2))) * epsilon0 + k * epsilon0 * (math.exp(epsilon0) - 1)
+
+    orders = np.arange(1.01, 1000, 0.01)
+    assert [round(basic(k), 2) for k in (10, 100)] == [2.86, 30.53] and round(basic(1000)) == 324
+    assert [round(advanced(k), 2) for k in (10, 100)] == [5.96, 28.09] and round(advanced(1000)) == 184
+    assert min(k for k in range(1, 1001) if advanced(k) < basic(k)) == 76
+    assert round(float(np.min(1000 * orders / (2 * sigma**2) + math.log(1 / delta) / (orders - 1))), 1) == 9.6
+    assert _classic_gaussian_epsilon(delta / 2000, sigma) < 1  # the classic calibration needs epsilon < 1
+
+
+def test_data_independent_epsilons_quoted_in_05():
+    """05, section 6 ('What to look for'), at the notebook's delta of 1e-6: Laplace noisy max with gamma 0.05
+    costs 14.41 (500 queries) and 21.91 (1,000) by the moments accountant; GNMax with sigma 40 costs 4.47 and
+    6.50, with sigma 80 2.16 and 3.10 (RDP, Mironov's conversion)."""
+    from course.lib.pate_analysis import gnmax_epsilon, pate_epsilon_data_independent
+
+    assert [round(pate_epsilon_data_independent(q, 0.05, 1e-6), 2) for q in (500, 1000)] == [14.41, 21.91]
+    assert [round(gnmax_epsilon(q, 40.0, 1e-6), 2) for q in (500, 1000)] == [4.47, 6.50]
+    assert [round(gnmax_epsilon(q, 80.0, 1e-6), 2) for q in (500, 1000)] == [2.16, 3.10]

@@ -1,13 +1,19 @@
 """The private gradient of DP-SGD: per-example clipping plus Gaussian noise (notebook 06).
 
-One DP-SGD step (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016, Algorithm 1) computes,
-for a batch of B examples with per-example gradients g_1..g_B (all parameters flattened into one vector),
+For a batch of B examples with per-example gradients g_1..g_B (all parameters flattened into one vector),
+this module's `dp_grads` (the graded function of notebook 06) computes
 
     g_tilde = ( sum_i g_i * min(1, C / (||g_i|| + 1e-6))  +  N(0, (sigma * C)^2 I) ) / B
 
-where C is `max_grad_norm` and sigma is `noise_multiplier`. Clipping bounds every example's contribution to
-the sum by C in L2 norm, so the clipped sum has L2 sensitivity C when one example is added or removed
-(removal neighbours) and 2C when one example is replaced by another (replacement neighbours). The noise
+where C is `max_grad_norm` and sigma is `noise_multiplier`: a one-batch exercise that a student can check by
+hand. DP-SGD proper (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016, Algorithm 1, and
+Opacus) divides by the expected lot size L = qN instead, a public constant: with Poisson sampling B is random,
+and dividing by it would make the divisor depend on who was sampled. Notebook 06's training loop rescales the
+result from B to L.
+
+Clipping bounds every example's contribution to the sum by C in L2 norm, so the clipped sum has L2
+sensitivity C when one example is added or removed (removal neighbours) and 2C when one example is replaced
+by another (replacement neighbours). The noise
 multiplier sigma is what a privacy accountant calibrates (`opacus.accountants.utils.get_noise_multiplier`
 analyses Poisson-sampled batches with add/remove neighbours).
 

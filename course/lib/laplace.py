@@ -49,7 +49,7 @@ def laplace_mechanism(value, sensitivity: float, epsilon: float, generator: torc
         value: a number, or a tensor of any shape (each element gets its own independent noise draw; the
             sensitivity is then the L1 sensitivity of the whole tensor).
         sensitivity: L1 sensitivity of the query that produced `value`, > 0, under the neighbour notion the
-            caller states (this course uses replacement from notebook 04 on).
+            caller states (notebook 04's mechanisms and PATE use replacement; DP-SGD in 06 uses add/remove).
         epsilon: privacy parameter, > 0.
         generator: optional `torch.Generator`; the global generator is used when absent.
 
