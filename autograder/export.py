@@ -27,14 +27,24 @@ Formats, as their documentation describes them:
   matched by the "ID" column, Canvas's user id, which intake reads from Canvas's submission file names. The
   header layout (Student, ID, SIS User ID, SIS Login ID, [Integration ID], Section, assignments, read-only
   totals) and the "    Points Possible" and "Manual Posting" rows follow canvas-lms lib/gradebook_exporter.rb.
+  Only a Canvas user id (or a custom regexp's lms_id) is matched, never a Moodle participant id.
   An imported score replaces the one in Canvas, read-only columns are ignored, and a new column becomes a new
   assignment (as institutional Canvas guides restate it, e.g. Ohio State's "Import a CSV File to Carmen
   Grades"); so a grade that is withheld keeps Canvas's own value, and an assignment without a column yet is
   appended under its course id with its points in the Points Possible row.
-- moodle: Moodle's CSV grade import (docs.moodle.org "Grade import": the import format is the export format;
-  map "ID number" to useridnumber or "Email address" to useremail, and each grade column to a grade item).
-  With --roster (a Moodle "Export to plain text file"), that file is filled, rows matched by ID number, then
-  email; without, a file with "ID number", "Email address" and one column per assignment is written.
+- moodle, with --roster the assignment's grading worksheet (Assignment > Submissions > "Download grading
+  worksheet", re-imported with "Upload grading worksheet"; columns Identifier, Full name, ..., Grade): rows
+  are matched by its "Identifier", "Participant <id>", the participant id intake read from Moodle's folder
+  names, and the "Grade" column is filled. A worksheet is one assignment's: the participants matched must
+  have grades of one assignment only.
+- moodle, with --roster a gradebook "Export to plain text file" (Moodle's CSV grade import, docs.moodle.org
+  "Grade import": the import format is the export format; map "ID number" to useridnumber and each grade
+  column to a grade item): rows are matched by "ID number" against an id the submissions' names carried
+  (a custom --student-regexp's lms_id group), or the name of a `<student>/...` folder. Without --roster, a
+  file with "ID number", "Email address" and one column per assignment is written the same way; students
+  known only by a Canvas user id or a Moodle participant id have no ID number and are listed, not written.
+- Rows are never matched by a display name or an email address: students choose those themselves (a
+  participant named after a classmate's email address would otherwise take the classmate's row).
 - csv: one row per student, one column per assignment, and a "Points Possible" row (as otter-grader's final
   grades CSV), for any other LMS or a spreadsheet.
 """
@@ -56,6 +66,9 @@ FORMATS = ("canvas", "moodle", "csv")
 POINTS_POSSIBLE = "Points Possible"
 CANVAS_ID_SUFFIX = re.compile(r"\s*\((\d+)\)\s*$")  # Canvas's "Title (assignment id)" header
 MOODLE_ITEM = re.compile(r"^(?:[^:]+:\s*)?(?P<title>.*?)(?:\s*\((?:Real|Percentage|Letter)\))?\s*$")
+MOODLE_PARTICIPANT = re.compile(r"^\s*\S.*?\s(\d+)\s*$")  # the worksheet's "Participant 123" (in any language)
+NO_ID_NUMBER = ("no Moodle ID number known (a Canvas user id or a Moodle participant id is not one; a Moodle "
+                "participant's grade goes in with the assignment's grading worksheet as --roster)")
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,7 @@ def export(out: Path, to: str, dest: Path, roster: Path | None = None,
     grades = assignment_grades(_read(out / "grades.csv"), late_policy.read_late(out / "late.csv"), config, partial)
     students = {row["student"]: row for row in read_students(out / "students.csv")}
     for student, _ in grades:
-        students.setdefault(student, {"student": student, "lms_id": "", "email": "", "name": ""})
+        students.setdefault(student, {"student": student, "lms_id": "", "email": "", "name": "", "lms": ""})
     summary = ExportSummary(dest, to)
     for (student, assignment), grade in sorted(grades.items()):
         if not grade.exportable:
@@ -209,8 +222,26 @@ def _write_moodle(grades, students, dest: Path, summary: ExportSummary) -> None:
         writer.writerow(["ID number", "Email address", *assignments])
         for student in sorted({s for s, _ in grades}):
             info = students[student]
+            id_number = _roster_id(info, "moodle", worksheet=False)
+            if not id_number:
+                summary.withheld += [(student, a, NO_ID_NUMBER) for a in assignments if (student, a) in grades
+                                     and grades[(student, a)].exportable]
+                continue
             values = _scores(grades, student, assignments, summary)
-            writer.writerow([info.get("lms_id") or student, info.get("email", ""), *values])
+            writer.writerow([id_number, info.get("email", ""), *values])
+
+
+def _roster_id(info: dict, to: str, worksheet: bool) -> str:
+    """The id by which a student's roster row is found ('' when none may be): an LMS's own id, of the kind
+    that roster carries, or the name of a `<student>/...` folder; never a name or an email."""
+    lms, lms_id = info.get("lms", ""), info.get("lms_id", "")
+    if to == "canvas":
+        return lms_id if lms != "moodle" else ""
+    if worksheet:
+        return lms_id if lms == "moodle" else ""
+    if lms_id:  # a Moodle ID number only when the instructor's regexp read it as one
+        return lms_id if not lms else ""
+    return info["student"]
 
 
 def _scores(grades, student: str, assignments: list[str], summary: ExportSummary) -> list[str]:
@@ -229,33 +260,53 @@ def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSumm
     if not table:
         raise ValueError(f"{roster} is empty")
     header = table[0]
+    worksheet = to == "moodle" and "Identifier" in header and "Grade" in header
     if to == "canvas":
         if "ID" not in header:
             raise ValueError(f"{roster} is not a Canvas gradebook export: it has no \"ID\" column "
                              f"(header: {header[:6]})")
-        keys = [header.index("ID")]
+        key = header.index("ID")
+    elif worksheet:
+        key = header.index("Identifier")
+    elif "ID number" in header:
+        key = header.index("ID number")
     else:
-        keys = [header.index(name) for name in ("ID number", "Email address") if name in header]
-        if not keys:
-            raise ValueError(f"{roster} is not a Moodle grade export: it has neither an \"ID number\" nor an "
-                             "\"Email address\" column")
-    assignments = sorted({a for _, a in grades})
-    titles = config.lms_columns.get(to, {})
-    columns = {a: _find_column(header, a, titles.get(a), to) for a in assignments}
-    possible = _points_possible(grades)
-    for assignment in assignments:
-        if columns[assignment] is None:
-            header.append(titles.get(assignment, assignment))
-            columns[assignment] = len(header) - 1
-            summary.new_columns.append(header[-1])
-    width = len(header)
-    # Our students by every identifier the roster may carry (Canvas: the user id; Moodle: ID number, email).
-    by_key: dict[str, str] = {}
+        raise ValueError(f"{roster} is neither a Moodle grading worksheet (Identifier, ..., Grade) nor a Moodle "
+                         "grade export with an \"ID number\" column; rows are not matched by email address, "
+                         "which a student can set")
+    # Our students by the one id that roster carries (Canvas: user id; worksheet: participant id; Moodle
+    # gradebook: ID number).
+    by_key = {}
     for student, info in students.items():
-        for value in (info.get("lms_id"), info.get("email") if to == "moodle" else "",
-                      student if to == "moodle" else ""):
-            if value:
-                by_key.setdefault(value.casefold(), student)
+        if value := _roster_id(info, to, worksheet):
+            by_key.setdefault(value.casefold(), student)
+
+    def identifier(row: list[str]) -> str:
+        value = row[key].strip() if key < len(row) else ""
+        if worksheet:
+            match = MOODLE_PARTICIPANT.match(value)
+            return match.group(1) if match else ""
+        return value
+
+    if worksheet:
+        assignments = sorted({a for row in table[1:] if (s := by_key.get(identifier(row).casefold()))
+                              for (student, a) in grades if student == s})
+        if len(assignments) > 1:
+            raise ValueError(f"{roster} is one Moodle assignment's grading worksheet, but its participants have "
+                             f"grades of {', '.join(assignments)} in this OUT; grade each Moodle assignment's "
+                             "download into its own OUT folder")
+        columns = {a: header.index("Grade") for a in assignments}
+    else:
+        assignments = sorted({a for _, a in grades})
+        titles = config.lms_columns.get(to, {})
+        columns = {a: _find_column(header, a, titles.get(a), to) for a in assignments}
+        for assignment in assignments:
+            if columns[assignment] is None:
+                header.append(titles.get(assignment, assignment))
+                columns[assignment] = len(header) - 1
+                summary.new_columns.append(header[-1])
+    possible = _points_possible(grades)
+    width = len(header)
     matched: set[str] = set()
     for row in table[1:]:
         row.extend([""] * (width - len(row)))
@@ -265,11 +316,13 @@ def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSumm
                 if columns[assignment] >= len(header) - len(summary.new_columns):  # a column added here
                     row[columns[assignment]] = _number(possible[assignment])
             continue
-        identifiers = [row[k].strip() for k in keys if row[k].strip()]
-        if not identifiers:  # Canvas's "Manual Posting" row and other rows without a student
+        found = identifier(row)
+        if not found:
+            if first:  # a student without the id (Canvas's "Manual Posting" row has no name either)
+                summary.not_submitted.append(f"{first} (no {header[key]})")
             continue
-        student = next((by_key[i.casefold()] for i in identifiers if i.casefold() in by_key), None)
-        label = f"{row[0].strip() or identifiers[0]} ({', '.join(identifiers)})"
+        student = by_key.get(found.casefold())
+        label = f"{row[0].strip() or found} ({found})"
         if student is None or not any((student, a) in grades for a in assignments):
             summary.not_submitted.append(label)
             continue
@@ -280,8 +333,8 @@ def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSumm
                 row[columns[assignment]] = _number(grade.score)
                 summary.exported += 1
     for student in sorted({s for s, _ in grades} - matched):
-        lms_id = students[student].get("lms_id") or students[student].get("email")
-        summary.not_on_roster.append(f"{student} ({'id ' + lms_id if lms_id else 'no LMS id known'})")
+        known = _roster_id(students[student], to, worksheet)
+        summary.not_on_roster.append(f"{student} ({'id ' + known if known else 'no id of this roster known'})")
     with open(dest, "w", newline="") as file:
         csv.writer(file).writerows(table)
 
