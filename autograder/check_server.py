@@ -14,12 +14,12 @@ kernel can make it hold is bounded.
 """
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 import os
 import socket
 import threading
+import traceback
 import types
 from dataclasses import dataclass
 
@@ -28,7 +28,8 @@ import torch
 
 from course.grading import STUDENT_SEEDER, GradingFailure
 
-from . import wire
+from . import imports, wire
+from .safe_text import for_terminal
 from .settings import CHECK_NAME
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class CheckServer:
                 if kind != "check" or not isinstance(name, str) or not isinstance(function_name, str):
                     raise wire.WireError("expected a check request")
             except (wire.WireError, ValueError, TypeError) as error:
-                log.warning("refused a malformed request: %s", error)
+                log.warning("refused a malformed request: %s", for_terminal(error))
                 return
             window = self._claim(name)
             if window is None:
@@ -140,7 +141,7 @@ def run_check(name: str, student, seed: int = 0) -> Verdict:
     if not CHECK_NAME.fullmatch(name):
         return Verdict(False, f"unknown hidden test {name!r}")
     module, check_name = name.split(".")
-    check = getattr(importlib.import_module(f"course.grading.{module}"), check_name, None)
+    check = getattr(imports.load(f"course.grading.{module}"), check_name, None)  # maybe beside the warm-up
     if not isinstance(check, types.FunctionType):
         return Verdict(False, f"unknown hidden test {name!r}")
     token = STUDENT_SEEDER.set(student.seed)
@@ -150,7 +151,7 @@ def run_check(name: str, student, seed: int = 0) -> Verdict:
     except GradingFailure as failure:
         return Verdict(False, str(failure))
     except Exception as error:  # a grading bug must not pass or crash a submission: report it
-        log.exception("hidden test %s failed to run", name)
+        log.error("hidden test %s failed to run:\n%s", name, for_terminal(traceback.format_exc(), keep_lines=True))
         return Verdict(False, f"the hidden test could not run: {type(error).__name__}: {error}")
     finally:
         STUDENT_SEEDER.reset(token)

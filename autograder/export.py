@@ -59,7 +59,9 @@ from datetime import datetime
 from pathlib import Path
 
 from . import late as late_policy
+from . import safe_text
 from .intake import read_students
+from .safe_text import for_terminal
 from .submission import is_grading_error
 
 FORMATS = ("canvas", "moodle", "csv")
@@ -96,26 +98,28 @@ class ExportSummary:
     new_columns: list[str] = field(default_factory=list)  # assignments appended as new LMS columns
 
     def text(self) -> str:
-        lines = [f"wrote {self.dest} ({self.to}): {self.exported} grade(s)"]
+        """The summary for the terminal: every name, id and roster entry in it escaped (for_terminal)."""
+        lines = [f"wrote {for_terminal(self.dest)} ({self.to}): {self.exported} grade(s)"]
         if self.penalised:
             lines.append(f"late penalties in {len(self.penalised)} grade(s): " +
-                         ", ".join(f"{s}/{a} -{p:g}" for s, a, p in self.penalised))
+                         ", ".join(f"{for_terminal(s)}/{a} -{p:g}" for s, a, p in self.penalised))
         by_reason: dict[str, list[str]] = defaultdict(list)
         for student, assignment, why in self.withheld:
-            by_reason[why].append(f"{student}/{assignment}")
+            by_reason[why].append(f"{for_terminal(student)}/{assignment}")
         for why, grades in sorted(by_reason.items()):
             lines.append(f"not exported, {why} ({len(grades)}): {_some(grades)}")
         if self.partial:
             lines.append(f"exported with written answers not graded yet counted 0 ({len(self.partial)}): "
-                         + _some([f"{s}/{a}" for s, a in self.partial]))
+                         + _some([f"{for_terminal(s)}/{a}" for s, a in self.partial]))
         if self.not_submitted:
             lines.append(f"on the roster without a graded submission ({len(self.not_submitted)}): "
-                         + ", ".join(self.not_submitted))
+                         + ", ".join(map(for_terminal, self.not_submitted)))
         if self.not_on_roster:
             lines.append(f"graded but not on the roster, not exported ({len(self.not_on_roster)}): "
-                         + ", ".join(self.not_on_roster))
+                         + ", ".join(map(for_terminal, self.not_on_roster)))
         if self.new_columns:
-            lines.append("new gradebook column(s), to be created on import: " + ", ".join(self.new_columns))
+            lines.append("new gradebook column(s), to be created on import: "
+                         + ", ".join(map(for_terminal, self.new_columns)))
         return "\n".join(lines)
 
 
@@ -206,7 +210,7 @@ def _write_wide(grades, students, dest: Path, summary: ExportSummary) -> None:
     assignments = sorted({a for _, a in grades})
     possible = _points_possible(grades)
     with open(dest, "w", newline="") as file:
-        writer = csv.writer(file)
+        writer = safe_text.writer(file, reversible=False)
         writer.writerow(["student", "lms_id", "email", "name", *assignments])
         writer.writerow([POINTS_POSSIBLE, "", "", "", *(_number(possible[a]) for a in assignments)])
         for student in sorted({s for s, _ in grades}):
@@ -218,7 +222,7 @@ def _write_wide(grades, students, dest: Path, summary: ExportSummary) -> None:
 def _write_moodle(grades, students, dest: Path, summary: ExportSummary) -> None:
     assignments = sorted({a for _, a in grades})
     with open(dest, "w", newline="") as file:
-        writer = csv.writer(file)
+        writer = safe_text.writer(file, reversible=False)
         writer.writerow(["ID number", "Email address", *assignments])
         for student in sorted({s for s, _ in grades}):
             info = students[student]
@@ -336,7 +340,7 @@ def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSumm
         known = _roster_id(students[student], to, worksheet)
         summary.not_on_roster.append(f"{student} ({'id ' + known if known else 'no id of this roster known'})")
     with open(dest, "w", newline="") as file:
-        csv.writer(file).writerows(table)
+        safe_text.writer(file, reversible=False).writerows(table)  # the LMS's own cells too
 
 
 def _find_column(header: list[str], assignment: str, title: str | None, to: str) -> int | None:
@@ -366,8 +370,7 @@ def _number(value: float | None) -> str:
 
 
 def _read(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        return list(csv.DictReader(file))
+    return safe_text.read_rows(path, encoding="utf-8-sig")
 
 
 def _read_rows(path: Path) -> list[list[str]]:

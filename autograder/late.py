@@ -25,7 +25,6 @@ Rules:
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib
 import math
@@ -41,6 +40,7 @@ from nbgrader.utils import parse_utc
 from traitlets import Float
 from traitlets.config import Config
 
+from . import safe_text
 from .paths import REPO
 
 COURSE_CONFIG = REPO / "course.toml"
@@ -239,7 +239,7 @@ def assess(submission, score: float | None, max_score: float, config: CourseConf
 def write_late(assessments: list[LateAssessment], path: Path) -> None:
     """OUT/late.csv, one row per notebook, rewritten whole (a regrade never stacks penalties)."""
     with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
+        writer = safe_text.writer(file)
         writer.writerow(LATE_COLUMNS)
         for a in sorted(assessments, key=lambda a: (a.student, a.assignment, a.notebook)):
             writer.writerow([a.student, a.assignment, a.notebook, a.submitted.isoformat() if a.submitted else "",
@@ -252,8 +252,7 @@ def read_late(path: Path) -> list[dict]:
     """Rows of late.csv ([] when there is none)."""
     if not Path(path).exists():
         return []
-    with open(path, newline="") as file:
-        return list(csv.DictReader(file))
+    return safe_text.read_rows(path)
 
 
 def is_late_row(row: dict) -> bool:

@@ -28,7 +28,16 @@ class PreflightError(RuntimeError):
 
 def check(settings: Grading, assignments: list[str], out: Path, kernel: bool = True) -> None:
     """`kernel=False` leaves the kernel check to the first submission graded in this process: see
-    autograder.grade.run_jobs."""
+    autograder.grade.run_jobs. Whatever fails here, the batch stops with a PreflightError, never a traceback."""
+    try:
+        _check(settings, assignments, out, kernel)
+    except PreflightError:
+        raise
+    except Exception as error:  # noqa: BLE001 (a check that breaks is still a reason not to start)
+        raise PreflightError(f"the preflight failed: {type(error).__name__}: {error}") from error
+
+
+def _check(settings: Grading, assignments: list[str], out: Path, kernel: bool) -> None:
     _check_disk(settings, out)
     if settings.scheduler:
         return  # the workers grade: autograder.cluster checks their sandbox, data and versions instead
@@ -59,9 +68,11 @@ def _check_datasets(data_root: Path, assignments: list[str]) -> None:
             for train in (True, False):
                 torchvision.datasets.MNIST(str(data_root), train=train, download=False)
         if "pneumonia" in needed:
-            import medmnist
+            # From medmnist.dataset itself: medmnist's __init__ swallows any error of that import (printing
+            # "Please install the required packages") and is then left without its datasets.
+            from medmnist.dataset import PneumoniaMNIST
 
-            medmnist.PneumoniaMNIST(split="train", root=str(data_root / "medmnist"), download=False)
+            PneumoniaMNIST(split="train", root=str(data_root / "medmnist"), download=False)
     except (RuntimeError, OSError, FileNotFoundError) as error:
         raise PreflightError(f"a dataset the notebooks read is missing from {data_root} ({error}); run `make "
                              "data` (it copies ../shared/data), or set Grading.data_root or DP_COURSE_DATA") from None
@@ -86,7 +97,7 @@ def sandboxed_kernel(settings: Grading):
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
-    from .autograde import prepare_sandbox, sandbox_uid
+    from .autograde import prepare_sandbox, release_sandbox, sandbox_uid
     from .grade import limits_of
 
     base = Path(tempfile.mkdtemp(prefix="dpg-"))
@@ -110,6 +121,4 @@ def sandboxed_kernel(settings: Grading):
             client.stop_channels()
         if manager is not None and manager.has_kernel:
             manager.shutdown_kernel(now=True)
-        if uid is not None:
-            sandbox.remove_cgroups(uid)
-        shutil.rmtree(base, ignore_errors=True)
+        release_sandbox(base, uid)

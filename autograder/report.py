@@ -13,7 +13,6 @@ empty manual score is a written answer not graded yet: counted, and left out of 
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 from collections import Counter, defaultdict
@@ -27,14 +26,14 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from . import export as exporting  # noqa: E402
 from . import late as late_policy  # noqa: E402
+from .safe_text import for_terminal, read_rows  # noqa: E402
 from .submission import is_grading_error  # noqa: E402
 
 TOP_REASONS = 3
 
 
 def load(out: Path) -> list[dict]:
-    with open(out / "grades.csv", newline="") as file:
-        return list(csv.DictReader(file))
+    return read_rows(out / "grades.csv")
 
 
 def totals(rows: list[dict]) -> dict[tuple[str, str], tuple[float, float]]:
@@ -56,12 +55,13 @@ def errors(rows: list[dict]) -> list[dict]:
 
 
 def grade_table(rows: list[dict]) -> str:
-    """Students down, assignments across: automatic score / maximum ("grading error" where the grader failed)."""
+    """Students down, assignments across: automatic score / maximum ("grading error" where the grader failed);
+    student ids escaped for the terminal."""
     scores = totals(rows)
     broken = {(r["student"], r["assignment"]) for r in errors(rows)}
     students = sorted({r["student"] for r in rows})
     assignments = sorted({r["assignment"] for r in rows})
-    width = max([len(s) for s in students] + [7])
+    width = max([len(for_terminal(s)) for s in students] + [7])
     lines = ["student".ljust(width) + "".join(f"  {a:>16}" for a in assignments)]
     for student in students:
         cells = []
@@ -71,7 +71,7 @@ def grade_table(rows: list[dict]) -> str:
                 cells.append(f"  {f'{score:g} / {maximum:g}':>16}")
             else:
                 cells.append(f"  {'grading error' if (student, assignment) in broken else '-':>16}")
-        lines.append(student.ljust(width) + "".join(cells))
+        lines.append(for_terminal(student).ljust(width) + "".join(cells))
     return "\n".join(lines)
 
 
@@ -150,15 +150,17 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
         per_cell.append(f"  {item['assignment']}/{item['cell']}: mean {item['mean']:.2f}/{item['max_score']:g}, "
                         f"passed {_percent(item['pass_rate'])} of {item['count']}"
                         + (f" ({item['errors']} grading error(s) left out)" if item["errors"] else ""))
-        per_cell += [f"      {count} x {reason}" for reason, count in item["reasons"]]
+        per_cell += [f"      {count} x {for_terminal(reason)}" for reason, count in item["reasons"]]
     lateness = ["Late submissions (notebooks): late.csv's times against today's due dates and extensions"]
     if not late_rows:
         lateness.append("  no late.csv: submission times were not assessed")
     lateness += [f"  {a}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts[a].items())) for a in sorted(counts)]
-    lateness += [f"  penalty {p:g} of {m:g} points: {s}/{a}" for s, a, p, m in penalised]
-    lateness += [f"  check by hand: {r['student']}/{r['assignment']}/{r['notebook']}: {r['note']}" for r in unknown]
+    lateness += [f"  penalty {p:g} of {m:g} points: {for_terminal(s)}/{a}" for s, a, p, m in penalised]
+    lateness += [f"  check by hand: {for_terminal(r['student'])}/{r['assignment']}/{for_terminal(r['notebook'])}: "
+                 f"{for_terminal(r['note'])}" for r in unknown]
     error_lines = [f"Grading errors: {len(failed)} cell(s), never counted as zeros (regrade them)"]
-    error_lines += [f"  {r['student']}/{r['assignment']}/{r['cell']}: {r['reason']}" for r in failed]
+    error_lines += [f"  {for_terminal(r['student'])}/{r['assignment']}/{r['cell']}: {for_terminal(r['reason'])}"
+                    for r in failed]
     error_lines.append(f"\nManually graded answers awaiting a grade: {manual}")
     text = "\n\n".join("\n".join(part) for part in (summary, per_cell, lateness, error_lines))
     (out / "report.txt").write_text(text + "\n")
