@@ -52,15 +52,14 @@ expected, source, regexp, time_zone=None, limits=Limits()) -> (submissions, note
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import re
-import shutil
 import unicodedata
 import warnings
 import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -72,7 +71,7 @@ import nbformat
 from nbgrader.plugins import FileNameCollectorPlugin
 from nbgrader.utils import is_grade
 
-from . import late
+from . import late, safe_text
 
 IGNORED_FOLDERS = {"__MACOSX", ".ipynb_checkpoints"}
 # Canvas's names (see above). Under anonymous grading there is no name part: the student is the anon_ id.
@@ -185,6 +184,11 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
                        f"({limits.notebook_bytes:,} bytes); not extracted")
             elif info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 why = f"compressed with method {info.compress_type}, not as an LMS zips files; not extracted"
+            if not why:
+                try:
+                    extracted = Path(archive.extract(info, target))  # zipfile drops absolute paths and '..'
+                except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a damaged member, not the zip
+                    why = f"it could not be extracted ({type(error).__name__}: {error})"
             if why:
                 # An empty stand-in where zipfile would have put it (without absolute paths, '.' and '..').
                 parts = [part for part in info.filename.split("/") if part not in ("", ".", "..")]
@@ -194,8 +198,6 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
                 extracted.parent.mkdir(parents=True, exist_ok=True)
                 extracted.write_bytes(b"")
                 refused[extracted.relative_to(top).as_posix()] = why
-            else:
-                extracted = Path(archive.extract(info, target))  # zipfile drops absolute paths and '..' components
             times[extracted.relative_to(top).as_posix()] = datetime(*info.date_time).isoformat()
     # An LMS zip often wraps everything in one folder named after the course or the export; a single
     # student's folder (notebooks in it or one level down) is not such a wrapper.
@@ -276,7 +278,7 @@ def write_students(found: list[Submission], path: Path) -> None:
         row = rows.setdefault(s.student, [s.student, s.lms_id, s.email, s.name, s.lms])
         row[2], row[3] = row[2] or s.email, row[3] or s.name
     with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
+        writer = safe_text.writer(file)
         writer.writerow(STUDENT_COLUMNS)
         writer.writerows(rows[s] for s in sorted(rows))
 
@@ -285,8 +287,7 @@ def read_students(path: Path) -> list[dict]:
     """Rows of students.csv ([] when there is none); a file from before the `lms` column reads it as ""."""
     if not Path(path).exists():
         return []
-    with open(path, newline="") as file:
-        return [{**row, "lms": row.get("lms") or ""} for row in csv.DictReader(file)]
+    return [{**row, "lms": row.get("lms") or ""} for row in safe_text.read_rows(path)]
 
 
 def check_ids_unchanged(students_csv: Path, found: list[Submission]) -> None:
@@ -354,6 +355,10 @@ def _files_by_student(root: Path, student_regexp: str
                               "as the name in students.csv"))
         return stand_in, raw
 
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(".")
+                         and p.name not in IGNORED_FOLDERS):
+        notes.append(Note("(hidden folder)", _shown(folder, root), "not read: a folder whose name starts with "
+                          "'.' is hidden, and is no student's; rename it to grade what it holds"))
     for folder in _folders(root):
         files = [p for p in sorted(folder.rglob("*")) if p.is_file() and _wanted(p, folder)]
         moodle = MOODLE_FOLDER.match(folder.name)
@@ -365,7 +370,9 @@ def _files_by_student(root: Path, student_regexp: str
             info = _FileInfo(name=name)
         found[student] += files
         infos.update(dict.fromkeys(files, info))
-    flat = [p for p in _files(root) if p.name != TIMESTAMP_FILE]  # a timestamp.txt belongs to a folder
+    # Hidden files too: a Canvas sortable name may start with a dot. A timestamp.txt here is no student's.
+    flat = [p for p in sorted(root.iterdir()) if p.is_file() and p.name not in (TIMESTAMP_FILE, ZIP_TIMES,
+                                                                                ZIP_REFUSED, ".DS_Store")]
     # nbgrader's own collector plugin applies the regexp (re.match on the name, as zip_collect does); every
     # extension present is valid here, so that files which are not notebooks are still reported per student.
     collector = FileNameCollectorPlugin(named_regexp=student_regexp, valid_ext=sorted({p.suffix for p in flat}),
