@@ -68,7 +68,8 @@ class CourseConfig:
 
     time_zone: ZoneInfo = ZoneInfo("UTC")
     due: dict[str, datetime] = field(default_factory=dict)
-    extensions: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (student, assignment) -> due
+    # (student id, assignment) -> due; the student id is the LMS's (autograder.intake), whoever else submitted
+    extensions: dict[tuple[str, str], datetime] = field(default_factory=dict)
     plugin: LateSubmissionPlugin = field(default_factory=LateSubmissionPlugin)
     grace: timedelta = timedelta(0)
     # LMS ("canvas", "moodle") -> assignment id -> that LMS's gradebook column title
@@ -96,7 +97,7 @@ class LateAssessment:
     assignment: str
     notebook: str
     submitted: datetime | None  # aware UTC; None when unknown
-    timestamp_source: str  # "timestamp.txt" | "file name" | "zip" | ""
+    timestamp_source: str  # "file name" | "zip" | "": the LMS's time, never a file of the student's
     due: datetime | None
     seconds_late: float | None  # None: late or not is unknown (no submission time)
     late_marker: bool
