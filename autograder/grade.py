@@ -28,7 +28,7 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 from tqdm.auto import tqdm
 
-from . import feedback, intake, late, preflight, seeds
+from . import feedback, imports, intake, late, preflight, safe_text, seeds
 from .bundles import make_bundle
 from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
@@ -168,7 +168,7 @@ class Previous:
         tables = {}
         for name in ("grades.csv", "late.csv", "students.csv", "inputs.csv"):
             path = out / name
-            tables[name] = list(csv.DictReader(open(path, newline=""))) if path.is_file() else []
+            tables[name] = safe_text.read_rows(path) if path.is_file() else []
         digests = {(r["student"], r["assignment"], r["notebook"]): r["digest"] for r in tables["inputs.csv"]}
         return cls(tables, digests)
 
@@ -195,7 +195,7 @@ class Previous:
         with open(path, newline="") as file:
             fields = next(csv.reader(file))
         with open(path, "a", newline="") as file:
-            csv.DictWriter(file, fieldnames=fields, extrasaction="ignore", restval="").writerows(others)
+            safe_text.DictWriter(file, fieldnames=fields, extrasaction="ignore", restval="").writerows(others)
 
 
 def _write_inputs(path: Path, previous: Previous, jobs: list[Job], results: list[SubmissionResult],
@@ -206,7 +206,7 @@ def _write_inputs(path: Path, previous: Previous, jobs: list[Job], results: list
         if not result.grading_error:
             records[(job.student, job.assignment, job.notebook)] = digest
     with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
+        writer = safe_text.writer(file)
         writer.writerow(["student", "assignment", "notebook", "digest"])
         writer.writerows((*key, digest) for key, digest in sorted(records.items()))
 
@@ -224,7 +224,9 @@ def limits_of(settings: Grading) -> dict:
                 memory_limit=settings.memory_limit,
                 process_limit=settings.process_limit, disk_limit=settings.disk_limit,
                 output_limit=settings.output_limit, reply_limit=settings.reply_limit,
-                data_root=str(settings.resolved_data_root()), sandbox=settings.sandbox)
+                data_root=str(settings.resolved_data_root()), sandbox=settings.sandbox,
+                cores_per_sandbox=settings.cores_per_sandbox, workers=max(settings.workers, 1),
+                wall_clock_factor=settings.wall_clock_factor)
 
 
 def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out: Path,
@@ -235,27 +237,30 @@ def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out
     which could starve it and so stop the whole batch. In this process the first submission's own kernel
     stands in for the preflight's: every kernel runs Grading.kernel_probe before the notebook's first cell,
     and until one kernel has got past it, a kernel that fails to start or fails the probe stops the batch.
+
+    The preflight runs before the warm-up thread starts, so that its imports (torchvision, medmnist) never
+    meet the warm-up's (torch, the hidden checks) half made: see autograder.imports.
     """
     if not jobs:
         return []
     limits = limits_of(settings)
     in_process = settings.workers <= 1 and not settings.scheduler
     assignments = sorted({j.assignment for j in jobs})
-    checks = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="preflight")
-    checking = checks.submit(preflight.check, settings, assignments, out, kernel=not in_process)
-    if in_process:  # this process runs the hidden checks: import them (and torch) while the first kernel boots
-        checks.submit(_warm_up, assignments)
+    preflight.check(settings, assignments, out, kernel=not in_process)
+    # Made before the warm-up starts: tqdm's lock imports multiprocessing, as torch does.
     bar = tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress)
+    warming = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="warm-up")
     try:
-        checking.result()
-        if in_process:
+        if in_process:  # this process runs the hidden checks: import them (and torch) while the first kernel boots
+            imports.before_warm_up()
+            warming.submit(_warm_up, assignments)
             return _grade_here(jobs, bundles, limits, bar.update)
         from . import cluster  # Dask is imported only when it is used
 
         return cluster.run(jobs, bundles, limits, settings, bar.update)
     finally:
         bar.close()
-        checks.shutdown(wait=True)
+        warming.shutdown(wait=True)
 
 
 def _grade_here(jobs: list[Job], bundles: dict[str, Bundle], limits: dict, graded) -> list[SubmissionResult]:
@@ -279,18 +284,20 @@ def _warm_up(assignments: list[str]) -> None:
     The imports run without the cyclic collector and are frozen after: they create long-lived objects only, and
     the collector's passes over them cost a second of this process's interpreter lock while its main thread
     sets up nbgrader and relays the first kernel's messages. Frozen, they are skipped by every later pass too.
+    It all runs under autograder.imports.LOCK, which the grading thread takes to import the same modules.
     """
-    gc.disable()
-    try:
-        for assignment in assignments:
-            try:
-                importlib.import_module(f"course.grading.nb{assignment[:2]}")
-            except ImportError:
-                pass  # the check server reports a missing check module as the grader's own error
-    finally:
-        gc.freeze()
-        gc.enable()
-    feedback.warm_up()
+    with imports.LOCK:
+        gc.disable()
+        try:
+            for assignment in assignments:
+                try:
+                    importlib.import_module(f"course.grading.nb{assignment[:2]}")
+                except ImportError:
+                    pass  # the check server reports a missing check module as the grader's own error
+        finally:
+            gc.freeze()
+            gc.enable()
+        feedback.warm_up()
 
 
 def merge(found: list[intake.Submission], jobs: list[Job], results: list[SubmissionResult], url: str,
@@ -360,14 +367,14 @@ def _no_feedback(result: SubmissionResult) -> bytes:
 
 def _write_notes(notes: list[intake.Note], path: Path) -> None:
     with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
+        writer = safe_text.writer(file)
         writer.writerow(["student", "file", "note"])
         writer.writerows((n.student, n.file, n.note) for n in notes)
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
     with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer = safe_text.DictWriter(file, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
             record = asdict(row)

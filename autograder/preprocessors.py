@@ -1,25 +1,29 @@
 """nbgrader preprocessors the course adds to nbgrader's own pipelines (see nbgrader_config.py)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
+from queue import Empty
 from unittest import mock
 
 import zmq
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_async, run_sync
+from nbclient.client import timestamp
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, SaveAutoGrades
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Float, Int, Unicode
 
-from . import early_kernel
+from . import early_kernel, imports, sandbox
 from .settings import CHECK_NAME, CHECKER_VARIABLE
+from .timelimits import TimeLimit
 
 
 def grade_id_of(cell: NotebookNode) -> str | None:
@@ -109,6 +113,11 @@ class RestoreGradedCells(NbGraderPreprocessor):
         cell.metadata["nbgrader"] = flags
 
 
+class MachineOverloaded(RuntimeError):
+    """A cell's time limit fired because the machine was overloaded, not because of the submission: the
+    notebook stops, and its grade is a grading error (regraded)."""
+
+
 class KernelProbeFailed(RuntimeError):
     """The kernel failed TrustedExecute's probe, before any code of the submission ran: the grading
     environment is at fault, not the student."""
@@ -145,9 +154,12 @@ class TrustedExecute(Execute):
     when it fails, `KernelProbeFailed` stops the execution. The kernel already runs it once as it boots, so
     the probe's imports overlap nbgrader's set-up.
 
-    A kernel that dies (crash, exit, memory), or that stops responding after a cell's timeout, costs
-    the cell it happened in and every later cell, each with the reason; the cells that ran before keep their
-    grades. Outputs past `output_limit` bytes are dropped, and
+    A cell's time limit (nbgrader's Execute.timeout) counts the CPU time of the kernel's sandbox where
+    `sandbox_uid` names one whose cgroup counts it, with a wall-clock backstop (autograder.timelimits): when
+    the backstop fires on an overloaded machine, `MachineOverloaded` stops the execution and the record says
+    why (`overloaded`). A kernel that dies (crash, exit, memory), or that stops responding after a cell's
+    timeout, costs the cell it happened in and every later cell, each with the reason; the cells that ran
+    before keep their grades. Outputs past `output_limit` bytes are dropped, and
     a ZeroMQ message over that size disconnects the kernel, so a flood of output cannot exhaust the grader.
     """
 
@@ -164,6 +176,14 @@ class TrustedExecute(Execute):
     probe = Unicode("", help="Code run in the kernel as soon as it is ready, before the notebook's first cell; "
                              "empty: none.").tag(config=True)
 
+    sandbox_uid = Int(None, allow_none=True, help="Host uid of the kernel's sandbox, whose cgroup counts its "
+                                                  "CPU time for the cells' time limits; None: wall-clock "
+                                                  "limits.").tag(config=True)
+    cores = Float(0.0, help="CPU cores the sandbox may use (its quota), by which the machine is judged when a "
+                            "cell's wall-clock backstop fires; 0: all of this machine's.").tag(config=True)
+    wall_clock_factor = Float(2.0, help="A cell's wall-clock backstop, as a multiple of its time limit "
+                                        "(Grading.wall_clock_factor).").tag(config=True)
+
     store_widget_state = Bool(False, help="Keep widget state from the kernel's comm messages in the notebook: off, "
                                           "as nothing would count it against output_limit (and the feedback "
                                           "shows each widget's text form).").tag(config=True)
@@ -179,6 +199,9 @@ class TrustedExecute(Execute):
         self._kernel_died = False
         self._kernel_error = ""  # why the kernel never got to the first cell; the grader's fault
         self._output_bytes = 0
+        self._overloaded = ""
+        self._cpu_clock = sandbox.cpu_clock(self.sandbox_uid)
+        self._waits = sandbox.waits(self.sandbox_uid)
         self._server = None
         with tempfile.TemporaryDirectory(prefix="dpc-") as scratch, contextlib.ExitStack() as server_scope:
             self._checker_address = os.path.join(self.checker_folder or scratch, "checker")
@@ -191,7 +214,8 @@ class TrustedExecute(Execute):
                         self._verdicts.setdefault(grade_id, (False, "not run: the test cell did not execute"))
                     if self.verdict_file:
                         Path(self.verdict_file).write_text(json.dumps({"cells": self._verdicts,
-                                                                       "kernel_error": self._kernel_error}))
+                                                                       "kernel_error": self._kernel_error,
+                                                                       "overloaded": self._overloaded}))
                     resources.setdefault("verdicts", {}).update(self._verdicts)
 
     async def async_start_new_kernel(self, **kwargs):
@@ -238,10 +262,9 @@ class TrustedExecute(Execute):
         socket exists, so a check that a cell of the submission tries to run is refused as outside a window.
         """
         if checks and self._server is None:
-            from .check_server import CheckServer
-
+            check_server = imports.load("autograder.check_server")  # maybe beside the warm-up (autograder.imports)
             self._server = self._server_scope.enter_context(
-                CheckServer(self._checker_address, self.reply_limit, self.seed))
+                check_server.CheckServer(self._checker_address, self.reply_limit, self.seed))
         if self._server is not None:
             self._server.open_window(checks)
 
@@ -298,6 +321,49 @@ class TrustedExecute(Execute):
                                                           "exited, ran out of memory or sent too much output)"))
             self._record(grade_id, cell)
             return cell, resources
+
+    POLL = 0.5  # seconds between two looks at a running cell's clocks
+
+    async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive):
+        """nbclient's wait for a cell's reply, with the cell's time limit kept by a `TimeLimit` (its
+        sandbox's CPU time, a wall-clock backstop) instead of the wall clock alone."""
+        if timeout is None:
+            return await super()._async_poll_for_reply(msg_id, cell, timeout, task_poll_output_msg,
+                                                       task_poll_kernel_alive)
+        limit = TimeLimit(timeout, self._cpu_clock, self.cores, self.wall_clock_factor, waits=self._waits)
+        timeout_reply = None
+        while True:
+            try:
+                if timeout_reply:
+                    msg = timeout_reply
+                    msg["parent_header"] = {"msg_id": msg_id}
+                else:
+                    wait = min(self.POLL, limit.remaining_wall()) if self._cpu_clock else limit.remaining_wall()
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=wait))
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if self.record_timing:
+                    cell["metadata"]["execution"]["shell.execute_reply"] = timestamp(msg)
+                try:
+                    await asyncio.wait_for(task_poll_output_msg, self.iopub_timeout)
+                except (asyncio.TimeoutError, Empty):
+                    if self.raise_on_iopub_timeout:
+                        task_poll_kernel_alive.cancel()
+                        raise CellTimeoutError.error_from_timeout_and_cell(
+                            "Timeout waiting for IOPub output", self.iopub_timeout, cell) from None
+                    self.log.warning("Timeout waiting for IOPub output")
+                task_poll_kernel_alive.cancel()
+                return msg
+            except Empty:
+                expiry = limit.check()
+                if expiry is None:
+                    continue
+                task_poll_kernel_alive.cancel()
+                await self._async_check_alive()
+                if expiry.overloaded:
+                    self._overloaded = expiry.message
+                    raise MachineOverloaded(expiry.message) from None
+                timeout_reply = await self._async_handle_timeout(timeout, cell)
 
     def on_cell_execute(self, cell, cell_index, **kwargs):
         self._open_window(self._pending_checks.get(grade_id_of(cell), ()))

@@ -26,11 +26,25 @@ DEFAULT_DATA_ROOT = REPO / "data"  # where `make data` puts the copy of ../share
 class Grading(Configurable):
     """Limits and defaults of `python -m autograder grade`."""
 
-    notebook_timeout = Float(600.0, help="Wall-clock limit in seconds for one notebook, kernel start to "
-                                         "feedback; past it the sandbox is killed and the notebook scores 0 "
-                                         "with a timeout reason.").tag(config=True)
-    cell_timeout = Float(120.0, help="Wall-clock limit in seconds for one cell (nbgrader's Execute.timeout); "
-                                     "a cell past it is interrupted and scores 0.").tag(config=True)
+    notebook_timeout = Float(600.0, help="Limit in seconds for one notebook, kernel start to feedback: CPU "
+                                         "seconds of its sandbox where the machine counts them (cgroups, as "
+                                         "root), else wall-clock seconds; past it the sandbox is killed and "
+                                         "the notebook scores 0 with a timeout reason (see wall_clock_factor)."
+                             ).tag(config=True)
+    cell_timeout = Float(120.0, help="Limit in seconds for one cell (nbgrader's Execute.timeout): CPU seconds "
+                                     "of its sandbox, all its processes together, where the machine counts "
+                                     "them, else wall-clock seconds; a cell past it is interrupted and scores "
+                                     "0 (see wall_clock_factor).").tag(config=True)
+    wall_clock_factor = Float(2.0, help="Where the time limits count CPU time, the wall-clock backstop of each, "
+                                        "as a multiple of it: a cell or notebook still running after that long "
+                                        "is stopped and scores 0, unless the machine was overloaded meanwhile "
+                                        "(its sandbox got under half the CPU its cores allowed while the host's "
+                                        "CPUs were 90% busy): then it is a grading error, regraded by the next "
+                                        "run (autograder.timelimits).").tag(config=True)
+    cores_per_sandbox = Float(0.0, help="Most CPU cores one sandbox may use at once (a cgroup CPU quota, as "
+                                        "root); each sandbox is also one equal CPU share, however many "
+                                        "processes it starts. 0: the CPUs this machine lets the grader use, "
+                                        "divided by Grading.workers (at least one).").tag(config=True)
     startup_timeout = Float(120.0, help="Seconds a sandboxed kernel may take to start before the submission "
                                         "becomes a grading error.").tag(config=True)
     kernel_probe = Unicode("import numpy, torch", help="Code every grading kernel runs as soon as it starts, "

@@ -3,9 +3,11 @@
 This is the task a Dask worker runs. It takes bytes, not paths: the submitted notebook, and the assignment's
 `Bundle` (its source files and gradebook template). It lays them out in a fresh private folder (mode 700,
 outside any sandbox's view), autogrades there with nbgrader (autograder.autograde) under a wall-clock
-limit kept by a watchdog that kills the sandbox, reads the grader's own verdicts, and returns a
+limit (its sandbox's CPU time, with a wall-clock backstop: autograder.timelimits) kept by a watchdog that
+kills the sandbox, reads the grader's own verdicts, and returns a
 `SubmissionResult`: per-cell scores and reasons, the autograded notebook and the feedback HTML. The folder
-is removed afterwards; only the client process writes OUT and the class gradebook. nbgrader runs in the
+is removed afterwards, whatever the kernel left in it (autograde.release_sandbox), and a failure to remove
+it is logged, never the result; only the client process writes OUT and the class gradebook. nbgrader runs in the
 calling process, so its imports (nbgrader, torch, the hidden checks) are paid once per worker, not once
 per submission.
 
@@ -20,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import threading
 import unicodedata
@@ -33,6 +34,7 @@ from nbgrader.api import Gradebook
 from nbgrader.utils import is_grade, is_solution
 
 from . import autograde, sandbox
+from .timelimits import TimeLimit
 
 GRADING_ERROR = "grading error: "
 MAX_REASON = 400
@@ -180,39 +182,75 @@ def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) 
     # Short and private: the kernel's Unix socket paths (about 100 characters at most) live under it.
     base = Path(tempfile.mkdtemp(prefix="dpg-", dir="/tmp" if os.path.isdir("/tmp") else None))
     uid = autograde.sandbox_uid() if limits["sandbox"] else None
-    timed_out = threading.Event()
-
-    def stop_the_sandbox() -> None:
-        timed_out.set()
-        if (base / "spec.json").exists():
-            sandbox.kill(base / "spec.json")
-
-    watchdog = threading.Timer(limits["notebook_timeout"], stop_the_sandbox)
+    watchdog = _Watchdog(base, uid, limits)
     try:
-        base.chmod(0o711)
-        course = base / "course"
-        source = course / "source" / job.assignment
-        for name, content in bundle.files.items():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            (source / name).write_bytes(content)
-        (course / "gradebook.db").write_bytes(bundle.gradebook)
-        submitted = course / "submitted" / job.student / job.assignment / job.notebook
-        submitted.parent.mkdir(parents=True)
-        submitted.write_bytes(job.content)
-        course.chmod(0o700)
-        watchdog.start()
-        outcome = autograde.run_nbgrader(base, course, {**limits, "assignment": job.assignment,
-                                                        "student": job.student, "seed": job.seed}, uid)
-        watchdog.cancel()
-        if timed_out.is_set():
-            return failed(job, cells, f"timeout: the notebook ran for more than {limits['notebook_timeout']:g} s "
-                                      "and was stopped", log=_log_of(outcome))
-        return _read_result(job, cells, course, base, outcome)
+        result = _grade_in(base, uid, watchdog, job, bundle, cells, limits)
     finally:
-        watchdog.cancel()
-        if (base / "spec.json").exists():
-            sandbox.kill(base / "spec.json")  # normally gone already: nbgrader shut the kernel down
-        shutil.rmtree(base, ignore_errors=True)
+        watchdog.stop()
+        problems = autograde.release_sandbox(base, uid)  # never raises: a failure is logged, the result stays
+    result.log += "".join(f"[WARNING] cleanup: {problem}\n" for problem in problems)
+    return result
+
+
+def _grade_in(base: Path, uid: int | None, watchdog: _Watchdog, job: Job, bundle: Bundle,
+              cells: list[GradedCell], limits: dict) -> SubmissionResult:
+    base.chmod(0o711)
+    course = base / "course"
+    source = course / "source" / job.assignment
+    for name, content in bundle.files.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(content)
+    (course / "gradebook.db").write_bytes(bundle.gradebook)
+    submitted = course / "submitted" / job.student / job.assignment / job.notebook
+    submitted.parent.mkdir(parents=True)
+    submitted.write_bytes(job.content)
+    course.chmod(0o700)
+    watchdog.start()
+    outcome = autograde.run_nbgrader(base, course, {**limits, "assignment": job.assignment,
+                                                    "student": job.student, "seed": job.seed}, uid)
+    watchdog.stop()
+    if watchdog.expiry is not None:
+        if watchdog.expiry.overloaded:
+            return failed(job, cells, f"{GRADING_ERROR}{watchdog.expiry.message}; the notebook was stopped and "
+                                      "is regraded by the next run", grading_error=True, log=_log_of(outcome))
+        return failed(job, cells, f"timeout: {watchdog.expiry.message}; it was stopped",
+                      log=_log_of(outcome))
+    return _read_result(job, cells, course, base, outcome)
+
+
+class _Watchdog:
+    """The notebook's time limit (autograder.timelimits): when it passes, the sandbox is killed, and
+    nbgrader's execution ends with a dead kernel."""
+
+    POLL = 0.5  # seconds between two looks at the clocks
+
+    def __init__(self, base: Path, uid: int | None, limits: dict):
+        self.base, self.limits = base, limits
+        self.cpu_clock = sandbox.cpu_clock(uid) if limits["sandbox"] else None
+        self.waits = sandbox.waits(uid) if limits["sandbox"] else None
+        self.expiry = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="notebook-timeout", daemon=True)
+
+    def start(self) -> None:
+        self._limit = TimeLimit(self.limits["notebook_timeout"], self.cpu_clock,
+                                autograde.sandbox_cores(self.limits), self.limits.get("wall_clock_factor", 2.0),
+                                what="the notebook", waits=self.waits)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(min(self.POLL, self._limit.remaining_wall() + 0.01)):
+            expiry = self._limit.check()
+            if expiry is not None:
+                self.expiry = expiry
+                if (self.base / "spec.json").exists():
+                    sandbox.kill(self.base / "spec.json")
+                return
 
 
 def _log_of(outcome: dict) -> str:
@@ -226,6 +264,9 @@ def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, ou
     if record["kernel_error"]:  # before the submission's first cell, so never its fault
         return failed(job, cells, f"{GRADING_ERROR}{record['kernel_error']}", grading_error=True, log=log,
                       kernel_failed=True)
+    if record.get("overloaded"):  # a cell's time limit fired because the machine was overloaded
+        return failed(job, cells, f"{GRADING_ERROR}{record['overloaded']}; regraded by the next run",
+                      grading_error=True, log=log)
     if not outcome["autograde"]["success"]:
         if "DeadKernelError" in log:
             return failed(job, cells, "the kernel died while running the notebook (it crashed, exited or ran "
