@@ -82,9 +82,12 @@ ZIP_TIMES = ".zip-times.json"  # written by unpack beside the extracted files: r
 ZIP_REFUSED = ".zip-refused.json"  # written by unpack: relative path -> uncompressed size of a member not extracted
 # lms: whose id lms_id is: "canvas" (user id), "moodle" (participant id), "" (a custom regexp's lms_id group)
 STUDENT_COLUMNS = ["student", "lms_id", "email", "name", "lms"]
-# Moodle names a folder `<full name>_<participant id>_<plugin>_` (mod/assign download_submissions; underscores
-# in the name become spaces), so the participant id is the last number before the plugin's name.
-MOODLE_FOLDER = re.compile(r"^(?P<name>.*)_(?P<participant>\d+)_assignsubmission_\w*$")
+# Moodle names a folder `<full name>_<participant id>_assignsubmission_<plugin>_` (mod/assign
+# download_submissions), or, without "download submissions in folders", each file that followed by the file's
+# own name. Moodle turns underscores in the name into spaces, so the first `_` ends the name whatever the
+# student called himself or his file.
+MOODLE_FOLDER = re.compile(r"^(?P<name>[^_]*)_(?P<participant>\d+)_assignsubmission_[a-z]+_?$")
+MOODLE_FILE = re.compile(r"^(?P<name>[^_]*)_(?P<participant>\d+)_assignsubmission_[a-z]+_(?P<file_id>.+)$")
 MAX_ID_LENGTH = 100
 # nbgrader's collector plugin warns through this logger for every name the regexp does not match; intake
 # reports those files itself (as "(unknown)" notes), so the warnings go nowhere.
@@ -303,7 +306,9 @@ def check_ids_unchanged(students_csv: Path, found: list[Submission]) -> None:
     for row in read_students(students_csv):
         for s in new.values():
             same_lms_id = row.get("lms_id") == s.lms_id and row.get("lms", "") in ("", s.lms)
-            old_moodle_name = s.lms == "moodle" and not row.get("lms_id") and row["student"] == s.name
+            # An earlier version's Moodle row: the full name as both id and name, no LMS id.
+            old_moodle_name = (s.lms == "moodle" and not row.get("lms_id") and row["student"] == s.name
+                               and row.get("name") == row["student"])
             if row["student"] != s.student and (same_lms_id or old_moodle_name):
                 renamed.add((row["student"], s.student))
     if renamed:
@@ -379,6 +384,12 @@ def _files_by_student(root: Path, student_regexp: str
                                         log=_QUIET)
     lms = "canvas" if student_regexp == CANVAS_FILE else ""
     for path in flat:
+        moodle = MOODLE_FILE.match(path.name) if lms == "canvas" else None  # the default reads both LMSs' names
+        if moodle:
+            student = f"participant_{moodle.group('participant')}"
+            found[student].append(path)
+            infos[path] = _FileInfo(moodle.group("participant"), name=moodle.group("name"), lms="moodle")
+            continue
         groups = collector.collect(path.name) or {}
         name, lms_id = groups.get("student_id") or "", groups.get("lms_id") or ""
         full_name = " ".join(part for part in (groups.get("first_name"), groups.get("last_name")) if part)
@@ -533,7 +544,8 @@ def _wanted(path: Path, top: Path) -> bool:
 def _looks_like_student(folder: Path, student_regexp: re.Pattern) -> bool:
     """Notebooks in it or one level down, not named as an LMS names flat files."""
     notebooks = [*folder.glob("*.ipynb"), *folder.glob("*/*.ipynb")]
-    return bool(notebooks) and not all(student_regexp.match(path.name) for path in notebooks)
+    return bool(notebooks) and not all(student_regexp.match(path.name) or MOODLE_FILE.match(path.name)
+                                       for path in notebooks)
 
 
 def _folders(path: Path) -> list[Path]:

@@ -271,3 +271,26 @@ def test_namesakes_graded_end_to_end_keep_their_own_grades(graded_moodle_class):
     assert names["participant_101"] == names["participant_102"] == "John Smith"
     assert names["participant_103"] == HOSTILE  # kept, for display only
     assert (graded_moodle_class / "feedback" / "participant_103" / ASSIGNMENT).is_dir()
+
+
+def test_moodle_files_without_folders_are_read_by_participant_id(tmp_path):
+    """Without "download submissions in folders" Moodle names each file `<name>_<id>_assignsubmission_file_<file>`;
+    a name has no underscore (Moodle makes them spaces), so a file named like another participant's changes
+    nothing."""
+    archive = _zip(tmp_path / "moodle.zip", [
+        (f"Export/John Smith_101_assignsubmission_file_{NOTEBOOK}", solved(), WHEN),
+        (f"Export/John Smith_102_assignsubmission_file_{NOTEBOOK}", untouched(), WHEN),
+        (f"Export/Eve_103_assignsubmission_file_x_101_assignsubmission_file_{NOTEBOOK}", solved(), WHEN)])
+    found, notes = _collect(archive, tmp_path / "scratch")
+    assert sorted((s.student, s.name, bool(s.path), s.problem) for s in found) == [
+        ("participant_101", "John Smith", True, ""), ("participant_102", "John Smith", True, ""),
+        ("participant_103", "Eve", True, "")]
+    assert notes == []
+
+
+def test_a_moodle_participant_named_like_an_old_folder_student_does_not_stop_the_batch(tmp_path):
+    """A row of the `<student>/...` layout (no LMS id, no name) is no earlier Moodle id."""
+    (tmp_path / "students.csv").write_text("student,lms_id,email,name,lms\nada,,,,\n")
+    archive = _zip(tmp_path / "m.zip", [(f"ada_104_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN)])
+    found, _ = _collect(archive, tmp_path / "m")
+    intake.check_ids_unchanged(tmp_path / "students.csv", found)
