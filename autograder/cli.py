@@ -12,6 +12,7 @@ from . import intake, preflight
 from . import release as releasing
 from . import sample_class
 from .paths import REPO
+from .safe_text import for_terminal, read_rows
 from .settings import load_grading
 
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             from . import report as reporting  # matplotlib is imported only for a report
 
             print(reporting.report(args.out))
-            print(f"wrote {args.out / 'report.html'}")
+            print(f"wrote {for_terminal(args.out / 'report.html')}")
         elif args.command == "export":
             exporting.run(args)
         elif args.command == "demo":
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             print(reporting.grade_table(reporting.load(args.out / "graded")))
             print(f"class report: {args.out / 'graded' / 'report.html'}")
     except (releasing.ReleaseError, preflight.PreflightError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {for_terminal(error)}", file=sys.stderr)
         return 1
     return 0
 
@@ -94,16 +95,16 @@ def run_grade(submissions: Path, out: Path, ids, settings, gradebook=None, stude
                                         progress=True, students=students, force=force)
     print(f"graded {summary.submissions} notebook(s) of {summary.students} student(s), {len(rows)} cells in "
           f"{time.perf_counter() - start:.1f} s{'' if summary.sandboxed else ' WITHOUT the sandbox'}; wrote "
-          f"{out / 'grades.csv'}, {out / 'feedback'} and the gradebook")
+          f"{for_terminal(out / 'grades.csv')}, {for_terminal(out / 'feedback')} and the gradebook")
     if summary.unchanged:
         print(f"{summary.unchanged} notebook(s) unchanged since they were last graded: grades kept (--force regrades)")
     if summary.grading_errors:
         print(f"{len(summary.grading_errors)} grading error(s), not counted against the students; rerun to "
               "regrade them:")
         for student, notebook, reason in summary.grading_errors[:10]:
-            print(f"  {student} {notebook}: {reason[:160]}")
+            print(f"  {for_terminal(student)} {for_terminal(notebook)}: {for_terminal(reason[:160])}")
     if summary.feedback_missing:
         print(f"{len(summary.feedback_missing)} feedback page(s) could not be made (scores stand)")
-    notes = (out / "intake.csv").read_text().splitlines()[1:]
+    notes = read_rows(out / "intake.csv")
     if notes:
-        print(f"{len(notes)} file(s) found but not graded: see {out / 'intake.csv'}")
+        print(f"{len(notes)} file(s) found but not graded: see {for_terminal(out / 'intake.csv')}")

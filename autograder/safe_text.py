@@ -8,8 +8,9 @@ hide or reorder text, or a spreadsheet formula. Every sink goes through this mod
   overrides, zero-width characters, line and paragraph separators, newlines) shown as its escape (`\\x1b`).
 - CSV: OWASP's rule for CSV injection: a cell that starts with `=`, `+`, `-`, `@` (or `|`, `%`, a tab, CR or
   LF, or a full-width `=+-@`) gets a leading apostrophe, so that a spreadsheet reads it as text; a number
-  such as `-0.5` or `-1e-05` stays a number, and so does a lone `-`. `formula_safe` is that rule, for the exports an LMS or a
-  spreadsheet reads. The grader's own files in OUT (grades.csv, late.csv, students.csv, inputs.csv,
+  such as `-0.5` or `-1e-05` stays a number, and so does a lone `-`. `for_export` is that rule, for the
+  exports an LMS or a spreadsheet reads, whose control characters (ESC, BEL, C1) are also shown as their
+  escapes, as no spreadsheet or LMS needs them raw. The grader's own files in OUT (grades.csv, late.csv, students.csv, inputs.csv,
   intake.csv) are read back by later runs, `report` and `export`, so their cells are escaped reversibly: a
   cell that starts with an apostrophe gets one more, and `read_rows` takes exactly one off every cell that
   starts with one. (defusedcsv implements the rule too, but leaves a leading tab or CR, quotes `-1e-05`,
@@ -24,6 +25,7 @@ from pathlib import Path
 FORMULA_START = frozenset("=+-@|%\t\r\n\uff1d\uff0b\uff0d\uff20")  # the last four: full-width = + - @
 NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 TEXT_MARK = "'"
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def for_terminal(value, keep_lines: bool = False) -> str:
@@ -45,6 +47,12 @@ def formula_safe(value) -> str:
     if len(text) > 1 and text[0] in FORMULA_START and not NUMBER.fullmatch(text):
         return TEXT_MARK + text
     return text
+
+
+def for_export(value) -> str:
+    """`formula_safe`, with every control character but tab and line breaks escaped as `for_terminal` does."""
+    text = "" if value is None else str(value)
+    return formula_safe(CONTROL.sub(lambda match: for_terminal(match.group()), text))
 
 
 def escape_cell(value) -> str:
@@ -76,7 +84,7 @@ class _Writer:
 def writer(file, reversible: bool = True, **options) -> _Writer:
     """A csv.writer for the grader's own files (`reversible`, read back with `read_rows`), or, with
     `reversible=False`, for a file another program reads (an LMS import, a spreadsheet)."""
-    return _Writer(file, escape_cell if reversible else formula_safe, **options)
+    return _Writer(file, escape_cell if reversible else for_export, **options)
 
 
 class DictWriter(csv.DictWriter):
