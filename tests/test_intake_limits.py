@@ -159,3 +159,32 @@ def test_a_damaged_member_is_listed_and_the_batch_goes_on(tmp_path):
     archive.write_bytes(bytes(data))
     found, _ = _collect(intake.unpack(archive, tmp_path / "scratch"))
     assert "could not be extracted" in found["eve"].problem and found["ada"].problem == ""
+
+
+def test_grade_refuses_a_200000_cell_notebook_and_grades_the_class(tmp_path):
+    """Through the CLI: eve's notebook scores 0 with the cap as its reason, the run stays fast and small,
+    and the innocent student beside her is graded as usual."""
+    import csv
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from autograder.paths import REPO
+
+    root = _class(tmp_path / "class", _many_cells(200_000))
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(root), "--out", str(tmp_path / "out"),
+                             "--assignment", ASSIGNMENT], cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(REPO / "data"))})
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv", newline="")))
+    eve = [r for r in rows if r["student"] == "eve"]
+    assert eve and all(r["score"] in ("0", "") and "Grading.notebook_cell_limit" in r["reason"] for r in eve
+                       if r["kind"] == "auto")
+    ada = [r for r in rows if r["student"] == "ada" and r["kind"] == "auto"]
+    assert ada and all(r["score"] == r["max_score"] for r in ada), ada
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
+    print(f"\ngrade with a 200,000-cell notebook: {elapsed:.1f} s, largest process {peak / 1024**2:.0f} MB")
+    assert elapsed < 150 and peak < 2 * 1024**3  # nbformat alone took 340 s and 2 GB for it
