@@ -79,7 +79,7 @@ CANVAS_FILE = (r"^(?:(?P<student_id>.+?)_)??(?P<late>LATE_)?(?P<lms_id>anon_[A-Z
                r"(?P<attachment_id>\d+)_(?P<file_id>.+)$")
 TIMESTAMP_FILE = "timestamp.txt"
 ZIP_TIMES = ".zip-times.json"  # written by unpack beside the extracted files: relative path -> zip time
-ZIP_REFUSED = ".zip-refused.json"  # written by unpack: relative path -> uncompressed size of a member not extracted
+ZIP_REFUSED = ".zip-refused.json"  # written by unpack: relative path -> why that member was not extracted
 # lms: whose id lms_id is: "canvas" (user id), "moodle" (participant id), "" (a custom regexp's lms_id group)
 STUDENT_COLUMNS = ["student", "lms_id", "email", "name", "lms"]
 # Moodle names a folder `<full name>_<participant id>_assignsubmission_<plugin>_` (mod/assign
@@ -107,7 +107,7 @@ class Submission:
     notebook: str  # file name, e.g. "01_databases.ipynb"
     path: Path | None  # the submitted file; None when it is missing
     problem: str = ""  # why it cannot be graded (missing, duplicate, unreadable); empty when it can
-    lms_id: str = ""  # the LMS's own id of the student (Canvas user id); empty when the files do not say
+    lms_id: str = ""  # the LMS's own id (Canvas user id, Moodle participant id); empty when the files do not say
     timestamp: datetime | None = None  # when it was submitted (aware, UTC); None when unknown
     late_marker: bool = False  # the LMS named the file late (Canvas LATE_)
     timestamp_source: str = ""  # "file name" | "zip"
