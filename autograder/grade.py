@@ -28,7 +28,7 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 from tqdm.auto import tqdm
 
-from . import feedback, imports, intake, late, preflight, safe_text, seeds
+from . import feedback, formgrader, imports, intake, late, preflight, safe_text, seeds
 from .bundles import make_bundle
 from .config import gradebook_url
 from .paths import SOURCE, assignments as all_assignments, notebooks
@@ -129,6 +129,7 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
     results = [previous.result(job) if kept else next(fresh) for job, kept in zip(jobs, reuse)]
     rows = merge(found, jobs, results, class_gradebook, settings.sandbox)
     write_outputs(out, [r for r, kept in zip(results, reuse) if not kept])
+    formgrader.write_config(out, class_gradebook)  # formgrader on OUT's sanitised notebooks (README)
     in_run = {(j.student, j.assignment, j.notebook) for j in jobs}
     intake.write_students(found, out / "students.csv")
     previous.keep_others(out / "students.csv", "students.csv", {(j.student,) for j in jobs}, ("student",))

@@ -52,6 +52,9 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.LimitOutput",
     "autograder.preprocessors.SaveVerdictGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
+    # What the student wrote and displayed made inert (scripts, handlers, widget state...), once the grades
+    # are saved: formgrader renders this notebook in the instructor's Jupyter (autograder/sanitise.py).
+    "autograder.sanitise.SanitiseNotebook",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
@@ -59,6 +62,7 @@ c.Autograde.autograde_preprocessors = [
 # error outputs are cut to the exception's name and message.
 c.GenerateFeedback.exporter_class = "autograder.feedback.FeedbackExporter"  # templates compiled once per process
 c.GenerateFeedback.preprocessors = [
+    "autograder.sanitise.SanitiseNotebook",  # again, before GetGrades adds the scores and comments
     "nbgrader.preprocessors.GetGrades",
     "autograder.preprocessors.HideHiddenTests",
     "autograder.preprocessors.ErrorMessageOnly",
