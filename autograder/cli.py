@@ -1,4 +1,4 @@
-"""The instructor command line of spec section 6: `python -m autograder {release,grade,report,demo}`."""
+"""The instructor command line of spec section 6: `python -m autograder {release,grade,report,export,manual,demo}`."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import export as exporting
 from . import grade as grading
-from . import intake, preflight
+from . import intake, manual, preflight
 from . import release as releasing
 from . import sample_class
 from .paths import REPO
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("report", help="class statistics of a graded OUT folder")
     report.add_argument("out", type=Path)
     exporting.add_parser(commands)
+    manual.add_parser(commands)
     demo = commands.add_parser("demo", help="release, then grade and report a small sample class")
     demo.add_argument("--out", type=Path, default=REPO / "build" / "demo")
     args, settings_argv = parser.parse_known_args(argv)
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {for_terminal(args.out / 'report.html')}")
         elif args.command == "export":
             exporting.run(args)
+        elif args.command == "manual":
+            manual.run(args)
         elif args.command == "demo":
             from . import report as reporting
 

@@ -88,3 +88,38 @@ def test_an_unknown_student_is_an_error(graded):
                              str(root / "out"), "--student", "nobody-here"], cwd=REPO, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 1 and "nobody-here" in result.stderr
+
+
+def test_manual_scores_from_the_manual_command_survive_a_rerun(graded, tmp_path):
+    """`manual` on a real graded OUT: its sheet lists both students' written answer, the scores read back
+    reach the nbgrader gradebook, and the next `grade` run keeps them in grades.csv."""
+    import shutil
+
+    from autograder import safe_text
+
+    root, _, _ = graded
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    manual_cells = [c.name for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "manual"]
+    command = [sys.executable, "-m", "autograder", "manual", str(out)]
+    assert subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300).returncode == 0
+    sheet = out / "manual" / ASSIGNMENT / f"{manual_cells[0]}.csv"
+    rows = safe_text.read_rows(sheet)
+    assert sorted(r["student"] for r in rows) == ["ada", "bob"] and all(r["answer"] for r in rows)
+    for row in rows:
+        row["score"] = {"ada": row["max_score"], "bob": "0"}[row["student"]]
+    with open(sheet, "w", newline="") as file:
+        writer = safe_text.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = subprocess.run([*command, "--scores", str(sheet)], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gradebook:
+        given = {s: gradebook.find_grade(manual_cells[0], NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, s).manual_score
+                 for s in ("ada", "bob")}
+    assert given == {"ada": float(rows[0]["max_score"]), "bob": 0.0}
+    _grade(root / "class", out)
+    after = _rows(out)
+    assert after["ada", manual_cells[0]]["score"] == rows[0]["max_score"]
+    assert after["bob", manual_cells[0]]["score"] == "0" and after["bob", manual_cells[0]]["reason"] == ""
