@@ -12,12 +12,13 @@ hide or reorder text, or a spreadsheet formula. Every sink goes through this mod
   exports an LMS or a spreadsheet reads, whose control characters (ESC, BEL, C1) are also shown as their
   escapes, as no spreadsheet or LMS needs them raw. The grader's own files in OUT (grades.csv, late.csv, students.csv, inputs.csv,
   intake.csv) are read back by later runs, `report` and `export`, so their cells are escaped reversibly: a
-  cell that starts with an apostrophe gets one more, and `read_rows` takes exactly one off every cell that
-  starts with one. (defusedcsv implements the rule too, but leaves a leading tab or CR, quotes `-1e-05`,
+  cell that starts with an apostrophe gets one more, one with a control character is written escaped
+  behind `'\\`, and `read_rows` undoes both. (defusedcsv implements the rule too, but leaves a leading tab or CR, quotes `-1e-05`,
   and rewrites `|` inside a cell, so what it writes cannot be read back as it was.)
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from pathlib import Path
@@ -25,6 +26,9 @@ from pathlib import Path
 FORMULA_START = frozenset("=+-@|%\t\r\n\uff1d\uff0b\uff0d\uff20")  # the last four: full-width = + - @
 NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 TEXT_MARK = "'"
+# No other cell starts so: a value's own leading apostrophe is doubled, and formula_safe adds one only
+# before a formula character.
+ESCAPED_MARK = TEXT_MARK + "\\"
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
@@ -56,13 +60,18 @@ def for_export(value) -> str:
 
 
 def escape_cell(value) -> str:
-    """`formula_safe`, reversibly: a cell that already starts with the apostrophe gets one more
-    (`unescape_cell` undoes it)."""
+    """`formula_safe`, reversibly (`unescape_cell` undoes it): a cell that already starts with the apostrophe
+    gets one more, and one with a control character is written as the apostrophe, a backslash and its
+    Python escapes, so that `cat` shows no escape sequence raw either."""
     text = "" if value is None else str(value)
+    if CONTROL.search(text):
+        return ESCAPED_MARK + text.encode("unicode_escape").decode("ascii")
     return TEXT_MARK + text if text.startswith(TEXT_MARK) else formula_safe(text)
 
 
 def unescape_cell(text: str) -> str:
+    if text.startswith(ESCAPED_MARK):
+        return codecs.decode(text[len(ESCAPED_MARK):], "unicode_escape")
     return text[1:] if text.startswith(TEXT_MARK) else text
 
 
