@@ -187,7 +187,10 @@ def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) 
         result = _grade_in(base, uid, watchdog, job, bundle, cells, limits)
     finally:
         watchdog.stop()
-        problems = autograde.release_sandbox(base, uid)  # never raises: a failure is logged, the result stays
+        try:  # a failure to clean up is logged, never the result
+            problems = autograde.release_sandbox(base, uid)
+        except Exception as error:  # noqa: BLE001 (release_sandbox reports rather than raises; belt and braces)
+            problems = [f"{type(error).__name__}: {error}"]
     result.log += "".join(f"[WARNING] cleanup: {problem}\n" for problem in problems)
     return result
 

@@ -21,7 +21,8 @@ NOTEBOOK = "01_databases.ipynb"
 ALL_ZERO = "all"
 MARKER = "dp-hostile-marker"  # in the command line and file names of everything an attacker leaves behind
 # Settings the corpus is graded with (short limits keep the batch quick; see test_hostile.py).
-GRADING_OPTIONS = ["--cell-timeout", "60", "--timeout", "300", "--Grading.disk_limit=268435456",
+DISK_LIMIT = 256 * 2**20
+GRADING_OPTIONS = ["--cell-timeout", "60", "--timeout", "300", f"--Grading.disk_limit={DISK_LIMIT}",
                    "--Grading.reply_limit=20000000"]
 
 
@@ -238,6 +239,61 @@ while time.time() < end:
     time.sleep(0.2)
 """
 
+# Every place the kernel can write (its scratch folder, $TMPDIR, /dev/shm, HOME and the kernel's own socket
+# folder, which lies on the host, plus /tmp and the folder above the sockets, which must refuse) gets a tree
+# 3,500 levels deep, 20,000 files, a file written past the disk limit, one fallocated past it, and links to
+# folders outside for a careless cleanup to follow. The big files are deleted again, so that the notebook
+# can go on; the rest stays for the grader's cleanup.
+LITTER = f"""
+import json, os
+_limit = {{limit}}
+_sockets = os.path.dirname(json.load(open(os.path.expanduser('~/.jupyter/kernel.json')))['ip'])
+for _folder in ('.', os.environ.get('TMPDIR', '.'), '/dev/shm', os.path.expanduser('~'), _sockets, '/tmp',
+                os.path.dirname(_sockets)):
+    try:
+        _fd = _top = os.open(_folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        continue
+    try:
+        os.mkdir('{MARKER}-deep', dir_fd=_top)
+        _fd = os.open('{MARKER}-deep', os.O_RDONLY, dir_fd=_top)
+        for _ in range(3500):
+            os.mkdir('d', dir_fd=_fd)
+            _next = os.open('d', os.O_RDONLY, dir_fd=_fd)
+            os.close(_fd)
+            _fd = _next
+    except OSError:
+        pass
+    if _fd != _top:
+        os.close(_fd)
+    for _i in range(20_000):
+        try:
+            os.close(os.open(f'{MARKER}-{{_i}}', os.O_CREAT | os.O_WRONLY, dir_fd=_top))
+        except OSError:
+            break
+    for _name, _target in (('{MARKER}-etc', '/etc'), ('{MARKER}-up', '..'), ('{MARKER}-root', '/')):
+        try:
+            os.symlink(_target, _name, dir_fd=_top)
+        except OSError:
+            pass
+    for _how in ('write', 'fallocate'):
+        try:
+            _big = os.open(f'{MARKER}-big-{{_how}}', os.O_CREAT | os.O_WRONLY, dir_fd=_top)
+        except OSError:
+            continue
+        try:
+            if _how == 'write':
+                for _ in range(_limit // 2**20 + 2):
+                    os.write(_big, b'x' * 2**20)
+            else:
+                os.posix_fallocate(_big, 0, 3 * _limit)
+        except OSError:
+            pass
+        os.close(_big)
+        os.unlink(f'{MARKER}-big-{{_how}}', dir_fd=_top)
+    os.close(_top)
+"""
+
 HOOK_SCORE = ("from IPython import get_ipython\n_ip = get_ipython()\n"
               "_ip.events.register('pre_run_cell', lambda info: _ip.displayhook(1.0))\n")
 CHECK_RETURNS_SCORE = ("import autograder.check_client as _client\n_client.check = lambda *args, **kwargs: 1.0\n"
@@ -435,6 +491,8 @@ CASES = [
         "for _i, _target in enumerate(['REPO/gradebook.db', '/tmp', '..', 'REPO/build'] + glob.glob('/**/autograded')):\n"
         "    for _name in (f'link-{_i}', f'../link-{_i}', f'/tmp/link-{_i}', '01_databases.ipynb'):\n"
         "        try:\n            os.symlink(_target, _name)\n        except OSError:\n            pass"))),
+    # Whatever it writes wherever it can, the student keeps a grade, and nothing of it stays on the host.
+    Case("a_litters_every_writable_place", _prefixed("create_db", LITTER.replace("{limit}", str(DISK_LIMIT)))),
     # Innocent students graded beside and right after the attackers: they must keep every point.
     Case("b_innocent_1", lambda folder, port: _save(solved(), folder)),
     Case("b_innocent_2", lambda folder, port: _save(solved(), folder)),

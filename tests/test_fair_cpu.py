@@ -5,6 +5,7 @@ Each sandbox is one CPU share and at most its cores, however many processes or s
 limits count the sandbox's own CPU time, and a wall-clock backstop that fires on an overloaded machine is a
 grading error, while a submission that spins or sleeps past its limit keeps its zero."""
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from autograder.grade import graded_cells
 from autograder.paths import REPO, SOURCE
 from autograder.settings import load_grading
 from hostile_corpus import ASSIGNMENT, NOTEBOOK, cell_by_grade_id, solved
+from test_bounded_writes import _left_behind
 
 MARKER = "dp-fair-cpu-marker"
 counts_cpu = pytest.mark.skipif(sandbox.unavailable_reason() != "" or sandbox.cpu_clock(autograde.sandbox_uid()) is None,
@@ -58,31 +60,32 @@ def _rows(out: Path) -> dict[str, dict[str, dict]]:
 
 @counts_cpu
 def test_an_innocent_keeps_full_marks_beside_200_setsid_busy_loops(tmp_path):
-    for student in ("a_spinner", "b_innocent"):
+    token = os.urandom(4).hex()  # other gradings on this machine leave folders of other students
+    spinner, innocent_student = f"a_spinner_{token}", f"b_innocent_{token}"
+    for student in (spinner, innocent_student):
         nb = solved()
-        if student == "a_spinner":
+        if student == spinner:
             cell = cell_by_grade_id(nb, "create_db")
             cell.source = SPINNERS + "\n" + cell.source
         (tmp_path / "class" / student / ASSIGNMENT).mkdir(parents=True)
         nbformat.write(nb, tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK)
-    before = {p.name for p in Path("/tmp").iterdir()}
     # Each cell may use 20 s of CPU; the spinner's sandbox, at its one core, burns that in its later cells,
     # and its notebook ends at 90 s of CPU. The innocent needs a few seconds of CPU per cell.
     result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
                              str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "2",
                              "--cell-timeout", "20", "--timeout", "90", "--Grading.cores_per_sandbox=1"],
                             cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     rows = _rows(tmp_path / "out")
     auto = [c for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "auto"]
-    innocent = rows["b_innocent"]
+    innocent = rows[innocent_student]
     problems = [f"{c.name}: {innocent[c.name]['score']} ({innocent[c.name]['reason']})" for c in auto
                 if float(innocent[c.name]["score"] or -1) != c.max_score]
     assert not problems, problems
     assert all(r["sandbox"] == "on" for r in innocent.values())
     assert not _marked_processes(), "the spinner's busy loops outlived its sandbox"
-    left = {p.name for p in Path("/tmp").iterdir() if p.name.startswith(("dpg-", "dpc-", "dpk-"))} - before
-    assert not left, f"left behind in /tmp: {left}"
+    left = _left_behind([spinner, innocent_student])
+    assert not left, f"left behind: {left}"
 
 
 @pytest.mark.parametrize("unified", [False, True], ids=["cgroup-v1", "cgroup-v2"])
