@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from . import export as exporting
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"class report: {args.out / 'graded' / 'report.html'}")
     except (releasing.ReleaseError, preflight.PreflightError, ValueError, FileNotFoundError) as error:
         print(f"error: {for_terminal(error)}", file=sys.stderr)
+        return 1
+    except Exception:  # a fault of the grader: its traceback, with any student text it quotes escaped
+        print(for_terminal(traceback.format_exc(), keep_lines=True), file=sys.stderr, end="")
         return 1
     return 0
 

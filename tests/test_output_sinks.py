@@ -183,6 +183,18 @@ def test_grading_errors_summary_is_escaped(tmp_path, monkeypatch, capsys):
     assert not _no_control(printed)
 
 
+def test_a_traceback_is_escaped(tmp_path, monkeypatch, capsys):
+    """A fault of the grader still prints its traceback, but no student text in it raw."""
+    def fails(*args, **kwargs):
+        raise RuntimeError(f"while writing {TERMINAL}")
+
+    monkeypatch.setattr(cli.grading, "grade_class", fails)
+    assert cli.main(["grade", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "RuntimeError: while writing \\x1b]0;pwned\\x07" in err
+    assert not _no_control(err)
+
+
 HOSTILE_CELLS = [*HOSTILE, "'t Hooft", "''quoted", "\ttab", "\rcr", "\uff1dSUM(1)", "-", "'", "", "plain",
                  "'\\x1b", "\\x1b", "=\x07", "caf\xe9\x9b\udcff", "C:\\Users\\n"]
 
