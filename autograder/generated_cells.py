@@ -2,7 +2,9 @@
 
 A source notebook marks such a cell with metadata `{"dp_course": {"generated": KIND, ...}}`:
 
-- `badge`: an Open-in-Colab badge pointing at the notebook's release path on GitHub.
+- `badge`: an Open-in-Colab badge pointing at the notebook's release path in the course's public GitHub
+  repository (course.toml: [course] public_repository, and public_branch, default main). Without a public
+  repository there is no badge: the cell is removed, and it comes back, first, once one is set.
 - `setup`: the first code cell; on Colab it pip-installs `packages` (pinned from requirements.lock), and
   everywhere it defines DATA_ROOT (from DP_COURSE_DATA) and FAST (DP_COURSE_FAST or nbgrader's autograding).
 - `helpers`: read-only code shown to students, taken verbatim from the course's modules: `names` lists what is
@@ -43,10 +45,27 @@ def helper_module(name: str):
     return importlib.import_module(found[0])
 
 
-def colab_repository() -> str:
-    """The GitHub `owner/name` that Colab badges point at (pyproject: [tool.dp-course] colab-repository)."""
-    with open(REPO / "pyproject.toml", "rb") as file:
-        return tomllib.load(file)["tool"]["dp-course"]["colab-repository"]
+COURSE_CONFIG = REPO / "course.toml"
+_GITHUB_REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+_BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,100}")
+BADGE_ID = "generated-badge"
+
+
+def public_repository(config: Path = COURSE_CONFIG) -> tuple[str, str] | None:
+    """(GitHub `owner/name`, branch) of the course's public copy, which Colab badges open, from course.toml's
+    [course] public_repository and public_branch (default main); None when no public repository is set."""
+    if not config.exists():
+        return None
+    with open(config, "rb") as file:
+        course = tomllib.load(file).get("course", {})
+    repository, branch = course.get("public_repository"), course.get("public_branch", "main")
+    if repository is None:
+        return None
+    if not isinstance(repository, str) or not _GITHUB_REPOSITORY.fullmatch(repository):
+        raise ValueError(f"{config}: [course] public_repository must be a GitHub 'owner/name', not {repository!r}")
+    if not isinstance(branch, str) or not _BRANCH.fullmatch(branch) or ".." in branch:
+        raise ValueError(f"{config}: [course] public_branch must be a branch name, not {branch!r}")
+    return repository, branch
 
 
 def pinned_versions(lock_file: Path = LOCK_FILE) -> dict[str, str]:
@@ -59,9 +78,19 @@ def pinned_versions(lock_file: Path = LOCK_FILE) -> dict[str, str]:
     return pins
 
 
-def render_badge(assignment: str, notebook: str) -> str:
-    url = f"https://colab.research.google.com/github/{colab_repository()}/blob/main/release/{assignment}/{notebook}"
+def render_badge(assignment: str, notebook: str, public: tuple[str, str]) -> str:
+    repository, branch = public
+    url = f"https://colab.research.google.com/github/{repository}/blob/{branch}/release/{assignment}/{notebook}"
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def badge_cell(assignment: str, notebook: str, public: tuple[str, str]) -> nbformat.NotebookNode:
+    """The badge as the first cell of a source notebook: locked, so students cannot edit it."""
+    cell = nbformat.v4.new_markdown_cell(render_badge(assignment, notebook, public), id=BADGE_ID)
+    cell.metadata = {METADATA_KEY: {"generated": "badge"},
+                     "nbgrader": {"grade": False, "grade_id": BADGE_ID, "locked": True, "schema_version": 3,
+                                  "solution": False, "task": False}}
+    return cell
 
 
 def render_setup(packages: list[str]) -> str:
@@ -199,10 +228,13 @@ def render_helpers(module: str, names: list[str], shown_before: set[str] = froze
     return "\n".join(parts)
 
 
-def render(spec: dict, assignment: str, notebook: str, shown_before: set[str] = frozenset()) -> str:
+def render(spec: dict, assignment: str, notebook: str, shown_before: set[str] = frozenset(),
+           public: tuple[str, str] | None = None) -> str:
     kind = spec.get("generated")
     if kind == "badge":
-        return render_badge(assignment, notebook)
+        if public is None:
+            raise ValueError(f"{assignment}/{notebook}: a badge cell needs [course] public_repository")
+        return render_badge(assignment, notebook, public)
     if kind == "setup":
         return render_setup(spec.get("packages", []))
     if kind == "helpers":
@@ -213,16 +245,25 @@ def render(spec: dict, assignment: str, notebook: str, shown_before: set[str] = 
     raise ValueError(f"unknown generated cell kind {kind!r} in {assignment}/{notebook}")
 
 
-def sync_notebook(path: Path, write: bool = True) -> list[str]:
-    """Regenerate the generated cells of one source notebook; return the ids of cells that were out of date."""
+def sync_notebook(path: Path, write: bool = True, config: Path = COURSE_CONFIG) -> list[str]:
+    """Regenerate the generated cells of one source notebook; return the ids of cells that were out of date
+    (or added, or removed: the badge follows course.toml's public repository)."""
     nb = nbformat.read(path, as_version=4)
+    public = public_repository(config)
     stale = []
+    badges = [c for c in nb.cells if c.metadata.get(METADATA_KEY, {}).get("generated") == "badge"]
+    if public is None and badges:
+        nb.cells = [c for c in nb.cells if c not in badges]
+        stale += [c.get("id", "?") for c in badges]
+    elif public is not None and not badges:
+        nb.cells.insert(0, badge_cell(path.parent.name, path.name, public))
+        stale.append(BADGE_ID)
     shown = set()  # names that earlier helper cells define
     for cell in nb.cells:
         spec = cell.metadata.get(METADATA_KEY)
         if not spec or "generated" not in spec:
             continue
-        text = render(spec, path.parent.name, path.name, shown)
+        text = render(spec, path.parent.name, path.name, shown, public)
         if spec["generated"] == "helpers":
             shown |= {entry.rpartition(":")[2] for entry in spec["names"]}
         if cell.source != text:

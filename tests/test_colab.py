@@ -16,7 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.generated_cells import METADATA_KEY, colab_repository, pinned_versions, render_setup
+from autograder.generated_cells import (BADGE_ID, METADATA_KEY, pinned_versions, public_repository,
+                                       render_setup, sync_notebook)
 
 REPO = Path(__file__).resolve().parent.parent
 # Globbed, not listed: new assignments are covered as soon as they are released.
@@ -212,14 +213,45 @@ def test_kernelspec_is_generic_python3(path):
 
 @pytest.mark.parametrize("path", RELEASED, ids=IDS)
 def test_badge_opens_this_notebook_on_colab(path):
+    """With course.toml's public repository, the first cell opens this very notebook there on Colab; without
+    one, no cell links to Colab at all (a badge to a placeholder would open someone else's repository)."""
     nb = nbformat.read(path, as_version=4)
+    public = public_repository()
+    if public is None:
+        assert not [c for c in nb.cells if "colab.research.google.com" in c.source]
+        return
     badge = nb.cells[0]
     assert badge.cell_type == "markdown"
     links = re.findall(r"\]\((https://[^)\s]+)\)", badge.source)
     assert links[0] == "https://colab.research.google.com/assets/colab-badge.svg"
     relative = path.relative_to(REPO).as_posix()
-    assert links[1] == f"https://colab.research.google.com/github/{colab_repository()}/blob/main/{relative}"
+    assert links[1] == f"https://colab.research.google.com/github/{public[0]}/blob/{public[1]}/{relative}"
     assert relative == f"release/{path.parent.name}/{path.parent.name}.ipynb"
+
+
+def test_the_badge_follows_the_public_repository_setting(tmp_path):
+    """Setting [course] public_repository adds a locked badge cell first; removing it removes the badge; a value
+    that is no GitHub repository is refused."""
+    source = REPO / "source" / "01_databases" / "01_databases.ipynb"
+    notebook = tmp_path / "01_databases" / "01_databases.ipynb"
+    notebook.parent.mkdir()
+    notebook.write_bytes(source.read_bytes())
+    config = tmp_path / "course.toml"
+    config.write_text('[course]\npublic_repository = "example-org/dp-course"\npublic_branch = "spring-2027"\n')
+    sync_notebook(notebook, config=config)
+    nb = nbformat.read(notebook, as_version=4)
+    badge = nb.cells[0]
+    assert badge.id == BADGE_ID and badge.metadata.nbgrader.locked and badge.metadata.nbgrader.grade_id == BADGE_ID
+    assert ("https://colab.research.google.com/github/example-org/dp-course/blob/spring-2027/release/01_databases/"
+            "01_databases.ipynb") in badge.source
+    assert sync_notebook(notebook, config=config) == []  # in sync: nothing added twice
+    config.write_text("[course]\n")
+    assert sync_notebook(notebook, config=config) == [BADGE_ID]
+    assert not [c for c in nbformat.read(notebook, as_version=4).cells if "colab.research.google.com" in c.source]
+    for bad in ('"../../evil"', '"javascript:alert(1)//x"', "42", '"owner/name) [x](https://evil.example"'):
+        config.write_text(f"[course]\npublic_repository = {bad}\n")
+        with pytest.raises(ValueError, match="public_repository"):
+            sync_notebook(notebook, config=config)
 
 
 @pytest.mark.parametrize("path", RELEASED, ids=IDS)
