@@ -134,9 +134,10 @@ def kernelspec(spec_file: Path) -> dict:
     command = [sys.executable, "-m", "autograder.sandbox", str(spec_file), "{connection_file}"]
     if os.geteuid() == 0:
         command = [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private", *command]
-    # bubblewrap forwards no SIGINT to the kernel: interrupts (cell timeouts) travel as messages.
+    # bubblewrap forwards no SIGINT to the kernel: interrupts (cell timeouts) travel as messages. The launcher
+    # imports this very copy of the package (a snapshot, a clone), not whichever one the environment installed.
     return {"argv": command, "display_name": "Python 3 (grading sandbox)", "language": "python",
-            "interrupt_mode": "message"}
+            "interrupt_mode": "message", "env": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}}
 
 
 def unavailable_reason() -> str:
