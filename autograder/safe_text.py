@@ -8,13 +8,14 @@ hide or reorder text, or a spreadsheet formula. Every sink goes through this mod
   overrides, zero-width characters, line and paragraph separators, newlines) shown as its escape (`\\x1b`).
 - CSV: OWASP's rule for CSV injection: a cell that starts with `=`, `+`, `-`, `@` (or `|`, `%`, a tab, CR or
   LF, or a full-width `=+-@`) gets a leading apostrophe, so that a spreadsheet reads it as text; a number
-  such as `-0.5` or `-1e-05` stays a number, and so does a lone `-`. `for_export` is that rule, for the
-  exports an LMS or a spreadsheet reads, whose control characters (ESC, BEL, C1) are also shown as their
-  escapes, as no spreadsheet or LMS needs them raw. The grader's own files in OUT (grades.csv, late.csv, students.csv, inputs.csv,
-  intake.csv) are read back by later runs, `report` and `export`, so their cells are escaped reversibly: a
-  cell that starts with an apostrophe gets one more, one with a control character is written escaped
-  behind `'\\`, and `read_rows` undoes both. (defusedcsv implements the rule too, but leaves a leading tab or CR, quotes `-1e-05`,
-  and rewrites `|` inside a cell, so what it writes cannot be read back as it was.)
+  such as `-0.5` or `-1e-05` stays a number, and so does a lone `-`. `for_export` is that rule for the
+  exports an LMS or a spreadsheet reads, with their control characters (ESC, BEL, C1) shown as escapes: no
+  spreadsheet or LMS needs them raw. The grader's own files in OUT (grades.csv, late.csv, students.csv,
+  inputs.csv, intake.csv) are read back by later runs, `report` and `export`, so their cells are escaped
+  reversibly: a cell that starts with an apostrophe gets one more, one with a control character is written
+  escaped behind `'\\`, and `read_rows` undoes both. (defusedcsv implements the rule too, but leaves a
+  leading tab or CR, quotes `-1e-05`, and rewrites `|` inside a cell, so what it writes cannot be read back
+  as it was.)
 """
 from __future__ import annotations
 
@@ -70,8 +71,12 @@ def escape_cell(value) -> str:
 
 
 def unescape_cell(text: str) -> str:
-    if text.startswith(ESCAPED_MARK):
-        return codecs.decode(text[len(ESCAPED_MARK):], "unicode_escape")
+    escaped = text[len(ESCAPED_MARK):]
+    if text.startswith(ESCAPED_MARK) and escaped.isascii():  # the grader's escapes are ASCII
+        try:
+            return codecs.decode(escaped, "unicode_escape")
+        except UnicodeError:  # not the grader's escapes (a sheet edited by hand): the text as it is
+            pass
     return text[1:] if text.startswith(TEXT_MARK) else text
 
 
