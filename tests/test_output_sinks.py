@@ -38,7 +38,7 @@ def _run(*arguments, check=True):
     return result
 
 
-def _no_control(text: str) -> list[str]:
+def _control_lines(text: str) -> list[str]:
     return [repr(line) for line in text.splitlines() if any(c in line for c in CONTROL)]
 
 
@@ -94,7 +94,7 @@ def test_innocent_keeps_full_marks(hostile_class):
 def test_grade_prints_no_control_character(hostile_class):
     _, _, runs, _ = hostile_class
     for run in runs:
-        assert not _no_control(run.stdout + run.stderr)
+        assert not _control_lines(run.stdout + run.stderr)
 
 
 def test_rerun_reads_back_every_hostile_id(hostile_class):
@@ -112,7 +112,7 @@ def test_out_csv_files_start_no_formula(hostile_class):
     _, out, _, _ = hostile_class
     for name in ("grades.csv", "late.csv", "students.csv", "inputs.csv", "intake.csv"):
         assert (out / name).is_file(), name
-        assert not _unsafe_cells(out / name) and not _no_control((out / name).read_text()), name
+        assert not _unsafe_cells(out / name) and not _control_lines((out / name).read_text()), name
     raw = (out / "grades.csv").read_text() + (out / "students.csv").read_text()
     assert "'=HYPERLINK" in raw and "'-2+3" in raw  # the hostile ids are there, as text
 
@@ -120,8 +120,8 @@ def test_out_csv_files_start_no_formula(hostile_class):
 def test_report_prints_no_control_character(hostile_class):
     _, out, _, _ = hostile_class
     result = _run("report", out)
-    assert not _no_control(result.stdout + result.stderr)
-    assert not _no_control((out / "report.txt").read_text())
+    assert not _control_lines(result.stdout + result.stderr)
+    assert not _control_lines((out / "report.txt").read_text())
     students = {r["student"] for r in safe_text.read_rows(out / "grades.csv")}
     assert all(safe_text.for_terminal(s) in result.stdout for s in students) and len(students) == len(HOSTILE) + 1
 
@@ -134,8 +134,8 @@ def test_export_is_safe(hostile_class, target):
     dest = root / f"export-{to}-{len(roster)}.csv"
     options = ["--roster", canvas if to == "canvas" else moodle] if roster else []
     result = _run("export", out, "--to", to, "--out", dest, "--partial", *options)
-    assert not _no_control(result.stdout + result.stderr)
-    assert not _unsafe_cells(dest) and not _no_control(dest.read_text(encoding="utf-8-sig"))
+    assert not _control_lines(result.stdout + result.stderr)
+    assert not _unsafe_cells(dest) and not _control_lines(dest.read_text(encoding="utf-8-sig"))
     with open(dest, newline="", encoding="utf-8-sig") as file:
         cells = {cell for row in csv.reader(file) for cell in row}
     if target != "moodle":  # the names (students.csv's or the roster's) are there, as text
@@ -158,7 +158,7 @@ def test_report_escapes_what_intake_let_through(tmp_path):
                                  sandbox="on", seed="1"))
     result = _run("report", tmp_path)
     assert "\\x1b]0;pwned\\x07" in result.stdout and HYPERLINK in result.stdout
-    assert not _no_control(result.stdout + result.stderr + (tmp_path / "report.txt").read_text())
+    assert not _control_lines(result.stdout + result.stderr + (tmp_path / "report.txt").read_text())
 
 
 def test_error_line_is_escaped(hostile_class):
@@ -166,10 +166,10 @@ def test_error_line_is_escaped(hostile_class):
     result = _run("grade", root / "class", "--out", root / "other", "--assignment", ASSIGNMENT,
                   "--student", TERMINAL + "x", check=False)
     assert result.returncode == 1 and result.stderr.startswith("error: ")
-    assert not _no_control(result.stdout + result.stderr) and "Traceback" not in result.stderr
+    assert not _control_lines(result.stdout + result.stderr) and "Traceback" not in result.stderr
     result = _run("export", out, "--to", "canvas", "--roster", root / TERMINAL, "--out", root / "x.csv", check=False)
     assert result.returncode == 1 and result.stderr.startswith("error: ") and "\\x1b]0;pwned" in result.stderr
-    assert not _no_control(result.stdout + result.stderr)
+    assert not _control_lines(result.stdout + result.stderr)
 
 
 def test_grading_errors_summary_is_escaped(tmp_path, monkeypatch, capsys):
@@ -180,7 +180,7 @@ def test_grading_errors_summary_is_escaped(tmp_path, monkeypatch, capsys):
     cli.run_grade(tmp_path, tmp_path, None, None)
     printed = capsys.readouterr().out
     assert "1 grading error(s)" in printed and "\\x1b]0;pwned\\x07" in printed
-    assert not _no_control(printed)
+    assert not _control_lines(printed)
 
 
 def test_a_traceback_is_escaped(tmp_path, monkeypatch, capsys):
@@ -192,7 +192,7 @@ def test_a_traceback_is_escaped(tmp_path, monkeypatch, capsys):
     assert cli.main(["grade", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and "RuntimeError: while writing \\x1b]0;pwned\\x07" in err
-    assert not _no_control(err)
+    assert not _control_lines(err)
 
 
 HOSTILE_CELLS = [*HOSTILE, "'t Hooft", "''quoted", "\ttab", "\rcr", "\uff1dSUM(1)", "-", "'", "", "plain",
@@ -208,7 +208,7 @@ def test_cell_round_trip(tmp_path, value):
         writer.writerow(["value", "score"])
         writer.writerow([value, "-0.5"])
     assert safe_text.read_rows(path) == [{"value": value, "score": "-0.5"}]
-    assert not _unsafe_cells(path) and not _no_control(path.read_text().replace("\r\n", "\n"))
+    assert not _unsafe_cells(path) and not _control_lines(path.read_text().replace("\r\n", "\n"))
     assert not (len(safe_text.formula_safe(value)) > 1 and safe_text.formula_safe(value)[0] in safe_text.FORMULA_START)
 
 
