@@ -102,11 +102,24 @@ def test_no_network(kernel):
 
 
 def test_writable_places_share_one_disk_limit(kernel, settings):
+    """The scratch folder, $TMPDIR, /dev/shm and (as root, where it is a tmpfs of its own) the kernel's socket
+    folder on the host: together no more than the disk limit, and the socket folder holds a few files only."""
     client, _ = kernel
+    root = os.geteuid() == 0
     printed, errors = run(client, f"""
-        import os
+        import json, os
         written = {{}}
-        for folder in ("/scratch", os.environ["TMPDIR"], "/dev/shm"):
+        sockets = os.path.dirname(json.load(open("/scratch/.jupyter/kernel.json"))["ip"])
+        for index in range(1000):
+            try:
+                open(os.path.join(sockets, f"many-{{index}}"), "w").close()
+            except OSError:
+                break
+        written["files in the socket folder"] = index
+        for name in os.listdir(sockets):
+            if name.startswith("many-"):
+                os.remove(os.path.join(sockets, name))
+        for folder in ("/scratch", os.environ["TMPDIR"], "/dev/shm", *([sockets] if {root} else [])):
             written[folder] = 0
             try:
                 with open(os.path.join(folder, "fill"), "wb") as file:
@@ -119,13 +132,16 @@ def test_writable_places_share_one_disk_limit(kernel, settings):
                 open(os.path.join(folder, "w"), "w"); written["WRITABLE " + folder] = 1
             except OSError:
                 pass
-        for folder in ("/scratch", os.environ["TMPDIR"], "/dev/shm"):
+        for folder in ("/scratch", os.environ["TMPDIR"], "/dev/shm", *([sockets] if {root} else [])):
             os.remove(os.path.join(folder, "fill"))
         print(written)
     """, timeout=120)
     assert not errors, errors
     written = eval(printed)  # noqa: S307 (our own kernel's dict of ints)
     assert not any(key.startswith("WRITABLE") for key in written), written
+    files = written.pop("files in the socket folder")
+    if root:
+        assert files < sandbox.SOCKET_FOLDER_INODES, f"{files} files in the socket folder"
     total = sum(written.values())
     limit_mib = settings.disk_limit // 2**20
     assert limit_mib - 2 <= total <= limit_mib, f"{written}: the three places must share one {limit_mib} MiB limit"
