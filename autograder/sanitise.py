@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import re
 import threading
@@ -90,6 +91,8 @@ SVG_ATTRIBUTES = frozenset({
     "orient", "markerUnits", "clipPathUnits", "maskUnits", "visibility", "mask", "marker-start", "marker-mid",
     "marker-end", *SVG_CSS_PROPERTIES,
 })
+# Presentation attributes whose value may name a paint server, clip path, mask or marker: url(#...) only.
+_SVG_REFERENCES = SVG_CSS_PROPERTIES | {"mask", "marker-start", "marker-mid", "marker-end"}
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 XLINK_NAMESPACE = "http://www.w3.org/1999/xlink"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
@@ -157,9 +160,19 @@ def _svg_value(tag: str, name: str, value: str) -> str | None:
         return value if value.strip().startswith("#") else None
     if name == "style":
         return _inert_style(value, SVG_CSS_PROPERTIES)
-    if "(" in value or "url" in value.lower():
+    if name in _SVG_REFERENCES:
         return value if _local_only(tinycss2.parse_component_value_list(value)) else None
-    return value
+    return value  # geometry (d, points, transform...): nothing in it is fetched
+
+
+def _or_none(attribute_filter):
+    """An attribute filter that drops the attribute, quietly, on any error (nh3 would report it on stderr)."""
+    def quiet(tag: str, name: str, value: str) -> str | None:
+        try:
+            return attribute_filter(tag, name, value)
+        except Exception:  # noqa: BLE001 (a value the filter cannot read is not kept)
+            return None
+    return quiet
 
 
 def _fragment_only(url: str) -> str | None:
@@ -175,14 +188,14 @@ class _Parsers(threading.local):
         self.html = nh3.Cleaner(
             tags=set(HTML_TAGS), clean_content_tags=set(DROPPED_WITH_CONTENT),
             attributes={"*": set(_ANY_TAG_ATTRIBUTES), **{t: set(a) for t, a in _TAG_ATTRIBUTES.items()}},
-            attribute_filter=_html_value, url_schemes={"http", "https", "mailto", "data"},
+            attribute_filter=_or_none(_html_value), url_schemes={"http", "https", "mailto", "data"},
             url_relative=_fragment_only, link_rel="noopener noreferrer nofollow", strip_comments=True)
         self.svg = nh3.Cleaner(
             tags=set(SVG_TAGS), clean_content_tags={"script", "style", "foreignObject", "metadata", "title"},
             attributes={"*": set(SVG_ATTRIBUTES), "svg": {*SVG_ATTRIBUTES, "xmlns", "xlink"},
                         **{t: {*SVG_ATTRIBUTES, "href", "xlink:href"}
                            for t in ("use", "linearGradient", "radialGradient", "pattern")}},
-            attribute_filter=_svg_value, url_schemes=set(), url_relative=_fragment_only, link_rel=None,
+            attribute_filter=_or_none(_svg_value), url_schemes=set(), url_relative=_fragment_only, link_rel=None,
             strip_comments=True)
         self.markdown = MarkdownWithMath(renderer=None)  # nbconvert's parser, returning the syntax tree
 
@@ -263,14 +276,14 @@ def _passed_unchecked(token: dict, attachments: dict) -> bool:
 def _hazards(source: str, attachments: dict) -> tuple[list[dict], bool]:
     """(raw HTML tokens that are not already clean, whether anything else is active), as nbconvert parses."""
     tokens = _parsers.markdown(source)
-    html, other = [], False
+    pieces, other = [], False
     for token in _walk(tokens):
         if token["type"] in _RAW_HTML_TOKENS:
             if _clean_fragment(token["raw"]) != token["raw"]:
-                html.append(token)
+                pieces.append(token)
         elif _passed_unchecked(token, attachments):
             other = True
-    return html, other
+    return pieces, other
 
 
 def clean_markdown(source: str, attachments: dict | None = None) -> str:
@@ -289,21 +302,21 @@ def clean_markdown(source: str, attachments: dict | None = None) -> str:
     text = source.replace("\r\n", "\n").replace("\r", "\n")
     text += "" if text.endswith("\n") else "\n"
     try:
-        html, other = _hazards(text, attachments)
-        if not html and not other:
+        pieces, other = _hazards(text, attachments)
+        if not pieces and not other:
             return source
         if other:
             return _as_text(source)
         patched, cursor = [], 0
-        for token in html:
+        for token in pieces:
             start = text.find(token["raw"], cursor)
             if start < 0:
                 return _as_text(source)
             patched += [text[cursor:start], _clean_fragment(token["raw"])]
             cursor = start + len(token["raw"])
         result = "".join(patched) + text[cursor:]
-        html, other = _hazards(result, attachments)
-        if html or other:
+        pieces, other = _hazards(result, attachments)
+        if pieces or other:
             return _as_text(source)
         return result if source.endswith(("\n", "\r")) else result.removesuffix("\n")
     except Exception:  # noqa: BLE001 (a parser failure on a student's text: show it as text)
@@ -486,8 +499,13 @@ def clean_notebook(nb: NotebookNode, trusted: frozenset[str] = frozenset()) -> N
     return nb
 
 
+@functools.lru_cache(maxsize=16)
 def instructor_sources(db_url: str, notebook: str, assignment: str) -> frozenset[str]:
-    """The sources of the assignment's locked cells (the course's own text), from the gradebook."""
+    """The sources of the assignment's locked cells (the course's own text), from the gradebook.
+
+    Kept for the process: generate_feedback asks again for the gradebook autograde just read (a submission's
+    private one), and opening an nbgrader gradebook costs more than sanitising a notebook.
+    """
     from nbgrader.api import Gradebook, MissingEntry
 
     try:

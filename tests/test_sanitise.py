@@ -110,8 +110,8 @@ PAYLOADS = {
     "javascript: href (text/html)": _code(_display({"text/html": "<a href='javascript:window.PWNED=1'>x</a>"
                                                                  "<a href='jav&#x09;ascript:alert(1)'>y</a>"})),
     "handlers everywhere (text/html)": _code(_display({"text/html": "<div onmouseover=alert(1) style='position:"
-                                                                    "fixed;inset:0'><p onclick=alert(2)>hi</p>"
-                                                                    "<details open ontoggle=alert(3)></details></div>"})),
+                                                                    "fixed;inset:0'><p onclick=alert(2)>hi</p><details "
+                                                                    "open ontoggle=alert(3)></details></div>"})),
     "meta refresh and base (text/html)": _code(_display({"text/html": "<meta http-equiv=refresh content='0;url="
                                                                       "javascript:alert(1)'><base href='//evil/'>"})),
     "application/javascript": _code(_display({"application/javascript": "window.PWNED=1",
@@ -254,6 +254,8 @@ def test_svg_output_is_kept_static():
     plt.close(fig)
     cleaned = clean_svg(buffer.getvalue())
     assert cleaned is not None and cleaned.startswith("<svg") and "<path" in cleaned and "xlink:href=\"#" in cleaned
+    assert cleaned.count("transform=") == buffer.getvalue().count("transform=") > 0  # geometry is kept
+    assert cleaned.count("clip-path=\"url(#") == buffer.getvalue().count("clip-path=\"url(#") > 0
     hostile = clean_svg("<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'><script>alert(2)</script>"
                         "<a href='javascript:alert(3)'><text>t</text></a><set attributeName='href' "
                         "to='javascript:alert(4)'/><animate onbegin='alert(5)'/><image href='https://evil/x'/>"
