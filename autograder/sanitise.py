@@ -44,6 +44,7 @@ from nbformat.v4.nbbase import random_cell_id
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 SIZE_LIMIT = 1_000_000  # characters of one HTML, SVG or Markdown text that are parsed; more is not shown as such
+NOTEBOOK_BUDGET = 4_000_000  # characters of HTML, SVG and Markdown outputs parsed per notebook (about a second)
 
 # Formatting HTML: text, tables, lists, links, embedded images. No forms, frames, media, SVG or MathML.
 HTML_TAGS = frozenset({
@@ -351,8 +352,13 @@ def _printable(name: str) -> str:
     return "".join(ch for ch in str(name)[:60] if ch.isascii() and ch.isprintable())
 
 
-def clean_output(output: dict) -> NotebookNode | None:
-    """A code cell's output with only inert content, or None for an output type nbformat does not know."""
+def clean_output(output: dict, budget: list[int] | None = None) -> NotebookNode | None:
+    """A code cell's output with only inert content, or None for an output type nbformat does not know.
+
+    `budget`: characters of HTML, SVG and Markdown still to parse in this notebook (decremented); an output
+    past it keeps its other forms (its text/plain), so a flood of outputs costs the grader a bounded time.
+    """
+    budget = budget if budget is not None else [NOTEBOOK_BUDGET]
     kind = output.get("output_type")
     if kind == "stream":
         return NotebookNode(output_type="stream", name="stderr" if output.get("name") == "stderr" else "stdout",
@@ -372,6 +378,8 @@ def clean_output(output: dict) -> NotebookNode | None:
         kept = None
         if text is None:
             pass
+        elif mime in ("text/html", "text/markdown", "image/svg+xml") and len(text) > budget[0]:
+            pass
         elif mime in ("text/plain", "text/latex"):  # shown escaped (LaTeX is typeset by MathJax)
             kept = text
         elif mime == "text/html":
@@ -383,6 +391,8 @@ def clean_output(output: dict) -> NotebookNode | None:
             kept = _base64(text)
         elif mime == "image/svg+xml":
             kept = clean_svg(text)
+        if text is not None and mime in ("text/html", "text/markdown", "image/svg+xml"):
+            budget[0] -= min(len(text), budget[0])
         if kept is None:
             dropped.append(_printable(mime))
         else:
@@ -468,7 +478,7 @@ def _notebook_metadata(metadata: dict) -> NotebookNode:
 def clean_notebook(nb: NotebookNode, trusted: frozenset[str] = frozenset()) -> NotebookNode:
     """Sanitise a notebook in place (and return it). `trusted`: sources of the instructor's own cells,
     which stay as written when a markdown or raw cell has exactly that source."""
-    cells = []
+    cells, budget = [], [NOTEBOOK_BUDGET]
     for cell in nb.cells:
         cell_type = cell.get("cell_type")
         if cell_type not in ("code", "markdown", "raw"):
@@ -483,7 +493,7 @@ def clean_notebook(nb: NotebookNode, trusted: frozenset[str] = frozenset()) -> N
         if cell_type == "code":
             count = cell.get("execution_count")
             cleaned.execution_count = count if isinstance(count, int) and not isinstance(count, bool) else None
-            outputs = [clean_output(o) for o in cell.get("outputs") or [] if isinstance(o, dict)]
+            outputs = [clean_output(o, budget) for o in cell.get("outputs") or [] if isinstance(o, dict)]
             cleaned.outputs = [o for o in outputs if o is not None]
         elif cell_type == "markdown":
             attachments = _attachments(cell.get("attachments"))

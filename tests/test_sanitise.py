@@ -338,6 +338,18 @@ def test_it_costs_milliseconds():
     assert time.perf_counter() - start < 0.1 and huge.data == {"text/plain": "t"}
 
 
+def test_a_flood_of_html_outputs_costs_a_bounded_time():
+    """32 MB of HTML outputs (the output limit): past the notebook's budget they keep their text form only."""
+    block = "<p>row <b>x</b></p>" * 1_600  # 30 KB
+    nb = _notebook(_code(*(_display({"text/html": block, "text/plain": f"t{i}"}) for i in range(1_000))))
+    start = time.perf_counter()
+    outputs = clean_notebook(nb).cells[0].outputs
+    assert time.perf_counter() - start < 5
+    parsed = sum("text/html" in o.data for o in outputs)
+    assert 0 < parsed <= sanitise.NOTEBOOK_BUDGET // len(block) + 1
+    assert all(o.data["text/plain"] == f"t{i}" for i, o in enumerate(outputs))
+
+
 def test_threads_each_get_their_own_parsers():
     results, errors = [], []
 
