@@ -271,21 +271,26 @@ def enter_cgroups(spec: Spec) -> bool:
             parent.mkdir(exist_ok=True)
             for level in (CGROUP_ROOT, parent):
                 for controller in ("memory", "pids", "cpu"):
+                    if controller in (level / "cgroup.subtree_control").read_text().split():
+                        continue
                     try:
                         (level / "cgroup.subtree_control").write_text(f"+{controller}")
                     except OSError:
                         if controller != "cpu":  # without the CPU controller the sandbox still runs
                             raise
-        limits = cgroup_limits(spec)
+        limits, written = cgroup_limits(spec), set()
         for folder in dict.fromkeys(folders.values()):
             folder.mkdir(parents=True, exist_ok=True)
             for name, value in limits.items():
                 if (folder / name).exists():
                     try:
                         (folder / name).write_text(str(value))
+                        written.add(name)
                     except OSError:
                         if name not in OPTIONAL_LIMITS:
                             raise
+        if "pids.max" not in written or not written & {"memory.max", "memory.limit_in_bytes"}:
+            return False
         for folder in dict.fromkeys(folders.values()):
             (folder / "cgroup.procs").write_text(str(os.getpid()))
         return True
