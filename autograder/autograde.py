@@ -49,7 +49,7 @@ def sandbox_cores(job: dict) -> float:
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-MNT_DETACH = 2
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MNT_DETACH = 0x2, 0x4, 0x8, 0x2  # <sys/mount.h>
 
 
 def _mount_socket_folder(sockets: Path, uid: int) -> None:
@@ -58,7 +58,8 @@ def _mount_socket_folder(sockets: Path, uid: int) -> None:
     whatever is in it, when `release_sandbox` detaches it."""
     options = (f"size={sandbox.SOCKET_FOLDER_BYTES},nr_inodes={sandbox.SOCKET_FOLDER_INODES},mode=0700,"
                f"uid={uid},gid={uid}")
-    if _libc.mount(b"tmpfs", str(sockets).encode(), b"tmpfs", 0x2 | 0x4 | 0x8, options.encode()) != 0:  # nosuid, nodev, noexec
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if _libc.mount(b"tmpfs", str(sockets).encode(), b"tmpfs", flags, options.encode()) != 0:
         error = ctypes.get_errno()
         raise OSError(error, f"cannot mount the socket folder's tmpfs on {sockets}: {os.strerror(error)}")
 

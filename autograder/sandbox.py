@@ -19,13 +19,13 @@ cgroup namespaces, and all of it dies with the kernel's PID namespace: when the 
 killed, when it times out, and when the grader dies (`--die-with-parent`).
 
 As root (the grading machines) each sandbox runs as its own host uid, so no other sandbox shares its
-process count, and in its own cgroups where the machine has them: memory and process limits, and a CPU controller that makes
-the sandbox one share of the CPU however many processes or sessions it starts, and at most `Spec.cores`
-cores (cgroup v2 `cpu.weight` and `cpu.max`, v1 `cpu.shares` and the CFS quota). Its CPU time (`cpuacct`, or
-v2 `cpu.stat`) is what the grader's time limits count (autograder.timelimits). The
+process count, and in its own cgroups where the machine has them: memory and process limits, and a CPU
+controller that makes the sandbox one share of the CPU however many processes or sessions it starts, and
+at most `Spec.cores` cores (cgroup v2 `cpu.weight` and `cpu.max`, v1 `cpu.shares` and the CFS quota). Its
+CPU time (`cpuacct`, or v2 `cpu.stat`) is what the grader's time limits count (autograder.timelimits). The
 Python environment sits in root's home (mode 700), out of reach of that uid: its folders are first bound,
 as root, in a private mount namespace (`unshare --mount`) at places the uid can reach, then bubblewrap
-binds them back at their own paths inside the sandbox. Without root, bubblewrap runs as the instructor in
+binds them back inside the sandbox. Without root, bubblewrap runs as the instructor in
 an unprivileged user namespace; see the README for what differs.
 """
 from __future__ import annotations

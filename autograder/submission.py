@@ -2,14 +2,13 @@
 
 This is the task a Dask worker runs. It takes bytes, not paths: the submitted notebook, and the assignment's
 `Bundle` (its source files and gradebook template). It lays them out in a fresh private folder (mode 700,
-outside any sandbox's view), autogrades there with nbgrader (autograder.autograde) under a wall-clock
-limit (its sandbox's CPU time, with a wall-clock backstop: autograder.timelimits) kept by a watchdog that
-kills the sandbox, reads the grader's own verdicts, and returns a
-`SubmissionResult`: per-cell scores and reasons, the autograded notebook and the feedback HTML. The folder
-is removed afterwards, whatever the kernel left in it (autograde.release_sandbox), and a failure to remove
-it is logged, never the result; only the client process writes OUT and the class gradebook. nbgrader runs in the
-calling process, so its imports (nbgrader, torch, the hidden checks) are paid once per worker, not once
-per submission.
+outside any sandbox's view), autogrades there with nbgrader (autograder.autograde) under a time limit
+(its sandbox's CPU time, with a wall-clock backstop: autograder.timelimits) kept by a watchdog that kills
+the sandbox, reads the grader's own verdicts, and returns a `SubmissionResult`: per-cell scores and
+reasons, the autograded notebook and the feedback HTML. The folder is removed afterwards, whatever the
+kernel left in it (autograde.release_sandbox); a failure to remove it is logged, never the result. Only the
+client process writes OUT and the class gradebook. nbgrader runs in the calling process, so its imports
+(nbgrader, torch, the hidden checks) are paid once per worker, not once per submission.
 
 Faults are classified. What the submission caused (a failed test, a timeout, a dead kernel) scores 0 with
 the reason. What the grader or its environment caused (the kernel did not start, the disk is full, the
