@@ -7,8 +7,8 @@ Accepted layouts (a folder, or a zip of one, possibly wrapped in one top-level f
   assignment by the nbgrader cell ids (`grade_id`) it carries;
 - flat files named by the LMS, as for `nbgrader zip_collect`: a regular expression with named groups
   `student_id` (and usually `file_id`) is applied to each file name (default: Canvas's
-  `<student>_<ids>_<file>.ipynb`); folders named by Moodle (`<name>_<id>_assignsubmission_file_`) are
-  student folders.
+  `<student>_<ids>_<file>.ipynb`, and Moodle's flat `<name>_<id>_assignsubmission_file_<file>`); folders
+  named by Moodle (`<name>_<id>_assignsubmission_file_`) are student folders.
 
 Who a student is comes from the LMS's own ids, never from a name the student can set, and never depends on
 who else submitted:
@@ -26,7 +26,8 @@ Nothing is guessed: two files that match the same notebook are a duplicate (the 
 the reason says why), and files that match no notebook are reported as extra.
 
 What else is kept for each submission (the grader passes it on to autograder.late and autograder.export):
-- `lms_id`: Canvas's numeric user id from its file names. Canvas names each uploaded file
+- `lms_id` and `lms`: the LMS's id and whose it is ("canvas", "moodle", "" for a custom regexp's lms_id
+  group). Canvas names each uploaded file
   `<sortable name>_[LATE_]<user id>_<attachment id>_<file name>` (canvas-lms lib/content_zipper.rb,
   `get_filename` and `add_upload_submission`; `anon_<id>` replaces the name and user id under anonymous
   grading). The gradebook CSV's "ID" column is that user id, so export matches students by it.
