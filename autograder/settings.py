@@ -38,9 +38,10 @@ class Grading(Configurable):
     wall_clock_factor = Float(2.0, help="Where the time limits count CPU time, the wall-clock backstop of each, "
                                         "as a multiple of it: a cell or notebook still running after that long "
                                         "is stopped and scores 0, unless the machine was overloaded meanwhile "
-                                        "(its sandbox got under half the CPU its cores allowed while the host's "
-                                        "CPUs were 90% busy): then it is a grading error, regraded by the next "
-                                        "run (autograder.timelimits).").tag(config=True)
+                                        "(its sandbox got under a quarter of the CPU its cores allowed, waiting "
+                                        "for it, while the host's CPUs were 90% busy): then it is a grading "
+                                        "error, regraded by the next run (autograder.timelimits)."
+                              ).tag(config=True)
     cores_per_sandbox = Float(0.0, help="Most CPU cores one sandbox may use at once (a cgroup CPU quota, as "
                                         "root); each sandbox is also one equal CPU share, however many "
                                         "processes it starts. 0: the CPUs this machine lets the grader use, "

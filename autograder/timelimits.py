@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-STARVED = 0.5  # the sandbox got less than this share of the CPU its cores and wall time allowed...
+STARVED = 0.25  # the sandbox got less than this share of the CPU its cores and wall time allowed...
 HOST_BUSY = 0.9  # ...while at least this share of the host's CPUs (those this process may use) was busy,
 WAITED = 0.5  # ...and its threads together waited for a CPU at least this share of the wall time
 
