@@ -81,6 +81,7 @@ CANVAS_FILE = (r"^(?:(?P<student_id>.+?)_)??(?P<late>LATE_)?(?P<lms_id>anon_[A-Z
 TIMESTAMP_FILE = "timestamp.txt"
 ZIP_TIMES = ".zip-times.json"  # written by unpack beside the extracted files: relative path -> zip time
 ZIP_REFUSED = ".zip-refused.json"  # written by unpack: relative path -> why that member was not extracted
+ZIP_UNNAMED = ".zip-unnamed.json"  # written by unpack: why each member whose name can be no file was skipped
 # lms: whose id lms_id is: "canvas" (user id), "moodle" (participant id), "" (a custom regexp's lms_id group)
 STUDENT_COLUMNS = ["student", "lms_id", "email", "name", "lms"]
 # Moodle names a folder `<full name>_<participant id>_assignsubmission_<plugin>_` (mod/assign
@@ -90,6 +91,12 @@ STUDENT_COLUMNS = ["student", "lms_id", "email", "name", "lms"]
 MOODLE_FOLDER = re.compile(r"^(?P<name>[^_]*)_(?P<participant>\d+)_assignsubmission_[a-z]+_?$")
 MOODLE_FILE = re.compile(r"^(?P<name>[^_]*)_(?P<participant>\d+)_assignsubmission_[a-z]+_(?P<file_id>.+)$")
 MAX_ID_LENGTH = 100
+# What an id may hold besides letters and digits (any script's): none of it means anything to HTML (formgrader
+# prints ids unescaped), a shell glob (nbgrader globs the submitted folder), a spreadsheet or a terminal.
+ID_PUNCTUATION = frozenset(" _.@+-")
+STAND_IN = re.compile(r"student_[0-9a-f]{12}")  # the form of a stand-in id; no real id may take it
+# A JSON string (possessive, so a long or unterminated one costs one pass), or a bracket or comma
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{},]', re.DOTALL)
 # nbgrader's collector plugin warns through this logger for every name the regexp does not match; intake
 # reports those files itself (as "(unknown)" notes), so the warnings go nowhere.
 _QUIET = logging.getLogger("autograder.intake.collector")
@@ -132,17 +139,20 @@ class _FileInfo:
 @dataclass(frozen=True)
 class Limits:
     """What intake accepts before it parses anything (Grading's notebook_size_limit, notebook_cell_limit,
-    zip_member_limit and zip_size_limit; these defaults are theirs)."""
+    zip_member_limit, zip_size_limit, notebook_value_limit and notebook_depth_limit; these defaults are
+    theirs)."""
 
     notebook_bytes: int = 32 * 1024**2
     notebook_cells: int = 10_000
     zip_members: int = 100_000
     zip_bytes: int = 8 * 1024**3
+    notebook_values: int = 1_000_000
+    notebook_depth: int = 100
 
     @classmethod
     def of(cls, settings) -> Limits:
         return cls(settings.notebook_size_limit, settings.notebook_cell_limit, settings.zip_member_limit,
-                   settings.zip_size_limit)
+                   settings.zip_size_limit, settings.notebook_value_limit, settings.notebook_depth_limit)
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,7 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
     top = target = scratch / "unzipped"
     times = {}  # where each file member went, and its own time (zip stores local time without a zone)
     refused = {}  # members not extracted: relative path -> why
+    refused_names = []  # members whose very name could not be a file, so no stand-in marks them
     with zipfile.ZipFile(submissions) as archive:
         members = archive.infolist()
         if len(members) > limits.zip_members:
@@ -193,6 +204,11 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
                     extracted = Path(archive.extract(info, target))  # zipfile drops absolute paths and '..'
                 except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a damaged member, not the zip
                     why = f"it could not be extracted ({type(error).__name__}: {error})"
+                except OSError as error:  # a name this file system refuses (too long, say): that member only
+                    note = (f"its name {_printable(info.filename[:200])} could not be a file here "
+                            f"({type(error).__name__}: {error.strerror}); not extracted")
+                    refused_names.append(note)
+                    continue
             if why:
                 # An empty stand-in where zipfile would have put it (without absolute paths, '.' and '..').
                 parts = [part for part in info.filename.split("/") if part not in ("", ".", "..")]
@@ -216,6 +232,7 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
 
     (target / ZIP_TIMES).write_text(json.dumps(below_target(times)))
     (target / ZIP_REFUSED).write_text(json.dumps(below_target(refused)))
+    (target / ZIP_UNNAMED).write_text(json.dumps(refused_names))
     return target
 
 
@@ -233,6 +250,7 @@ def collect(root: Path, assignments: list[str], expected_notebooks: dict[str, li
     files_by_student, infos, notes = _files_by_student(root, student_regexp)
     zip_times = _sidecar(root, ZIP_TIMES)
     refused = {root / name: why for name, why in _sidecar(root, ZIP_REFUSED).items()}
+    notes += [Note("(unknown)", "(zip member)", why) for why in _sidecar(root, ZIP_UNNAMED, [])]
     over = {path: refused.get(path) or (_over_limit(path, limits) if path.suffix == ".ipynb" else "")
             for paths in files_by_student.values() for path in paths}
     submissions = []
@@ -320,10 +338,10 @@ def check_ids_unchanged(students_csv: Path, found: list[Submission]) -> None:
                          "and extensions in course.toml keyed by the new ids")
 
 
-def _sidecar(root: Path, name: str) -> dict:
-    """What unpack recorded beside the extracted files ({} for a folder)."""
+def _sidecar(root: Path, name: str, empty=None):
+    """What unpack recorded beside the extracted files (`empty`, by default {}, for a folder)."""
     path = root / name
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return json.loads(path.read_text()) if path.is_file() else ({} if empty is None else empty)
 
 
 def _submission(student: str, assignment: str, notebook: str, paths: list[Path], root: Path,
@@ -378,7 +396,8 @@ def _files_by_student(root: Path, student_regexp: str
         infos.update(dict.fromkeys(files, info))
     # Hidden files too: a Canvas sortable name may start with a dot. A timestamp.txt here is no student's.
     flat = [p for p in sorted(root.iterdir()) if p.is_file() and p.name not in (TIMESTAMP_FILE, ZIP_TIMES,
-                                                                                ZIP_REFUSED, ".DS_Store")]
+                                                                                ZIP_REFUSED, ZIP_UNNAMED,
+                                                                                ".DS_Store")]
     # nbgrader's own collector plugin applies the regexp (re.match on the name, as zip_collect does); every
     # extension present is valid here, so that files which are not notebooks are still reported per student.
     collector = FileNameCollectorPlugin(named_regexp=student_regexp, valid_ext=sorted({p.suffix for p in flat}),
@@ -464,6 +483,14 @@ def _over_limit(path: Path, limits: Limits) -> str:
     if size > limits.notebook_bytes:
         return (f"{size:,} bytes, over Grading.notebook_size_limit ({limits.notebook_bytes:,} bytes); "
                 "it was not read")
+    with open(path, "rb") as file:
+        values, depth = json_shape(file.read(), limits.notebook_values, limits.notebook_depth)
+    if values > limits.notebook_values:
+        return (f"more than {limits.notebook_values:,} JSON values (cells, outputs, lines...), over "
+                "Grading.notebook_value_limit; it was not read")
+    if depth > limits.notebook_depth:
+        return (f"nested more than {limits.notebook_depth} levels deep, over Grading.notebook_depth_limit; "
+                "it was not read")
     over = (f"more than {limits.notebook_cells:,} cells, over Grading.notebook_cell_limit; it was not read")
     cells = 0
     try:
@@ -480,10 +507,38 @@ def _over_limit(path: Path, limits: Limits) -> str:
     return ""
 
 
+def json_shape(data: bytes, value_limit: int, depth_limit: int) -> tuple[int, int]:
+    """(values, depth) of a JSON text, read from its bytes with no parser: every value a parser would build
+    (each array or object, and each element after a comma) and the deepest nesting of arrays and objects.
+
+    Both bound what parsing costs before anything parses: nbformat builds and validates every value (an
+    empty output `{}` costs about 45 KB there), and a streaming parser keeps a path per level of nesting,
+    so its cost grows with the square of the depth. One regular expression steps over strings (possessive,
+    so linear) to the brackets and commas outside them, one match at a time, and the scan stops as soon as
+    either limit is passed: it never holds more than one match."""
+    values, depth, deepest = 1, 0, 0
+    for match in _JSON_TOKEN.finditer(data):
+        token = match.group()
+        if token[0] == ord('"'):
+            continue
+        if token in b"[{":
+            values += 1
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token == b",":
+            values += 1
+        else:
+            depth -= 1
+        if values > value_limit or deepest > depth_limit:
+            break
+    return values, deepest
+
+
 def _is_safe_id(raw: str) -> bool:
-    """An id that prints as itself, is one file name, and cannot be read as an option or a hidden file."""
-    return (0 < len(raw) <= MAX_ID_LENGTH and raw == raw.strip() and raw[0] not in ".-"
-            and all(_plain(ch) for ch in raw))
+    """An id that prints as itself everywhere: letters, digits and ID_PUNCTUATION (an allow-list), one file
+    name that is not hidden or an option, and not the form of a stand-in (which would take another's)."""
+    return (0 < len(raw) <= MAX_ID_LENGTH and raw == raw.strip() and raw[0] not in ".-+@"
+            and all(ch.isalnum() or ch in ID_PUNCTUATION for ch in raw) and not STAND_IN.fullmatch(raw))
 
 
 def _plain(ch: str) -> bool:

@@ -67,6 +67,14 @@ class Grading(Configurable):
     notebook_cell_limit = Int(10_000, help="Cells of one submitted notebook, counted at intake by a streaming "
                               "scan before nbformat reads it; a notebook with more is not graded and scores 0 "
                               "as malformed. The release notebooks have at most 54 cells.").tag(config=True)
+    notebook_value_limit = Int(1_000_000, help="JSON values (arrays, objects and their elements: cells, outputs, "
+                               "source lines) of one submitted notebook, counted from its bytes at intake before "
+                               "any parser runs (nbformat costs up to 45 KB a value); a notebook with more scores "
+                               "0 as malformed. The release notebooks have about 2,000.").tag(config=True)
+    notebook_depth_limit = Int(100, help="Levels of nested arrays and objects in one submitted notebook, measured "
+                               "from its bytes at intake before any parser runs (a streaming parser's cost grows "
+                               "with the square of the depth); a deeper notebook scores 0 as malformed. The "
+                               "release notebooks nest 6 levels.").tag(config=True)
     zip_member_limit = Int(100_000, help="Members of a submissions zip, checked before anything is extracted; "
                            "a zip with more is refused whole.").tag(config=True)
     zip_size_limit = Int(8 * 1024**3, help="Uncompressed bytes of all the members of a submissions zip together, "

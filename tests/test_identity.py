@@ -6,6 +6,7 @@ upload time as its zip time; Canvas's names each file `<sortable name>_[LATE_]<u
 (canvas-lms lib/content_zipper.rb).
 """
 import csv
+import hashlib
 import os
 import subprocess
 import sys
@@ -204,7 +205,11 @@ def test_canvas_roster_is_matched_by_user_id_only(tmp_path):
 
 
 @pytest.mark.parametrize("raw", [HOSTILE, "-rf", "..", "a\\b", "tab\there", "x" * 101, " padded",
-                                 "line\u2028break", "nbsp\u00a0name"])
+                                 "line\u2028break", "nbsp\u00a0name",
+                                 # formgrader prints the id as HTML; nbgrader globs the submitted folder
+                                 "<img src=x onerror=alert(document.cookie)>", "Lee [2]", "a*b?", "@SUM(1)",
+                                 # a stand-in's form, which would take the student it stands for
+                                 "student_9adaa876a241"])
 def test_a_hostile_id_is_mapped_to_a_stable_safe_one(tmp_path, raw):
     """Folder names a terminal, a file system or a spreadsheet could misread become `student_<hash>`, the
     original kept as the name; the innocent student beside them keeps his id."""
@@ -216,6 +221,7 @@ def test_a_hostile_id_is_mapped_to_a_stable_safe_one(tmp_path, raw):
     hostile, ada = sorted(found, key=lambda s: s.student != "ada", reverse=True)
     assert ada.student == "ada" and not ada.problem
     assert hostile.student.startswith("student_") and hostile.name == raw and not hostile.problem
+    assert hostile.student != raw
     assert [s.student for s in again] == [s.student for s in found]  # the same id every run
     note, = notes
     assert note.student == hostile.student and note.note.startswith("student id ")
@@ -294,3 +300,21 @@ def test_a_moodle_participant_named_like_an_old_folder_student_does_not_stop_the
     archive = _zip(tmp_path / "m.zip", [(f"ada_104_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN)])
     found, _ = _collect(archive, tmp_path / "m")
     intake.check_ids_unchanged(tmp_path / "students.csv", found)
+
+
+def test_an_id_in_a_stand_ins_form_cannot_take_the_student_it_stands_for(tmp_path):
+    """A student whose folder name needs a stand-in, and an attacker who names his folder after that
+    stand-in (anyone can compute the hash): two students, the victim graded on his own notebook."""
+    victim = "Ana Lima "  # a trailing space: mapped
+    stand_in = "student_" + hashlib.sha256(victim.encode()).hexdigest()[:12]
+    wrong = solved()
+    cell_by_grade_id(wrong, "threshold_query").source = WRONG_THRESHOLD
+    for name, nb in ((victim, solved()), (stand_in, wrong)):
+        path = tmp_path / "class" / name / ASSIGNMENT / NOTEBOOK
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    found, _ = intake.collect(tmp_path / "class", [ASSIGNMENT], EXPECTED, SOURCE, time_zone="UTC")
+    by_name = {s.name or s.student: s for s in found}
+    assert len(found) == 2 and not any(s.problem for s in found)
+    assert by_name[victim].student == stand_in and by_name[stand_in].student not in (stand_in, victim)
+    assert by_name[victim].path.parent.parent.name == victim

@@ -63,8 +63,9 @@ def test_200000_empty_cells_are_refused_in_seconds_without_building_them(tmp_pat
     tracemalloc.stop()
     assert elapsed < 10, f"intake took {elapsed:.1f} s"
     assert peak < 64 * 1024**2, f"intake built {peak / 1024**2:.0f} MB of Python objects"
-    assert found["eve"].problem.startswith("malformed notebook: more than 10,000 cells")
-    assert "Grading.notebook_cell_limit" in found["eve"].problem and found["eve"].path is not None
+    # 200,000 cells are also more than a million JSON values, the cap the byte scan meets first.
+    assert found["eve"].problem.startswith("malformed notebook: more than 1,000,000 JSON values")
+    assert "Grading.notebook_value_limit" in found["eve"].problem and found["eve"].path is not None
     assert found["ada"].problem == "" and found["ada"].path is not None
 
 
@@ -181,10 +182,62 @@ def test_grade_refuses_a_200000_cell_notebook_and_grades_the_class(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv", newline="")))
     eve = [r for r in rows if r["student"] == "eve"]
-    assert eve and all(r["score"] in ("0", "") and "Grading.notebook_cell_limit" in r["reason"] for r in eve
+    assert eve and all(r["score"] in ("0", "") and "Grading.notebook_value_limit" in r["reason"] for r in eve
                        if r["kind"] == "auto")
     ada = [r for r in rows if r["student"] == "ada" and r["kind"] == "auto"]
     assert ada and all(r["score"] == r["max_score"] for r in ada), ada
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
     print(f"\ngrade with a 200,000-cell notebook: {elapsed:.1f} s, largest process {peak / 1024**2:.0f} MB")
     assert elapsed < 150 and peak < 2 * 1024**3  # nbformat alone took 340 s and 2 GB for it
+
+
+def test_deep_nesting_is_refused_before_any_parser_sees_it(tmp_path):
+    """A streaming parser keeps a path per level, so 30,000 levels (60 KB) took 2.3 GB and 3 million levels
+    (6 MB) exhausted the host; the bytes are measured first, in bounded memory."""
+    hostile = b'{"metadata": {"x": ' + b"[" * 3_000_000 + b"]" * 3_000_000 + b'}, "cells": []}'
+    root = _class(tmp_path / "class", hostile)
+    tracemalloc.start()
+    started = time.perf_counter()
+    found, _ = _collect(root)
+    elapsed = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert elapsed < 20, f"intake took {elapsed:.1f} s"
+    assert peak < 200 * 1024**2, f"intake used {peak / 1024**2:.0f} MB"
+    assert "more than 100 levels deep, over Grading.notebook_depth_limit" in found["eve"].problem
+    assert found["ada"].problem == ""
+
+
+def test_many_empty_outputs_are_refused_before_nbformat_builds_them(tmp_path):
+    """The cell limit does not bound outputs: 100,000 empty outputs in one cell (318 KB) cost nbformat 136 s
+    and 4.6 GB. They count as JSON values, measured from the bytes."""
+    nb = json.loads(nbformat.writes(solved()))
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{}] * 1_000_001
+    root = _class(tmp_path / "class", json.dumps(nb).encode())
+    started = time.perf_counter()
+    found, _ = _collect(root)
+    assert time.perf_counter() - started < 20
+    assert "Grading.notebook_value_limit" in found["eve"].problem
+    assert found["ada"].problem == ""
+
+
+def test_the_json_shape_ignores_brackets_and_commas_inside_strings():
+    assert intake.json_shape(b'{"a": "[[[,,,{{{\\"]]]", "b": [1, 2, [3]]}', 100, 10) == (7, 3)
+    assert intake.json_shape(b'["\\\\", "]"]', 100, 10) == (3, 1)  # an escaped backslash ends before the quote
+    assert intake.json_shape(b"[" + b"0," * 200 + b"0]", 100, 10)[0] == 101  # the scan stops past the limit
+    assert intake.json_shape(b"[" * 50 + b"]" * 50, 100, 10) == (12, 11)
+
+
+def test_a_zip_member_whose_name_can_be_no_file_is_listed_and_the_batch_goes_on(tmp_path):
+    """A name over the file system's 255 bytes (70 emoji are 280) made extraction raise and stopped every
+    student's grading; now that member is a note and the others are graded."""
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(f"ada/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved()))
+        long_name = "\U0001f600" * 70 + ".ipynb"
+        zipped.writestr(f"eve/{ASSIGNMENT}/{long_name}", nbformat.writes(solved()))
+    root = intake.unpack(archive, tmp_path / "scratch")
+    found, notes = _collect(root)
+    assert found["ada"].problem == "" and found["ada"].path is not None
+    assert any("could not be a file here" in n.note and "not extracted" in n.note for n in notes), notes
