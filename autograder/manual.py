@@ -235,8 +235,12 @@ def _answer_text(out: Path, student: str, assignment: str, notebook: str, cell: 
 
 def answer_html(source: str) -> str:
     """A written answer's Markdown as HTML, rendered as nbconvert renders feedback pages, after
-    autograder.sanitise has made its raw HTML, links and images inert (the page also forbids every script)."""
-    return markdown2html_mistune(sanitise.clean_markdown(source))
+    autograder.sanitise has made its raw HTML, links and images inert (the page also forbids every script).
+
+    The rendered answer is parsed and written out again as one closed tree (nh3, through `clean_html`): raw
+    HTML in Markdown may leave elements open (a `<table><tr><td><details>` that would swallow every later
+    student's section), and no answer may reach past its own box."""
+    return sanitise.clean_html(markdown2html_mistune(sanitise.clean_markdown(source)))
 
 
 def _page(assignment: str, cell: str, answers: list[WrittenAnswer]) -> str:
@@ -246,7 +250,7 @@ def _page(assignment: str, cell: str, answers: list[WrittenAnswer]) -> str:
     for a in answers:
         score = "awaiting grading" if a.score is None else f"{a.score:g} / {a.max_score:g}"
         items.append(f"<section><h2>{html.escape(a.student)}</h2><p class=score>{html.escape(score)}</p>"
-                     f"<div class=answer>{answer_html(a.answer)}</div></section>")
+                     f"<div class=answer>{answer_html(a.answer) or '<em>(empty)</em>'}</div></section>")
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             "<meta name=viewport content='width=device-width, initial-scale=1'>"
             "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
@@ -257,9 +261,13 @@ def _page(assignment: str, cell: str, answers: list[WrittenAnswer]) -> str:
             + "".join(items) + "</body></html>")
 
 
+# Each answer sits in a box of its own, its headings no bigger than its text, so that an answer which
+# imitates a student's heading and score still reads as what it is: inside someone's box.
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:auto;padding:1rem;line-height:1.5}"
           "section{border-top:1px solid #ccc;padding:.5rem 0}h2{font-size:1.1rem;margin:.2rem 0;"
-          "overflow-wrap:anywhere}.score{color:#555;margin:0}.answer{overflow-wrap:anywhere}"
+          "overflow-wrap:anywhere}.score{color:#555;margin:0 0 .3rem}.answer{overflow-wrap:anywhere;"
+          "border:1px solid #bbb;border-left:4px solid #777;background:#f8f8f8;padding:.3rem .8rem;"
+          "overflow-x:auto}.answer h1,.answer h2,.answer h3,.answer h4,.answer h5,.answer h6{font-size:1em}"
           ".answer img{max-width:100%}")
 
 

@@ -167,3 +167,50 @@ def test_read_scores_skips_empty_scores(out):
     shutil.copy(sheet, out / "copy.csv")
     assert manual.read_scores(_fill(out / "copy.csv", {"bob": " 1 "}), out) == [
         manual.ManualScore("bob", ASSIGNMENT, NOTEBOOK, CELL, 1.0)]
+
+
+def test_an_answer_cannot_reach_past_its_own_box_in_a_browser(out, tmp_path):
+    """An answer that leaves a table cell and a collapsed details element open would swallow every later
+    student's section, and one that imitates a student's heading and score would forge one: in Chromium,
+    each student's section holds that student's answer, every section is visible, and at a phone's width
+    nothing is wider than the screen."""
+    from test_browser import CHROMIUM, CHROMIUM_FLAGS, _browser_missing
+
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    forged = ("<table><tr><td><details><summary> </summary>\n\n## bob\n\n"
+              '<font color="#555555">awaiting grading</font>\n\nno idea lol <font color="#ffffff"><s>')
+    nb_path = out / "autograded" / "alice" / ASSIGNMENT / NOTEBOOK
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells[0].source = forged
+    nbformat.write(nb, nb_path)
+    assert _manual(out).returncode == 0
+    page_path = out / "manual" / ASSIGNMENT / f"{CELL}.html"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            for width in (1280, 390):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.goto(page_path.as_uri())
+                sections = page.evaluate("""() => [...document.querySelectorAll('body > section')].map(s => ({
+                    student: s.querySelector(':scope > h2').innerText,
+                    answer: s.querySelector(':scope > .answer').textContent,
+                    visible: s.getBoundingClientRect().height > 0 && s.checkVisibility(),
+                    style: getComputedStyle(s.querySelector(':scope > h2')).color}))""")
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                if width == 390:
+                    page.screenshot(path=str(tmp_path / "manual.png"), full_page=True)
+                page.close()
+                assert [s["student"] for s in sections] == list(ANSWERS), sections
+                assert all(s["visible"] for s in sections), sections
+                assert len({s["style"] for s in sections}) == 1  # no answer recolours the headings after it
+                by_student = {s["student"]: s["answer"] for s in sections}
+                assert "no idea lol" in by_student["alice"] and "formula student" not in by_student["alice"]
+                assert "formula student" in by_student[next(iter(reversed(ANSWERS)))]
+                assert "Because" in by_student["bob"]
+                assert overflow <= 0
+        finally:
+            browser.close()
