@@ -263,7 +263,8 @@ def _passed_unchecked(token: dict, attachments: dict) -> bool:
     kind = token["type"]
     if kind == "link":
         url = _plain_url(token["attrs"].get("url") or "")
-        return not (url.startswith(("http://", "https://", "mailto:", "#")) or ":" not in url.split("/")[0])
+        # As for HTML: a relative link (`/api/contents`, `//host/x`) would open the viewer's own server.
+        return not url.startswith(("http://", "https://", "mailto:", "#"))
     if kind == "image":
         url = (token["attrs"].get("url") or "").strip()
         if url.startswith("attachment:"):

@@ -226,6 +226,16 @@ def test_a_cell_that_cannot_be_patched_is_shown_as_its_text():
     assert "&lt;img src=x onerror=alert(1)&gt;" in page  # the instructor sees what was tried
 
 
+@pytest.mark.parametrize("url", ["/api/contents", "//evil.example/x", "../../tree", "api/terminals"])
+def test_a_markdown_link_to_the_viewers_own_server_is_shown_as_text(url):
+    """As in HTML, a Markdown link that is not http(s), mailto or a fragment goes: a relative one would open
+    the instructor's own Jupyter server (its API, its terminals) from inside the page."""
+    cleaned = clean_markdown(f"See [the notes]({url}) and [the course](https://example.org/course).")
+    assert AS_TEXT in cleaned
+    assert clean_markdown("See [the course](https://example.org/course) and [below](#answer).") == (
+        "See [the course](https://example.org/course) and [below](#answer).")
+
+
 def test_text_that_merely_looks_like_html_is_untouched():
     for text in ("a < b and c > d", "5 & 6", "If p<0.5 then", "$$\\left\\langle x, y \\right\\rangle$$",
                  "\\begin{equation} a<b \\end{equation}", "time: 12:30, ratio 1:2", "mailto:me@example.org",
