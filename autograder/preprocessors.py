@@ -202,6 +202,7 @@ class TrustedExecute(Execute):
         self._overloaded = ""
         self._cpu_clock = sandbox.cpu_clock(self.sandbox_uid)
         self._waits = sandbox.waits(self.sandbox_uid)
+        self._sandboxes_clock = sandbox.all_sandboxes_cpu_clock(self.sandbox_uid)
         self._server = None
         with tempfile.TemporaryDirectory(prefix="dpc-") as scratch, contextlib.ExitStack() as server_scope:
             self._checker_address = os.path.join(self.checker_folder or scratch, "checker")
@@ -330,7 +331,8 @@ class TrustedExecute(Execute):
         if timeout is None:
             return await super()._async_poll_for_reply(msg_id, cell, timeout, task_poll_output_msg,
                                                        task_poll_kernel_alive)
-        limit = TimeLimit(timeout, self._cpu_clock, self.cores, self.wall_clock_factor, waits=self._waits)
+        limit = TimeLimit(timeout, self._cpu_clock, self.cores, self.wall_clock_factor, waits=self._waits,
+                          sandboxes_clock=self._sandboxes_clock)
         timeout_reply = None
         while True:
             try:

@@ -230,6 +230,7 @@ class _Watchdog:
         self.base, self.limits = base, limits
         self.cpu_clock = sandbox.cpu_clock(uid) if limits["sandbox"] else None
         self.waits = sandbox.waits(uid) if limits["sandbox"] else None
+        self.sandboxes_clock = sandbox.all_sandboxes_cpu_clock(uid) if limits["sandbox"] else None
         self.expiry = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="notebook-timeout", daemon=True)
@@ -237,7 +238,7 @@ class _Watchdog:
     def start(self) -> None:
         self._limit = TimeLimit(self.limits["notebook_timeout"], self.cpu_clock,
                                 autograde.sandbox_cores(self.limits), self.limits.get("wall_clock_factor", 2.0),
-                                what="the notebook", waits=self.waits)
+                                what="the notebook", waits=self.waits, sandboxes_clock=self.sandboxes_clock)
         self._thread.start()
 
     def stop(self) -> None:

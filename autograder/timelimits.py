@@ -9,8 +9,12 @@ wall time allowed (STARVED of its cores) while the host's CPUs were busy (HOST_B
 machine says so, its threads spent much of that time ready to run but waiting for a CPU (WAITED), the
 machine was overloaded and the limit is a grading error, regraded by the next run; otherwise it is the
 submission's own timeout (a submission that sleeps asks for no CPU, so it is not starved, however busy
-the host). Where the machine counts no CPU time per sandbox (no cgroups), T is wall-clock time and
-always the submission's.
+the host). Where the machine counts the CPU time of all the sandboxes together (their parent cgroup), the
+host must also have been kept busy by work outside every sandbox (OUTSIDE_BUSY): sandboxes share the CPU
+by equal shares, so other submissions cannot starve one below its share, and neither a submission nor a
+classmate colluding with it can make its own timeout look like the machine's (a sandbox's own threads can
+be made to queue at will: their waiting alone proves nothing). Where the machine counts no CPU time per
+sandbox (no cgroups), T is wall-clock time and always the submission's.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from typing import Callable
 
 STARVED = 0.25  # the sandbox got less than this share of the CPU its cores and wall time allowed...
 HOST_BUSY = 0.9  # ...while at least this share of the host's CPUs (those this process may use) was busy,
-WAITED = 0.5  # ...and its threads together waited for a CPU at least this share of the wall time
+WAITED = 0.5  # ...and its threads together waited for a CPU at least this share of the wall time,
+OUTSIDE_BUSY = 0.5  # ...and at least this share of the host's CPU time went to work outside every sandbox
 
 
 def usable_cpus() -> int:
@@ -62,8 +67,11 @@ class TimeLimit:
 
     def __init__(self, limit: float, cpu_clock: Callable[[], float] | None, cores: float,
                  wall_clock_factor: float, what: str = "the cell",
-                 waits: Callable[[], dict[int, float]] | None = None):
+                 waits: Callable[[], dict[int, float]] | None = None,
+                 sandboxes_clock: Callable[[], float] | None = None):
         self.limit, self.cpu_clock, self.what, self.waits = limit, cpu_clock, what, waits
+        self.sandboxes_clock = sandboxes_clock
+        self.sandboxes_start = sandboxes_clock() if sandboxes_clock is not None else 0.0
         self.waits_start = waits() if waits is not None else {}
         self.cores = min(cores, usable_cpus()) if cores > 0 else usable_cpus()
         self.started = time.monotonic()
@@ -94,10 +102,22 @@ class TimeLimit:
                 if host and self.host_start else 0.0)
         waited = (sum(now - self.waits_start.get(tid, 0.0) for tid, now in self.waits().items())
                   if self.waits is not None else None)
-        if cpu < STARVED * self.cores * wall and busy >= HOST_BUSY and (waited is None or waited >= WAITED * wall):
+        outside = self._outside_share(host)
+        if (cpu < STARVED * self.cores * wall and busy >= HOST_BUSY and (waited is None or waited >= WAITED * wall)
+                and (outside is None or outside >= OUTSIDE_BUSY)):
             return Expiry(True, f"the machine was overloaded: {self.what} ran {wall:.0f} s but its sandbox got "
                                 f"{cpu:.1f} s of CPU (of {self.cores:g} core(s)) while the host's CPUs were "
                                 f"{busy:.0%} busy" + (f" and its threads waited {waited:.0f} s for one"
                                                       if waited is not None else ""))
         return Expiry(False, f"{self.what} ran for more than {self.wall_limit:g} s of wall-clock time, the "
                              f"backstop of its {self.limit:g} s limit")
+
+    def _outside_share(self, host: tuple[int, int] | None) -> float | None:
+        """The share of the host's CPU time since the start that went to work outside every sandbox, or None
+        where the machine does not count the sandboxes' CPU time together."""
+        if self.sandboxes_clock is None or not host or not self.host_start:
+            return None
+        ticks_per_second = os.sysconf("SC_CLK_TCK")
+        busy = (host[0] - self.host_start[0]) / ticks_per_second
+        total = max(host[1] - self.host_start[1], 1) / ticks_per_second
+        return max(busy - (self.sandboxes_clock() - self.sandboxes_start), 0.0) / total

@@ -160,17 +160,21 @@ class _Clock:
         return self.value
 
 
-def _judged(monkeypatch, cpu: float, wall: float, host_busy: float, waited: float, cores: float = 1.0):
+def _judged(monkeypatch, cpu: float, wall: float, host_busy: float, waited: float, cores: float = 1.0,
+            in_sandboxes: float | None = None):
     """The limit of 10 s after `wall` seconds, in which the sandbox used `cpu` s of CPU and its threads waited
-    `waited` s for one, while the host's CPUs were `host_busy` busy."""
-    clock, now, host, waits = _Clock(), [100.0], [(0, 0)], [{}]
+    `waited` s for one, while the host's CPUs were `host_busy` busy, `in_sandboxes` of that time (a share of
+    the host's CPU time) in all the sandboxes together (None: the machine does not count it)."""
+    clock, now, host, waits, sandboxes = _Clock(), [100.0], [(0, 0)], [{}], _Clock()
     monkeypatch.setattr(timelimits.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(timelimits, "host_cpu_times", lambda: host[0])
     monkeypatch.setattr(timelimits, "usable_cpus", lambda: 4)
-    limit = timelimits.TimeLimit(10, clock, cores, 2.0, waits=lambda: waits[0])
+    limit = timelimits.TimeLimit(10, clock, cores, 2.0, waits=lambda: waits[0],
+                                 sandboxes_clock=sandboxes if in_sandboxes is not None else None)
     now[0] += wall
     clock.value = cpu
     host[0] = (int(host_busy * 1000), 1000)
+    sandboxes.value = (in_sandboxes or 0.0) * 1000 / os.sysconf("SC_CLK_TCK")
     waits[0] = {1: waited / 2, 2: waited / 2}  # two threads, both started after the limit did
     return limit.check()
 
@@ -195,6 +199,16 @@ def test_the_backstop_of_a_sleeper_is_the_submissions_even_on_a_busy_machine(mon
     for host_busy in (0.3, 1.0):
         expiry = _judged(monkeypatch, cpu=0.1, wall=20, host_busy=host_busy, waited=0.2)
         assert expiry is not None and not expiry.overloaded and "wall-clock" in expiry.message
+
+
+def test_a_host_kept_busy_by_sandboxes_is_no_excuse(monkeypatch):
+    """Sandboxes share the CPU by equal shares: when the host's CPUs went to sandboxes (a colluding classmate
+    spinning, this submission's own threads made to queue), a cell that got little CPU and waited long is the
+    submission's own timeout. Only work outside every sandbox makes it the machine's fault."""
+    expiry = _judged(monkeypatch, cpu=3, wall=20, host_busy=0.97, waited=1800, in_sandboxes=0.95)
+    assert expiry is not None and not expiry.overloaded, expiry
+    expiry = _judged(monkeypatch, cpu=3, wall=20, host_busy=0.97, waited=17, in_sandboxes=0.3)
+    assert expiry is not None and expiry.overloaded, expiry
 
 
 def test_a_sandbox_that_used_its_cores_was_not_starved(monkeypatch):
@@ -245,3 +259,62 @@ def test_a_cell_starved_by_an_overloaded_machine_is_a_grading_error(bundle, monk
     result = _graded(bundle, SLEEPER, cell_timeout=5)
     assert result.grading_error.startswith("grading error: the machine was overloaded"), result.grading_error
     assert all(c.score is None and c.reason.startswith("grading error:") for c in result.cells)
+
+
+# Sixty-four children that each wake on the same half-second tick and run 3 ms of CPU: the sandbox uses a
+# fifth of a core, but its threads queue for one another all the time. Then the cell sleeps for good.
+QUEUEING_SLEEPER = """
+import os, time
+def _queue_and_sleep():
+    while True:
+        now = time.time()
+        time.sleep((int(now * 2) + 1) / 2 - now)
+        end = time.thread_time() + 0.003
+        while time.thread_time() < end:
+            pass
+for _ in range(64):
+    if os.fork() == 0:
+        try:
+            _queue_and_sleep()
+        finally:
+            os._exit(0)
+while True:
+    time.sleep(1)
+"""
+SPIN_17_S = "\nimport time as _clock\n_start = _clock.time()\nwhile _clock.time() - _start < 17:\n    pass\n"
+
+
+@pytest.mark.slow
+@counts_cpu
+def test_a_colluding_classmate_cannot_make_a_timeout_the_machines_fault(tmp_path):
+    """The sleeper's cell passes its backstop while a classmate graded beside it spins in every solution cell
+    (the host's CPUs all busy) and its own 64 children queue for its CPU: the host was kept busy by sandboxes,
+    which share the CPU fairly, so that timeout is the sleeper's own (a score and a reason, never a grading
+    error that every rerun would repeat); the colluder and an innocent keep full marks."""
+    token = os.urandom(4).hex()
+    sleeper, colluder, innocent = f"a_sleeper_{token}", f"a_colluder_{token}", f"z_innocent_{token}"
+    for student in (sleeper, colluder, innocent):
+        nb = solved()
+        for cell in nb.cells:
+            flags = cell.metadata.get("nbgrader", {})
+            if student == sleeper and flags.get("grade_id") == "create_db":
+                cell.source += "\n" + QUEUEING_SLEEPER
+            elif student == colluder and cell.cell_type == "code" and flags.get("solution"):
+                cell.source += SPIN_17_S
+        (tmp_path / "class" / student / ASSIGNMENT).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
+                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "2",
+                             "--cell-timeout", "20", "--timeout", "400", "--Grading.cores_per_sandbox=1"],
+                            cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    rows = _rows(tmp_path / "out")
+    errors = [(s, c, r["reason"]) for s, cells in rows.items() for c, r in cells.items()
+              if r["reason"].startswith("grading error")]
+    assert not errors, errors
+    auto = [c for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "auto"]
+    for student in (colluder, innocent):
+        lost = [(c.name, rows[student][c.name]["reason"]) for c in auto
+                if float(rows[student][c.name]["score"]) != c.max_score]
+        assert not lost, (student, lost)
+    assert not _left_behind([sleeper, colluder, innocent])
