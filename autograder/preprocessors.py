@@ -64,7 +64,8 @@ class RestoreGradedCells(NbGraderPreprocessor):
     into markdown, say), which would cost the student every point. Instead: later copies of a graded cell
     are dropped, and a graded cell whose type or nbgrader flags were changed gets them back from the
     gradebook (nbgrader's OverwriteCells then restores a locked cell's source). Deleted cells are put back by
-    `OverwriteCells.add_missing_cells`.
+    `OverwriteCells.add_missing_cells`. A cell whose nbgrader flags name no cell of the source (an earlier
+    release's, or a student's invention) loses them and is graded as an ordinary cell.
     """
 
     def preprocess(self, nb, resources):
@@ -84,6 +85,12 @@ class RestoreGradedCells(NbGraderPreprocessor):
                 if grade_id in source:
                     seen.add(grade_id)
                     self._restore(cell, source[grade_id], gradebook, info)
+                elif "nbgrader" in cell.metadata:
+                    # A cell of an earlier release that the source no longer has (a student who downloaded the
+                    # notebook before the instructor removed it), or one a student flagged himself: an ordinary
+                    # cell, not nbgrader's missing source cell that fails the whole notebook.
+                    self.log.warning("cell %s is not in the source notebook: graded as an ordinary cell", grade_id)
+                    del cell.metadata["nbgrader"]
                 kept.append(cell)
             nb.cells = kept
         return nb, resources

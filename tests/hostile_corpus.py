@@ -147,6 +147,24 @@ def _malformed_cell_flags(folder: Path, port: int) -> None:
     (folder / ASSIGNMENT / NOTEBOOK).write_text(json.dumps(nb))
 
 
+def _cells_the_source_lacks(folder: Path, port: int) -> None:
+    """A locked cell of an earlier release that the source no longer has (the Colab badge, before the course
+    set no public repository), and a graded cell the student invented, worth 10 points: neither costs nor
+    earns anything."""
+    nb = json.loads(nbformat.writes(solved()))
+    old_badge = {"cell_type": "markdown", "id": "generated-badge", "source": "[![Open In Colab](x.svg)](y)",
+                 "metadata": {"editable": False, "deletable": False, "nbgrader": {
+                     "cell_type": "markdown", "checksum": "a8d6315d735e854a0276427fc5aad874", "grade": False,
+                     "grade_id": "generated-badge", "locked": True, "schema_version": 3, "solution": False,
+                     "task": False}}}
+    invented = {"cell_type": "code", "execution_count": None, "id": "bonus", "outputs": [], "source": "x = 1",
+                "metadata": {"nbgrader": {"grade": True, "grade_id": "bonus", "points": 10, "locked": False,
+                                          "solution": False, "schema_version": 3, "task": False}}}
+    nb["cells"] = [old_badge, *nb["cells"], invented]
+    (folder / ASSIGNMENT).mkdir(parents=True)
+    (folder / ASSIGNMENT / NOTEBOOK).write_text(json.dumps(nb))
+
+
 def _foreign_metadata(kind: str):
     def build(folder: Path, port: int) -> None:
         nb = json.loads(nbformat.writes(solved()))
@@ -485,6 +503,7 @@ CASES = [
         "    _Comm(target_name='jupyter.widget', data={'state': _state, 'buffer_paths': []}).send(\n"
         "        {'method': 'update', 'state': _state, 'buffer_paths': []})"))),
     Case("malformed_cell_flags", _malformed_cell_flags),
+    Case("cells_the_source_lacks", _cells_the_source_lacks),
     Case("a_marker_in_comment", _suffixed("create_db", "# ### BEGIN HIDDEN TESTS (a student's note)")),
     Case("a_symlinks", _prefixed("create_db", (
         "import os, glob\n"
