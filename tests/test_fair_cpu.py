@@ -49,6 +49,17 @@ def _marked_processes() -> list[str]:
     return found
 
 
+def _graded_on_two_workers(tmp_path: Path, notebook_timeout: float) -> dict[str, dict[str, dict]]:
+    """tmp_path/class graded through the CLI on two workers, each sandbox one core, cells 20 s of CPU."""
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
+                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "2",
+                             "--cell-timeout", "20", "--timeout", str(notebook_timeout),
+                             "--Grading.cores_per_sandbox=1"], cwd=REPO, capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return _rows(tmp_path / "out")
+
+
 def _rows(out: Path) -> dict[str, dict[str, dict]]:
     rows = defaultdict(dict)
     with open(out / "grades.csv", newline="") as file:
@@ -70,12 +81,7 @@ def test_an_innocent_keeps_full_marks_beside_200_setsid_busy_loops(tmp_path):
         nbformat.write(nb, tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK)
     # Each cell may use 20 s of CPU; the spinner's sandbox, at its one core, burns that in its later cells,
     # and its notebook ends at 90 s of CPU. The innocent needs a few seconds of CPU per cell.
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
-                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "2",
-                             "--cell-timeout", "20", "--timeout", "90", "--Grading.cores_per_sandbox=1"],
-                            cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    rows = _rows(tmp_path / "out")
+    rows = _graded_on_two_workers(tmp_path, notebook_timeout=90)
     auto = [c for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "auto"]
     innocent = rows[innocent_student]
     problems = [f"{c.name}: {innocent[c.name]['score']} ({innocent[c.name]['reason']})" for c in auto
@@ -303,12 +309,7 @@ def test_a_colluding_classmate_cannot_make_a_timeout_the_machines_fault(tmp_path
                 cell.source += SPIN_17_S
         (tmp_path / "class" / student / ASSIGNMENT).mkdir(parents=True)
         nbformat.write(nb, tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK)
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
-                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "2",
-                             "--cell-timeout", "20", "--timeout", "400", "--Grading.cores_per_sandbox=1"],
-                            cwd=REPO, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    rows = _rows(tmp_path / "out")
+    rows = _graded_on_two_workers(tmp_path, notebook_timeout=400)
     errors = [(s, c, r["reason"]) for s, cells in rows.items() for c, r in cells.items()
               if r["reason"].startswith("grading error")]
     assert not errors, errors

@@ -40,6 +40,17 @@ def _collect(root, limits=intake.Limits()):
     return {s.student: s for s in found}, notes
 
 
+def _collect_measured(root):
+    """What intake found, the seconds it took and the most memory its Python objects held at once."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        found, _ = _collect(root)
+        return found, time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_the_defaults_are_grading_settings_and_fit_the_course():
     settings = Grading()
     assert intake.Limits.of(settings) == intake.Limits()
@@ -55,12 +66,7 @@ def test_200000_empty_cells_are_refused_in_seconds_without_building_them(tmp_pat
     hostile = _many_cells(200_000)
     assert 17_000_000 < len(hostile) < 19_000_000  # about 88 bytes a cell
     root = _class(tmp_path / "class", hostile)
-    tracemalloc.start()
-    started = time.perf_counter()
-    found, _ = _collect(root)
-    elapsed = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    found, elapsed, peak = _collect_measured(root)
     assert elapsed < 10, f"intake took {elapsed:.1f} s"
     assert peak < 64 * 1024**2, f"intake built {peak / 1024**2:.0f} MB of Python objects"
     # 200,000 cells are also more than a million JSON values, the cap the byte scan meets first.
@@ -196,12 +202,7 @@ def test_deep_nesting_is_refused_before_any_parser_sees_it(tmp_path):
     (6 MB) exhausted the host; the bytes are measured first, in bounded memory."""
     hostile = b'{"metadata": {"x": ' + b"[" * 3_000_000 + b"]" * 3_000_000 + b'}, "cells": []}'
     root = _class(tmp_path / "class", hostile)
-    tracemalloc.start()
-    started = time.perf_counter()
-    found, _ = _collect(root)
-    elapsed = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    found, elapsed, peak = _collect_measured(root)
     assert elapsed < 20, f"intake took {elapsed:.1f} s"
     assert peak < 200 * 1024**2, f"intake used {peak / 1024**2:.0f} MB"
     assert "more than 100 levels deep, over Grading.notebook_depth_limit" in found["eve"].problem
