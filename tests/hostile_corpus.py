@@ -200,6 +200,21 @@ def _renamed(folder: Path, port: int) -> None:
     _save(solved(), folder, "Copy of my notebook (final).ipynb")
 
 
+def _shaped_to_cost_the_parser(kind: str):
+    """A small notebook whose shape alone would cost the grader's parsers gigabytes: nesting 3 million levels
+    deep (6 MB), or a million and one empty outputs in one cell (4 MB)."""
+    def build(folder: Path, port: int) -> None:
+        nb = json.loads(nbformat.writes(solved()))
+        (folder / ASSIGNMENT).mkdir(parents=True)
+        if kind == "deep":
+            text = json.dumps(nb)[:-1] + ', "x": ' + "[" * 3_000_000 + "]" * 3_000_000 + "}"
+        else:
+            next(c for c in nb["cells"] if c["cell_type"] == "code")["outputs"] = [{}] * 1_000_001
+            text = json.dumps(nb)
+        (folder / ASSIGNMENT / NOTEBOOK).write_text(text)
+    return build
+
+
 def _malformed(folder: Path, port: int) -> None:
     (folder / ASSIGNMENT).mkdir(parents=True)
     (folder / ASSIGNMENT / NOTEBOOK).write_text('{"cells": [}')
@@ -377,6 +392,9 @@ CASES = [
     Case("renamed_notebook", _renamed),
     Case("extra_files", _extra_files),
     Case("malformed", _malformed, lost={ALL_ZERO: "malformed notebook"}),
+    Case("a_nests_deep", _shaped_to_cost_the_parser("deep"), lost={ALL_ZERO: "Grading.notebook_depth_limit"}),
+    Case("a_floods_empty_outputs", _shaped_to_cost_the_parser("outputs"),
+         lost={ALL_ZERO: "Grading.notebook_value_limit"}),
     Case("missing", _missing, lost={ALL_ZERO: "missing notebook"}),
     Case("delegates_to_reference", _wrong_threshold_with("from course.lib import threshold_query", "after"),
          lost={"test_threshold_query": ""}),

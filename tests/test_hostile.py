@@ -20,7 +20,7 @@ from autograder.paths import REPO, SOURCE
 from autograder.sandbox import UID_BASE
 from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, FIRST_IN_LINE, GRADING_OPTIONS, MARKER, NOTEBOOK
 
-pytestmark = pytest.mark.timeout(3000)  # a class of 59 submissions, two of them timing out
+pytestmark = pytest.mark.timeout(3000)  # a class of 61 submissions, two of them timing out
 SHARED_FOLDERS = [Path(p) for p in ("/tmp", "/dev/shm", "/var/tmp", "/run/lock")]
 
 
