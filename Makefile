@@ -27,7 +27,7 @@ sandbox:
 browser:
 	-@sh scripts/install_browser.sh
 
-# Debian's PostgreSQL server for tests/test_postgres.py (installed only when missing; needs root). Without it
+# Debian's PostgreSQL server for tests/autograder/commands/test_postgres.py (installed only when missing; needs root). Without it
 # that test is skipped with a message.
 postgres:
 	-@sh scripts/install_postgres.sh

@@ -1,6 +1,6 @@
 import gc
 
-from .cli import main
+from autograder.commands.cli import main
 
 status = main()
 # Every output is written and closed by now. The grader holds about 350,000 objects from torch, scipy and

@@ -5,10 +5,10 @@ through one of its import cycles gets it half made (torch has many: "partially i
 has no attribute 'nn'"), and a library that catches the failure goes on without what it would have defined:
 medmnist's `__init__` swallows it and is left without `PneumoniaMNIST`. So, in a process that grades:
 
-- the preflight's imports are made before the warm-up thread starts (autograder.grade.run_jobs);
+- the preflight's imports are made before the warm-up thread starts (autograder.commands.grade.run_jobs);
 - the warm-up thread (the hidden checks with torch and scipy, the feedback exporter's first page) runs under
   `LOCK`, and the grading thread takes `LOCK` to import what it needs of the same: the check server and the
-  hidden checks (`load`), and its feedback pages (autograder.autograde);
+  hidden checks (`load`), and its feedback pages (autograder.pipeline.autograde);
 - what the grading thread imports to start the first kernel, and the warm-up imports too, is imported
   before the warm-up starts (`before_warm_up`).
 """

@@ -1,6 +1,6 @@
 """Every grading limit and default in one place: the traitlets of `Grading`, set in nbgrader_config.py.
 
-`python -m autograder grade` reads them from autograder/nbgrader_config.py (as `c.Grading.<name>`); its
+`python -m autograder grade` reads them from autograder/pipeline/nbgrader_config.py (as `c.Grading.<name>`); its
 command-line options override them through the same traitlets, as nbgrader's own apps do. Environment
 variable names shared by the grader, the sandbox and the kernel are defined here too.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Config, Configurable
 
-from .paths import REPO
+from autograder.layout import REPO
 
 DATA_VARIABLE = "DP_COURSE_DATA"  # the datasets' root, read by the notebooks' setup cell
 FAST_VARIABLE = "DP_COURSE_FAST"
@@ -40,7 +40,7 @@ class Grading(Configurable):
                                         "is stopped and scores 0, unless the machine was overloaded meanwhile "
                                         "(its sandbox got under a quarter of the CPU its cores allowed, waiting "
                                         "for it, while the host's CPUs were 90% busy): then it is a grading "
-                                        "error, regraded by the next run (autograder.timelimits)."
+                                        "error, regraded by the next run (autograder.sandbox.timelimits)."
                               ).tag(config=True)
     cores_per_sandbox = Float(0.0, help="Most CPU cores one sandbox may use at once (a cgroup CPU quota, as "
                                         "root); each sandbox is also one equal CPU share, however many "
@@ -120,7 +120,7 @@ def load_grading(config: Config | None = None, argv: list[str] | None = None, **
     options in `argv`, then keyword overrides (None: keep)."""
     from traitlets.config.loader import KVArgParseConfigLoader
 
-    from .config import nbgrader_config  # late: config imports nothing of this module's users
+    from autograder.pipeline.config import nbgrader_config  # late: config imports nothing of this module's users
 
     config = config if config is not None else nbgrader_config(REPO)
     if argv:

@@ -1,7 +1,7 @@
 """Wall time to grade a synthetic class of N submissions of one assignment (default: 200 of 01_databases).
 
 The class mixes what an instructor gets: half solved notebooks, a quarter untouched release notebooks and a
-quarter with one typical mistake (autograder.sample_class). One `python -m autograder grade` run grades it
+quarter with one typical mistake (autograder.commands.demo). One `python -m autograder grade` run grades it
 with --workers W (default 2); the grades are checked (solved: full marks; untouched: nothing; one mistake:
 exactly that function's points lost) so that the time is that of real grading. Printed: wall time,
 submissions per minute and wall time per submission, with the machine's cores and load.
@@ -21,8 +21,8 @@ import nbformat
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers of grading_throughput.py
 from grading_throughput import add_common_options, extra_args, machine, rows, time_grade, write_class  # noqa: E402
 
-from autograder import sample_class  # noqa: E402
-from autograder.paths import RELEASE, REPO, notebooks  # noqa: E402
+from autograder.commands import demo as sample_class  # noqa: E402
+from autograder.layout import RELEASE, REPO, notebooks  # noqa: E402
 
 # The class's mix, repeated in this order: 2 solved, 1 untouched, 1 with one mistake out of every 4.
 MIX = ("perfect", "untouched", "perfect", "one_wrong")

@@ -1,19 +1,19 @@
 """A class graded on a real Dask scheduler with 2 workers against a LocalCluster with 2 workers, same run.
 
 The synthetic class covers all seven assignments: students cycle through the sample class's kinds
-(`perfect`, `one_wrong`, `untouched`: autograder.sample_class), each handing in every notebook; the default
+(`perfect`, `one_wrong`, `untouched`: autograder.commands.demo), each handing in every notebook; the default
 9 students make 63 submissions. Both backends grade the same jobs with the same code
-(`autograder.cluster.collect`, the sandbox on, the course's limits):
+(`autograder.batch.cluster.collect`, the sandbox on, the course's limits):
 
 - real: `dask scheduler` and two `dask worker --nthreads 1` processes (with their nannies) on 127.0.0.1,
   started by this script with the fault settings the README gives (allowed-failures, worker-saturation);
-- local: `autograder.cluster.connect` with `Grading.workers = 2` (a LocalCluster, as `--workers 2`).
+- local: `autograder.batch.cluster.connect` with `Grading.workers = 2` (a LocalCluster, as `--workers 2`).
 
 Measured: the wall time from the first submission to the last result (start-up is shown apart), the
 throughput ratio real/local (target >= 0.9), that both give the same grades (student, notebook, cell,
 score, reason), and from Dask's task stream each task's compute time, whose median per assignment sizes
 a class of 1,000 students x 7 notebooks finished in one hour. The machine is shared and noisy: its cores
-and load are printed with the results. The script first copies the project's code (autograder.cluster.
+and load are printed with the results. The script first copies the project's code (autograder.batch.cluster.
 snapshot) and reruns itself on that copy, so that the client and the workers run one version even while
 the working tree is being edited (the version check would otherwise refuse the workers).
 
@@ -38,14 +38,15 @@ import nbformat
 from distributed import Client, get_task_stream
 from tqdm.auto import tqdm
 
-from autograder import cluster, sample_class
-from autograder.bundles import make_bundle
-from autograder.grade import limits_of
-from autograder.paths import RELEASE, SOURCE, assignments, notebooks
+from autograder.batch import cluster
+from autograder.commands import demo as sample_class
+from autograder.batch.bundles import make_bundle
+from autograder.commands.grade import limits_of
+from autograder.layout import RELEASE, SOURCE, assignments, notebooks
 from autograder.settings import Grading, load_grading
 
 ALLOWED_FAILURES = Grading.allowed_failures.default_value  # the LocalCluster's, as the grader sets it
-from autograder.submission import Job
+from autograder.batch.submission import Job
 
 KINDS = ("perfect", "one_wrong", "untouched")
 SNAPSHOT_VARIABLE = "DP_COURSE_BENCH_SNAPSHOT"

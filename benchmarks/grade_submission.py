@@ -31,8 +31,11 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from autograder import bundles, grade, sample_class, submission
-from autograder.paths import REPO, SOURCE, assignments, notebooks
+from autograder.batch import bundles
+from autograder.commands import grade
+from autograder.commands import demo as sample_class
+from autograder.batch import submission
+from autograder.layout import REPO, SOURCE, assignments, notebooks
 from autograder.settings import load_grading
 
 

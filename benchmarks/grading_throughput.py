@@ -22,8 +22,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import sample_class
-from autograder.paths import REPO, assignments, notebooks
+from autograder.commands import demo as sample_class
+from autograder.layout import REPO, assignments, notebooks
 
 
 def machine() -> str:
@@ -75,7 +75,7 @@ def extra_args(args) -> list[str]:
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
-                        help="grade without autograder.sandbox (the CLI's default is with it)")
+                        help="grade without autograder.sandbox.bubblewrap (the CLI's default is with it)")
     parser.add_argument("--gradebook", metavar="URL", help="class gradebook URL (default: SQLite in OUT)")
 
 

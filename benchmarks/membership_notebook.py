@@ -20,7 +20,7 @@ import time
 import nbformat
 from nbclient import NotebookClient
 
-from autograder.paths import REPO
+from autograder.layout import REPO
 
 NOTEBOOK = REPO / "source" / "07_membership" / "07_membership.ipynb"
 IMPORT_CELLS = 4  # the generated setup cell, the imports and the two generated helper cells

@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from autograder.paths import REPO, SOURCE
+from autograder.layout import REPO, SOURCE
 
 NOTEBOOK = SOURCE / "05_pate" / "05_pate.ipynb"
 DATA_LOADING_CALL = "load_mnist_splits(DATA_ROOT)"

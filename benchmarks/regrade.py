@@ -1,7 +1,7 @@
 """A rerun with nothing changed against the first grading of the same class, in the same run.
 
 A class of `--students` submissions of one assignment (solved and one-mistake notebooks, from
-autograder.sample_class) is graded once into OUT, then graded again into the same OUT: every submission's
+autograder.commands.demo) is graded once into OUT, then graded again into the same OUT: every submission's
 inputs are unchanged, so the rerun only reads the submissions and writes OUT's files (no kernel starts: the
 preflight runs only when something is to be graded).
 Then one student's notebook changes and the class is graded a third time. Printed: the three wall times
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import sample_class
-from autograder.paths import REPO, notebooks
+from autograder.commands import demo as sample_class
+from autograder.layout import REPO, notebooks
 
 
 def grade(submissions: Path, out: Path, assignment: str, workers: int) -> tuple[float, str]:

@@ -1,7 +1,7 @@
 """Cost of running hidden tests in the grader's process instead of the student's kernel.
 
 For every hidden check of the course, with the reference implementation as the "student": the median time
-of the check called in-process (as before autograder.check_server existed) and through a CheckServer with
+of the check called in-process (as before autograder.pipeline.check_server existed) and through a CheckServer with
 the function living in a separate Python process (the kernel's situation; its start-up is not counted).
 
     python benchmarks/trusted_checks.py [--repeats 3] [--only nb01]
@@ -20,14 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder.check_server import CheckServer
+from autograder.pipeline.check_server import CheckServer
 from autograder.settings import CHECK_NAME
-from autograder.paths import SOURCE
+from autograder.layout import SOURCE
 
 KERNEL = """
 import json, sys, time
 import course.lib as lib
-from autograder.check_client import check
+from autograder.kernel_side.check_client import check
 name = sys.argv[1]
 function = getattr(lib, name.split(".check_")[1])
 times = []

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs bubblewrap (bwrap), the sandbox every student kernel is graded in (autograder/sandbox.py).
+# Installs bubblewrap (bwrap), the sandbox every student kernel is graded in (autograder/sandbox/bubblewrap.py).
 # Idempotent: does nothing when it is already there. Needs root (CI runs as root; otherwise use sudo).
 set -eu
 

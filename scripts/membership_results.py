@@ -33,7 +33,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from autograder.paths import REPO
+from autograder.layout import REPO
 
 NOTEBOOK = REPO / "source" / "07_membership" / "07_membership.ipynb"
 RESULTS_MARKER = "MEMBERSHIP-RESULTS "

@@ -51,8 +51,8 @@ def catch_rate(check, wrong_answer, seeds, phrase: str = "") -> float:
 
 
 def student_seeds(count: int, assignment: str) -> list[int]:
-    """Seeds as the grader derives them for `count` students (autograder.seeds), under a test secret."""
-    from autograder.seeds import derive_seed
+    """Seeds as the grader derives them for `count` students (autograder.batch.seeds), under a test secret."""
+    from autograder.batch.seeds import derive_seed
 
     return [derive_seed(b"a test secret, not the course's", f"student-{i:04d}", assignment) for i in range(count)]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import sample_class
-from autograder.paths import RELEASE, REPO
+from autograder.commands import demo as sample_class
+from autograder.layout import RELEASE, REPO
 
 ASSIGNMENT = "01_databases"
 NOTEBOOK = "01_databases.ipynb"
@@ -329,7 +329,7 @@ for _folder in ('.', os.environ.get('TMPDIR', '.'), '/dev/shm', os.path.expandus
 
 HOOK_SCORE = ("from IPython import get_ipython\n_ip = get_ipython()\n"
               "_ip.events.register('pre_run_cell', lambda info: _ip.displayhook(1.0))\n")
-CHECK_RETURNS_SCORE = ("import autograder.check_client as _client\n_client.check = lambda *args, **kwargs: 1.0\n"
+CHECK_RETURNS_SCORE = ("import autograder.kernel_side.check_client as _client\n_client.check = lambda *args, **kwargs: 1.0\n"
                        "import builtins, torch\ntorch.Tensor.__eq__ = lambda self, other: True\n"
                        "torch.equal = lambda *args, **kwargs: True\nbuiltins.abs = lambda value: 0.0\n")
 CASES = [
@@ -402,10 +402,10 @@ CASES = [
         "import course.grading.nb01 as _checks\n_checks.check_threshold_query = lambda *args, **kwargs: None\n"
         "_checks.require = lambda *args, **kwargs: None"), lost={"test_threshold_query": ""}),
     Case("replaces_the_checker", _prefixed("threshold_query", (
-        "import autograder.check_client as _client\n_client.check = lambda *args, **kwargs: None")),
+        "import autograder.kernel_side.check_client as _client\n_client.check = lambda *args, **kwargs: None")),
          lost={"test_threshold_query": "never reached the grader"}),
     Case("runs_a_check_itself", _prefixed("create_db", PROBE + (
-        "from autograder.check_client import check\n"
+        "from autograder.kernel_side.check_client import check\n"
         "try:\n    check('nb01.check_threshold_query', lambda *args, **kwargs: 0.0)\n    _probe['ran'] = 'it ran'\n"
         "except Exception as error:  # refused, or the connection closed: the grader runs no check outside its cell\n"
         "    _probe['ran'] = f'{type(error).__name__}: {error}'\n"
@@ -438,7 +438,7 @@ CASES = [
          lost={"test_threshold_query": "time limit"}),
     Case("a_reads_repository", _prefixed("create_db", PROBE + (
         "import glob, os\nfrom pathlib import Path\n"
-        "_seen = [p for p in ('REPO/.git', 'REPO/build', 'REPO/course', 'REPO/source', 'REPO/autograder/grade.py',\n"
+        "_seen = [p for p in ('REPO/.git', 'REPO/build', 'REPO/course', 'REPO/source', 'REPO/autograder/commands/grade.py',\n"
         "                     '/work/hacked', '/proc/1/root/REPO/.git') if os.path.exists(p)]\n"
         "_seen += [p for p in glob.glob('/tmp/*') if 'dpg-' not in p]  # only this kernel's own socket folder\n"
         "import sys\n"
@@ -471,7 +471,7 @@ CASES = [
     # A reply of a kilobyte that stands for 10**16 values (the pickle refers back to what it built): refused
     # unread, quickly, so the grader neither spins nor fills its memory for the students after it.
     Case("a_fans_out_its_reply", _answering_the_grader((
-        "import autograder.wire as _wire\n_plain = _wire.to_plain\n"
+        "import autograder.kernel_side.wire as _wire\n_plain = _wire.to_plain\n"
         "class _Bomb:\n    pass\n"
         "def _fanning_out(value, depth=0):\n"
         "    if not isinstance(value, _Bomb):\n        return _plain(value, depth)\n"
@@ -488,7 +488,7 @@ CASES = [
     # or loses one test; test_hostile also bounds the size of every notebook and feedback page written):
     # a reply of empty sets, a byte of pickle each that unpickles to 200 bytes;
     Case("a_replies_with_sets", _answering_the_grader((
-        "import autograder.wire as _wire\n_plain = _wire.to_plain\n"
+        "import autograder.kernel_side.wire as _wire\n_plain = _wire.to_plain\n"
         "class _Sets:\n    pass\n"
         "def _as_sets(value, depth=0):\n"
         "    return [set() for _ in range(1_000_000)] if isinstance(value, _Sets) else _plain(value, depth)\n"
@@ -496,14 +496,14 @@ CASES = [
     # a correct reply followed by 5 bytes that name memo slot 1e8 (CPython would grow its memo table to it:
     # 1.5 GB in the grader, with full marks, in the red team's third round);
     Case("a_bloats_the_memo", _answering_the_grader((
-        "import autograder.wire as _wire, struct as _struct\n_dump = _wire.dump_plain\n"
+        "import autograder.kernel_side.wire as _wire, struct as _struct\n_dump = _wire.dump_plain\n"
         "_bloat = _struct.pack('<cI', b'r', 10**8)\n"
         "_wire.dump_plain = lambda tree: _dump(tree)[:-1] + _bloat + b'.' if tree[0] == 'result' else _dump(tree)\n"),
         "_right(db, threshold)"), lost={"test_threshold_query": "LONG_BINPUT"}),
     # an error message of 15 MB (under the corpus's reply limit), past the cut the kernel's own
     # describe_exception makes;
     Case("a_huge_error_message", _answering_the_grader((
-        "import autograder.wire as _wire\n"
+        "import autograder.kernel_side.wire as _wire\n"
         "_wire.describe_exception = lambda error: ('ValueError', ['ValueError'], 'm' * 15_000_000)\n"
         "def _raise():\n    raise ValueError('short')\n"), "_raise()"),
          lost={"test_threshold_query": "ValueError: mmmm"}),
@@ -536,7 +536,7 @@ CASES = [
     Case("b_innocent_3", lambda folder, port: _save(solved(), folder)),
 ]
 
-# Graded in one process, the first submission's kernel stands in for the preflight's (autograder.grade): an
+# Graded in one process, the first submission's kernel stands in for the preflight's (autograder.commands.grade): an
 # attacker graded first tries to pass for a broken grading kernel, to stop the batch, and to break the
 # kernels of the students after it (modules named like the probe's where a later kernel might look, a
 # process that outlives its kernel, a full disk), then kills its own kernel.

@@ -2,8 +2,8 @@
 
 Each notebook has a module (`course.grading.nb01`, ...) of checks `check_<function>(student_function,
 seed=...)`. A hidden test cell names one (`check("nb01.check_create_db", create_db)`, see
-autograder.check_client); while grading, the check runs in the grader's process and `student_function` is a
-stand-in that calls the student's code in their kernel (autograder.check_server). A check raises `GradingFailure` with a message a student can act on; the
+autograder.kernel_side.check_client); while grading, the check runs in the grader's process and `student_function` is a
+stand-in that calls the student's code in their kernel (autograder.pipeline.check_server). A check raises `GradingFailure` with a message a student can act on; the
 feedback shows that message and never the test's code. Checks seed every generator they use, so grading is
 reproducible, and statistical checks are calibrated so a correct answer fails with probability below 1e-6.
 """
@@ -15,11 +15,18 @@ from contextvars import ContextVar
 import numpy as np
 import torch
 
-from autograder.check_client import GradingFailure  # the one class, kept where the kernel can load it
 
-# While the grader runs a check against a student's kernel (autograder.check_server), this holds a callable
+# While the grader runs a check against a student's kernel (autograder.pipeline.check_server), this holds a callable
 # that seeds the kernel's generators as well: the student's code draws from those, not from this process's.
 STUDENT_SEEDER: ContextVar = ContextVar("student_seeder", default=None)
+
+
+class GradingFailure(AssertionError):
+    """A hidden test failed; the message says what was wrong, in the student's terms.
+
+    Checks raise it in the grader's process; the check server sends its message to the kernel, whose check
+    client raises its own class of the same name there (the kernel cannot load this package).
+    """
 
 
 def fail(message: str) -> None:

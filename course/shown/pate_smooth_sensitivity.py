@@ -22,7 +22,7 @@ Papers and code:
   conditions C5-C6 (Appendix B.4), Theorem 23 (RDP of GNSS).
 - [NRS07] Nissim, Raskhodnikova, Smith, "Smooth sensitivity and sampling in private data analysis", STOC 2007.
 - The authors' reference code, tensorflow/privacy `research/pate_2018/smooth_sensitivity.py`; its unit tests'
-  published values are reproduced in `tests/test_lib_pate_smooth_sensitivity.py`. This is an independent,
+  published values are reproduced in `tests/shown/test_pate_smooth_sensitivity.py`. This is an independent,
   vectorised implementation (log space throughout), not a copy.
 """
 from __future__ import annotations
