@@ -10,12 +10,22 @@ DATA := $(CURDIR)/data
 export DP_COURSE_DATA ?= $(DATA)
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test setup install data browser postgres sandbox
+.PHONY: demo test test-fast lint setup install data browser postgres sandbox
 demo: setup sandbox
 	$(PY) -m autograder demo
 
 test: setup sandbox browser postgres
 	$(PY) -m pytest
+
+# Every test that starts no kernel and trains no model (the `slow` marker marks the rest): under 5 minutes.
+test-fast: setup sandbox
+	$(PY) -m pytest -m "not slow"
+
+# ruff (lint and format) on everything, mypy on autograder/ (pyproject.toml configures both).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Debian's bubblewrap, the grading sandbox (installed only when missing; needs root). Without it `grade` stops
 # with a message unless --no-sandbox is given.

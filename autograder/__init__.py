@@ -1,4 +1,5 @@
 """The course's instructor tools: release, grade and report (spec section 6), built on nbgrader."""
+
 import sys
 
 # jsonschema (under nbformat) imports rfc3987_syntax only to check the "iri" string format, which no

@@ -12,6 +12,7 @@ medmnist's `__init__` swallows it and is left without `PneumoniaMNIST`. So, in a
 - what the grading thread imports to start the first kernel, and the warm-up imports too, is imported
   before the warm-up starts (`before_warm_up`).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Where things are: the repository layout of spec section 1."""
+
 from __future__ import annotations
 
 from pathlib import Path

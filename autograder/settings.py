@@ -4,6 +4,7 @@
 command-line options override them through the same traitlets, as nbgrader's own apps do. Environment
 variable names shared by the grader, the sandbox and the kernel are defined here too.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,87 +27,141 @@ DEFAULT_DATA_ROOT = REPO / "data"  # where `make data` puts the copy of ../share
 class Grading(Configurable):
     """Limits and defaults of `python -m autograder grade`."""
 
-    notebook_timeout = Float(600.0, help="Limit in seconds for one notebook, kernel start to feedback: CPU "
-                                         "seconds of its sandbox where the machine counts them (cgroups, as "
-                                         "root), else wall-clock seconds; past it the sandbox is killed and "
-                                         "the notebook scores 0 with a timeout reason (see wall_clock_factor)."
-                             ).tag(config=True)
-    cell_timeout = Float(120.0, help="Limit in seconds for one cell (nbgrader's Execute.timeout): CPU seconds "
-                                     "of its sandbox, all its processes together, where the machine counts "
-                                     "them, else wall-clock seconds; a cell past it is interrupted and scores "
-                                     "0 (see wall_clock_factor).").tag(config=True)
-    wall_clock_factor = Float(2.0, help="Where the time limits count CPU time, the wall-clock backstop of each, "
-                                        "as a multiple of it: a cell or notebook still running after that long "
-                                        "is stopped and scores 0, unless the machine was overloaded meanwhile "
-                                        "(its sandbox got under a quarter of the CPU its cores allowed, waiting "
-                                        "for it, while the host's CPUs were 90% busy): then it is a grading "
-                                        "error, regraded by the next run (autograder.sandbox.timelimits)."
-                              ).tag(config=True)
-    cores_per_sandbox = Float(0.0, help="Most CPU cores one sandbox may use at once (a cgroup CPU quota, as "
-                                        "root); each sandbox is also one equal CPU share, however many "
-                                        "processes it starts. 0: the CPUs this machine lets the grader use, "
-                                        "divided by Grading.workers (at least one).").tag(config=True)
-    startup_timeout = Float(120.0, help="Seconds a sandboxed kernel may take to start before the submission "
-                                        "becomes a grading error.").tag(config=True)
-    kernel_probe = Unicode("import numpy, torch", help="Code every grading kernel runs as soon as it starts, "
-                           "before the notebook's first cell; when it fails, the kernel (not the student) is at "
-                           "fault: a grading error, and the batch stops if no kernel has worked yet."
-                           ).tag(config=True)
-    memory_limit = Int(6 * 1024**3, help="Bytes of memory for one sandbox, all its processes together (a "
-                                         "cgroup where the machine has one; otherwise each process's address "
-                                         "space is limited to this).").tag(config=True)
+    notebook_timeout = Float(
+        600.0,
+        help="Limit in seconds for one notebook, kernel start to feedback: CPU "
+        "seconds of its sandbox where the machine counts them (cgroups, as "
+        "root), else wall-clock seconds; past it the sandbox is killed and "
+        "the notebook scores 0 with a timeout reason (see wall_clock_factor).",
+    ).tag(config=True)
+    cell_timeout = Float(
+        120.0,
+        help="Limit in seconds for one cell (nbgrader's Execute.timeout): CPU seconds "
+        "of its sandbox, all its processes together, where the machine counts "
+        "them, else wall-clock seconds; a cell past it is interrupted and scores "
+        "0 (see wall_clock_factor).",
+    ).tag(config=True)
+    wall_clock_factor = Float(
+        2.0,
+        help="Where the time limits count CPU time, the wall-clock backstop of each, "
+        "as a multiple of it: a cell or notebook still running after that long "
+        "is stopped and scores 0, unless the machine was overloaded meanwhile "
+        "(its sandbox got under a quarter of the CPU its cores allowed, waiting "
+        "for it, while the host's CPUs were 90% busy): then it is a grading "
+        "error, regraded by the next run (autograder.sandbox.timelimits).",
+    ).tag(config=True)
+    cores_per_sandbox = Float(
+        0.0,
+        help="Most CPU cores one sandbox may use at once (a cgroup CPU quota, as "
+        "root); each sandbox is also one equal CPU share, however many "
+        "processes it starts. 0: the CPUs this machine lets the grader use, "
+        "divided by Grading.workers (at least one).",
+    ).tag(config=True)
+    startup_timeout = Float(
+        120.0, help="Seconds a sandboxed kernel may take to start before the submission becomes a grading error."
+    ).tag(config=True)
+    kernel_probe = Unicode(
+        "import numpy, torch",
+        help="Code every grading kernel runs as soon as it starts, "
+        "before the notebook's first cell; when it fails, the kernel (not the student) is at "
+        "fault: a grading error, and the batch stops if no kernel has worked yet.",
+    ).tag(config=True)
+    memory_limit = Int(
+        6 * 1024**3,
+        help="Bytes of memory for one sandbox, all its processes together (a "
+        "cgroup where the machine has one; otherwise each process's address "
+        "space is limited to this).",
+    ).tag(config=True)
     process_limit = Int(256, help="Processes and threads one sandbox may run at once.").tag(config=True)
-    disk_limit = Int(1024**3, help="Bytes a sandbox may write: its scratch folder, /tmp and /dev/shm "
-                                   "together (one size-limited tmpfs, counted in its memory).").tag(config=True)
-    output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce; outputs past it are "
-                                          "dropped and the cell says so.").tag(config=True)
-    notebook_size_limit = Int(32 * 1024**2, help="Bytes of one submitted notebook, checked at intake before "
-                              "it is read (and a zip member's uncompressed size, before it is extracted); a "
-                              "bigger notebook is not graded and scores 0 as malformed. The release notebooks "
-                              "are about 100 KB; outputs with figures add a few MB.").tag(config=True)
-    notebook_cell_limit = Int(10_000, help="Cells of one submitted notebook, counted at intake by a streaming "
-                              "scan before nbformat reads it; a notebook with more is not graded and scores 0 "
-                              "as malformed. The release notebooks have at most 54 cells.").tag(config=True)
-    notebook_value_limit = Int(1_000_000, help="JSON values (arrays, objects and their elements: cells, outputs, "
-                               "source lines) of one submitted notebook, counted from its bytes at intake before "
-                               "any parser runs (nbformat costs up to 45 KB a value); a notebook with more scores "
-                               "0 as malformed. The release notebooks have about 2,000.").tag(config=True)
-    notebook_depth_limit = Int(100, help="Levels of nested arrays and objects in one submitted notebook, measured "
-                               "from its bytes at intake before any parser runs (a streaming parser's cost grows "
-                               "with the square of the depth); a deeper notebook scores 0 as malformed. The "
-                               "release notebooks nest 6 levels.").tag(config=True)
-    zip_member_limit = Int(100_000, help="Members of a submissions zip, checked before anything is extracted; "
-                           "a zip with more is refused whole.").tag(config=True)
-    zip_size_limit = Int(8 * 1024**3, help="Uncompressed bytes of all the members of a submissions zip together, "
-                         "from its directory before anything is extracted; a zip over it is refused whole."
-                         ).tag(config=True)
-    reply_limit = Int(256 * 1024**2, help="Bytes the check server accepts in one message from a kernel; a "
-                                          "bigger reply fails that hidden test.").tag(config=True)
-    data_root = Unicode(help="Folder of the datasets, shared read-only with every kernel (default: "
-                             "$DP_COURSE_DATA, else the repository's data/).").tag(config=True)
+    disk_limit = Int(
+        1024**3,
+        help="Bytes a sandbox may write: its scratch folder, /tmp and /dev/shm "
+        "together (one size-limited tmpfs, counted in its memory).",
+    ).tag(config=True)
+    output_limit = Int(
+        32 * 1024**2, help="Bytes of output one notebook may produce; outputs past it are dropped and the cell says so."
+    ).tag(config=True)
+    notebook_size_limit = Int(
+        32 * 1024**2,
+        help="Bytes of one submitted notebook, checked at intake before "
+        "it is read (and a zip member's uncompressed size, before it is extracted); a "
+        "bigger notebook is not graded and scores 0 as malformed. The release notebooks "
+        "are about 100 KB; outputs with figures add a few MB.",
+    ).tag(config=True)
+    notebook_cell_limit = Int(
+        10_000,
+        help="Cells of one submitted notebook, counted at intake by a streaming "
+        "scan before nbformat reads it; a notebook with more is not graded and scores 0 "
+        "as malformed. The release notebooks have at most 54 cells.",
+    ).tag(config=True)
+    notebook_value_limit = Int(
+        1_000_000,
+        help="JSON values (arrays, objects and their elements: cells, outputs, "
+        "source lines) of one submitted notebook, counted from its bytes at intake before "
+        "any parser runs (nbformat costs up to 45 KB a value); a notebook with more scores "
+        "0 as malformed. The release notebooks have about 2,000.",
+    ).tag(config=True)
+    notebook_depth_limit = Int(
+        100,
+        help="Levels of nested arrays and objects in one submitted notebook, measured "
+        "from its bytes at intake before any parser runs (a streaming parser's cost grows "
+        "with the square of the depth); a deeper notebook scores 0 as malformed. The "
+        "release notebooks nest 6 levels.",
+    ).tag(config=True)
+    zip_member_limit = Int(
+        100_000,
+        help="Members of a submissions zip, checked before anything is extracted; a zip with more is refused whole.",
+    ).tag(config=True)
+    zip_size_limit = Int(
+        8 * 1024**3,
+        help="Uncompressed bytes of all the members of a submissions zip together, "
+        "from its directory before anything is extracted; a zip over it is refused whole.",
+    ).tag(config=True)
+    reply_limit = Int(
+        256 * 1024**2,
+        help="Bytes the check server accepts in one message from a kernel; a bigger reply fails that hidden test.",
+    ).tag(config=True)
+    data_root = Unicode(
+        help="Folder of the datasets, shared read-only with every kernel (default: "
+        "$DP_COURSE_DATA, else the repository's data/)."
+    ).tag(config=True)
     workers = Int(1, help="Dask LocalCluster worker processes; each grades one notebook at a time.").tag(config=True)
-    scheduler = Unicode("", help="Address of a running Dask scheduler (tcp:// or tls://) to grade on "
-                                 "instead of a LocalCluster.").tag(config=True)
-    security_file = Unicode("", help="Dask configuration file (YAML, distributed.comm.tls.*) with the TLS "
-                                     "certificates for a tls:// scheduler; empty: Dask's own configuration "
-                                     "(~/.config/dask, DASK_CONFIG).").tag(config=True)
-    allowed_failures = Int(2, help="Worker deaths a grading task may cause on the LocalCluster and still be "
-                                   "retried (distributed.scheduler.allowed-failures); one more and the "
-                                   "submission is a grading error.").tag(config=True)
-    worker_timeout = Float(60.0, help="Seconds to wait for a first worker on an external scheduler."
-                           ).tag(config=True)
-    sandbox = Bool(True, help="Run every kernel in its own bubblewrap sandbox. Turn off only with "
-                              "--no-sandbox on a machine without one; grades.csv then says so.").tag(config=True)
-    secret_file = Unicode(str(Path.home() / ".config" / "dp-course" / "grading-secret"),
-                          help="File holding the course secret from which each student's hidden-test seed is "
-                               "derived (made on first use, mode 600). Keep it outside the repository and back "
-                               "it up: a regrade with another secret draws other test inputs.").tag(config=True)
-    bundle_cache = Unicode(str(Path.home() / ".cache" / "dp-course" / "bundles"),
-                           help="Folder where each assignment version's gradebook template is kept, so that a "
-                                "later run of the same source and grading code skips nbgrader's "
-                                "generate_assignment; empty: no cache.").tag(config=True)
-    min_free_disk = Int(512 * 1024**2, help="Bytes that must be free in OUT and the temporary folder "
-                                            "before a batch starts.").tag(config=True)
+    scheduler = Unicode(
+        "", help="Address of a running Dask scheduler (tcp:// or tls://) to grade on instead of a LocalCluster."
+    ).tag(config=True)
+    security_file = Unicode(
+        "",
+        help="Dask configuration file (YAML, distributed.comm.tls.*) with the TLS "
+        "certificates for a tls:// scheduler; empty: Dask's own configuration "
+        "(~/.config/dask, DASK_CONFIG).",
+    ).tag(config=True)
+    allowed_failures = Int(
+        2,
+        help="Worker deaths a grading task may cause on the LocalCluster and still be "
+        "retried (distributed.scheduler.allowed-failures); one more and the "
+        "submission is a grading error.",
+    ).tag(config=True)
+    worker_timeout = Float(60.0, help="Seconds to wait for a first worker on an external scheduler.").tag(config=True)
+    sandbox = Bool(
+        True,
+        help="Run every kernel in its own bubblewrap sandbox. Turn off only with "
+        "--no-sandbox on a machine without one; grades.csv then says so.",
+    ).tag(config=True)
+    secret_file = Unicode(
+        str(Path.home() / ".config" / "dp-course" / "grading-secret"),
+        help="File holding the course secret from which each student's hidden-test seed is "
+        "derived (made on first use, mode 600). Keep it outside the repository and back "
+        "it up: a regrade with another secret draws other test inputs.",
+    ).tag(config=True)
+    bundle_cache = Unicode(
+        str(Path.home() / ".cache" / "dp-course" / "bundles"),
+        help="Folder where each assignment version's gradebook template is kept, so that a "
+        "later run of the same source and grading code skips nbgrader's "
+        "generate_assignment; empty: no cache.",
+    ).tag(config=True)
+    min_free_disk = Int(
+        512 * 1024**2, help="Bytes that must be free in OUT and the temporary folder before a batch starts."
+    ).tag(config=True)
 
     def resolved_bundle_cache(self) -> Path | None:
         return Path(self.bundle_cache).expanduser() if self.bundle_cache else None

@@ -8,6 +8,7 @@ submissions per minute and wall time per submission, with the machine's cores an
 
     python benchmarks/class_of_200.py [--students 200] [--workers 2] [--assignment 01_databases] [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,11 @@ def build(target: Path, assignment: str, n: int) -> dict[str, str]:
     """N submissions of `assignment` under student ids s0000..., mixed as MIX; return {student: kind}."""
     notebook = notebooks(assignment)[0]
     wrong = sample_class.WRONG_ANSWERS[assignment]
-    versions = {"perfect": sample_class.solved(assignment, notebook),
-                "untouched": nbformat.read(RELEASE / assignment / notebook, as_version=4),
-                "one_wrong": sample_class.solved(assignment, notebook, replace=dict([wrong]))}
+    versions = {
+        "perfect": sample_class.solved(assignment, notebook),
+        "untouched": nbformat.read(RELEASE / assignment / notebook, as_version=4),
+        "one_wrong": sample_class.solved(assignment, notebook, replace=dict([wrong])),
+    }
     kinds = {f"s{i:04d}": MIX[i % len(MIX)] for i in range(n)}
     write_class(target, {student: {assignment: versions[kind]} for student, kind in kinds.items()})
     return kinds
@@ -68,14 +71,18 @@ def main() -> None:
         root = args.keep or Path(scratch)
         kinds = build(root / "submissions", args.assignment, args.students)
         mix = {k: list(kinds.values()).count(k) for k in dict.fromkeys(MIX)}
-        print(f"class: {args.students} submissions of {args.assignment} ({mix}); workers {args.workers}; "
-              f"sandbox {'on' if args.sandbox else 'off'}")
+        print(
+            f"class: {args.students} submissions of {args.assignment} ({mix}); workers {args.workers}; "
+            f"sandbox {'on' if args.sandbox else 'off'}"
+        )
         out = root / "out"
         wall = time_grade(root / "submissions", out, [args.assignment], args.workers, extra_args(args))
         bad = unexpected(out, args.assignment, kinds)
     print(f"\n{'submissions':>11} {'workers':>7} {'wall (s)':>9} {'submissions/min':>16} {'wall/submission (s)':>20}")
-    print(f"{args.students:>11} {args.workers:>7} {wall:>9.1f} {args.students / (wall / 60):>16.2f} "
-          f"{wall / args.students:>20.2f}")
+    print(
+        f"{args.students:>11} {args.workers:>7} {wall:>9.1f} {args.students / (wall / 60):>16.2f} "
+        f"{wall / args.students:>20.2f}"
+    )
     if bad:
         print(f"warning: {len(bad)} automatic cell(s) scored unlike their submission's kind, e.g. {bad[0]}")
     else:

@@ -19,6 +19,7 @@ the working tree is being edited (the version check would otherwise refuse the w
 
     python benchmarks/dask_class.py [--students 9] [--assignment ID ...] [--order real,local]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,14 +40,14 @@ from distributed import Client, get_task_stream
 from tqdm.auto import tqdm
 
 from autograder.batch import cluster
-from autograder.commands import demo as sample_class
 from autograder.batch.bundles import make_bundle
+from autograder.batch.submission import Job
+from autograder.commands import demo as sample_class
 from autograder.commands.grade import limits_of
 from autograder.layout import RELEASE, SOURCE, assignments, notebooks
 from autograder.settings import Grading, load_grading
 
 ALLOWED_FAILURES = Grading.allowed_failures.default_value  # the LocalCluster's, as the grader sets it
-from autograder.batch.submission import Job
 
 KINDS = ("perfect", "one_wrong", "untouched")
 SNAPSHOT_VARIABLE = "DP_COURSE_BENCH_SNAPSHOT"
@@ -67,7 +68,8 @@ def make_jobs(students: int, ids: list[str]) -> list[Job]:
             versions[assignment, notebook] = {
                 "perfect": sample_class.solved(assignment, notebook),
                 "one_wrong": sample_class.solved(assignment, notebook, replace=dict([wrong]) if wrong else None),
-                "untouched": nbformat.read(RELEASE / assignment / notebook, as_version=4)}
+                "untouched": nbformat.read(RELEASE / assignment / notebook, as_version=4),
+            }
     jobs = []
     for i in range(students):
         kind = KINDS[i % len(KINDS)]
@@ -84,17 +86,50 @@ class RealCluster:
         self.scheduler_file = folder / "scheduler.json"
 
     def __enter__(self) -> str:
-        env = {**os.environ, "OMP_NUM_THREADS": "1",
-               "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES),
-               "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": str(cluster.WORKER_SATURATION)}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES),
+            "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": str(cluster.WORKER_SATURATION),
+        }
         log = open(self.folder / "dask.log", "w")
-        self.processes.append(subprocess.Popen(
-            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(self.scheduler_file)], env=env, stdout=log, stderr=subprocess.STDOUT))
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    str(DASK),
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    str(self.scheduler_file),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         for i in range(self.workers):
-            self.processes.append(subprocess.Popen(
-                [str(DASK), "worker", "--scheduler-file", str(self.scheduler_file), "--nthreads", "1",
-                 "--no-dashboard", "--name", f"bench-{i}"], env=env, stdout=log, stderr=subprocess.STDOUT))
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        str(DASK),
+                        "worker",
+                        "--scheduler-file",
+                        str(self.scheduler_file),
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--name",
+                        f"bench-{i}",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         deadline = time.monotonic() + 180
         while not self.scheduler_file.exists():
             if time.monotonic() > deadline:
@@ -156,10 +191,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             code = cluster.snapshot(Path(folder) / "code")
             shutil.copy(__file__, Path(folder) / "dask_class.py")
-            env = {**os.environ, "PYTHONPATH": str(code), SNAPSHOT_VARIABLE: str(code),
-                   "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(SOURCE.parent / "data"))}
-            result = subprocess.run([sys.executable, str(Path(folder) / "dask_class.py"), *sys.argv[1:]], env=env,
-                                    cwd=code)
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(code),
+                SNAPSHOT_VARIABLE: str(code),
+                "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(SOURCE.parent / "data")),
+            }
+            result = subprocess.run(
+                [sys.executable, str(Path(folder) / "dask_class.py"), *sys.argv[1:]], env=env, cwd=code
+            )
         sys.exit(result.returncode)
     ids = args.assignments or assignments()
     os.environ.setdefault("DP_COURSE_DATA", str(SOURCE.parent / "data"))
@@ -182,9 +222,11 @@ def main() -> None:
             else:
                 settings.workers = 2
                 runs[name] = grade_on(name, settings, jobs, bundles, limits)
-            print(f"{name}: {runs[name]['wall']:.1f} s for {len(jobs)} notebooks "
-                  f"({len(jobs) / runs[name]['wall'] * 60:.2f} per minute), start-up {runs[name]['startup']:.1f} s; "
-                  f"{machine()}")
+            print(
+                f"{name}: {runs[name]['wall']:.1f} s for {len(jobs)} notebooks "
+                f"({len(jobs) / runs[name]['wall'] * 60:.2f} per minute), start-up {runs[name]['startup']:.1f} s; "
+                f"{machine()}"
+            )
     real, local = runs["real"], runs["local"]
     same = grades(real["results"]) == grades(local["results"])
     errors = {n: sum(bool(r.grading_error) for r in run["results"]) for n, run in runs.items()}
@@ -201,10 +243,12 @@ def main() -> None:
     # Busy share of the workers in the real run: sum of compute times / (workers x wall).
     busy = sum(sum(v) for v in real["times"].values()) / (2 * real["wall"])
     needed = CLASS_SIZE * per_student / HOUR
-    print(f"\nsizing: one student's {len(ids)} notebook(s) take {per_student:.0f} worker-seconds (sum of medians); "
-          f"{CLASS_SIZE} students in one hour need {needed:.1f} busy worker processes, "
-          f"{math.ceil(needed / busy)} at the measured busy share {busy:.2f} of the real run's workers "
-          "(each worker one process, one thread, one notebook at a time, on cores like these)")
+    print(
+        f"\nsizing: one student's {len(ids)} notebook(s) take {per_student:.0f} worker-seconds (sum of medians); "
+        f"{CLASS_SIZE} students in one hour need {needed:.1f} busy worker processes, "
+        f"{math.ceil(needed / busy)} at the measured busy share {busy:.2f} of the real run's workers "
+        "(each worker one process, one thread, one notebook at a time, on cores like these)"
+    )
     if not same:
         sys.exit("the two backends gave different grades")
 

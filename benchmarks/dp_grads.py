@@ -28,10 +28,12 @@ all of them alike; the table reports per-method medians and their ratio to the b
 timing, each method's noiseless result is compared with the per-example loop ("n/a" marks a method that
 refuses the model; a large difference marks one that silently computes something else).
 """
+
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import statistics
 import time
@@ -44,14 +46,15 @@ from torch.func import functional_call, grad, vmap
 
 from course.lib import dpsgd
 from course.lib.dpsgd import dp_grads, dp_grads_fallback_reason, dp_grads_loop
-from course.shown.pneumonia import spec_mlp
 from course.shown.dpsgd_training import small_cnn
+from course.shown.pneumonia import spec_mlp
 
 MAX_GRAD_NORM = 1.0
 NOISE_MULTIPLIER = 1.1
 
 
 # ---------------------------------------------------------------------------------------------------- models
+
 
 class LabMLP(nn.Module):
     """The public CSC413 DP-SGD lab's network, written as that lab writes it."""
@@ -74,6 +77,7 @@ def lab_mlp_sequential() -> nn.Sequential:
 def cnn_06() -> nn.Module:
     """Notebook 06's CNN after `ModuleValidator.fix`, which replaces each BatchNorm2d by a GroupNorm."""
     from opacus.validators import ModuleValidator
+
     return ModuleValidator.fix(small_cnn())
 
 
@@ -122,6 +126,7 @@ CASES = {
 
 # --------------------------------------------------------------------------------------------------- methods
 
+
 def plain_step(model, images, targets, criterion):
     """The non-private baseline: one batched forward and backward into .grad."""
     model.zero_grad()
@@ -141,8 +146,10 @@ def dp_grads_vmap(model, batch_data, criterion, max_grad_norm, noise_multiplier)
     norms = torch.linalg.vector_norm(torch.stack([g.flatten(1).norm(dim=1) for g in per_example.values()]), dim=0)
     factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
     std = noise_multiplier * max_grad_norm
-    return {name: (torch.einsum("b,b...->...", factors, g) + std * torch.randn_like(g[0])) / len(batch_data)
-            for name, g in per_example.items()}
+    return {
+        name: (torch.einsum("b,b...->...", factors, g) + std * torch.randn_like(g[0])) / len(batch_data)
+        for name, g in per_example.items()
+    }
 
 
 def dp_grads_without_guard(model, batch_data, criterion, max_grad_norm, noise_multiplier):
@@ -163,15 +170,21 @@ class OpacusStep:
         from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 
         model = copy.deepcopy(model)
-        settings = dict(noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
-                        expected_batch_size=batch_size, loss_reduction="mean")
+        settings = dict(
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            expected_batch_size=batch_size,
+            loss_reduction="mean",
+        )
         sgd = torch.optim.SGD(model.parameters(), lr=0.1)
         if ghost:
-            self.module = GradSampleModuleFastGradientClipping(model, max_grad_norm=max_grad_norm,
-                                                               use_ghost_clipping=True, loss_reduction="mean")
+            self.module = GradSampleModuleFastGradientClipping(
+                model, max_grad_norm=max_grad_norm, use_ghost_clipping=True, loss_reduction="mean"
+            )
             self.optimizer = DPOptimizerFastGradientClipping(sgd, **settings)
-            self.criterion = DPLossFastGradientClipping(self.module, self.optimizer, copy.deepcopy(criterion),
-                                                        loss_reduction="mean")
+            self.criterion = DPLossFastGradientClipping(
+                self.module, self.optimizer, copy.deepcopy(criterion), loss_reduction="mean"
+            )
         else:
             self.module = GradSampleModule(model, loss_reduction="mean")
             self.optimizer = DPOptimizer(sgd, **settings)
@@ -185,13 +198,20 @@ class OpacusStep:
 
 
 def make_batch(case: Case, batch_size: int, generator: torch.Generator):
-    return [(torch.rand(case.example_shape, generator=generator), torch.randint(0, 2, (1,), generator=generator))
-            for _ in range(batch_size)]
+    return [
+        (torch.rand(case.example_shape, generator=generator), torch.randint(0, 2, (1,), generator=generator))
+        for _ in range(batch_size)
+    ]
+
+
+def _opacus_step(steps, images, targets, noise):
+    return steps[noise](images, targets)
 
 
 def methods_for(model, batch, images, targets, criterion):
     """name -> callable(noise_multiplier) returning the private gradient; a method that refuses is left out
     and its error returned in the second dict."""
+
     def private(function):
         return lambda noise: function(model, batch, criterion, MAX_GRAD_NORM, noise)
 
@@ -199,9 +219,11 @@ def methods_for(model, batch, images, targets, criterion):
     refused = {}
     for name, ghost in (("Opacus GradSampleModule (hooks)", False), ("Opacus ghost clipping", True)):
         try:
-            steps = {noise: OpacusStep(model, criterion, len(batch), MAX_GRAD_NORM, noise, ghost)
-                     for noise in (0.0, NOISE_MULTIPLIER)}
-            methods[name] = (lambda steps: lambda noise: steps[noise](images, targets))(steps)
+            steps = {
+                noise: OpacusStep(model, criterion, len(batch), MAX_GRAD_NORM, noise, ghost)
+                for noise in (0.0, NOISE_MULTIPLIER)
+            }
+            methods[name] = functools.partial(_opacus_step, steps, images, targets)
         except Exception as error:  # Opacus refuses some models (BatchNorm): report, do not time
             refused[name] = f"{type(error).__name__}"
     methods["dp_grads"] = private(dp_grads)
@@ -210,6 +232,7 @@ def methods_for(model, batch, images, targets, criterion):
 
 
 # ------------------------------------------------------------------------------------------------ the run
+
 
 def benchmark(case: Case, arguments) -> dict:
     torch.manual_seed(0)
@@ -248,8 +271,12 @@ def benchmark(case: Case, arguments) -> dict:
             timings[name].append(time.perf_counter() - start)
     model.zero_grad(set_to_none=True)
     medians = {name: statistics.median(times) for name, times in timings.items()}
-    return {"medians": medians, "differences": differences, "refused": refused,
-            "reason": dp_grads_fallback_reason(model, batch, criterion)}
+    return {
+        "medians": medians,
+        "differences": differences,
+        "refused": refused,
+        "reason": dp_grads_fallback_reason(model, batch, criterion),
+    }
 
 
 def main() -> None:
@@ -266,10 +293,12 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     warnings.filterwarnings("ignore", message=".*secure_mode.*")
 
-    print(f"One DP-SGD gradient on a batch of {arguments.batch_size} (C={MAX_GRAD_NORM}, sigma={NOISE_MULTIPLIER}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians over {arguments.repeats} "
-          f"interleaved rounds ({arguments.loop_repeats} for the loop and for dp_grads where it falls back); "
-          f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"One DP-SGD gradient on a batch of {arguments.batch_size} (C={MAX_GRAD_NORM}, sigma={NOISE_MULTIPLIER}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians over {arguments.repeats} "
+        f"interleaved rounds ({arguments.loop_repeats} for the loop and for dp_grads where it falls back); "
+        f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     verdicts = []
     for key in arguments.models:
         case = CASES[key]
@@ -286,19 +315,31 @@ def main() -> None:
         ours = medians["dp_grads"]
         if case.supported:
             guard = ours - medians["dp_grads, guard off"]
-            print(f"runtime guard: {guard * 1e3:.2f} ms = {guard / baseline:.2f}x plain "
-                  f"({guard / ours:.0%} of dp_grads)")
+            print(
+                f"runtime guard: {guard * 1e3:.2f} ms = {guard / baseline:.2f}x plain ({guard / ours:.0%} of dp_grads)"
+            )
             target = {"lab": 2, "lab_sequential": 2, "cnn": 3}.get(key)
             if target is not None:
-                verdicts.append((f"{key}: dp_grads <= {target}x plain", ours / baseline <= target,
-                                 f"{ours / baseline:.2f}x"))
+                verdicts.append(
+                    (f"{key}: dp_grads <= {target}x plain", ours / baseline <= target, f"{ours / baseline:.2f}x")
+                )
             if "Opacus ghost clipping" in medians:
                 ghost = medians["Opacus ghost clipping"]
-                verdicts.append((f"{key}: dp_grads faster than Opacus ghost clipping", ours < ghost,
-                                 f"{ours * 1e3:.1f} vs {ghost * 1e3:.1f} ms"))
+                verdicts.append(
+                    (
+                        f"{key}: dp_grads faster than Opacus ghost clipping",
+                        ours < ghost,
+                        f"{ours * 1e3:.1f} vs {ghost * 1e3:.1f} ms",
+                    )
+                )
         else:
-            verdicts.append((f"{key}: dp_grads falls back to the loop", outcome["reason"] is not None,
-                             outcome["reason"] or "fast path taken"))
+            verdicts.append(
+                (
+                    f"{key}: dp_grads falls back to the loop",
+                    outcome["reason"] is not None,
+                    outcome["reason"] or "fast path taken",
+                )
+            )
     print("\n## targets")
     for label, met, detail in verdicts:
         print(f"{'met' if met else 'NOT met':8s} {label} ({detail})")

@@ -13,6 +13,7 @@ Baseline and fast runs alternate, `--repeats` times each, so load on the machine
 reports medians, the ratio to the baseline's median, and the load average before and after. The slowest cells
 of the fast runs (median over repeats) show where the time goes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def run(cells, fast: bool) -> tuple[float, list[float]]:
     else:
         os.environ.pop("DP_COURSE_FAST", None)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.from_dict(dict(cell)) for cell in cells])
-    client = NotebookClient(notebook, timeout=1800, kernel_name="python3",
-                            resources={"metadata": {"path": tempfile.mkdtemp()}})
+    client = NotebookClient(
+        notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": tempfile.mkdtemp()}}
+    )
     per_cell = []
     started = time.perf_counter()
     with client.setup_kernel():
@@ -63,7 +65,7 @@ def main() -> None:
     load_before = os.getloadavg()
     baseline, fast, fast_cells = [], [], []
     for _ in range(arguments.repeats):
-        baseline.append(run(cells[:first_helper + 1], fast=True)[0])
+        baseline.append(run(cells[: first_helper + 1], fast=True)[0])
         total, per_cell = run(cells, fast=True)
         fast.append(total)
         fast_cells.append(per_cell)
@@ -73,8 +75,10 @@ def main() -> None:
     load_after = os.getloadavg()
     reference = statistics.median(baseline)
     print(f"notebook: {NOTEBOOK.name}, {arguments.repeats} repeats, {os.cpu_count()} CPUs")
-    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
-          f"after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print(
+        f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+        f"after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
+    )
     print(f"{'run':<36} {'median s':>9} {'min s':>7} {'max s':>7} {'x baseline':>11}")
     for name, times in rows:
         median = statistics.median(times)

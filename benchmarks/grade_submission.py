@@ -17,6 +17,7 @@ commit: `git worktree add DIR COMMIT`) on the same submissions, for a before/aft
 
     python benchmarks/grade_submission.py [--repeats 3] [--assignment 01_databases ...] [--course]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from autograder.batch import bundles
-from autograder.commands import grade
+from autograder.batch import bundles, submission
 from autograder.commands import demo as sample_class
-from autograder.batch import submission
+from autograder.commands import grade
 from autograder.layout import REPO, SOURCE, assignments, notebooks
 from autograder.settings import load_grading
 
@@ -44,8 +44,9 @@ def time_cli(submissions: Path, out: Path, ids: list[str], repository: Path = RE
     command = [sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out)]
     for assignment in ids:
         command += ["--assignment", assignment]
-    subprocess.run(command, cwd=repository, check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(repository)})
+    subprocess.run(
+        command, cwd=repository, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(repository)}
+    )
     return time.perf_counter() - start
 
 
@@ -88,8 +89,10 @@ def main() -> None:
     os.environ.setdefault("DP_COURSE_DATA", str(REPO / "data"))
     os.environ["NBGRADER_EXECUTION"] = "autograde"  # the baseline runs as the grader runs the notebook
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    header = (f"{'assignment':<24} {'baseline (s)':>12} {'alone (s)':>10} {'ratio':>6} {'paired':>7} "
-              f"{'in batch (s)':>13} {'ratio':>6}")
+    header = (
+        f"{'assignment':<24} {'baseline (s)':>12} {'alone (s)':>10} {'ratio':>6} {'paired':>7} "
+        f"{'in batch (s)':>13} {'ratio':>6}"
+    )
     print(header + (f" {'other checkout alone (s)':>25} {'ratio':>6}" if args.compare_with else ""))
     baselines = {}
     for assignment in args.ids or assignments():
@@ -101,8 +104,14 @@ def main() -> None:
                 plain.append(time_plain(path))
                 alone.append(time_cli(root / "submissions", root / f"out{i}", [assignment]))
             batch = time_in_batch(path, assignment, root, args.repeats)
-            other = ([time_cli(root / "submissions", root / f"other{i}", [assignment], args.compare_with)
-                      for i in range(args.repeats)] if args.compare_with else [])
+            other = (
+                [
+                    time_cli(root / "submissions", root / f"other{i}", [assignment], args.compare_with)
+                    for i in range(args.repeats)
+                ]
+                if args.compare_with
+                else []
+            )
         p, a, b = statistics.median(plain), statistics.median(alone), statistics.median(batch)
         baselines[assignment] = p
         paired = statistics.median(x / y for x, y in zip(alone, plain))
@@ -116,12 +125,15 @@ def main() -> None:
             root = Path(scratch)
             for assignment in assignments():
                 write_submission(root, assignment)
-                baselines.setdefault(assignment, time_plain(root / "submissions" / "student" / assignment /
-                                                            notebooks(assignment)[0]))
+                baselines.setdefault(
+                    assignment, time_plain(root / "submissions" / "student" / assignment / notebooks(assignment)[0])
+                )
             course = time_cli(root / "submissions", root / "out", assignments())
         total = sum(baselines[a] for a in assignments())
-        print(f"whole course, one student, one worker: {course:.1f} s for {total:.1f} s of baselines "
-              f"(ratio {course / total:.2f})")
+        print(
+            f"whole course, one student, one worker: {course:.1f} s for {total:.1f} s of baselines "
+            f"(ratio {course / total:.2f})"
+        )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 

@@ -8,6 +8,7 @@ noisy, so its core count and load average are printed with the results.
 
     python benchmarks/grading_throughput.py [--students 2] [--workers 1 2] [--repeats 1] [--assignment ID ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,18 @@ def write_class(target: Path, students: dict[str, dict[str, object]]) -> int:
 
 def time_grade(submissions: Path, out: Path, ids: list[str], workers: int, extra: list[str]) -> float:
     """Seconds for one whole `autograder grade` run, as an instructor would start it."""
-    command = [sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
-               "--workers", str(workers), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(submissions),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        *extra,
+    ]
     for assignment in ids:
         command += ["--assignment", assignment]
     start = time.perf_counter()
@@ -74,8 +85,12 @@ def extra_args(args) -> list[str]:
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
-                        help="grade without autograder.sandbox.bubblewrap (the CLI's default is with it)")
+    parser.add_argument(
+        "--no-sandbox",
+        dest="sandbox",
+        action="store_false",
+        help="grade without autograder.sandbox.bubblewrap (the CLI's default is with it)",
+    )
     parser.add_argument("--gradebook", metavar="URL", help="class gradebook URL (default: SQLite in OUT)")
 
 
@@ -95,8 +110,10 @@ def main() -> None:
         solved = {a: sample_class.solved(a, notebooks(a)[0]) for a in ids}
         students = {f"student{i:03d}": solved for i in range(args.students)}
         count = write_class(root / "submissions", students)
-        print(f"class: {args.students} student(s) x {len(ids)} assignment(s) = {count} submissions; "
-              f"sandbox {'on' if args.sandbox else 'off'}")
+        print(
+            f"class: {args.students} student(s) x {len(ids)} assignment(s) = {count} submissions; "
+            f"sandbox {'on' if args.sandbox else 'off'}"
+        )
         results = {}
         # Alternate worker counts within each repeat, so that drifting machine load hits both alike.
         for repeat in range(args.repeats):

@@ -9,6 +9,7 @@ imports of torch, opacus and medmnist), so the ratio shows how much of the run i
 `--full` also times the default (student) mode once. The 1-minute load average is printed with every timing,
 since other jobs on a shared machine slow every run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,15 +60,19 @@ def main() -> None:
     base_median = statistics.median(seconds for seconds, _ in baseline)
     fast_median = statistics.median(seconds for seconds, _ in fast)
     print(f"{'run':<34} {'median (s)':>10} {'runs (s)':>24} {'load avg':>16} {'ratio':>6}")
-    for name, runs, median in (("start-up cells only (baseline)", baseline, base_median),
-                               ("whole notebook, fast mode", fast, fast_median)):
+    for name, runs, median in (
+        ("start-up cells only (baseline)", baseline, base_median),
+        ("whole notebook, fast mode", fast, fast_median),
+    ):
         times = ", ".join(f"{seconds:.1f}" for seconds, _ in runs)
         loads = ", ".join(f"{load:.1f}" for _, load in runs)
         print(f"{name:<34} {median:>10.1f} {times:>24} {loads:>16} {median / base_median:>6.2f}")
     if args.full:
         seconds, load = run(fast=False)
-        print(f"{'whole notebook, default mode':<34} {seconds:>10.1f} {seconds:>24.1f} {load:>16.1f} "
-              f"{seconds / base_median:>6.2f}")
+        print(
+            f"{'whole notebook, default mode':<34} {seconds:>10.1f} {seconds:>24.1f} {load:>16.1f} "
+            f"{seconds / base_median:>6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ gamma 0.05 as in PATE 2017's MNIST runs) or 100 Renyi orders (GNMax, sigma 40 as
 Before timing, each loop baseline is checked against the vectorised result. The table reports the median of
 the repeats, the speed-up of each vectorised analysis over its loop, and whether it meets the 1 s target.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,19 @@ import numpy as np
 
 from course.lib.pate import vote_counts
 from course.lib.pate_analysis import gnmax_epsilon, pate_epsilon_data_independent
-from course.shown.pate_accounting import (confident_gnmax_epsilon, confident_gnmax_epsilon_data_dependent,
-                                          gnmax_epsilon_data_dependent, pate_epsilon_data_dependent)
-from course.shown.pate_smooth_sensitivity import (_gnmax_beta, _gnmax_ls_of_log_q, _log_bl, gnmax_local_sensitivity,
-                                                  gnmax_log_q0, sanitised_confident_gnmax_epsilon)
+from course.shown.pate_accounting import (
+    confident_gnmax_epsilon,
+    confident_gnmax_epsilon_data_dependent,
+    gnmax_epsilon_data_dependent,
+    pate_epsilon_data_dependent,
+)
+from course.shown.pate_smooth_sensitivity import (
+    _gnmax_ls_of_log_q,
+    _log_bl,
+    gnmax_local_sensitivity,
+    gnmax_log_q0,
+    sanitised_confident_gnmax_epsilon,
+)
 
 NUM_QUERIES, NUM_TEACHERS, NUM_CLASSES = 10_000, 250, 10
 GAMMA, SIGMA, DELTA = 0.05, 40.0, 1e-5
@@ -68,8 +78,11 @@ def laplace_loop(counts: np.ndarray, gamma: float, delta: float, moments: int) -
     threshold = 1 / (1 + math.exp(2 * gamma))
     for row in counts.tolist():
         winner = row.index(max(row))
-        q = sum((2 + gamma * (row[winner] - n)) / (4 * math.exp(gamma * (row[winner] - n)))
-                for j, n in enumerate(row) if j != winner)
+        q = sum(
+            (2 + gamma * (row[winner] - n)) / (4 * math.exp(gamma * (row[winner] - n)))
+            for j, n in enumerate(row)
+            if j != winner
+        )
         for l in range(1, moments + 1):
             alpha = min(2 * gamma * gamma * l * (l + 1), 2 * gamma * l)
             if q == 0:
@@ -94,8 +107,11 @@ def gnmax_loop(counts: np.ndarray, sigma: float, delta: float, orders: np.ndarra
             mu2 = sigma * math.sqrt(-log_q)
             mu1 = mu2 + 1
             eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
-            applies = (mu2 > 1 and log_q + eps2 < 0 and log_q <= (mu2 - 1) * eps2
-                       - mu2 * (math.log(mu1 / (mu1 - 1)) + math.log(mu2 / (mu2 - 1))))
+            applies = (
+                mu2 > 1
+                and log_q + eps2 < 0
+                and log_q <= (mu2 - 1) * eps2 - mu2 * (math.log(mu1 / (mu1 - 1)) + math.log(mu2 / (mu2 - 1)))
+            )
         for index, order in enumerate(orders):
             rdp = order / sigma**2
             if q == 0:
@@ -168,23 +184,28 @@ def main() -> None:
     num_answered = int(answered.sum())
 
     def release():
-        return sanitised_confident_gnmax_epsilon(counts, answered, THRESHOLD, SIGMA1, SIGMA2, DELTA, SS_ORDER,
-                                                 0.4 / SS_ORDER, 10.0, np.random.default_rng(0)).epsilon
+        return sanitised_confident_gnmax_epsilon(
+            counts, answered, THRESHOLD, SIGMA1, SIGMA2, DELTA, SS_ORDER, 0.4 / SS_ORDER, 10.0, np.random.default_rng(0)
+        ).epsilon
 
     def whole():
-        return (confident_gnmax_epsilon(NUM_QUERIES, num_answered, SIGMA1, SIGMA2, DELTA, ORDERS),
-                confident_gnmax_epsilon_data_dependent(counts, answered, THRESHOLD, SIGMA1, SIGMA2, DELTA, ORDERS),
-                release())[2]
+        return (
+            confident_gnmax_epsilon(NUM_QUERIES, num_answered, SIGMA1, SIGMA2, DELTA, ORDERS),
+            confident_gnmax_epsilon_data_dependent(counts, answered, THRESHOLD, SIGMA1, SIGMA2, DELTA, ORDERS),
+            release(),
+        )[2]
 
     analyses = {
         "pate_epsilon_data_independent": lambda: pate_epsilon_data_independent(NUM_QUERIES, GAMMA, DELTA, MOMENTS),
         "gnmax_epsilon": lambda: gnmax_epsilon(NUM_QUERIES, SIGMA, DELTA, ORDERS),
         "pate_epsilon_data_dependent": lambda: pate_epsilon_data_dependent(counts, GAMMA, DELTA, MOMENTS),
         "gnmax_epsilon_data_dependent": lambda: gnmax_epsilon_data_dependent(counts, SIGMA, DELTA, ORDERS),
-        "confident_gnmax_epsilon": lambda: confident_gnmax_epsilon(NUM_QUERIES, num_answered, SIGMA1, SIGMA2, DELTA,
-                                                                   ORDERS),
+        "confident_gnmax_epsilon": lambda: confident_gnmax_epsilon(
+            NUM_QUERIES, num_answered, SIGMA1, SIGMA2, DELTA, ORDERS
+        ),
         "confident_gnmax_eps_data_dep.": lambda: confident_gnmax_epsilon_data_dependent(
-            counts, answered, THRESHOLD, SIGMA1, SIGMA2, DELTA, ORDERS),
+            counts, answered, THRESHOLD, SIGMA1, SIGMA2, DELTA, ORDERS
+        ),
         "sanitised (smooth sensitivity)": release,
         "whole Confident-GNMax analysis": whole,
     }
@@ -204,12 +225,16 @@ def main() -> None:
         if not math.isclose(loop_epsilon, epsilons[name], rel_tol=1e-9):
             raise SystemExit(f"{name}: loop baseline gives {loop_epsilon!r}, vectorised {epsilons[name]!r}")
 
-    print(f"{NUM_QUERIES} queries x {NUM_TEACHERS} teachers, {NUM_CLASSES} classes; gamma={GAMMA}, sigma={SIGMA}, "
-          f"delta={DELTA}; {MOMENTS} moments / {ORDERS.size} orders; median of {args.repeats} "
-          f"(loops: {args.baseline_repeats}) repeats")
-    print(f"Confident-GNMax: T={THRESHOLD:g}, sigma1={SIGMA1:g}, sigma2={SIGMA2:g}, {num_answered} answered; smooth "
-          f"sensitivity at order {SS_ORDER:g}; its loop baseline ran on {len(sample)} answered queries, scaled by "
-          f"{scale:.1f}")
+    print(
+        f"{NUM_QUERIES} queries x {NUM_TEACHERS} teachers, {NUM_CLASSES} classes; gamma={GAMMA}, sigma={SIGMA}, "
+        f"delta={DELTA}; {MOMENTS} moments / {ORDERS.size} orders; median of {args.repeats} "
+        f"(loops: {args.baseline_repeats}) repeats"
+    )
+    print(
+        f"Confident-GNMax: T={THRESHOLD:g}, sigma1={SIGMA1:g}, sigma2={SIGMA2:g}, {num_answered} answered; smooth "
+        f"sensitivity at order {SS_ORDER:g}; its loop baseline ran on {len(sample)} answered queries, scaled by "
+        f"{scale:.1f}"
+    )
     print(f"{'analysis':32} {'epsilon':>10} {'median s':>10} {'loop s':>9} {'speed-up':>9}  < {TARGET_SECONDS:g} s")
     for name, analysis in analyses.items():
         seconds = median_seconds(analysis, args.repeats)

@@ -10,6 +10,7 @@ work. The slowest cells of the last run are listed, and the 1-minute load averag
 because other jobs on a shared machine slow everything down. `--save DIR` keeps the last executed notebook of
 each mode (DIR/05_pate_fast.ipynb, DIR/05_pate_full.ipynb) to read its outputs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ def startup_part(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The notebook up to and including the cell that loads MNIST."""
     cut = next(i for i, cell in enumerate(nb.cells) if DATA_LOADING_CALL in cell.source)
     part = nbformat.from_dict(nb)
-    part.cells = part.cells[:cut + 1]
+    part.cells = part.cells[: cut + 1]
     return part
 
 
@@ -57,8 +58,10 @@ def slowest_cells(nb: nbformat.NotebookNode, count: int = 4) -> list[tuple[float
     for cell in nb.cells:
         timing = cell.get("metadata", {}).get("execution", {})
         if cell.cell_type == "code" and "iopub.execute_input" in timing and "shell.execute_reply" in timing:
-            seconds = (datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
-                       - datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))).total_seconds()
+            seconds = (
+                datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+                - datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+            ).total_seconds()
             timed.append((seconds, cell.source.strip().splitlines()[0][:60]))
     return sorted(timed, reverse=True)[:count]
 
@@ -71,13 +74,17 @@ def measure(mode: str, repeats: int, save: Path | None) -> None:
         load_before = os.getloadavg()[0]
         baselines.append(execute(startup_part(nb), fast))
         totals.append(execute(nb, fast))
-        print(f"  {mode} run {repeat + 1}/{repeats}: notebook {totals[-1]:.1f} s, startup baseline "
-              f"{baselines[-1]:.1f} s (load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after)",
-              flush=True)
+        print(
+            f"  {mode} run {repeat + 1}/{repeats}: notebook {totals[-1]:.1f} s, startup baseline "
+            f"{baselines[-1]:.1f} s (load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after)",
+            flush=True,
+        )
     total, baseline = statistics.median(totals), statistics.median(baselines)
     verdict = "within" if total < BUDGET_SECONDS[mode] else "OVER"
-    print(f"{mode:<5} {repeats:>7} {total:>16.1f} {baseline:>22.1f} {total / baseline:>6.1f}   "
-          f"{verdict} the {BUDGET_SECONDS[mode]} s budget")
+    print(
+        f"{mode:<5} {repeats:>7} {total:>16.1f} {baseline:>22.1f} {total / baseline:>6.1f}   "
+        f"{verdict} the {BUDGET_SECONDS[mode]} s budget"
+    )
     for seconds, first_line in slowest_cells(nb):
         print(f"        {seconds:6.1f} s  {first_line}")
     if save is not None:

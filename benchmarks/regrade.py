@@ -9,6 +9,7 @@ and their ratios to the first.
 
     python benchmarks/regrade.py [--students 6] [--assignment 01_databases] [--workers 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,25 @@ from autograder.layout import REPO, notebooks
 
 def grade(submissions: Path, out: Path, assignment: str, workers: int) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
-                           "--assignment", assignment, "--workers", str(workers)], cwd=REPO, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(submissions),
+            "--out",
+            str(out),
+            "--assignment",
+            assignment,
+            "--workers",
+            str(workers),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - start, done.stdout
 
 
@@ -42,8 +59,10 @@ def main() -> None:
     os.environ.setdefault("DP_COURSE_DATA", str(REPO / "data"))
     notebook = notebooks(args.assignment)[0]
     function, wrong_code = sample_class.WRONG_ANSWERS[args.assignment]
-    versions = {"perfect": sample_class.solved(args.assignment, notebook),
-                "one_wrong": sample_class.solved(args.assignment, notebook, replace={function: wrong_code})}
+    versions = {
+        "perfect": sample_class.solved(args.assignment, notebook),
+        "one_wrong": sample_class.solved(args.assignment, notebook, replace={function: wrong_code}),
+    }
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -58,8 +77,11 @@ def main() -> None:
         one_changed, said = grade(root / "class", root / "out", args.assignment, args.workers)
         assert f"{args.students - 1} notebook(s) unchanged" in said, said
     print(f"{'run':<34} {'wall (s)':>9} {'ratio to first':>15}")
-    for name, seconds in (("first grading", first), ("rerun, nothing changed", unchanged),
-                          ("rerun, one notebook changed", one_changed)):
+    for name, seconds in (
+        ("first grading", first),
+        ("rerun, nothing changed", unchanged),
+        ("rerun, one notebook changed", one_changed),
+    ):
         print(f"{name:<34} {seconds:>9.1f} {seconds / first:>15.2f}")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 

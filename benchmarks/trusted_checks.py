@@ -6,6 +6,7 @@ the function living in a separate Python process (the kernel's situation; its st
 
     python benchmarks/trusted_checks.py [--repeats 3] [--only nb01]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from autograder.layout import SOURCE
 from autograder.pipeline.check_server import CheckServer
 from autograder.settings import CHECK_NAME
-from autograder.layout import SOURCE
 
 KERNEL = """
 import json, sys, time
@@ -63,8 +64,13 @@ def in_process(name: str, repeats: int) -> list[float]:
 def through_server(name: str, repeats: int) -> list[float]:
     with tempfile.TemporaryDirectory() as folder, CheckServer(str(Path(folder) / "checker")) as server:
         env = dict(os.environ, DP_COURSE_CHECKER=server.address)
-        kernel = subprocess.Popen([sys.executable, "-c", KERNEL, name, str(repeats)], env=env, text=True,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        kernel = subprocess.Popen(
+            [sys.executable, "-c", KERNEL, name, str(repeats)],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         times = []
         for _ in range(repeats):
             server.open_window([name])

@@ -20,6 +20,7 @@ replacement delta (1 + e^eps) 1e-5 is not far below 1/n (at least 1/(10 n)) gets
 A last row checks the notebook's claim about notebook 06's setup: the same MLP on 2,500 members for 20 epochs
 (Adam, lr 1e-3), scored by the loss attack.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ RESULTS_MARKER = "MEMBERSHIP-RESULTS "
 
 # Runs in the notebook's kernel after its last cell: every name it uses (models, training, assessment,
 # test_set, guarantees, reference_in, reference_out, ...) is the notebook's own.
-MEASURE = r'''
+MEASURE = r"""
 import json as _json
 import math as _math
 import numpy as _np
@@ -84,7 +85,7 @@ _rows.append({"model": "non-private, notebook 06 setup (2,500 members, 20 epochs
               "replacement_epsilon": None,
               **_measure(_ref.loss_scores(_model_06, _train_06), _ref.loss_scores(_model_06, _assess_06))})
 print("MEMBERSHIP-RESULTS " + _json.dumps(_rows))
-'''
+"""
 
 
 def run_notebook(fast: bool) -> tuple[list[dict], float]:
@@ -109,7 +110,7 @@ def run_notebook(fast: bool) -> tuple[list[dict], float]:
     for output in nb.cells[-1].outputs:
         for line in output.get("text", "").splitlines():
             if line.startswith(RESULTS_MARKER):
-                return json.loads(line[len(RESULTS_MARKER):]), notebook_seconds
+                return json.loads(line[len(RESULTS_MARKER) :]), notebook_seconds
     raise RuntimeError("the measuring cell printed no results")
 
 
@@ -118,18 +119,25 @@ def _rate(row: dict, key: str) -> str:
 
 
 def markdown_table(rows: list[dict], attack: str) -> str:
-    lines = ["| model | replacement ε | test acc. | AUC (± sd if no leak) | TPR @ FPR ≤ 1% | TPR @ FPR ≤ 0.1% "
-             "| best TPR − FPR | DP limit |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| model | replacement ε | test acc. | AUC (± sd if no leak) | TPR @ FPR ≤ 1% | TPR @ FPR ≤ 0.1% "
+        "| best TPR − FPR | DP limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         if row["attack"] != attack:
             continue
         epsilon = "∞" if row["replacement_epsilon"] is None else f"{row['replacement_epsilon']:.2f}"
-        bound = ("vacuous (δ ≥ 1/(10n))" if row.get("vacuous") else "1 (none)") if row["bound"] is None \
+        bound = (
+            ("vacuous (δ ≥ 1/(10n))" if row.get("vacuous") else "1 (none)")
+            if row["bound"] is None
             else f"{row['bound']:.3f}"
+        )
         null_sd = ((row["n_in"] + row["n_out"] + 1) / (12 * row["n_in"] * row["n_out"])) ** 0.5
-        lines.append(f"| {row['model']} | {epsilon} | {row['test_accuracy']:.3f} | {row['auc']:.3f} (± {null_sd:.3f}) "
-                     f"| {_rate(row, 'tpr_1')} | {_rate(row, 'tpr_01')} | {row['best_advantage']:.3f} | {bound} |")
+        lines.append(
+            f"| {row['model']} | {epsilon} | {row['test_accuracy']:.3f} | {row['auc']:.3f} (± {null_sd:.3f}) "
+            f"| {_rate(row, 'tpr_1')} | {_rate(row, 'tpr_01')} | {row['best_advantage']:.3f} | {bound} |"
+        )
     return "\n".join(lines)
 
 
@@ -141,22 +149,28 @@ def main() -> None:
     rows, notebook_seconds = run_notebook(args.fast)
     load_after = os.getloadavg()
     mode = "fast" if args.fast else "default"
-    print(f"Notebook 07, {mode} mode: its cells ran in {notebook_seconds:.0f} s "
-          f"(1-minute load average {load_before[0]:.1f} before, {load_after[0]:.1f} after).\n")
+    print(
+        f"Notebook 07, {mode} mode: its cells ran in {notebook_seconds:.0f} s "
+        f"(1-minute load average {load_before[0]:.1f} before, {load_after[0]:.1f} after).\n"
+    )
     first = rows[0]
     n_in, n_out = first["n_in"], first["n_out"]
-    for attack, title in (("loss", "Loss attack (member if loss <= tau)"),
-                          ("calibrated", "Calibrated attack (z-score against the reference models)")):
+    for attack, title in (
+        ("loss", "Loss attack (member if loss <= tau)"),
+        ("calibrated", "Calibrated attack (z-score against the reference models)"),
+    ):
         print(f"### {title}\n")
         print(markdown_table(rows, attack))
         print()
     auc_sd = ((n_in + n_out + 1) / (12 * n_in * n_out)) ** 0.5
     # one-sided Kolmogorov-Smirnov (Smirnov 1939): P[max(TPR - FPR) > t] ~ exp(-2 t^2 n_in n_out / (n_in + n_out))
     useless = math.sqrt(math.log(100) / 2) * ((n_in + n_out) / (n_in * n_out)) ** 0.5
-    print(f"Noise with {n_in} members and {n_out} non-members: AUC 0.5 ± {auc_sd:.3f} (1 sd) for an attack "
-          f"that learns nothing; a useless attack's best TPR − FPR exceeds {useless:.3f} 1% of the time. "
-          f"TPR ± is the binomial standard error over the members. With {n_out} non-members the smallest "
-          f"non-zero FPR is {1 / n_out:.4f}, so TPR @ FPR ≤ 0.1% counts members found with no false alarm.")
+    print(
+        f"Noise with {n_in} members and {n_out} non-members: AUC 0.5 ± {auc_sd:.3f} (1 sd) for an attack "
+        f"that learns nothing; a useless attack's best TPR − FPR exceeds {useless:.3f} 1% of the time. "
+        f"TPR ± is the binomial standard error over the members. With {n_out} non-members the smallest "
+        f"non-zero FPR is {1 / n_out:.4f}, so TPR @ FPR ≤ 0.1% counts members found with no false alarm."
+    )
     print("\nAccuracy on members / non-members (the gap is the advantage of 'member if classified correctly'):")
     for row in rows:
         if row["attack"] == "loss":

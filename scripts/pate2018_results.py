@@ -49,10 +49,10 @@ epochs) 0.951. 80 epochs of affine at the default width was taken: 120 epochs co
 and a wider teacher would need a change to `train_teachers`, which notebook 05 shows verbatim. The public labels
 cost no privacy, but the teachers scored were trained on private images, so this choice among 11 recipes is a
 function of 1,440 private images (the same 60,000 images are split anew for every seed) that the epsilons below
-do not account for (Papernot and Steinke, ICLR 2022, show how to pay for such a search). A FixMatch student (Sohn et al., NeurIPS
-2020; a batch-norm CNN, weak/strong augmentation, confidence 0.95, 2,000 steps of 32 labelled and 96 unlabelled
-images, weight averaging; commit c95106c) was also run on all three seeds and scored worse on the held-out set
-(640 queries: 0.973, 0.962, 0.961; 1,000 queries: 0.958, 0.962, 0.969) in 10.7 min per student against 2.3
+do not account for (Papernot and Steinke, ICLR 2022, show how to pay for such a search). A FixMatch student (Sohn et
+al., NeurIPS 2020; a batch-norm CNN, weak/strong augmentation, confidence 0.95, 2,000 steps of 32 labelled and 96
+unlabelled images, weight averaging; commit c95106c) was also run on all three seeds and scored worse on the held-out
+set (640 queries: 0.973, 0.962, 0.961; 1,000 queries: 0.958, 0.962, 0.969) in 10.7 min per student against 2.3
 (both as three one-thread processes side by side on 2 shared cores), so this self-training student was kept.
 Both choices used the held-out labels: public data, so no privacy cost, but the student's held-out accuracy is
 slightly optimistic. Choosing between the rows after seeing them would cost extra privacy (Papernot and Steinke,
@@ -110,6 +110,7 @@ seeds reads them and writes the table.
 
 Writes the Markdown table to `--out` and prints it; progress and timing on stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -128,17 +129,30 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from course.lib.pate import gaussian_noisy_max, partition_indices, vote_counts  # noqa: E402
-from course.shown.pate_accounting import confident_gnmax  # noqa: E402
 from course.lib.pate_analysis import DEFAULT_RDP_ORDERS, gnmax_rdp_data_independent, rdp_to_epsilon  # noqa: E402
-from course.shown.pate_accounting import (confident_gnmax_epsilon,  # noqa: E402
-                                          confident_gnmax_epsilon_data_dependent, gnmax_epsilon_data_dependent,
-                                          rdp_to_epsilon_balle)
-from course.shown.pate_smooth_sensitivity import (confident_gnmax_rdp_and_local_sensitivity, gnss_rdp,  # noqa: E402
-                                                  sanitised_confident_gnmax_epsilon, smooth_sensitivity,
-                                                  smooth_sensitivity_conditions)
+from course.shown.pate_accounting import (  # noqa: E402
+    confident_gnmax,  # noqa: E402
+    confident_gnmax_epsilon,
+    confident_gnmax_epsilon_data_dependent,
+    gnmax_epsilon_data_dependent,
+    rdp_to_epsilon_balle,
+)
 from course.shown.pate_gan import train_gan_assisted_student  # noqa: E402
-from course.shown.pate_training import (label_accuracy, load_mnist_splits, predict_classes_augmented,  # noqa: E402
-                                        random_affine, teacher_predictions, train_teachers)
+from course.shown.pate_smooth_sensitivity import (  # noqa: E402
+    confident_gnmax_rdp_and_local_sensitivity,
+    gnss_rdp,
+    sanitised_confident_gnmax_epsilon,
+    smooth_sensitivity,
+    smooth_sensitivity_conditions,
+)
+from course.shown.pate_training import (  # noqa: E402
+    label_accuracy,
+    load_mnist_splits,
+    predict_classes_augmented,
+    random_affine,
+    teacher_predictions,
+    train_teachers,
+)
 
 NUM_CLASSES, NUM_TEACHERS, TEACHER_EPOCHS = 10, 250, 80
 TEACHER_TRAINING = dict(augment=random_affine)  # passed to train_model; see the module docstring
@@ -146,8 +160,10 @@ TEACHER_RECIPE = f"{NUM_TEACHERS}t_{TEACHER_EPOCHS}e_affine"  # names the cached
 DELTAS = (1e-5, 1e-6)
 #: RDP-to-(epsilon, delta) conversions, the headline's first: Balle et al. 2020 (Theorem 21, Opacus's), then
 #: Mironov's rdp + ln(1/delta)/(order - 1), which PATE 2018 used for its 1.97. Both convert the same RDP values.
-CONVERSIONS = {"balle": ("Balle et al. 2020 conversion (Opacus's)", rdp_to_epsilon_balle),
-               "mironov": ("Mironov's conversion (the paper's)", rdp_to_epsilon)}
+CONVERSIONS = {
+    "balle": ("Balle et al. 2020 conversion (Opacus's)", rdp_to_epsilon_balle),
+    "mironov": ("Mironov's conversion (the paper's)", rdp_to_epsilon),
+}
 HEADLINE_CONVERSION = "balle"
 THRESHOLD, SIGMA1, SIGMA2 = 200.0, 150.0, 40.0  # PATE 2018, Table 2, MNIST
 GNMAX_SIGMA = 40.0
@@ -167,8 +183,9 @@ def cached_teacher_predictions(data_root: str, seed: int, cache_dir: Path = REPO
         return np.load(path).astype(np.int64)
     (private_images, private_labels), (public_images, _), (eval_images, _) = load_mnist_splits(data_root)
     partitions = partition_indices(len(private_images), NUM_TEACHERS, seed=seed)
-    teachers = train_teachers(private_images, private_labels, partitions, epochs=TEACHER_EPOCHS, seed=seed,
-                              **TEACHER_TRAINING)
+    teachers = train_teachers(
+        private_images, private_labels, partitions, epochs=TEACHER_EPOCHS, seed=seed, **TEACHER_TRAINING
+    )
     predictions = teacher_predictions(teachers, torch.cat([public_images, eval_images])).astype(np.uint8)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, predictions)
@@ -180,8 +197,7 @@ def simulated_votes(num_queries: int, rng: np.random.Generator) -> np.ndarray:
     teacher agrees with a query's label at a per-query rate drawn from Beta(8, 1.5), else votes at random."""
     truth = rng.integers(0, NUM_CLASSES, num_queries)
     agree = rng.random((NUM_TEACHERS, num_queries)) < rng.beta(8, 1.5, num_queries)
-    return vote_counts(np.where(agree, truth, rng.integers(0, NUM_CLASSES, (NUM_TEACHERS, num_queries))),
-                       NUM_CLASSES)
+    return vote_counts(np.where(agree, truth, rng.integers(0, NUM_CLASSES, (NUM_TEACHERS, num_queries))), NUM_CLASSES)
 
 
 def choose_release_parameters(num_queries: int, delta: float, seed: int = 12345) -> tuple[float, float, float]:
@@ -210,7 +226,7 @@ def choose_release_parameters(num_queries: int, delta: float, seed: int = 12345)
 def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict]:
     (_, _), (public_images, public_labels), (eval_images, eval_labels) = splits
     predictions = cached_teacher_predictions(data_root, seed)
-    counts = vote_counts(predictions[:, :len(public_images)], NUM_CLASSES)
+    counts = vote_counts(predictions[:, : len(public_images)], NUM_CLASSES)
     truth = public_labels.numpy()
     rng = np.random.default_rng(seed)
     rows, student_seconds = [], []
@@ -218,8 +234,9 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
     def student_accuracy(indices, labels):
         rest = np.setdiff1d(np.arange(len(public_images)), indices)
         started = time.perf_counter()
-        student = train_gan_assisted_student(public_images[indices], torch.as_tensor(labels), public_images[rest],
-                                             seed=seed, **STUDENT)
+        student = train_gan_assisted_student(
+            public_images[indices], torch.as_tensor(labels), public_images[rest], seed=seed, **STUDENT
+        )
         student_seconds.append(time.perf_counter() - started)
         return label_accuracy(predict_classes_augmented(student, eval_images, STUDENT_VIEWS, seed=seed), eval_labels)
 
@@ -228,38 +245,61 @@ def run_seed(seed: int, data_root: str, splits, release_parameters) -> list[dict
         labels = confident_gnmax(votes, THRESHOLD, SIGMA1, SIGMA2, rng)
         answered = labels >= 0
         indices = np.flatnonzero(answered)
-        row = {"aggregator": "Confident-GNMax", "parameters": f"T={THRESHOLD:g}, sigma1={SIGMA1:g}, sigma2={SIGMA2:g}",
-               "asked": asked, "answered": int(answered.sum()),
-               "label_accuracy": label_accuracy(labels[indices], truth[indices]),
-               "student_accuracy": student_accuracy(indices, labels[indices])}
+        row = {
+            "aggregator": "Confident-GNMax",
+            "parameters": f"T={THRESHOLD:g}, sigma1={SIGMA1:g}, sigma2={SIGMA2:g}",
+            "asked": asked,
+            "answered": int(answered.sum()),
+            "label_accuracy": label_accuracy(labels[indices], truth[indices]),
+            "student_accuracy": student_accuracy(indices, labels[indices]),
+        }
         for delta in DELTAS:
             order, beta, sigma_ss = release_parameters[(asked, delta)]
-            released = sanitised_confident_gnmax_epsilon(votes, answered, THRESHOLD, SIGMA1, SIGMA2, delta, order,
-                                                         beta, sigma_ss, rng)
+            released = sanitised_confident_gnmax_epsilon(
+                votes, answered, THRESHOLD, SIGMA1, SIGMA2, delta, order, beta, sigma_ss, rng
+            )
             for name, (_, convert) in CONVERSIONS.items():  # one release, its value converted both ways
                 row[delta, name] = {
-                    "independent": confident_gnmax_epsilon(asked, int(answered.sum()), SIGMA1, SIGMA2, delta,
-                                                           conversion=convert),
-                    "dependent": confident_gnmax_epsilon_data_dependent(votes, answered, THRESHOLD, SIGMA1, SIGMA2,
-                                                                        delta, conversion=convert),
+                    "independent": confident_gnmax_epsilon(
+                        asked, int(answered.sum()), SIGMA1, SIGMA2, delta, conversion=convert
+                    ),
+                    "dependent": confident_gnmax_epsilon_data_dependent(
+                        votes, answered, THRESHOLD, SIGMA1, SIGMA2, delta, conversion=convert
+                    ),
                     "sanitised": convert(np.array([released.released_rdp]), np.array([order]), delta),
-                    "release_cost": released.rdp_release, "noise_std": released.noise_std, "order": order,
-                    "beta": beta, "sigma_ss": sigma_ss}
+                    "release_cost": released.rdp_release,
+                    "noise_std": released.noise_std,
+                    "order": order,
+                    "beta": beta,
+                    "sigma_ss": sigma_ss,
+                }
         rows.append(row)
-        print(f"seed {seed}, {asked} asked: {row['answered']} answered, student {row['student_accuracy']:.3f}",
-              file=sys.stderr, flush=True)
+        print(
+            f"seed {seed}, {asked} asked: {row['answered']} answered, student {row['student_accuracy']:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     asked = HEADLINE_ASKED
     labels = gaussian_noisy_max(counts[:asked], GNMAX_SIGMA, rng)
-    row = {"aggregator": "GNMax", "parameters": f"sigma={GNMAX_SIGMA:g}", "asked": asked, "answered": asked,
-           "label_accuracy": label_accuracy(labels, truth[:asked]), "student_accuracy": math.nan}
+    row = {
+        "aggregator": "GNMax",
+        "parameters": f"sigma={GNMAX_SIGMA:g}",
+        "asked": asked,
+        "answered": asked,
+        "label_accuracy": label_accuracy(labels, truth[:asked]),
+        "student_accuracy": math.nan,
+    }
     for delta in DELTAS:
         for name, (_, convert) in CONVERSIONS.items():
             independent = asked * gnmax_rdp_data_independent(GNMAX_SIGMA, DEFAULT_RDP_ORDERS)  # as gnmax_epsilon
             row[delta, name] = {
                 "independent": convert(independent, DEFAULT_RDP_ORDERS, delta),
                 "dependent": gnmax_epsilon_data_dependent(counts[:asked], GNMAX_SIGMA, delta, conversion=convert),
-                "sanitised": math.nan, "release_cost": math.nan, "noise_std": math.nan}
+                "sanitised": math.nan,
+                "release_cost": math.nan,
+                "noise_std": math.nan,
+            }
     rows.append(row)
     for row in rows:
         row["student_seconds"] = statistics.mean(student_seconds)
@@ -280,8 +320,12 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
     lines = [
         "# PATE 2018 on MNIST: Confident-GNMax with a smooth-sensitivity release and a semi-supervised student",
         "",
-        f"Generated by `{command}`" + (" (each seed first run as its own process with `--seeds s` and the same "
-                                        "`--rows-cache`, side by side)" if "--rows-cache" in command else "")
+        f"Generated by `{command}`"
+        + (
+            " (each seed first run as its own process with `--seeds s` and the same `--rows-cache`, side by side)"
+            if "--rows-cache" in command
+            else ""
+        )
         + f" on {os.cpu_count()} CPU cores shared with other jobs (teacher votes cached under "
         f"build/; last call {seconds / 60:.0f} min; one student trained in "
         f"{statistics.mean(r['student_seconds'] for s in seeds for r in results[s]) / 60:.1f} min on average, "
@@ -293,7 +337,7 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
         "`get_privacy_spent`), rdp + ln((λ − 1)/λ) − (ln δ + ln λ)/(λ − 1), the headline; and Mironov's "
         "rdp + ln(1/δ)/(λ − 1), which PATE 2018 used for its 1.97 and notebook 05 teaches (larger by "
         "ln λ/(λ − 1) − ln((λ − 1)/λ), 0.36 at λ = 10). Both hold pair by pair, so both apply to the "
-        "data-dependent values; the sanitised ε of both is the same released RDP value, converted. *Data-independent* ε holds for any votes and may be "
+        "data-dependent values; the sanitised ε of both is the same released RDP value, converted. *Data-independent* ε holds for any votes and may be "  # noqa: E501
         "published. *Data-dependent* ε (PATE 2018, Theorem 6) is computed from the private votes and may not be "
         "published as it is. *Sanitised* ε is the data-dependent RDP at a fixed order released with Gaussian "
         "noise scaled to its smooth sensitivity (PATE 2018, Section 4.3), plus the RDP cost of that release "
@@ -316,12 +360,15 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
         "",
     ]
     for delta, name in ((delta, name) for name in CONVERSIONS for delta in DELTAS):
-        lines += [f"## δ = {delta:g}, {CONVERSIONS[name][0]}", "",
-                  "| aggregator | parameters | answered / asked | label accuracy | student accuracy "
-                  "| ε data-independent (RDP) | ε data-dependent (RDP, not publishable) "
-                  "| ε sanitised (smooth sensitivity, cost included) | release cost (RDP) | noise std (RDP) "
-                  "| release order λ, β, σ_ss |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            f"## δ = {delta:g}, {CONVERSIONS[name][0]}",
+            "",
+            "| aggregator | parameters | answered / asked | label accuracy | student accuracy "
+            "| ε data-independent (RDP) | ε data-dependent (RDP, not publishable) "
+            "| ε sanitised (smooth sensitivity, cost included) | release cost (RDP) | noise std (RDP) "
+            "| release order λ, β, σ_ss |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for index, first in enumerate(results[seeds[0]]):
             rows = [results[seed][index][delta, name] for seed in seeds]
             answered = spread([results[seed][index]["answered"] for seed in seeds], digits=0)
@@ -333,27 +380,38 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
                 f"| {spread([results[seed][index]['student_accuracy'] for seed in seeds])} "
                 f"| {spread([r['independent'] for r in rows])} | {spread([r['dependent'] for r in rows])} "
                 f"| {spread([r['sanitised'] for r in rows])} | {spread([r['release_cost'] for r in rows])} "
-                f"| {spread([r['noise_std'] for r in rows])} | {release} |")
+                f"| {spread([r['noise_std'] for r in rows])} | {release} |"
+            )
         lines.append("")
     columns = [(delta, name) for name in CONVERSIONS for delta in DELTAS]
-    lines += ["## Per seed", "",
-              "| seed | aggregator | asked | answered | label acc | student acc | "
-              + " | ".join(f"ε sanitised δ={delta:g}, {name}" for delta, name in columns) + " |",
-              "|---:|---|---:|---:|---:|---:|" + "---:|" * len(columns)]
+    lines += [
+        "## Per seed",
+        "",
+        "| seed | aggregator | asked | answered | label acc | student acc | "
+        + " | ".join(f"ε sanitised δ={delta:g}, {name}" for delta, name in columns)
+        + " |",
+        "|---:|---|---:|---:|---:|---:|" + "---:|" * len(columns),
+    ]
     for seed in seeds:
         for row in results[seed]:
-            lines.append(f"| {seed} | {row['aggregator']} | {row['asked']} | {row['answered']} "
-                         f"| {row['label_accuracy']:.3f} | {row['student_accuracy']:.3f} | "
-                         + " | ".join(f"{row[column]['sanitised']:.3f}" for column in columns) + " |")
+            lines.append(
+                f"| {seed} | {row['aggregator']} | {row['asked']} | {row['answered']} "
+                f"| {row['label_accuracy']:.3f} | {row['student_accuracy']:.3f} | "
+                + " | ".join(f"{row[column]['sanitised']:.3f}" for column in columns)
+                + " |"
+            )
     lines.append("")
     for asked in ASKED:
-        rows = [r for seed in seeds for r in results[seed]
-                if r["aggregator"] == "Confident-GNMax" and r["asked"] == asked]
+        rows = [
+            r for seed in seeds for r in results[seed] if r["aggregator"] == "Confident-GNMax" and r["asked"] == asked
+        ]
         role = "the headline row, fixed in advance" if asked == HEADLINE_ASKED else "the paper's count"
         for name in CONVERSIONS:
             met = [r["student_accuracy"] >= 0.98 and r[1e-5, name]["sanitised"] <= 2.0 for r in rows]
-            lines.append(f"Target (student ≥ 98% with sanitised ε ≤ 2 at δ = 1e-5), {asked} queries ({role}), "
-                         f"{CONVERSIONS[name][0]}: met by {sum(met)} of {len(met)} seeds.")
+            lines.append(
+                f"Target (student ≥ 98% with sanitised ε ≤ 2 at δ = 1e-5), {asked} queries ({role}), "
+                f"{CONVERSIONS[name][0]}: met by {sum(met)} of {len(met)} seeds."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -363,9 +421,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "results" / "pate2018_mnist.md"))
     parser.add_argument("--votes-only", action="store_true", help="only train and cache the teachers")
     parser.add_argument("--data", default=os.environ.get("DP_COURSE_DATA", str(REPO / "data")))
-    parser.add_argument("--rows-cache", default=None,
-                        help="folder for each seed's rows (pickled): a seed found there is read, not rerun, so "
-                             "seeds can run as separate processes and a last call with all seeds writes the table")
+    parser.add_argument(
+        "--rows-cache",
+        default=None,
+        help="folder for each seed's rows (pickled): a seed found there is read, not rerun, so "
+        "seeds can run as separate processes and a last call with all seeds writes the table",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny models: one thread beats two that keep synchronising
     started = time.perf_counter()
@@ -374,10 +435,14 @@ def main() -> None:
         for seed in seeds:
             cached_teacher_predictions(args.data, seed)
         return
-    release_parameters = {(asked, delta): choose_release_parameters(asked, delta) for asked in ASKED
-                          for delta in DELTAS}
-    print(f"release parameters (order, beta, sigma_ss) from simulated votes: {release_parameters}",
-          file=sys.stderr, flush=True)
+    release_parameters = {
+        (asked, delta): choose_release_parameters(asked, delta) for asked in ASKED for delta in DELTAS
+    }
+    print(
+        f"release parameters (order, beta, sigma_ss) from simulated votes: {release_parameters}",
+        file=sys.stderr,
+        flush=True,
+    )
     splits = load_mnist_splits(args.data)
     results = {}
     for seed in seeds:

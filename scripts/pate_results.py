@@ -22,6 +22,7 @@ publishable as it is.
 
 Prints a markdown table on stdout (progress bars on stderr).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,12 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
+from pate2018_results import cached_teacher_predictions  # noqa: E402  (the same cached teachers)
+
 from course.lib.pate import gaussian_noisy_max, laplace_noisy_max, partition_indices, vote_counts  # noqa: E402
 from course.lib.pate_analysis import gnmax_epsilon, pate_epsilon_data_independent  # noqa: E402
 from course.shown.pate_accounting import gnmax_epsilon_data_dependent, pate_epsilon_data_dependent  # noqa: E402
-from course.shown.pate_training import (SmallCNN, label_accuracy, load_mnist_splits, predict_classes,  # noqa: E402
-                                        train_model)
-from pate2018_results import cached_teacher_predictions  # noqa: E402  (the same cached teachers)
+from course.shown.pate_training import SmallCNN, label_accuracy, load_mnist_splits, predict_classes, train_model  # noqa: E402
 
 DELTA = 1e-6
 NUM_CLASSES = 10
@@ -65,8 +66,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--queries", default="500,1000,2000,9000", help="comma-separated query counts")
     parser.add_argument("--student-epochs", type=int, default=30)
-    parser.add_argument("--student-budget", type=int, default=60_000,
-                        help="most examples a student sees in all (epochs times queries)")
+    parser.add_argument(
+        "--student-budget", type=int, default=60_000, help="most examples a student sees in all (epochs times queries)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=os.environ.get("DP_COURSE_DATA", str(REPO / "data")))
     return parser.parse_args()
@@ -78,8 +80,9 @@ def main() -> None:
     torch.set_num_threads(1)  # tiny models: one thread beats two that keep synchronising
     started = time.perf_counter()
 
-    (private_images, private_labels), (public_images, public_labels), (eval_images, eval_labels) = \
-        load_mnist_splits(args.data)
+    (private_images, private_labels), (public_images, public_labels), (eval_images, eval_labels) = load_mnist_splits(
+        args.data
+    )
     if (args.teachers, args.teacher_epochs) != (250, 20):
         raise SystemExit("the cached teachers are 250 teachers trained for 20 epochs")
     partitions = partition_indices(len(private_images), args.teachers, seed=args.seed)
@@ -94,8 +97,13 @@ def main() -> None:
 
     def student_accuracy(num_queries: int, labels: np.ndarray, seed: int) -> float:
         torch.manual_seed(seed)
-        student = train_model(SmallCNN(channels=(16, 32)), public_images[:num_queries], torch.as_tensor(labels),
-                              student_epochs(num_queries), seed=seed)
+        student = train_model(
+            SmallCNN(channels=(16, 32)),
+            public_images[:num_queries],
+            torch.as_tensor(labels),
+            student_epochs(num_queries),
+            seed=seed,
+        )
         return label_accuracy(predict_classes(student, eval_images), eval_labels)
 
     rng = np.random.default_rng(args.seed)
@@ -103,8 +111,10 @@ def main() -> None:
     for num_queries in query_counts:
         votes, truth = counts[:num_queries], true_labels[:num_queries]
         ensemble = label_accuracy(votes.argmax(axis=1), truth)
-        settings = [("Laplace", LAPLACE_GAMMA, f"gamma {LAPLACE_GAMMA:g}"),
-                    ("GNMax", GNMAX_SIGMA, f"sigma {GNMAX_SIGMA:g}")]
+        settings = [
+            ("Laplace", LAPLACE_GAMMA, f"gamma {LAPLACE_GAMMA:g}"),
+            ("GNMax", GNMAX_SIGMA, f"sigma {GNMAX_SIGMA:g}"),
+        ]
         for target in CALIBRATED_EPSILONS:
             sigma = gnmax_sigma_for(target, num_queries)
             settings.append(("GNMax", sigma, f"sigma {sigma:.1f} (eps {target:g})"))
@@ -117,34 +127,72 @@ def main() -> None:
                 labels = gaussian_noisy_max(votes, value, rng)
                 eps = gnmax_epsilon(num_queries, value, DELTA)
                 eps_dependent = gnmax_epsilon_data_dependent(votes, value, DELTA)
-            rows.append((num_queries, f"{aggregator}, {setting}", ensemble, label_accuracy(labels, truth),
-                         student_accuracy(num_queries, labels, args.seed), eps, eps_dependent))
+            rows.append(
+                (
+                    num_queries,
+                    f"{aggregator}, {setting}",
+                    ensemble,
+                    label_accuracy(labels, truth),
+                    student_accuracy(num_queries, labels, args.seed),
+                    eps,
+                    eps_dependent,
+                )
+            )
         plurality = votes.argmax(axis=1)
-        rows.append((num_queries, "plurality, no noise (non-private)", ensemble, ensemble,
-                     student_accuracy(num_queries, plurality, args.seed), math.inf, math.inf))
-        rows.append((num_queries, "true labels (non-private)", ensemble, 1.0,
-                     student_accuracy(num_queries, truth, args.seed), math.inf, math.inf))
+        rows.append(
+            (
+                num_queries,
+                "plurality, no noise (non-private)",
+                ensemble,
+                ensemble,
+                student_accuracy(num_queries, plurality, args.seed),
+                math.inf,
+                math.inf,
+            )
+        )
+        rows.append(
+            (
+                num_queries,
+                "true labels (non-private)",
+                ensemble,
+                1.0,
+                student_accuracy(num_queries, truth, args.seed),
+                math.inf,
+                math.inf,
+            )
+        )
         print(f"done: {num_queries} queries after {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
     schedule = ", ".join(f"{student_epochs(q)} epochs for {q} queries" for q in query_counts)
-    print(f"PATE on MNIST: {args.teachers} teachers ({len(partitions[0])} private images each, "
-          f"{args.teacher_epochs} epochs, cached), mean teacher accuracy {teacher_accuracy:.3f} on the queried public "
-          f"images; student SmallCNN(16, 32), {schedule}; delta = {DELTA:g}; seed {args.seed}.\n")
-    print("| queries | labels | ensemble acc | noisy-label acc | student acc (held-out 1,000) "
-          "| eps data-independent | eps data-dependent |")
+    print(
+        f"PATE on MNIST: {args.teachers} teachers ({len(partitions[0])} private images each, "
+        f"{args.teacher_epochs} epochs, cached), mean teacher accuracy {teacher_accuracy:.3f} on the queried public "
+        f"images; student SmallCNN(16, 32), {schedule}; delta = {DELTA:g}; seed {args.seed}.\n"
+    )
+    print(
+        "| queries | labels | ensemble acc | noisy-label acc | student acc (held-out 1,000) "
+        "| eps data-independent | eps data-dependent |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|")
     for num_queries, setting, ensemble, label_quality, student, eps, eps_dependent in rows:
-        print(f"| {num_queries} | {setting} | {ensemble:.3f} | {label_quality:.3f} | {student:.3f} "
-              f"| {eps:.2f} | {eps_dependent:.2f} |")
+        print(
+            f"| {num_queries} | {setting} | {ensemble:.3f} | {label_quality:.3f} | {student:.3f} "
+            f"| {eps:.2f} | {eps_dependent:.2f} |"
+        )
     private = [row for row in rows if math.isfinite(row[5])]
     for bound in (8.0, 2.0):
         eligible = [row for row in private if row[5] <= bound + 1e-9]
         if eligible:
             best = max(eligible, key=lambda row: row[4])
-            print(f"\nBest student at data-independent epsilon <= {bound:g}: {best[4]:.3f} "
-                  f"({best[1]}, {best[0]} queries, epsilon {best[5]:.2f}).", end="")
-    print(f"\n\nTotal time: {time.perf_counter() - started:.0f} s on {os.cpu_count()} CPU cores "
-          f"(load average {os.getloadavg()[0]:.2f} at the end).")
+            print(
+                f"\nBest student at data-independent epsilon <= {bound:g}: {best[4]:.3f} "
+                f"({best[1]}, {best[0]} queries, epsilon {best[5]:.2f}).",
+                end="",
+            )
+    print(
+        f"\n\nTotal time: {time.perf_counter() - started:.0f} s on {os.cpu_count()} CPU cores "
+        f"(load average {os.getloadavg()[0]:.2f} at the end)."
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from locations import REPO
 
 # Notebooks read their data from DP_COURSE_DATA; default to the project's git-ignored copy of ../shared/data.

@@ -1,4 +1,5 @@
 """Shared by the tests of hidden checks: run one check and report its failure message."""
+
 import pytest
 
 from course.grading import GradingFailure
@@ -15,8 +16,7 @@ def failure_message(check, function, seed: int) -> str | None:
 
 def reference_failures(check, reference, seeds) -> dict[int, str]:
     """seed -> failure message for every seed at which the check fails the reference (there should be none)."""
-    failures = {seed: message for seed in seeds
-                if (message := failure_message(check, reference, seed)) is not None}
+    failures = {seed: message for seed in seeds if (message := failure_message(check, reference, seed)) is not None}
     print(f"\nreference {reference.__name__}: failed {len(failures)} of {len(seeds)} seeds")
     return failures
 
@@ -45,8 +45,10 @@ def catch_rate(check, wrong_answer, seeds, phrase: str = "") -> float:
         _require_clean(message, phrase)
     caught = sum(message is not None for message in messages)
     example = next((message for message in messages if message), "")
-    print(f"\n{wrong_answer.__name__}: caught in {caught} of {len(seeds)} seeds ({caught / len(seeds):.0%}); "
-          f"e.g. {example}")
+    print(
+        f"\n{wrong_answer.__name__}: caught in {caught} of {len(seeds)} seeds ({caught / len(seeds):.0%}); "
+        f"e.g. {example}"
+    )
     return caught / len(seeds)
 
 
@@ -57,8 +59,9 @@ def student_seeds(count: int, assignment: str) -> list[int]:
     return [derive_seed(b"a test secret, not the course's", f"student-{i:04d}", assignment) for i in range(count)]
 
 
-def seed_sweeps(checks: dict, wrong_answers: dict, quick_seeds, reference_seeds, wrong_answer_seeds,
-                required_rate: float):
+def seed_sweeps(
+    checks: dict, wrong_answers: dict, quick_seeds, reference_seeds, wrong_answer_seeds, required_rate: float
+):
     """The four seed-sweep tests of a notebook's checks (spec section 4), for its test module to bind as
     `test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds, test_wrong_answer_fails_quick,
     test_wrong_answer_caught_in_99_percent_of_seeds = seed_sweeps(...)`.
@@ -68,7 +71,9 @@ def seed_sweeps(checks: dict, wrong_answers: dict, quick_seeds, reference_seeds,
     fails all `quick_seeds` with a clean message, and is caught on `required_rate` of `wrong_answer_seeds` (slow).
     """
     by_name = pytest.mark.parametrize("name", list(checks))
-    by_wrong_answer = pytest.mark.parametrize("wrong_answer", list(wrong_answers), ids=lambda function: function.__name__)
+    by_wrong_answer = pytest.mark.parametrize(
+        "wrong_answer", list(wrong_answers), ids=lambda function: function.__name__
+    )
 
     @by_name
     def test_reference_passes_quick(name):
@@ -89,5 +94,9 @@ def seed_sweeps(checks: dict, wrong_answers: dict, quick_seeds, reference_seeds,
         check = checks[wrong_answers[wrong_answer]][0]
         assert catch_rate(check, wrong_answer, wrong_answer_seeds) >= required_rate
 
-    return (test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds,
-            test_wrong_answer_fails_quick, test_wrong_answer_caught_in_99_percent_of_seeds)
+    return (
+        test_reference_passes_quick,
+        test_reference_passes_every_check_for_200_seeds,
+        test_wrong_answer_fails_quick,
+        test_wrong_answer_caught_in_99_percent_of_seeds,
+    )

@@ -5,6 +5,7 @@ nbgrader's generate_assignment. That template depends only on the source files, 
 the lock file, so it is kept in `Grading.bundle_cache` under a digest of those: a later run of the same
 version (one late submission, a regrade) reuses it instead of running nbgrader again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,18 +16,22 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from autograder.commands.release import generate
 from autograder.batch.submission import Bundle
 from autograder.batch.version import VERSION
+from autograder.commands.release import generate
 
 
-def make_bundle(source: Path, assignment: str, class_gradebook: str, scratch: Path,
-                cache: Path | None = None) -> Bundle:
+def make_bundle(
+    source: Path, assignment: str, class_gradebook: str, scratch: Path, cache: Path | None = None
+) -> Bundle:
     """The assignment's bundle; the class gradebook learns the assignment's cells too, so that results can
     be merged into it. `cache` (a folder; None: no cache) keeps templates between runs."""
     folder = source / assignment
-    files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-             if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+    files = {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".ipynb_checkpoints" not in p.parts
+    }
     cached = Path(cache) / f"{assignment}-{_version_key(assignment, files)}.db" if cache else None
     course = scratch / f"template-{assignment}"
     if cached is not None and cached.is_file():
@@ -42,8 +47,12 @@ def make_bundle(source: Path, assignment: str, class_gradebook: str, scratch: Pa
 
 
 def _version_key(assignment: str, files: dict[str, bytes]) -> str:
-    parts = [assignment, VERSION["code"], VERSION["lock"],
-             *(f"{name}:{hashlib.sha256(content).hexdigest()}" for name, content in sorted(files.items()))]
+    parts = [
+        assignment,
+        VERSION["code"],
+        VERSION["lock"],
+        *(f"{name}:{hashlib.sha256(content).hexdigest()}" for name, content in sorted(files.items())),
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
@@ -64,8 +73,7 @@ def _store(path: Path, content: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _register(class_gradebook: str, assignment: str, template: bytes, course: Path,
-              files: dict[str, bytes]) -> None:
+def _register(class_gradebook: str, assignment: str, template: bytes, course: Path, files: dict[str, bytes]) -> None:
     """Make the class gradebook know the assignment's cells exactly as the template does.
 
     A new SQLite class gradebook starts as a copy of the template (the same generate_assignment output); one
@@ -96,9 +104,21 @@ def _cells(url: str, assignment: str) -> frozenset:
         except MissingEntry:
             return frozenset()
         return frozenset(
-            (notebook.name, kind, cell.name, getattr(cell, "checksum", None), getattr(cell, "max_score", None),
-             getattr(cell, "cell_type", None), getattr(cell, "source", None))
+            (
+                notebook.name,
+                kind,
+                cell.name,
+                getattr(cell, "checksum", None),
+                getattr(cell, "max_score", None),
+                getattr(cell, "cell_type", None),
+                getattr(cell, "source", None),
+            )
             for notebook in notebooks
-            for kind, cells in (("grade", notebook.grade_cells), ("solution", notebook.solution_cells),
-                                ("source", notebook.source_cells), ("task", notebook.task_cells))
-            for cell in cells)
+            for kind, cells in (
+                ("grade", notebook.grade_cells),
+                ("solution", notebook.solution_cells),
+                ("source", notebook.source_cells),
+                ("task", notebook.task_cells),
+            )
+            for cell in cells
+        )

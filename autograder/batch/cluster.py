@@ -27,6 +27,7 @@ TLS: a `tls://` scheduler is reached with Dask's own security configuration, `di
 from Dask's usual configuration (files in ~/.config/dask, DASK_* variables) or from the YAML file named by
 `Grading.security_file` (the same file the scheduler and workers can read through DASK_CONFIG).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -35,8 +36,8 @@ import os
 import sys
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 import dask
@@ -44,11 +45,19 @@ import yaml
 from dask.distributed import Client, LocalCluster, as_completed
 from distributed.security import Security
 
-from autograder.sandbox import bubblewrap as sandbox
 from autograder.batch.preflight import PreflightError
-from autograder.settings import Grading
-from autograder.batch.submission import GRADING_ERROR, Bundle, Job, SubmissionResult, bundle_cells, failed, grade_submission
+from autograder.batch.submission import (
+    GRADING_ERROR,
+    Bundle,
+    Job,
+    SubmissionResult,
+    bundle_cells,
+    failed,
+    grade_submission,
+)
 from autograder.batch.version import VERSION, VERSION_NAMES
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.settings import Grading
 
 # Where another library set up the root logger before Dask was imported, Dask leaves its loggers
 # propagating there (distributed.config), and its INFO lines about schedulers, nannies and workers would
@@ -70,8 +79,16 @@ class WorkerMismatch(ClusterError):
     """A worker differs from the client (code, lock file, Python) or cannot grade; nothing was graded."""
 
 
-SNAPSHOT = ("autograder", "course", "source", "release", "course.toml", "nbgrader_config.py", "pyproject.toml",
-            "requirements.lock")
+SNAPSHOT = (
+    "autograder",
+    "course",
+    "source",
+    "release",
+    "course.toml",
+    "nbgrader_config.py",
+    "pyproject.toml",
+    "requirements.lock",
+)
 
 
 def snapshot(target: Path) -> Path:
@@ -93,13 +110,20 @@ def snapshot(target: Path) -> Path:
 
 def worker_report(data_root: str, sandboxed: bool) -> dict:
     """What a worker runs and whether it can grade (run on every worker by `check_workers`)."""
-    return {**VERSION, "root": os.geteuid() == 0,
-            "sandbox": sandbox.unavailable_reason() if sandboxed else "",
-            "data_root": os.path.isdir(data_root)}
+    return {
+        **VERSION,
+        "root": os.geteuid() == 0,
+        "sandbox": sandbox.unavailable_reason() if sandboxed else "",
+        "data_root": os.path.isdir(data_root),
+    }
 
 
-def compare(reports: dict[str, dict | BaseException], nthreads: dict[str, int], limits: dict,
-            names: dict[str, str] | None = None) -> list[str]:
+def compare(
+    reports: dict[str, dict | BaseException],
+    nthreads: dict[str, int],
+    limits: dict,
+    names: dict[str, str] | None = None,
+) -> list[str]:
     """One line per worker that differs from this process or cannot grade ([] when all agree)."""
     problems = []
     names = names or {}
@@ -108,16 +132,23 @@ def compare(reports: dict[str, dict | BaseException], nthreads: dict[str, int], 
         name = names.get(address, "")
         worker = f"worker {name} ({address})" if name and name != address else f"worker {address}"
         if isinstance(report, BaseException):
-            problems.append(f"{worker}: the version check itself failed there ({type(report).__name__}: "
-                            f"{report}); it probably runs other code")
+            problems.append(
+                f"{worker}: the version check itself failed there ({type(report).__name__}: "
+                f"{report}); it probably runs other code"
+            )
             continue
-        differing = [f"{VERSION_NAMES[key]} {str(report.get(key))[:12]} (client {VERSION[key][:12]})"
-                     for key in VERSION if report.get(key) != VERSION[key]]
+        differing = [
+            f"{VERSION_NAMES[key]} {str(report.get(key))[:12]} (client {VERSION[key][:12]})"
+            for key in VERSION
+            if report.get(key) != VERSION[key]
+        ]
         if differing:
             problems.append(f"{worker}: differs in " + "; ".join(differing))
         if nthreads.get(address, 1) != 1:
-            problems.append(f"{worker}: has {nthreads[address]} threads; start workers with --nthreads 1 "
-                            "(nbgrader's environment is process-wide) and more worker processes instead")
+            problems.append(
+                f"{worker}: has {nthreads[address]} threads; start workers with --nthreads 1 "
+                "(nbgrader's environment is process-wide) and more worker processes instead"
+            )
         if report.get("sandbox"):
             problems.append(f"{worker}: cannot build the grading sandbox: {report['sandbox']}")
         if not report.get("data_root"):
@@ -133,12 +164,17 @@ def check_workers(client: Client, limits: dict) -> dict[str, dict]:
     names = {address: str(info.get("name", "")) for address, info in client.scheduler_info()["workers"].items()}
     problems = compare(reports, client.nthreads(), limits, names)
     if problems:
-        raise WorkerMismatch(f"{len(problems)} problem(s) with {len(reports)} worker(s); nothing was graded:\n  "
-                             + "\n  ".join(problems) + "\nInstall the same commit and requirements.lock on every "
-                             "worker (see the README, 'Grading across machines').")
+        raise WorkerMismatch(
+            f"{len(problems)} problem(s) with {len(reports)} worker(s); nothing was graded:\n  "
+            + "\n  ".join(problems)
+            + "\nInstall the same commit and requirements.lock on every "
+            "worker (see the README, 'Grading across machines')."
+        )
     if limits["sandbox"] and os.geteuid() == 0 and not all(r["root"] for r in reports.values()):
-        warnings.warn("some workers do not run as root: their sandboxes share one uid and have no cgroup "
-                      "limits (see the README)", stacklevel=2)
+        warnings.warn(
+            "some workers do not run as root: their sandboxes share one uid and have no cgroup limits (see the README)",
+            stacklevel=2,
+        )
     return reports
 
 
@@ -146,9 +182,12 @@ def grade_checked(job: Job, bundle: Bundle, limits: dict, expected: dict) -> Sub
     """The grading task: `grade_submission`, on a worker that runs the client's versions only."""
     if VERSION != expected:
         differing = ", ".join(VERSION_NAMES[key] for key in VERSION if VERSION[key] != expected.get(key))
-        return failed(job, bundle_cells(bundle, job.notebook),
-                      f"{GRADING_ERROR}the worker runs other versions than the client ({differing})",
-                      grading_error=True)
+        return failed(
+            job,
+            bundle_cells(bundle, job.notebook),
+            f"{GRADING_ERROR}the worker runs other versions than the client ({differing})",
+            grading_error=True,
+        )
     return grade_submission(job, bundle, limits)
 
 
@@ -184,12 +223,17 @@ def connect(settings: Grading) -> tuple[Client, LocalCluster | None]:
         scheme = urlsplit(address).scheme if "://" in address else "tcp"
         secure = security(settings)
         if scheme == "tls" and not (secure.tls_ca_file and secure.tls_client_cert):
-            raise ValueError(f"{address} needs TLS credentials: set distributed.comm.tls.ca-file and "
-                             "distributed.comm.tls.client.{cert,key} in Dask's configuration, or "
-                             "--Grading.security_file=FILE")
+            raise ValueError(
+                f"{address} needs TLS credentials: set distributed.comm.tls.ca-file and "
+                "distributed.comm.tls.client.{cert,key} in Dask's configuration, or "
+                "--Grading.security_file=FILE"
+            )
         if scheme == "tcp" and not _loopback(address):
-            warnings.warn(f"{address} is not encrypted or authenticated: anyone who reaches it can run code on "
-                          "the graders; use tls:// (see the README)", stacklevel=2)
+            warnings.warn(
+                f"{address} is not encrypted or authenticated: anyone who reaches it can run code on "
+                "the graders; use tls:// (see the README)",
+                stacklevel=2,
+            )
         try:
             client = Client(address, security=secure, timeout=CONNECT_TIMEOUT)
         except (TimeoutError, OSError) as error:
@@ -202,12 +246,25 @@ def connect(settings: Grading) -> tuple[Client, LocalCluster | None]:
         return client, None
     # Processes, one thread each: a worker grades one notebook at a time (its kernel is a sandbox). The
     # scheduler runs in this process and reads its configuration now.
-    with dask.config.set({"distributed.scheduler.allowed-failures": settings.allowed_failures,
-                          "distributed.scheduler.worker-saturation": WORKER_SATURATION}), warnings.catch_warnings():
+    with (
+        dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": settings.allowed_failures,
+                "distributed.scheduler.worker-saturation": WORKER_SATURATION,
+            }
+        ),
+        warnings.catch_warnings(),
+    ):
         # Its scheduler's HTTP endpoint (no dashboard) moves to a free port by itself when 8787 is taken.
         warnings.filterwarnings("ignore", message="Port .* is already in use")
-        cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, memory_limit=0, silence_logs=50)
+        cluster = LocalCluster(
+            n_workers=settings.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit=0,
+            silence_logs=50,
+        )
     return Client(cluster), cluster
 
 
@@ -225,21 +282,24 @@ def scheduler_fault_settings(client: Client) -> dict:
 
 
 def _fault_settings(dask_scheduler) -> dict:
-    return {"allowed_failures": dask_scheduler.allowed_failures,
-            "worker_saturation": dask_scheduler.WORKER_SATURATION}
+    return {"allowed_failures": dask_scheduler.allowed_failures, "worker_saturation": dask_scheduler.WORKER_SATURATION}
 
 
-def run(jobs: list[Job], bundles: dict[str, Bundle], limits: dict, settings: Grading,
-        done: Callable[[], None]) -> list[SubmissionResult]:
+def run(
+    jobs: list[Job], bundles: dict[str, Bundle], limits: dict, settings: Grading, done: Callable[[], None]
+) -> list[SubmissionResult]:
     """Every job's result, in order; `done()` is called as each one finishes."""
     client, cluster = connect(settings)
     try:
         check_workers(client, limits)
         if settings.scheduler:
             faults = scheduler_fault_settings(client)
-            print(f"scheduler {settings.scheduler}: {len(client.nthreads())} worker(s), a task is tried at most "
-                  f"{faults['allowed_failures'] + 1} time(s) (distributed.scheduler.allowed-failures="
-                  f"{faults['allowed_failures']})", file=sys.stderr)
+            print(
+                f"scheduler {settings.scheduler}: {len(client.nthreads())} worker(s), a task is tried at most "
+                f"{faults['allowed_failures'] + 1} time(s) (distributed.scheduler.allowed-failures="
+                f"{faults['allowed_failures']})",
+                file=sys.stderr,
+            )
         return collect(client, jobs, bundles, limits, done)
     finally:
         client.close()
@@ -251,15 +311,23 @@ def _bundle(bundle: Bundle) -> Bundle:
     return bundle
 
 
-def collect(client: Client, jobs: list[Job], bundles: dict[str, Bundle], limits: dict,
-            done: Callable[[], None], task: Callable = grade_checked) -> list[SubmissionResult]:
+def collect(
+    client: Client,
+    jobs: list[Job],
+    bundles: dict[str, Bundle],
+    limits: dict,
+    done: Callable[[], None],
+    task: Callable = grade_checked,
+) -> list[SubmissionResult]:
     """Submit every job, take each result exactly once; a task that failed (a worker died under it too
     often, a lost dependency) becomes its submission's grading error."""
     # Each bundle is a task of its own whose definition holds the bundle (kept once, by the scheduler), not
     # scattered data: workers fetch its result from one another, and if every worker holding it dies, the
     # scheduler makes it again instead of cancelling every submission of that assignment.
-    shipped = {name: client.submit(_bundle, bundle, key=f"bundle-{name}-{bundle.digest[:16]}-{uuid.uuid4().hex}")
-               for name, bundle in bundles.items()}
+    shipped = {
+        name: client.submit(_bundle, bundle, key=f"bundle-{name}-{bundle.digest[:16]}-{uuid.uuid4().hex}")
+        for name, bundle in bundles.items()
+    }
     # A window of tasks in flight, refilled as results come: the scheduler holds only a few submissions'
     # bytes at a time, however large the class. Keys are named after the assignment, so that the
     # dashboard and the task stream group the tasks by it.
@@ -272,8 +340,14 @@ def collect(client: Client, jobs: list[Job], bundles: dict[str, Bundle], limits:
         i = next(waiting, None)
         if i is not None:
             job = jobs[i]
-            future = client.submit(task, job, shipped[job.assignment], limits, dict(VERSION),
-                                   key=f"grade_{job.assignment}-{uuid.uuid4().hex}")
+            future = client.submit(
+                task,
+                job,
+                shipped[job.assignment],
+                limits,
+                dict(VERSION),
+                key=f"grade_{job.assignment}-{uuid.uuid4().hex}",
+            )
             index[future.key] = i
             stream.add(future)
 
@@ -288,9 +362,12 @@ def collect(client: Client, jobs: list[Job], bundles: dict[str, Bundle], limits:
             results[i] = future.result()
         except Exception as error:  # noqa: BLE001 (the task itself died: a grading error, never lost)
             job = jobs[i]
-            results[i] = failed(job, bundle_cells(bundles[job.assignment], job.notebook),
-                                f"{GRADING_ERROR}the grading task failed: {type(error).__name__}: {error}",
-                                grading_error=True)
+            results[i] = failed(
+                job,
+                bundle_cells(bundles[job.assignment], job.notebook),
+                f"{GRADING_ERROR}the grading task failed: {type(error).__name__}: {error}",
+                grading_error=True,
+            )
         future.release()  # the result is ours now: the cluster may forget it
         done()
         submit_next()

@@ -7,6 +7,7 @@ submission's own kernel makes the kernel check instead (autograder.commands.grad
 one kernel, not two. On a Dask scheduler the workers grade, and
 autograder.batch.cluster makes the same checks on each of them; here only the disk is checked.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +29,8 @@ class PreflightError(RuntimeError):
 
 def check(settings: Grading, assignments: list[str], out: Path, kernel: bool = True) -> None:
     """`kernel=False` leaves the kernel check to the first submission graded in this process: see
-    autograder.commands.grade.run_jobs. Whatever fails here, the batch stops with a PreflightError, never a traceback."""
+    autograder.commands.grade.run_jobs. Whatever fails here, the batch stops with a PreflightError, never a
+    traceback."""
     try:
         _check(settings, assignments, out, kernel)
     except PreflightError:
@@ -45,8 +47,10 @@ def _check(settings: Grading, assignments: list[str], out: Path, kernel: bool) -
     if settings.sandbox:
         reason = sandbox.unavailable_reason()
         if reason:
-            raise PreflightError(f"{reason}. Grading needs the sandbox; to grade without it anyway (the kernels "
-                                 "then run with your rights), pass --no-sandbox.")
+            raise PreflightError(
+                f"{reason}. Grading needs the sandbox; to grade without it anyway (the kernels "
+                "then run with your rights), pass --no-sandbox."
+            )
         if kernel:
             _check_kernel(settings)
 
@@ -55,8 +59,10 @@ def _check_disk(settings: Grading, out: Path) -> None:
     for folder in (out, Path(tempfile.gettempdir())):
         free = shutil.disk_usage(folder).free
         if free < settings.min_free_disk:
-            raise PreflightError(f"only {free / 2**20:.0f} MiB free in {folder}; grading needs at least "
-                                 f"{settings.min_free_disk / 2**20:.0f} MiB (Grading.min_free_disk)")
+            raise PreflightError(
+                f"only {free / 2**20:.0f} MiB free in {folder}; grading needs at least "
+                f"{settings.min_free_disk / 2**20:.0f} MiB (Grading.min_free_disk)"
+            )
 
 
 def _check_datasets(data_root: Path, assignments: list[str]) -> None:
@@ -74,21 +80,26 @@ def _check_datasets(data_root: Path, assignments: list[str]) -> None:
 
             PneumoniaMNIST(split="train", root=str(data_root / "medmnist"), download=False)
     except (RuntimeError, OSError, FileNotFoundError) as error:
-        raise PreflightError(f"a dataset the notebooks read is missing from {data_root} ({error}); run `make "
-                             "data` (it copies ../shared/data), or set Grading.data_root or DP_COURSE_DATA") from None
+        raise PreflightError(
+            f"a dataset the notebooks read is missing from {data_root} ({error}); run `make "
+            "data` (it copies ../shared/data), or set Grading.data_root or DP_COURSE_DATA"
+        ) from None
 
 
 def _check_kernel(settings: Grading) -> None:
     """Start one sandboxed kernel, as grading will, and run the kernels' probe in it."""
     try:
         with sandboxed_kernel(settings) as (client, _):
-            reply = client.execute_interactive(settings.kernel_probe, timeout=settings.startup_timeout,
-                                               output_hook=lambda message: None)
+            reply = client.execute_interactive(
+                settings.kernel_probe, timeout=settings.startup_timeout, output_hook=lambda message: None
+            )
     except Exception as error:  # noqa: BLE001 (whatever went wrong, the batch must not start)
         raise PreflightError(f"a sandboxed kernel did not start: {type(error).__name__}: {error}") from None
     if reply["content"]["status"] != "ok":
-        raise PreflightError(f"a sandboxed kernel started but failed its probe {settings.kernel_probe!r}: "
-                             f"{reply['content'].get('ename', '')}: {reply['content'].get('evalue', '')}")
+        raise PreflightError(
+            f"a sandboxed kernel started but failed its probe {settings.kernel_probe!r}: "
+            f"{reply['content'].get('ename', '')}: {reply['content'].get('evalue', '')}"
+        )
 
 
 @contextlib.contextmanager
@@ -97,8 +108,8 @@ def sandboxed_kernel(settings: Grading):
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
-    from autograder.pipeline.autograde import prepare_sandbox, release_sandbox, sandbox_uid
     from autograder.commands.grade import limits_of
+    from autograder.pipeline.autograde import prepare_sandbox, release_sandbox, sandbox_uid
 
     base = Path(tempfile.mkdtemp(prefix="dpg-"))
     uid = sandbox_uid()
@@ -109,8 +120,13 @@ def sandboxed_kernel(settings: Grading):
         course.mkdir(mode=0o700)
         prepare_sandbox(base, course, limits_of(settings), uid)
         specs = KernelSpecManager(kernel_dirs=[str(course / ".jupyter" / "kernels")], ensure_native_kernel=False)
-        manager = KernelManager(kernel_name=sandbox.KERNEL_NAME, kernel_spec_manager=specs, transport="ipc",
-                                ip=str(base / "k" / "kernel"), connection_file=str(course / "kernel.json"))
+        manager = KernelManager(
+            kernel_name=sandbox.KERNEL_NAME,
+            kernel_spec_manager=specs,
+            transport="ipc",
+            ip=str(base / "k" / "kernel"),
+            connection_file=str(course / "kernel.json"),
+        )
         manager.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = manager.client()
         client.start_channels()

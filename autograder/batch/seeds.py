@@ -7,6 +7,7 @@ grader's client process and recorded in grades.csv, so a regrade reproduces the 
 itself never reaches a sandbox or a Dask worker. The checks' thresholds do not depend on the seed: it only
 chooses which inputs are drawn, so each check's false-failure bound holds for every seed.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -15,6 +15,7 @@ the reason. What the grader or its environment caused (the kernel did not start,
 grading process crashed) is a grading error: an empty score and a reason starting `grading error:`, so that
 a rerun regrades it. A failure to make the feedback costs no points: the scores stand without it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,10 @@ MAX_REASON = 400
 _ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?)")
 # The marker, letter by letter, where any letter outside ASCII may stand in for one (a look-alike), after
 # anything but an ASCII letter (invisible letters too, such as the Hangul fillers).
-_LIKE_THE_MARKER = re.compile(r"[^a-z]*" + "".join(
-    rf"[{letter}\ufffd]" if letter != " " else r"[^a-z\ufffd]*" for letter in GRADING_ERROR.strip()))
+_LIKE_THE_MARKER = re.compile(
+    r"[^a-z]*"
+    + "".join(rf"[{letter}\ufffd]" if letter != " " else r"[^a-z\ufffd]*" for letter in GRADING_ERROR.strip())
+)
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,9 @@ def graded_cells(notebook: nbformat.NotebookNode) -> list[GradedCell]:
     for cell in notebook.cells:
         if is_grade(cell):
             kind = "auto" if cell.cell_type == "code" and not is_solution(cell) else "manual"
-            cells.append(GradedCell(cell.metadata.nbgrader["grade_id"], kind,
-                                    float(cell.metadata.nbgrader.get("points", 0))))
+            cells.append(
+                GradedCell(cell.metadata.nbgrader["grade_id"], kind, float(cell.metadata.nbgrader.get("points", 0)))
+            )
     return cells
 
 
@@ -169,13 +173,26 @@ def _looks_like_the_marker(text: str) -> bool:
     return bool(_LIKE_THE_MARKER.match(skeleton))
 
 
-def failed(job: Job, cells: list[GradedCell], reason: str, grading_error: bool = False,
-           log: str = "", kernel_failed: bool = False) -> SubmissionResult:
+def failed(
+    job: Job,
+    cells: list[GradedCell],
+    reason: str,
+    grading_error: bool = False,
+    log: str = "",
+    kernel_failed: bool = False,
+) -> SubmissionResult:
     """Every cell without points: 0 with the reason, or empty scores for a grading error."""
     score = None if grading_error else 0.0
     rows = [CellResult(c.name, c.kind, score, c.max_score, reason_text(reason, grading_error)) for c in cells]
-    return SubmissionResult(job.student, job.assignment, job.notebook, rows,
-                            grading_error=reason if grading_error else "", log=log, kernel_failed=kernel_failed)
+    return SubmissionResult(
+        job.student,
+        job.assignment,
+        job.notebook,
+        rows,
+        grading_error=reason if grading_error else "",
+        log=log,
+        kernel_failed=kernel_failed,
+    )
 
 
 def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) -> SubmissionResult:
@@ -195,8 +212,9 @@ def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) 
     return result
 
 
-def _grade_in(base: Path, uid: int | None, watchdog: _Watchdog, job: Job, bundle: Bundle,
-              cells: list[GradedCell], limits: dict) -> SubmissionResult:
+def _grade_in(
+    base: Path, uid: int | None, watchdog: _Watchdog, job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict
+) -> SubmissionResult:
     base.chmod(0o711)
     course = base / "course"
     source = course / "source" / job.assignment
@@ -209,15 +227,20 @@ def _grade_in(base: Path, uid: int | None, watchdog: _Watchdog, job: Job, bundle
     submitted.write_bytes(job.content)
     course.chmod(0o700)
     watchdog.start()
-    outcome = autograde.run_nbgrader(base, course, {**limits, "assignment": job.assignment,
-                                                    "student": job.student, "seed": job.seed}, uid)
+    outcome = autograde.run_nbgrader(
+        base, course, {**limits, "assignment": job.assignment, "student": job.student, "seed": job.seed}, uid
+    )
     watchdog.stop()
     if watchdog.expiry is not None:
         if watchdog.expiry.overloaded:
-            return failed(job, cells, f"{GRADING_ERROR}{watchdog.expiry.message}; the notebook was stopped and "
-                                      "is regraded by the next run", grading_error=True, log=_log_of(outcome))
-        return failed(job, cells, f"timeout: {watchdog.expiry.message}; it was stopped",
-                      log=_log_of(outcome))
+            return failed(
+                job,
+                cells,
+                f"{GRADING_ERROR}{watchdog.expiry.message}; the notebook was stopped and is regraded by the next run",
+                grading_error=True,
+                log=_log_of(outcome),
+            )
+        return failed(job, cells, f"timeout: {watchdog.expiry.message}; it was stopped", log=_log_of(outcome))
     return _read_result(job, cells, course, base, outcome)
 
 
@@ -237,9 +260,15 @@ class _Watchdog:
         self._thread = threading.Thread(target=self._watch, name="notebook-timeout", daemon=True)
 
     def start(self) -> None:
-        self._limit = TimeLimit(self.limits["notebook_timeout"], self.cpu_clock,
-                                autograde.sandbox_cores(self.limits), self.limits.get("wall_clock_factor", 2.0),
-                                what="the notebook", waits=self.waits, sandboxes_clock=self.sandboxes_clock)
+        self._limit = TimeLimit(
+            self.limits["notebook_timeout"],
+            self.cpu_clock,
+            autograde.sandbox_cores(self.limits),
+            self.limits.get("wall_clock_factor", 2.0),
+            what="the notebook",
+            waits=self.waits,
+            sandboxes_clock=self.sandboxes_clock,
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -266,40 +295,58 @@ def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, ou
     record = base / "verdicts.json"  # TrustedExecute's, in the grader's private folder
     record = json.loads(record.read_text()) if record.is_file() else {"cells": {}, "kernel_error": ""}
     if record["kernel_error"]:  # before the submission's first cell, so never its fault
-        return failed(job, cells, f"{GRADING_ERROR}{record['kernel_error']}", grading_error=True, log=log,
-                      kernel_failed=True)
+        return failed(
+            job, cells, f"{GRADING_ERROR}{record['kernel_error']}", grading_error=True, log=log, kernel_failed=True
+        )
     if record.get("overloaded"):  # a cell's time limit fired because the machine was overloaded
-        return failed(job, cells, f"{GRADING_ERROR}{record['overloaded']}; regraded by the next run",
-                      grading_error=True, log=log)
+        return failed(
+            job, cells, f"{GRADING_ERROR}{record['overloaded']}; regraded by the next run", grading_error=True, log=log
+        )
     if not outcome["autograde"]["success"]:
         if "DeadKernelError" in log:
-            return failed(job, cells, "the kernel died while running the notebook (it crashed, exited or ran "
-                                      "out of memory); every cell scores 0", log=log)
+            return failed(
+                job,
+                cells,
+                "the kernel died while running the notebook (it crashed, exited or ran "
+                "out of memory); every cell scores 0",
+                log=log,
+            )
         return failed(job, cells, "autograding failed: " + _root_cause(log), log=log)
     verdicts = record["cells"]
     name = job.notebook.removesuffix(".ipynb")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        grades = {g.name: (g.auto_score, g.manual_score)
-                  for g in gradebook.find_submission_notebook(name, job.assignment, job.student).grades}
+        grades = {
+            g.name: (g.auto_score, g.manual_score)
+            for g in gradebook.find_submission_notebook(name, job.assignment, job.student).grades
+        }
     rows = []
     for cell in cells:
         auto_score, manual_score = grades.get(cell.name, (None, None))
         if cell.kind == "manual":
-            rows.append(CellResult(cell.name, cell.kind, manual_score, cell.max_score,
-                                   "awaiting manual grading" if manual_score is None else ""))
+            rows.append(
+                CellResult(
+                    cell.name,
+                    cell.kind,
+                    manual_score,
+                    cell.max_score,
+                    "awaiting manual grading" if manual_score is None else "",
+                )
+            )
             continue
         passed, reason = verdicts.get(cell.name, (False, "the hidden test never ran"))
         score = cell.max_score if passed else 0.0
         rows.append(CellResult(cell.name, cell.kind, score, cell.max_score, "" if passed else reason_text(reason)))
     autograded = course / "autograded" / job.student / job.assignment / job.notebook
     feedback = course / "feedback" / job.student / job.assignment / f"{name}.html"
-    result = SubmissionResult(job.student, job.assignment, job.notebook, rows, log=log,
-                              autograded=_read_plain_file(autograded))
+    result = SubmissionResult(
+        job.student, job.assignment, job.notebook, rows, log=log, autograded=_read_plain_file(autograded)
+    )
     if outcome.get("feedback", {}).get("success") and feedback.is_file():
         result.feedback = _read_plain_file(feedback)
     else:
         result.feedback_error = "feedback could not be generated: " + _root_cause(
-            (outcome.get("feedback", {}).get("log") or "") + (outcome.get("feedback", {}).get("error") or ""))
+            (outcome.get("feedback", {}).get("log") or "") + (outcome.get("feedback", {}).get("error") or "")
+        )
     return result
 
 
@@ -312,8 +359,11 @@ def _read_plain_file(path: Path) -> bytes:
 
 def _root_cause(log: str) -> str:
     """The last exception line of nbgrader's log that is not nbgrader's generic wrapper."""
-    causes = [line.strip() for line in log.splitlines()
-              if re.match(r"^\s*[\w.]+(Error|Exception|Exit)\b.*:", line) and "NbGraderException" not in line]
+    causes = [
+        line.strip()
+        for line in log.splitlines()
+        if re.match(r"^\s*[\w.]+(Error|Exception|Exit)\b.*:", line) and "NbGraderException" not in line
+    ]
     return (causes[-1] if causes else _last_line(log))[:MAX_REASON]
 
 

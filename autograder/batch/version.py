@@ -2,6 +2,7 @@
 
 The Dask client compares its workers' versions with its own, and a regrade's input digest includes them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,5 +41,4 @@ def lock_digest() -> str:
 
 # Hashed once, at import: what this process runs, even if the files change on disk later.
 VERSION = {"code": code_digest(), "lock": lock_digest(), "python": sys.version.split()[0]}
-VERSION_NAMES = {"code": "course code (autograder/, course/)", "lock": "requirements.lock",
-                 "python": "Python version"}
+VERSION_NAMES = {"code": "course code (autograder/, course/)", "lock": "requirements.lock", "python": "Python version"}

@@ -1,4 +1,5 @@
 """The instructor command line of spec section 6: `python -m autograder {release,grade,report,export,manual,demo}`."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,48 +8,71 @@ import time
 import traceback
 from pathlib import Path
 
+from autograder.batch import preflight
+from autograder.commands import demo as sample_class
 from autograder.commands import export as exporting
 from autograder.commands import grade as grading
-from autograder.intake import submissions as intake
 from autograder.commands import manual
-from autograder.batch import preflight
 from autograder.commands import release as releasing
-from autograder.commands import demo as sample_class
+from autograder.intake import submissions as intake
 from autograder.layout import REPO
-from autograder.sinks.safe_text import for_terminal, read_rows
 from autograder.settings import load_grading
+from autograder.sinks.safe_text import for_terminal, read_rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("release", help="regenerate release/ from source/ and check that nothing leaks")
-    grade = commands.add_parser("grade", help="autograde SUBMISSIONS (folder or zip) into OUT; any setting of "
-                                              "autograder.settings.Grading can also be given as "
-                                              "--Grading.<name>=<value>")
+    grade = commands.add_parser(
+        "grade",
+        help="autograde SUBMISSIONS (folder or zip) into OUT; any setting of "
+        "autograder.settings.Grading can also be given as "
+        "--Grading.<name>=<value>",
+    )
     grade.add_argument("submissions", type=Path)
     grade.add_argument("--out", type=Path, required=True)
     grade.add_argument("--assignment", action="append", dest="assignments", metavar="ID")
     grade.add_argument("--workers", type=int, help="Dask LocalCluster worker processes (Grading.workers)")
-    grade.add_argument("--scheduler", metavar="ADDRESS",
-                       help="grade on an existing Dask scheduler (e.g. tcp://host:8786) instead of a LocalCluster")
-    grade.add_argument("--gradebook", metavar="URL",
-                       help="class gradebook: a database URL (e.g. postgresql://...) or a SQLite file "
-                            "(default OUT/gradebook.db)")
-    grade.add_argument("--student-regexp", default=intake.CANVAS_FILE,
-                       help="for flat LMS exports: regular expression with a (?P<student_id>...) group applied "
-                            "to file names, as nbgrader zip_collect's named_regexp (default: Canvas names)")
-    grade.add_argument("--no-sandbox", dest="sandbox", action="store_false", default=None,
-                       help="run student kernels without the bubblewrap sandbox (only where none can be built; "
-                            "grades.csv records it)")
-    grade.add_argument("--timeout", type=float, help="wall-clock limit per notebook, in seconds "
-                                                     "(Grading.notebook_timeout)")
+    grade.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on an existing Dask scheduler (e.g. tcp://host:8786) instead of a LocalCluster",
+    )
+    grade.add_argument(
+        "--gradebook",
+        metavar="URL",
+        help="class gradebook: a database URL (e.g. postgresql://...) or a SQLite file (default OUT/gradebook.db)",
+    )
+    grade.add_argument(
+        "--student-regexp",
+        default=intake.CANVAS_FILE,
+        help="for flat LMS exports: regular expression with a (?P<student_id>...) group applied "
+        "to file names, as nbgrader zip_collect's named_regexp (default: Canvas names)",
+    )
+    grade.add_argument(
+        "--no-sandbox",
+        dest="sandbox",
+        action="store_false",
+        default=None,
+        help="run student kernels without the bubblewrap sandbox (only where none can be built; grades.csv records it)",
+    )
+    grade.add_argument(
+        "--timeout", type=float, help="wall-clock limit per notebook, in seconds (Grading.notebook_timeout)"
+    )
     grade.add_argument("--cell-timeout", type=float, help="wall-clock limit per cell (Grading.cell_timeout)")
-    grade.add_argument("--student", action="append", dest="students", metavar="ID",
-                       help="grade only this student (repeatable); the others' grades in OUT stay as they are")
-    grade.add_argument("--force", action="store_true",
-                       help="regrade every submission, even those whose inputs did not change since OUT last "
-                            "graded them")
+    grade.add_argument(
+        "--student",
+        action="append",
+        dest="students",
+        metavar="ID",
+        help="grade only this student (repeatable); the others' grades in OUT stay as they are",
+    )
+    grade.add_argument(
+        "--force",
+        action="store_true",
+        help="regrade every submission, even those whose inputs did not change since OUT last graded them",
+    )
     report = commands.add_parser("report", help="class statistics of a graded OUT folder")
     report.add_argument("out", type=Path)
     exporting.add_parser(commands)
@@ -64,10 +88,24 @@ def main(argv: list[str] | None = None) -> int:
             ids = releasing.release()
             print(f"released {', '.join(ids)} into release/; leak scan: clean")
         elif args.command == "grade":
-            settings = load_grading(argv=settings_argv, workers=args.workers, notebook_timeout=args.timeout,
-                                    cell_timeout=args.cell_timeout, scheduler=args.scheduler, sandbox=args.sandbox)
-            run_grade(args.submissions, args.out, args.assignments, settings, gradebook=args.gradebook,
-                      student_regexp=args.student_regexp, students=args.students, force=args.force)
+            settings = load_grading(
+                argv=settings_argv,
+                workers=args.workers,
+                notebook_timeout=args.timeout,
+                cell_timeout=args.cell_timeout,
+                scheduler=args.scheduler,
+                sandbox=args.sandbox,
+            )
+            run_grade(
+                args.submissions,
+                args.out,
+                args.assignments,
+                settings,
+                gradebook=args.gradebook,
+                student_regexp=args.student_regexp,
+                students=args.students,
+                force=args.force,
+            )
         elif args.command == "report":
             from autograder.commands import report as reporting  # matplotlib is imported only for a report
 
@@ -97,19 +135,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_grade(submissions: Path, out: Path, ids, settings, gradebook=None, student_regexp=intake.CANVAS_FILE,
-              students=None, force=False) -> None:
+def run_grade(
+    submissions: Path,
+    out: Path,
+    ids,
+    settings,
+    gradebook=None,
+    student_regexp=intake.CANVAS_FILE,
+    students=None,
+    force=False,
+) -> None:
     start = time.perf_counter()
-    rows, summary = grading.grade_class(submissions, out, ids, grading.SOURCE, gradebook, student_regexp, settings,
-                                        progress=True, students=students, force=force)
-    print(f"graded {summary.submissions} notebook(s) of {summary.students} student(s), {len(rows)} cells in "
-          f"{time.perf_counter() - start:.1f} s{'' if summary.sandboxed else ' WITHOUT the sandbox'}; wrote "
-          f"{for_terminal(out / 'grades.csv')}, {for_terminal(out / 'feedback')} and the gradebook")
+    rows, summary = grading.grade_class(
+        submissions,
+        out,
+        ids,
+        grading.SOURCE,
+        gradebook,
+        student_regexp,
+        settings,
+        progress=True,
+        students=students,
+        force=force,
+    )
+    print(
+        f"graded {summary.submissions} notebook(s) of {summary.students} student(s), {len(rows)} cells in "
+        f"{time.perf_counter() - start:.1f} s{'' if summary.sandboxed else ' WITHOUT the sandbox'}; wrote "
+        f"{for_terminal(out / 'grades.csv')}, {for_terminal(out / 'feedback')} and the gradebook"
+    )
     if summary.unchanged:
         print(f"{summary.unchanged} notebook(s) unchanged since they were last graded: grades kept (--force regrades)")
     if summary.grading_errors:
-        print(f"{len(summary.grading_errors)} grading error(s), not counted against the students; rerun to "
-              "regrade them:")
+        print(
+            f"{len(summary.grading_errors)} grading error(s), not counted against the students; rerun to regrade them:"
+        )
         for student, notebook, reason in summary.grading_errors[:10]:
             print(f"  {for_terminal(student)} {for_terminal(notebook)}: {for_terminal(reason[:160])}")
     if summary.feedback_missing:

@@ -4,6 +4,7 @@ Students: `perfect` (the reference solutions typed into the release notebook), `
 handed out), `one_wrong` (perfect but for one typical mistake per assignment) and `broken` (a file that is
 not a notebook).
 """
+
 from __future__ import annotations
 
 import functools
@@ -75,8 +76,10 @@ def cell_source(function, name: str) -> str:
                 helpers.append(value)
                 pending.append(value)
             elif value is not None and hasattr(value, "__module__") and not inspect.isbuiltin(value):
-                imports.append(f"from {value.__module__} import {value.__name__}"
-                               + ("" if value.__name__ == used else f" as {used}"))
+                imports.append(
+                    f"from {value.__module__} import {value.__name__}"
+                    + ("" if value.__name__ == used else f" as {used}")
+                )
     code = inspect.getsource(function).replace(f"def {function.__name__}(", f"def {name}(", 1)
     parts = ["\n".join(sorted(imports))] + [inspect.getsource(helper) for helper in helpers] + [code]
     return "\n\n\n".join(part.strip() for part in parts if part) + "\n"
@@ -90,8 +93,13 @@ def solution_text(source_cell) -> str:
     return "\n".join(line for line in source_cell.source.splitlines() if line.strip() not in SOLUTION_MARKERS)
 
 
-def solved(assignment: str, notebook: str, source: Path = SOURCE, release: Path = RELEASE,
-           replace: dict[str, str] | None = None):
+def solved(
+    assignment: str,
+    notebook: str,
+    source: Path = SOURCE,
+    release: Path = RELEASE,
+    replace: dict[str, str] | None = None,
+):
     """The release notebook with every solution cell filled in from the source (or from `replace`)."""
     replace = replace or {}
     source_cells = {c.get("id"): c for c in nbformat.read(source / assignment / notebook, as_version=4).cells}

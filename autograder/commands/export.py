@@ -48,6 +48,7 @@ Formats, as their documentation describes them:
 - csv: one row per student, one column per assignment, and a "Points Possible" row (as otter-grader's final
   grades CSV), for any other LMS or a spreadsheet.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,19 +59,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from autograder.term import late as late_policy
-from autograder.sinks import safe_text
-from autograder.intake.submissions import read_students
-from autograder.sinks.safe_text import for_terminal
 from autograder.batch.submission import is_grading_error
+from autograder.intake.submissions import read_students
+from autograder.sinks import safe_text
+from autograder.sinks.safe_text import for_terminal
+from autograder.term import late as late_policy
 
 FORMATS = ("canvas", "moodle", "csv")
 POINTS_POSSIBLE = "Points Possible"
 CANVAS_ID_SUFFIX = re.compile(r"\s*\((\d+)\)\s*$")  # Canvas's "Title (assignment id)" header
 MOODLE_ITEM = re.compile(r"^(?:[^:]+:\s*)?(?P<title>.*?)(?:\s*\((?:Real|Percentage|Letter)\))?\s*$")
 MOODLE_PARTICIPANT = re.compile(r"^\s*\S.*?\s(\d+)\s*$")  # the worksheet's "Participant 123" (in any language)
-NO_ID_NUMBER = ("no Moodle ID number known (a Canvas user id or a Moodle participant id is not one; a Moodle "
-                "participant's grade goes in with the assignment's grading worksheet as --roster)")
+NO_ID_NUMBER = (
+    "no Moodle ID number known (a Canvas user id or a Moodle participant id is not one; a Moodle "
+    "participant's grade goes in with the assignment's grading worksheet as --roster)"
+)
 
 
 @dataclass(frozen=True)
@@ -101,30 +104,45 @@ class ExportSummary:
         """The summary for the terminal: every name, id and roster entry in it escaped (for_terminal)."""
         lines = [f"wrote {for_terminal(self.dest)} ({self.to}): {self.exported} grade(s)"]
         if self.penalised:
-            lines.append(f"late penalties in {len(self.penalised)} grade(s): " +
-                         ", ".join(f"{for_terminal(s)}/{a} -{p:g}" for s, a, p in self.penalised))
+            lines.append(
+                f"late penalties in {len(self.penalised)} grade(s): "
+                + ", ".join(f"{for_terminal(s)}/{a} -{p:g}" for s, a, p in self.penalised)
+            )
         by_reason: dict[str, list[str]] = defaultdict(list)
         for student, assignment, why in self.withheld:
             by_reason[why].append(f"{for_terminal(student)}/{assignment}")
         for why, grades in sorted(by_reason.items()):
             lines.append(f"not exported, {why} ({len(grades)}): {_some(grades)}")
         if self.partial:
-            lines.append(f"exported with written answers not graded yet counted 0 ({len(self.partial)}): "
-                         + _some([f"{for_terminal(s)}/{a}" for s, a in self.partial]))
+            lines.append(
+                f"exported with written answers not graded yet counted 0 ({len(self.partial)}): "
+                + _some([f"{for_terminal(s)}/{a}" for s, a in self.partial])
+            )
         if self.not_submitted:
-            lines.append(f"on the roster without a graded submission ({len(self.not_submitted)}): "
-                         + ", ".join(map(for_terminal, self.not_submitted)))
+            lines.append(
+                f"on the roster without a graded submission ({len(self.not_submitted)}): "
+                + ", ".join(map(for_terminal, self.not_submitted))
+            )
         if self.not_on_roster:
-            lines.append(f"graded but not on the roster, not exported ({len(self.not_on_roster)}): "
-                         + ", ".join(map(for_terminal, self.not_on_roster)))
+            lines.append(
+                f"graded but not on the roster, not exported ({len(self.not_on_roster)}): "
+                + ", ".join(map(for_terminal, self.not_on_roster))
+            )
         if self.new_columns:
-            lines.append("new gradebook column(s), to be created on import: "
-                         + ", ".join(map(for_terminal, self.new_columns)))
+            lines.append(
+                "new gradebook column(s), to be created on import: " + ", ".join(map(for_terminal, self.new_columns))
+            )
         return "\n".join(lines)
 
 
-def export(out: Path, to: str, dest: Path, roster: Path | None = None,
-           config: late_policy.CourseConfig | None = None, partial: bool = False) -> ExportSummary:
+def export(
+    out: Path,
+    to: str,
+    dest: Path,
+    roster: Path | None = None,
+    config: late_policy.CourseConfig | None = None,
+    partial: bool = False,
+) -> ExportSummary:
     """Write the grades of OUT to `dest` in the LMS format `to`; return what was and was not exported."""
     out, dest = Path(out), Path(dest)
     if to not in FORMATS:
@@ -157,17 +175,22 @@ def export(out: Path, to: str, dest: Path, roster: Path | None = None,
     return summary
 
 
-def assignment_grades(rows: list[dict], late_rows: list[dict], config: late_policy.CourseConfig,
-                      partial: bool = False) -> dict[tuple[str, str], Grade]:
+def assignment_grades(
+    rows: list[dict], late_rows: list[dict], config: late_policy.CourseConfig, partial: bool = False
+) -> dict[tuple[str, str], Grade]:
     """(student, assignment) -> Grade: the cells' sum minus the late penalties of its notebooks."""
     cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         cells[(row["student"], row["assignment"])].append(row)
     # Seconds late from the recorded submission time and today's due dates and extensions (an extension
     # granted after grading counts); a time that was never known gives no penalty.
-    seconds_late = {(r["student"], r["assignment"], r["notebook"]):
-                    late_policy.lateness(config, r["student"], r["assignment"], datetime.fromisoformat(r["submitted"]))
-                    for r in late_rows if r.get("submitted")}
+    seconds_late = {
+        (r["student"], r["assignment"], r["notebook"]): late_policy.lateness(
+            config, r["student"], r["assignment"], datetime.fromisoformat(r["submitted"])
+        )
+        for r in late_rows
+        if r.get("submitted")
+    }
     grades = {}
     for key, members in cells.items():
         max_score = sum(float(r["max_score"]) for r in members)
@@ -181,8 +204,10 @@ def assignment_grades(rows: list[dict], late_rows: list[dict], config: late_poli
         by_notebook: dict[str, float] = defaultdict(float)
         for r in members:
             by_notebook[r.get("notebook", "")] += float(r["score"] or 0)
-        penalty = sum(late_policy.penalty(config, key[0], score, seconds_late.get((*key, notebook)) or 0.0)
-                      for notebook, score in by_notebook.items())
+        penalty = sum(
+            late_policy.penalty(config, key[0], score, seconds_late.get((*key, notebook)) or 0.0)
+            for notebook, score in by_notebook.items()
+        )
         grades[key] = Grade(sum(by_notebook.values()) - penalty, max_score, penalty, "partial" if pending else "ok")
     return grades
 
@@ -193,10 +218,17 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("out", type=Path, help="the folder `grade` wrote (grades.csv, students.csv, late.csv)")
     parser.add_argument("--to", choices=FORMATS, required=True)
     parser.add_argument("--out", dest="dest", type=Path, required=True, metavar="FILE", help="the file to write")
-    parser.add_argument("--roster", type=Path, metavar="FILE",
-                        help="the LMS's own gradebook export to fill (required for canvas, optional for moodle)")
-    parser.add_argument("--partial", action="store_true",
-                        help="export before the manual grading is done: written answers not graded yet count 0")
+    parser.add_argument(
+        "--roster",
+        type=Path,
+        metavar="FILE",
+        help="the LMS's own gradebook export to fill (required for canvas, optional for moodle)",
+    )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="export before the manual grading is done: written answers not graded yet count 0",
+    )
     return parser
 
 
@@ -228,8 +260,11 @@ def _write_moodle(grades, students, dest: Path, summary: ExportSummary) -> None:
             info = students[student]
             id_number = _roster_id(info, "moodle", worksheet=False)
             if not id_number:
-                summary.withheld += [(student, a, NO_ID_NUMBER) for a in assignments if (student, a) in grades
-                                     and grades[(student, a)].exportable]
+                summary.withheld += [
+                    (student, a, NO_ID_NUMBER)
+                    for a in assignments
+                    if (student, a) in grades and grades[(student, a)].exportable
+                ]
                 continue
             values = _scores(grades, student, assignments, summary)
             writer.writerow([id_number, info.get("email", ""), *values])
@@ -258,8 +293,9 @@ def _scores(grades, student: str, assignments: list[str], summary: ExportSummary
     return values
 
 
-def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSummary, to: str,
-                 config: late_policy.CourseConfig) -> None:
+def _fill_roster(
+    grades, students, roster: Path, dest: Path, summary: ExportSummary, to: str, config: late_policy.CourseConfig
+) -> None:
     table = _read_rows(roster)
     if not table:
         raise ValueError(f"{roster} is empty")
@@ -267,17 +303,18 @@ def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSumm
     worksheet = to == "moodle" and "Identifier" in header and "Grade" in header
     if to == "canvas":
         if "ID" not in header:
-            raise ValueError(f"{roster} is not a Canvas gradebook export: it has no \"ID\" column "
-                             f"(header: {header[:6]})")
+            raise ValueError(f'{roster} is not a Canvas gradebook export: it has no "ID" column (header: {header[:6]})')
         key = header.index("ID")
     elif worksheet:
         key = header.index("Identifier")
     elif "ID number" in header:
         key = header.index("ID number")
     else:
-        raise ValueError(f"{roster} is neither a Moodle grading worksheet (Identifier, ..., Grade) nor a Moodle "
-                         "grade export with an \"ID number\" column; rows are not matched by email address, "
-                         "which a student can set")
+        raise ValueError(
+            f"{roster} is neither a Moodle grading worksheet (Identifier, ..., Grade) nor a Moodle "
+            'grade export with an "ID number" column; rows are not matched by email address, '
+            "which a student can set"
+        )
     # Our students by the one id that roster carries (Canvas: user id; worksheet: participant id; Moodle
     # gradebook: ID number).
     by_key = {}
@@ -293,12 +330,21 @@ def _fill_roster(grades, students, roster: Path, dest: Path, summary: ExportSumm
         return value
 
     if worksheet:
-        assignments = sorted({a for row in table[1:] if (s := by_key.get(identifier(row).casefold()))
-                              for (student, a) in grades if student == s})
+        assignments = sorted(
+            {
+                a
+                for row in table[1:]
+                if (s := by_key.get(identifier(row).casefold()))
+                for (student, a) in grades
+                if student == s
+            }
+        )
         if len(assignments) > 1:
-            raise ValueError(f"{roster} is one Moodle assignment's grading worksheet, but its participants have "
-                             f"grades of {', '.join(assignments)} in this OUT; grade each Moodle assignment's "
-                             "download into its own OUT folder")
+            raise ValueError(
+                f"{roster} is one Moodle assignment's grading worksheet, but its participants have "
+                f"grades of {', '.join(assignments)} in this OUT; grade each Moodle assignment's "
+                "download into its own OUT folder"
+            )
         columns = {a: header.index("Grade") for a in assignments}
     else:
         assignments = sorted({a for _, a in grades})

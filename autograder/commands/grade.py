@@ -9,6 +9,7 @@ after another. Outputs: one row per graded cell in OUT/grades.csv, the feedback 
 OUT/feedback/<student>/<assignment>/<notebook>.html, the autograded notebooks in OUT/autograded/, and
 OUT/intake.csv listing files that were found but not graded.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -28,21 +29,28 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 from tqdm.auto import tqdm
 
-from autograder.pipeline import feedback
-from autograder.pipeline import formgrader
 from autograder import imports
-from autograder.intake import submissions as intake
-from autograder.term import late
-from autograder.batch import preflight
-from autograder.sinks import safe_text
-from autograder.batch import seeds
+from autograder.batch import preflight, seeds
 from autograder.batch.bundles import make_bundle
-from autograder.pipeline.config import gradebook_url
-from autograder.layout import SOURCE, assignments as all_assignments, notebooks
-from autograder.settings import Grading, load_grading
-from autograder.batch.submission import GRADING_ERROR, Bundle, CellResult, Job, SubmissionResult, grade_submission, is_grading_error
+from autograder.batch.submission import (
+    GRADING_ERROR,
+    Bundle,
+    CellResult,
+    Job,
+    SubmissionResult,
+    grade_submission,
+    is_grading_error,
+)
 from autograder.batch.submission import graded_cells as cells_of_notebook
 from autograder.batch.version import VERSION
+from autograder.intake import submissions as intake
+from autograder.layout import SOURCE, notebooks
+from autograder.layout import assignments as all_assignments
+from autograder.pipeline import feedback, formgrader
+from autograder.pipeline.config import gradebook_url
+from autograder.settings import Grading, load_grading
+from autograder.sinks import safe_text
+from autograder.term import late
 
 COLUMNS = ["student", "assignment", "notebook", "cell", "kind", "score", "max_score", "reason", "sandbox", "seed"]
 
@@ -76,25 +84,48 @@ def graded_cells(notebook_path: Path):
     return cells_of_notebook(nbformat.read(notebook_path, as_version=4))
 
 
-def grade(submissions: Path, out: Path, assignment_ids: list[str] | None = None, workers: int | None = None,
-          source: Path = SOURCE, timeout: float | None = None, scheduler: str | None = None,
-          gradebook: str | None = None, student_regexp: str = intake.CANVAS_FILE, sandbox: bool | None = None,
-          settings: Grading | None = None, progress: bool = False) -> list[Row]:
+def grade(
+    submissions: Path,
+    out: Path,
+    assignment_ids: list[str] | None = None,
+    workers: int | None = None,
+    source: Path = SOURCE,
+    timeout: float | None = None,
+    scheduler: str | None = None,
+    gradebook: str | None = None,
+    student_regexp: str = intake.CANVAS_FILE,
+    sandbox: bool | None = None,
+    settings: Grading | None = None,
+    progress: bool = False,
+) -> list[Row]:
     """Grade every submission found; write OUT/grades.csv, OUT/intake.csv and OUT/feedback; return the rows.
 
     Keyword arguments left None take their value from `settings` (default: nbgrader_config.py's `Grading`).
     """
     settings = settings or load_grading()
-    for name, value in (("workers", workers), ("notebook_timeout", timeout), ("scheduler", scheduler),
-                        ("sandbox", sandbox)):
+    for name, value in (
+        ("workers", workers),
+        ("notebook_timeout", timeout),
+        ("scheduler", scheduler),
+        ("sandbox", sandbox),
+    ):
         if value is not None:
             setattr(settings, name, value)
     return grade_class(submissions, out, assignment_ids, source, gradebook, student_regexp, settings, progress)[0]
 
 
-def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, source: Path,
-                gradebook: str | None, student_regexp: str, settings: Grading, progress: bool = False,
-                students: list[str] | None = None, force: bool = False) -> tuple[list[Row], Summary]:
+def grade_class(
+    submissions: Path,
+    out: Path,
+    assignment_ids: list[str] | None,
+    source: Path,
+    gradebook: str | None,
+    student_regexp: str,
+    settings: Grading,
+    progress: bool = False,
+    students: list[str] | None = None,
+    force: bool = False,
+) -> tuple[list[Row], Summary]:
     """Grade the class into OUT; return this run's rows and a summary.
 
     `students` restricts the run to those students. A submission whose inputs (notebook, assignment
@@ -123,11 +154,22 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
             found = [s for s in found if s.student in students]
             notes = [n for n in notes if n.student in students]
         cache = settings.resolved_bundle_cache()
-        bundles = {a: make_bundle(source, a, class_gradebook, Path(scratch), cache)
-                   for a in sorted({s.assignment for s in found})}
+        bundles = {
+            a: make_bundle(source, a, class_gradebook, Path(scratch), cache)
+            for a in sorted({s.assignment for s in found})
+        }
         secret = seeds.course_secret(settings.secret_file)
-        jobs = [Job(s.student, s.assignment, s.notebook, s.path.read_bytes() if s.path and not s.problem else None,
-                    s.problem, seeds.derive_seed(secret, s.student, s.assignment)) for s in found]
+        jobs = [
+            Job(
+                s.student,
+                s.assignment,
+                s.notebook,
+                s.path.read_bytes() if s.path and not s.problem else None,
+                s.problem,
+                seeds.derive_seed(secret, s.student, s.assignment),
+            )
+            for s in found
+        ]
     digests = [input_digest(job, bundles[job.assignment], settings, term) for job in jobs]
     previous = Previous.read(out)
     reuse = [not force and previous.unchanged(job, digest) for job, digest in zip(jobs, digests)]
@@ -146,10 +188,14 @@ def grade_class(submissions: Path, out: Path, assignment_ids: list[str] | None, 
     previous.keep_others(out / "late.csv", "late.csv", in_run)
     _write_inputs(out / "inputs.csv", previous, jobs, results, digests, in_run)
     _write_notes(notes, out / "intake.csv")
-    summary = Summary(len(results), len({r.student for r in results}),
-                      [(r.student, r.notebook, r.grading_error) for r in results if r.grading_error],
-                      [(r.student, r.notebook, r.feedback_error) for r in results if r.feedback_error],
-                      settings.sandbox, sum(reuse))
+    summary = Summary(
+        len(results),
+        len({r.student for r in results}),
+        [(r.student, r.notebook, r.grading_error) for r in results if r.grading_error],
+        [(r.student, r.notebook, r.feedback_error) for r in results if r.feedback_error],
+        settings.sandbox,
+        sum(reuse),
+    )
     return rows, summary
 
 
@@ -157,9 +203,16 @@ def input_digest(job: Job, bundle: Bundle, settings: Grading, term: late.CourseC
     """Everything a submission's grade depends on, hashed: what an incremental regrade compares."""
     hasher = hashlib.sha256()
     limits = {name: value for name, value in limits_of(settings).items() if name != "data_root"}
-    for part in (job.content or b"", job.problem.encode(), bundle.digest.encode(), str(job.seed).encode(),
-                 VERSION["code"].encode(), VERSION["lock"].encode(), term.digest.encode(),
-                 json.dumps(limits, sort_keys=True).encode()):
+    for part in (
+        job.content or b"",
+        job.problem.encode(),
+        bundle.digest.encode(),
+        str(job.seed).encode(),
+        VERSION["code"].encode(),
+        VERSION["lock"].encode(),
+        term.digest.encode(),
+        json.dumps(limits, sort_keys=True).encode(),
+    ):
         hasher.update(hashlib.sha256(part).digest())
     return hasher.hexdigest()
 
@@ -181,18 +234,28 @@ class Previous:
         return cls(tables, digests)
 
     def _rows_of(self, job: Job) -> list[dict]:
-        return [r for r in self.tables["grades.csv"]
-                if (r["student"], r["assignment"], r["notebook"]) == (job.student, job.assignment, job.notebook)]
+        return [
+            r
+            for r in self.tables["grades.csv"]
+            if (r["student"], r["assignment"], r["notebook"]) == (job.student, job.assignment, job.notebook)
+        ]
 
     def unchanged(self, job: Job, digest: str) -> bool:
         rows = self._rows_of(job)
-        return (self.digests.get((job.student, job.assignment, job.notebook)) == digest and bool(rows)
-                and not any(is_grading_error(r) for r in rows))
+        return (
+            self.digests.get((job.student, job.assignment, job.notebook)) == digest
+            and bool(rows)
+            and not any(is_grading_error(r) for r in rows)
+        )
 
     def result(self, job: Job) -> SubmissionResult:
         """The grade OUT already holds for an unchanged submission."""
-        cells = [CellResult(r["cell"], r["kind"], float(r["score"]) if r["score"] else None, float(r["max_score"]),
-                            r["reason"]) for r in self._rows_of(job)]
+        cells = [
+            CellResult(
+                r["cell"], r["kind"], float(r["score"]) if r["score"] else None, float(r["max_score"]), r["reason"]
+            )
+            for r in self._rows_of(job)
+        ]
         return SubmissionResult(job.student, job.assignment, job.notebook, cells)
 
     def keep_others(self, path: Path, name: str, in_run: set[tuple], key=("student", "assignment", "notebook")) -> None:
@@ -206,8 +269,14 @@ class Previous:
             safe_text.DictWriter(file, fieldnames=fields, extrasaction="ignore", restval="").writerows(others)
 
 
-def _write_inputs(path: Path, previous: Previous, jobs: list[Job], results: list[SubmissionResult],
-                  digests: list[str], in_run: set[tuple]) -> None:
+def _write_inputs(
+    path: Path,
+    previous: Previous,
+    jobs: list[Job],
+    results: list[SubmissionResult],
+    digests: list[str],
+    in_run: set[tuple],
+) -> None:
     """OUT/inputs.csv: the input digest of every submission graded without a grading error."""
     records = {key: digest for key, digest in previous.digests.items() if key not in in_run}
     for job, result, digest in zip(jobs, results, digests):
@@ -227,18 +296,27 @@ def _assess_lateness(found: intake.Submission, result: SubmissionResult, term: l
 
 def limits_of(settings: Grading) -> dict:
     """The plain settings a grading task needs (they travel to Dask workers with it)."""
-    return dict(notebook_timeout=settings.notebook_timeout, cell_timeout=settings.cell_timeout,
-                startup_timeout=settings.startup_timeout, kernel_probe=settings.kernel_probe,
-                memory_limit=settings.memory_limit,
-                process_limit=settings.process_limit, disk_limit=settings.disk_limit,
-                output_limit=settings.output_limit, reply_limit=settings.reply_limit,
-                data_root=str(settings.resolved_data_root()), sandbox=settings.sandbox,
-                cores_per_sandbox=settings.cores_per_sandbox, workers=max(settings.workers, 1),
-                wall_clock_factor=settings.wall_clock_factor)
+    return dict(
+        notebook_timeout=settings.notebook_timeout,
+        cell_timeout=settings.cell_timeout,
+        startup_timeout=settings.startup_timeout,
+        kernel_probe=settings.kernel_probe,
+        memory_limit=settings.memory_limit,
+        process_limit=settings.process_limit,
+        disk_limit=settings.disk_limit,
+        output_limit=settings.output_limit,
+        reply_limit=settings.reply_limit,
+        data_root=str(settings.resolved_data_root()),
+        sandbox=settings.sandbox,
+        cores_per_sandbox=settings.cores_per_sandbox,
+        workers=max(settings.workers, 1),
+        wall_clock_factor=settings.wall_clock_factor,
+    )
 
 
-def run_jobs(jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out: Path,
-             progress: bool = False) -> list[SubmissionResult]:
+def run_jobs(
+    jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out: Path, progress: bool = False
+) -> list[SubmissionResult]:
     """Every job's result, in order: on Dask for several workers or a scheduler, else in this process.
 
     The preflight runs first (it raises PreflightError and nothing is graded): never beside a submission,
@@ -278,8 +356,10 @@ def _grade_here(jobs: list[Job], bundles: dict[str, Bundle], limits: dict, grade
     for job in jobs:
         result = grade_submission(job, bundles[job.assignment], limits)
         if result.kernel_failed and not kernel_worked:
-            raise preflight.PreflightError(result.grading_error.removeprefix(GRADING_ERROR)
-                                           + " (no grading kernel has worked yet; nothing was graded)")
+            raise preflight.PreflightError(
+                result.grading_error.removeprefix(GRADING_ERROR)
+                + " (no grading kernel has worked yet; nothing was graded)"
+            )
         kernel_worked = kernel_worked or bool(result.autograded)
         results.append(result)
         graded()
@@ -308,8 +388,9 @@ def _warm_up(assignments: list[str]) -> None:
         feedback.warm_up()
 
 
-def merge(found: list[intake.Submission], jobs: list[Job], results: list[SubmissionResult], url: str,
-          sandboxed: bool) -> list[Row]:
+def merge(
+    found: list[intake.Submission], jobs: list[Job], results: list[SubmissionResult], url: str, sandboxed: bool
+) -> list[Row]:
     """Record every automatic score in the class gradebook; take manual scores a grader already gave from it.
 
     Only this process writes, one submission after another, so the database sees no concurrent writers. A
@@ -325,8 +406,18 @@ def merge(found: list[intake.Submission], jobs: list[Job], results: list[Submiss
             gradebook.update_or_create_submission(submission.assignment, submission.student)
             name = submission.notebook.removesuffix(".ipynb")
             for cell in result.cells:
-                row = Row(result.student, result.assignment, result.notebook, cell.name, cell.kind, cell.score,
-                          cell.max_score, cell.reason, sandbox, job.seed)
+                row = Row(
+                    result.student,
+                    result.assignment,
+                    result.notebook,
+                    cell.name,
+                    cell.kind,
+                    cell.score,
+                    cell.max_score,
+                    cell.reason,
+                    sandbox,
+                    job.seed,
+                )
                 grade = gradebook.find_grade(cell.name, name, submission.assignment, submission.student)
                 if result.grading_error:
                     pass
@@ -368,9 +459,11 @@ def _no_feedback(result: SubmissionResult) -> bytes:
         reason = result.cells[0].reason if result.cells else "no graded cells"
         what = "Every graded cell scores 0. Submit the notebook again or ask your instructor."
     title = html.escape(f"{result.assignment} / {result.notebook}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1>"
-            f"<p>This notebook has no feedback page: {html.escape(reason)}</p><p>{html.escape(what)}</p>"
-            "</body></html>").encode()
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1>"
+        f"<p>This notebook has no feedback page: {html.escape(reason)}</p><p>{html.escape(what)}</p>"
+        "</body></html>"
+    ).encode()
 
 
 def _write_notes(notes: list[intake.Note], path: Path) -> None:

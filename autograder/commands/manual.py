@@ -12,6 +12,7 @@ whole command with the file, line and reason, and nothing is written. Valid scor
 gradebook in one transaction, and OUT/grades.csv shows them at once; the next `grade` run keeps them, as it
 keeps scores given in nbgrader's formgrader.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,8 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 
-from autograder.sinks import safe_text
-from autograder.sinks import sanitise
 from autograder.pipeline.config import gradebook_url
+from autograder.sinks import safe_text, sanitise
 
 COLUMNS = ["student", "assignment", "notebook", "cell", "max_score", "score", "answer"]
 
@@ -60,14 +60,23 @@ class ManualGradingError(ValueError):
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
-    parser = commands.add_parser("manual", help="grade the written answers of a graded OUT folder: write one CSV "
-                                                "and one HTML page per question, or read filled-in CSVs back")
+    parser = commands.add_parser(
+        "manual",
+        help="grade the written answers of a graded OUT folder: write one CSV "
+        "and one HTML page per question, or read filled-in CSVs back",
+    )
     parser.add_argument("out", type=Path)
-    parser.add_argument("--assignment", action="append", dest="assignments", metavar="ID",
-                        help="only this assignment (repeatable)")
-    parser.add_argument("--scores", action="append", type=Path, metavar="FILE",
-                        help="a filled-in CSV written by this command: its scores go into the gradebook "
-                             "(repeatable; every file is checked before anything is written)")
+    parser.add_argument(
+        "--assignment", action="append", dest="assignments", metavar="ID", help="only this assignment (repeatable)"
+    )
+    parser.add_argument(
+        "--scores",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="a filled-in CSV written by this command: its scores go into the gradebook "
+        "(repeatable; every file is checked before anything is written)",
+    )
     parser.add_argument("--gradebook", metavar="URL", help="class gradebook (default OUT/gradebook.db)")
     return parser
 
@@ -77,8 +86,10 @@ def run(args: argparse.Namespace) -> None:
     if args.scores:
         scores = [score for path in args.scores for score in read_scores(path, args.out, args.assignments)]
         changed = record_scores(args.out, url, scores)
-        print(f"read {len(scores)} score(s) from {len(args.scores)} file(s); {changed} changed in the gradebook "
-              f"and in {safe_text.for_terminal(args.out / 'grades.csv')}")
+        print(
+            f"read {len(scores)} score(s) from {len(args.scores)} file(s); {changed} changed in the gradebook "
+            f"and in {safe_text.for_terminal(args.out / 'grades.csv')}"
+        )
         return
     written = write_sheets(args.out, url, args.assignments)
     for path, count in written:
@@ -112,8 +123,9 @@ def write_sheets(out: Path, url: str, assignments: list[str] | None = None) -> l
             writer = safe_text.writer(file, reversible=True)
             writer.writerow(COLUMNS)
             for a in answers:
-                writer.writerow([a.student, a.assignment, a.notebook, a.cell, _number(a.max_score),
-                                 _number(a.score), a.answer])
+                writer.writerow(
+                    [a.student, a.assignment, a.notebook, a.cell, _number(a.max_score), _number(a.score), a.answer]
+                )
         (folder / f"{cell}.html").write_text(_page(assignment, cell, answers), encoding="utf-8")
         written.append((sheet, len(answers)))
     return written
@@ -121,15 +133,19 @@ def write_sheets(out: Path, url: str, assignments: list[str] | None = None) -> l
 
 def read_scores(path: Path, out: Path, assignments: list[str] | None = None) -> list[ManualScore]:
     """The scores a filled-in sheet gives, each checked against OUT/grades.csv; empty scores are skipped."""
-    known = {(r["student"], r["assignment"], r["notebook"], r["cell"]): float(r["max_score"])
-             for r in _grades(out) if r["kind"] == "manual"}
+    known = {
+        (r["student"], r["assignment"], r["notebook"], r["cell"]): float(r["max_score"])
+        for r in _grades(out)
+        if r["kind"] == "manual"
+    }
     try:
         rows = safe_text.read_rows(path)
     except (OSError, UnicodeDecodeError) as error:
         raise ManualGradingError(f"{path}: cannot be read ({error})") from error
     if rows and not {"student", "assignment", "notebook", "cell", "score"} <= set(rows[0]):
-        raise ManualGradingError(f"{path}: needs the columns student, assignment, notebook, cell and score, "
-                                 "as `manual` writes them")
+        raise ManualGradingError(
+            f"{path}: needs the columns student, assignment, notebook, cell and score, as `manual` writes them"
+        )
     scores = []
     for line, row in enumerate(rows, start=2):
         key = tuple(row.get(name) or "" for name in ("student", "assignment", "notebook", "cell"))
@@ -137,8 +153,10 @@ def read_scores(path: Path, out: Path, assignments: list[str] | None = None) -> 
         if None in row:
             raise ManualGradingError(f"{where}: more cells than columns")
         if key not in known:
-            raise ManualGradingError(f"{where}: no written answer {safe_text.for_terminal(' / '.join(key))} in "
-                                     f"{out / 'grades.csv'} (unknown student, assignment, notebook or cell)")
+            raise ManualGradingError(
+                f"{where}: no written answer {safe_text.for_terminal(' / '.join(key))} in "
+                f"{out / 'grades.csv'} (unknown student, assignment, notebook or cell)"
+            )
         if assignments and key[1] not in assignments:
             continue
         text = (row.get("score") or "").strip()
@@ -250,26 +268,33 @@ def _page(assignment: str, cell: str, answers: list[WrittenAnswer]) -> str:
     items = []
     for a in answers:
         score = "awaiting grading" if a.score is None else f"{a.score:g} / {a.max_score:g}"
-        items.append(f"<section><h2>{html.escape(a.student)}</h2><p class=score>{html.escape(score)}</p>"
-                     f"<div class=answer>{answer_html(a.answer) or '<em>(empty)</em>'}</div></section>")
-    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-            "<meta name=viewport content='width=device-width, initial-scale=1'>"
-            "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
-            "style-src 'unsafe-inline'\">"
-            f"<title>{title}</title><style>{_STYLE}</style></head><body><h1>{title}</h1>"
-            f"<p>{len(answers)} answer(s). Scores go in the <code>score</code> column of {html.escape(cell)}.csv "
-            "beside this page, read back with <code>python -m autograder manual OUT --scores FILE</code>.</p>"
-            + "".join(items) + "</body></html>")
+        items.append(
+            f"<section><h2>{html.escape(a.student)}</h2><p class=score>{html.escape(score)}</p>"
+            f"<div class=answer>{answer_html(a.answer) or '<em>(empty)</em>'}</div></section>"
+        )
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; img-src data:; "
+        "style-src 'unsafe-inline'\">"
+        f"<title>{title}</title><style>{_STYLE}</style></head><body><h1>{title}</h1>"
+        f"<p>{len(answers)} answer(s). Scores go in the <code>score</code> column of {html.escape(cell)}.csv "
+        "beside this page, read back with <code>python -m autograder manual OUT --scores FILE</code>.</p>"
+        + "".join(items)
+        + "</body></html>"
+    )
 
 
 # Each answer sits in a box of its own, its headings no bigger than its text, so that an answer which
 # imitates a student's heading and score still reads as what it is: inside someone's box.
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:auto;padding:1rem;line-height:1.5}"
-          "section{border-top:1px solid #ccc;padding:.5rem 0}h2{font-size:1.1rem;margin:.2rem 0;"
-          "overflow-wrap:anywhere}.score{color:#555;margin:0 0 .3rem}.answer{overflow-wrap:anywhere;"
-          "border:1px solid #bbb;border-left:4px solid #777;background:#f8f8f8;padding:.3rem .8rem;"
-          "overflow-x:auto}.answer h1,.answer h2,.answer h3,.answer h4,.answer h5,.answer h6{font-size:1em}"
-          ".answer img{max-width:100%}")
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:auto;padding:1rem;line-height:1.5}"
+    "section{border-top:1px solid #ccc;padding:.5rem 0}h2{font-size:1.1rem;margin:.2rem 0;"
+    "overflow-wrap:anywhere}.score{color:#555;margin:0 0 .3rem}.answer{overflow-wrap:anywhere;"
+    "border:1px solid #bbb;border-left:4px solid #777;background:#f8f8f8;padding:.3rem .8rem;"
+    "overflow-x:auto}.answer h1,.answer h2,.answer h3,.answer h4,.answer h5,.answer h6{font-size:1em}"
+    ".answer img{max-width:100%}"
+)
 
 
 def _number(value: float | None) -> str:

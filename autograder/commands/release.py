@@ -1,4 +1,5 @@
 """`python -m autograder release`: regenerate release/ from source/ with nbgrader, then scan for leaks."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,10 +8,9 @@ from pathlib import Path
 
 from nbgrader.apps import NbGraderAPI
 
-from autograder.pipeline import generated_cells
-from autograder.pipeline import leaks
-from autograder.pipeline.config import nbgrader_config, quiet_logger
 from autograder.layout import REPO, SOURCE, assignments
+from autograder.pipeline import generated_cells, leaks
+from autograder.pipeline.config import nbgrader_config, quiet_logger
 
 
 class ReleaseError(RuntimeError):
@@ -37,13 +37,16 @@ def generate(course_root: Path, ids: list[str] | None = None, gradebook: Path | 
     """
     ids = ids or assignments(course_root / "source")
     with tempfile.TemporaryDirectory() as scratch:
-        api = NbGraderAPI(config=nbgrader_config(course_root, gradebook or Path(scratch) / "gradebook.db"),
-                          log=quiet_logger("release"))
+        api = NbGraderAPI(
+            config=nbgrader_config(course_root, gradebook or Path(scratch) / "gradebook.db"),
+            log=quiet_logger("release"),
+        )
         for assignment in ids:
             result = api.generate_assignment(assignment, force=True, create=True)
             if not result["success"]:
-                raise ReleaseError(f"nbgrader generate_assignment {assignment} failed:\n"
-                                   f"{result.get('error') or result.get('log')}")
+                raise ReleaseError(
+                    f"nbgrader generate_assignment {assignment} failed:\n{result.get('error') or result.get('log')}"
+                )
 
 
 def release(repo: Path = REPO) -> list[str]:

@@ -10,6 +10,7 @@ A grading error (an empty score whose reason starts "grading error:") is the gra
 student's: it is listed, and left out of every mean, pass rate and distribution, never counted as a zero. An
 empty manual score is a written answer not graded yet: counted, and left out of the scores as well.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,10 +25,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from autograder.commands import export as exporting  # noqa: E402
-from autograder.term import late as late_policy  # noqa: E402
-from autograder.sinks.safe_text import for_terminal, read_rows  # noqa: E402
 from autograder.batch.submission import is_grading_error  # noqa: E402
+from autograder.commands import export as exporting  # noqa: E402
+from autograder.sinks.safe_text import for_terminal, read_rows  # noqa: E402
+from autograder.term import late as late_policy  # noqa: E402
 
 TOP_REASONS = 3
 
@@ -88,11 +89,18 @@ def cell_statistics(rows: list[dict]) -> list[dict]:
         scores = [float(r["score"] or 0) for r in scored]
         passed = sum(float(r["score"] or 0) >= float(r["max_score"]) for r in scored)
         reasons = Counter(r["reason"] for r in scored if r["reason"])
-        stats.append({"assignment": assignment, "cell": cell, "mean": sum(scores) / max(len(scores), 1),
-                      "max_score": float(members[0]["max_score"]),
-                      "pass_rate": passed / len(scored) if scored else float("nan"),
-                      "count": len(scored), "errors": len(members) - len(scored),
-                      "reasons": reasons.most_common(TOP_REASONS)})
+        stats.append(
+            {
+                "assignment": assignment,
+                "cell": cell,
+                "mean": sum(scores) / max(len(scores), 1),
+                "max_score": float(members[0]["max_score"]),
+                "pass_rate": passed / len(scored) if scored else float("nan"),
+                "count": len(scored),
+                "errors": len(members) - len(scored),
+                "reasons": reasons.most_common(TOP_REASONS),
+            }
+        )
     return stats
 
 
@@ -133,8 +141,14 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
     # Penalties on the points graded so far (a written answer not graded yet counts 0 until it is).
     grades = exporting.assignment_grades(rows, late_rows, config, partial=True)
     penalised = [(s, a, g.penalty, g.max_score) for (s, a), g in sorted(grades.items()) if g.penalty]
-    unknown = [r for r in late_rows if not r["submitted"] and r["late_marker"] == "1" and r["note"] != "not submitted"
-               and config.due_for(r["student"], r["assignment"]) is not None]
+    unknown = [
+        r
+        for r in late_rows
+        if not r["submitted"]
+        and r["late_marker"] == "1"
+        and r["note"] != "not submitted"
+        and config.due_for(r["student"], r["assignment"]) is not None
+    ]
     manual = sum(1 for row in rows if row["kind"] == "manual" and row["score"] == "" and not is_grading_error(row))
 
     means = []
@@ -143,24 +157,33 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
         broken = len({r["student"] for r in failed if r["assignment"] == assignment})
         means.append((assignment, len(marks), 100 * sum(marks) / max(len(marks), 1), broken))
     summary = ["Automatic scores per student and assignment", grade_table(rows), ""]
-    summary += [f"{a}: {n} submissions, mean {mean:.1f}% of the automatic points"
-                + (f" ({broken} with a grading error, left out)" if broken else "") for a, n, mean, broken in means]
+    summary += [
+        f"{a}: {n} submissions, mean {mean:.1f}% of the automatic points"
+        + (f" ({broken} with a grading error, left out)" if broken else "")
+        for a, n, mean, broken in means
+    ]
     per_cell = ["Per cell: mean score, pass rate, most common reasons for lost points"]
     for item in stats:
-        per_cell.append(f"  {item['assignment']}/{item['cell']}: mean {item['mean']:.2f}/{item['max_score']:g}, "
-                        f"passed {_percent(item['pass_rate'])} of {item['count']}"
-                        + (f" ({item['errors']} grading error(s) left out)" if item["errors"] else ""))
+        per_cell.append(
+            f"  {item['assignment']}/{item['cell']}: mean {item['mean']:.2f}/{item['max_score']:g}, "
+            f"passed {_percent(item['pass_rate'])} of {item['count']}"
+            + (f" ({item['errors']} grading error(s) left out)" if item["errors"] else "")
+        )
         per_cell += [f"      {count} x {for_terminal(reason)}" for reason, count in item["reasons"]]
     lateness = ["Late submissions (notebooks): late.csv's times against today's due dates and extensions"]
     if not late_rows:
         lateness.append("  no late.csv: submission times were not assessed")
     lateness += [f"  {a}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts[a].items())) for a in sorted(counts)]
     lateness += [f"  penalty {p:g} of {m:g} points: {for_terminal(s)}/{a}" for s, a, p, m in penalised]
-    lateness += [f"  check by hand: {for_terminal(r['student'])}/{r['assignment']}/{for_terminal(r['notebook'])}: "
-                 f"{for_terminal(r['note'])}" for r in unknown]
+    lateness += [
+        f"  check by hand: {for_terminal(r['student'])}/{r['assignment']}/{for_terminal(r['notebook'])}: "
+        f"{for_terminal(r['note'])}"
+        for r in unknown
+    ]
     error_lines = [f"Grading errors: {len(failed)} cell(s), never counted as zeros (regrade them)"]
-    error_lines += [f"  {for_terminal(r['student'])}/{r['assignment']}/{r['cell']}: {for_terminal(r['reason'])}"
-                    for r in failed]
+    error_lines += [
+        f"  {for_terminal(r['student'])}/{r['assignment']}/{r['cell']}: {for_terminal(r['reason'])}" for r in failed
+    ]
     error_lines.append(f"\nManually graded answers awaiting a grade: {manual}")
     text = "\n\n".join("\n".join(part) for part in (summary, per_cell, lateness, error_lines))
     (out / "report.txt").write_text(text + "\n")
@@ -171,8 +194,13 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
     sections = [
         ("Scores", *_html_scores(rows, scores, means), _distribution_figure(scores, assignments), ""),
         ("Pass rate per cell", _html_cells(stats), "", pass_png, "cells"),
-        ("Late submissions", _html_late(late_rows, counts, penalised, unknown), "",
-         _late_figure(counts) if counts else None, ""),
+        (
+            "Late submissions",
+            _html_late(late_rows, counts, penalised, unknown),
+            "",
+            _late_figure(counts) if counts else None,
+            "",
+        ),
         ("Grading errors and pending grades", _html_errors(failed, manual), "", None, ""),
     ]
     (out / "report.html").write_text(_page(out, sections, len({r["student"] for r in rows}), len(failed)))
@@ -197,8 +225,10 @@ def _html_scores(rows, scores, means) -> tuple[str, str]:
     """(the per-assignment means, to stand beside the figure; the per-student table, below it)"""
     broken = {(r["student"], r["assignment"]) for r in errors(rows)}
     assignments = [a for a, *_ in means]
-    means_html = _table(["assignment", "graded", "mean (automatic points)", "grading errors"],
-                        [[_e(a), str(n), f"{mean:.1f}%", str(b) if b else ""] for a, n, mean, b in means])
+    means_html = _table(
+        ["assignment", "graded", "mean (automatic points)", "grading errors"],
+        [[_e(a), str(n), f"{mean:.1f}%", str(b) if b else ""] for a, n, mean, b in means],
+    )
     body = []
     for student in sorted({r["student"] for r in rows}):
         cells = [_e(student)]
@@ -219,38 +249,56 @@ def _html_cells(stats) -> str:
     body = []
     for item in stats:
         reasons = "".join(f"<li>{count} &times; {_e(reason)}</li>" for reason, count in item["reasons"])
-        body.append([f"{_e(item['assignment'])}/<b>{_e(item['cell'])}</b>",
-                     f"{item['mean']:.2f}&thinsp;/&thinsp;{item['max_score']:g}",
-                     f"{_percent(item['pass_rate'])} of {item['count']}",
-                     f"<span class='error'>{item['errors']}</span>" if item["errors"] else "",
-                     f"<ul>{reasons}</ul>" if reasons else ""])
-    return _table(["cell", "mean", "passed", "grading errors (left out)", "most common reasons for lost points"],
-                  body)
+        body.append(
+            [
+                f"{_e(item['assignment'])}/<b>{_e(item['cell'])}</b>",
+                f"{item['mean']:.2f}&thinsp;/&thinsp;{item['max_score']:g}",
+                f"{_percent(item['pass_rate'])} of {item['count']}",
+                f"<span class='error'>{item['errors']}</span>" if item["errors"] else "",
+                f"<ul>{reasons}</ul>" if reasons else "",
+            ]
+        )
+    return _table(["cell", "mean", "passed", "grading errors (left out)", "most common reasons for lost points"], body)
 
 
 def _html_late(late_rows, counts, penalised, unknown) -> str:
     if not late_rows:
         return "<p>No late.csv: submission times were not assessed.</p>"
     kinds = [k for k in LATE_KINDS if any(k in c for c in counts.values())]
-    parts = [_table(["assignment", *kinds], [[_e(a), *(str(counts[a].get(k, 0)) for k in kinds)]
-                                            for a in sorted(counts)])]
+    parts = [
+        _table(["assignment", *kinds], [[_e(a), *(str(counts[a].get(k, 0)) for k in kinds)] for a in sorted(counts)])
+    ]
     if penalised:
-        parts.append("<h3>Penalties (course policy)</h3>" + _table(
-            ["student", "assignment", "penalty"],
-            [[_e(s), _e(a), f"{p:g} of {m:g} points"] for s, a, p, m in penalised]))
+        parts.append(
+            "<h3>Penalties (course policy)</h3>"
+            + _table(
+                ["student", "assignment", "penalty"],
+                [[_e(s), _e(a), f"{p:g} of {m:g} points"] for s, a, p, m in penalised],
+            )
+        )
     if unknown:
-        parts.append("<h3>Marked late by the LMS, time unknown: check by hand (no penalty applied)</h3>" + _table(
-            ["student", "notebook", "note"],
-            [[_e(r["student"]), _e(f"{r['assignment']}/{r['notebook']}"), _e(r["note"])] for r in unknown]))
+        parts.append(
+            "<h3>Marked late by the LMS, time unknown: check by hand (no penalty applied)</h3>"
+            + _table(
+                ["student", "notebook", "note"],
+                [[_e(r["student"]), _e(f"{r['assignment']}/{r['notebook']}"), _e(r["note"])] for r in unknown],
+            )
+        )
     return "".join(parts)
 
 
 def _html_errors(failed, manual) -> str:
-    parts = [f"<p><b>{len(failed)}</b> cell(s) could not be graded. They are left out of every statistic above, "
-             "never counted as zeros: regrade them.</p>"]
+    parts = [
+        f"<p><b>{len(failed)}</b> cell(s) could not be graded. They are left out of every statistic above, "
+        "never counted as zeros: regrade them.</p>"
+    ]
     if failed:
-        parts.append(_table(["student", "cell", "reason"], [[_e(r["student"]), _e(f"{r['assignment']}/{r['cell']}"),
-                                                             _e(r["reason"])] for r in failed]))
+        parts.append(
+            _table(
+                ["student", "cell", "reason"],
+                [[_e(r["student"]), _e(f"{r['assignment']}/{r['cell']}"), _e(r["reason"])] for r in failed],
+            )
+        )
     parts.append(f"<p>Written answers awaiting a manual grade: <b>{manual}</b></p>")
     return "".join(parts)
 
@@ -302,8 +350,13 @@ def _pass_rate_figure(stats: list[dict]) -> bytes:
 
 def _late_figure(counts: dict[str, dict[str, int]]) -> bytes:
     assignments = sorted(counts)
-    kinds = [("on time", "tab:green"), ("late", "tab:red"), ("late, time unknown", "tab:orange"),
-             ("time unknown", "tab:gray"), ("no due date", "tab:olive")]
+    kinds = [
+        ("on time", "tab:green"),
+        ("late", "tab:red"),
+        ("late, time unknown", "tab:orange"),
+        ("time unknown", "tab:gray"),
+        ("no due date", "tab:olive"),
+    ]
     fig, axis = plt.subplots(figsize=(max(5.5, 0.9 * len(assignments) + 2), 3.4))
     bottom = [0] * len(assignments)
     for kind, color in kinds:
@@ -343,25 +396,33 @@ td ul { margin: 0; padding-left: 1.1em; }
 """
 
 
-CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
-                           "form-action 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+)
 
 
 def _page(out: Path, sections, students: int, failed: int) -> str:
     # Every string from OUT's files is escaped (_e); the policy is a second wall: the page has no script, loads
     # nothing and sends nothing (its figures are data: URLs), so nothing a student id or reason holds can.
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-             f"<meta http-equiv='Content-Security-Policy' content=\"{CONTENT_SECURITY_POLICY}\">",
-             f"<title>Class report: {_e(out.name)}</title><style>{STYLE}</style></head><body>",
-             "<h1>Class report</h1>",
-             f"<p class='meta'>{students} student(s), from {_e(out / 'grades.csv')}"
-             + (f" &middot; <span class='error'>{failed} grading error(s), left out of every statistic</span>"
-                if failed else "") + "</p>"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CONTENT_SECURITY_POLICY}\">",
+        f"<title>Class report: {_e(out.name)}</title><style>{STYLE}</style></head><body>",
+        "<h1>Class report</h1>",
+        f"<p class='meta'>{students} student(s), from {_e(out / 'grades.csv')}"
+        + (
+            f" &middot; <span class='error'>{failed} grading error(s), left out of every statistic</span>"
+            if failed
+            else ""
+        )
+        + "</p>",
+    ]
     for title, beside, below, png, css in sections:
         parts.append(f"<h2>{_e(title)}</h2><section class='{css if png else 'wide'}'><div>{beside}</div>")
         if png:
-            parts.append(f"<figure><img alt='{_e(title)}' "
-                         f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>")
+            parts.append(
+                f"<figure><img alt='{_e(title)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>"
+            )
         parts.append("</section>" + (f"<div class='below'>{below}</div>" if below else ""))
     parts.append("</body></html>")
     return "\n".join(parts)

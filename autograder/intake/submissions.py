@@ -51,6 +51,7 @@ Interface: `unpack(submissions, scratch, regexp, limits=Limits()) -> root`, `col
 expected, source, regexp, time_zone=None, limits=Limits()) -> (submissions, notes)`,
 `write_students(submissions, OUT / "students.csv")`, `check_ids_unchanged(OUT / "students.csv", submissions)`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,7 +64,7 @@ import zipfile
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -72,13 +73,15 @@ import nbformat
 from nbgrader.plugins import FileNameCollectorPlugin
 from nbgrader.utils import is_grade
 
-from autograder.term import late
 from autograder.sinks import safe_text
+from autograder.term import late
 
 IGNORED_FOLDERS = {"__MACOSX", ".ipynb_checkpoints"}
 # Canvas's names (see above). Under anonymous grading there is no name part: the student is the anon_ id.
-CANVAS_FILE = (r"^(?:(?P<student_id>.+?)_)??(?P<late>LATE_)?(?P<lms_id>anon_[A-Za-z0-9]+|\d+)_"
-               r"(?P<attachment_id>\d+)_(?P<file_id>.+)$")
+CANVAS_FILE = (
+    r"^(?:(?P<student_id>.+?)_)??(?P<late>LATE_)?(?P<lms_id>anon_[A-Za-z0-9]+|\d+)_"
+    r"(?P<attachment_id>\d+)_(?P<file_id>.+)$"
+)
 TIMESTAMP_FILE = "timestamp.txt"
 ZIP_TIMES = ".zip-times.json"  # written by unpack beside the extracted files: relative path -> zip time
 ZIP_REFUSED = ".zip-refused.json"  # written by unpack: relative path -> why that member was not extracted
@@ -152,8 +155,14 @@ class Limits:
 
     @classmethod
     def of(cls, settings) -> Limits:
-        return cls(settings.notebook_size_limit, settings.notebook_cell_limit, settings.zip_member_limit,
-                   settings.zip_size_limit, settings.notebook_value_limit, settings.notebook_depth_limit)
+        return cls(
+            settings.notebook_size_limit,
+            settings.notebook_cell_limit,
+            settings.zip_member_limit,
+            settings.zip_size_limit,
+            settings.notebook_value_limit,
+            settings.notebook_depth_limit,
+        )
 
 
 @dataclass(frozen=True)
@@ -184,20 +193,26 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
     with zipfile.ZipFile(submissions) as archive:
         members = archive.infolist()
         if len(members) > limits.zip_members:
-            raise ValueError(f"{submissions} has {len(members):,} members, over Grading.zip_member_limit "
-                             f"({limits.zip_members:,}); nothing was extracted")
+            raise ValueError(
+                f"{submissions} has {len(members):,} members, over Grading.zip_member_limit "
+                f"({limits.zip_members:,}); nothing was extracted"
+            )
         total = sum(info.file_size for info in members)
         if total > limits.zip_bytes:
-            raise ValueError(f"{submissions} would unpack to {total:,} bytes, over Grading.zip_size_limit "
-                             f"({limits.zip_bytes:,}); nothing was extracted")
+            raise ValueError(
+                f"{submissions} would unpack to {total:,} bytes, over Grading.zip_size_limit "
+                f"({limits.zip_bytes:,}); nothing was extracted"
+            )
         for info in members:
             if info.is_dir():
                 archive.extract(info, target)
                 continue
             why = ""
             if info.file_size > limits.notebook_bytes:
-                why = (f"{info.file_size:,} bytes uncompressed, over Grading.notebook_size_limit "
-                       f"({limits.notebook_bytes:,} bytes); not extracted")
+                why = (
+                    f"{info.file_size:,} bytes uncompressed, over Grading.notebook_size_limit "
+                    f"({limits.notebook_bytes:,} bytes); not extracted"
+                )
             elif info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 why = f"compressed with method {info.compress_type}, not as an LMS zips files; not extracted"
             if not why:
@@ -206,8 +221,10 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
                 except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a damaged member, not the zip
                     why = f"it could not be extracted ({type(error).__name__}: {error})"
                 except OSError as error:  # a name this file system refuses (too long, say): that member only
-                    note = (f"its name {_printable(info.filename[:200])} could not be a file here "
-                            f"({type(error).__name__}: {error.strerror}); not extracted")
+                    note = (
+                        f"its name {_printable(info.filename[:200])} could not be a file here "
+                        f"({type(error).__name__}: {error.strerror}); not extracted"
+                    )
                     refused_names.append(note)
                     continue
             if why:
@@ -222,14 +239,20 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
             times[extracted.relative_to(top).as_posix()] = datetime(*info.date_time).isoformat()
     # An LMS zip often wraps everything in one folder named after the course or the export; a single
     # student's folder (notebooks in it or one level down) is not such a wrapper.
-    while (len(_folders(target)) == 1 and not _files(target)
-           and not _looks_like_student(_folders(target)[0], re.compile(student_regexp))):
+    while (
+        len(_folders(target)) == 1
+        and not _files(target)
+        and not _looks_like_student(_folders(target)[0], re.compile(student_regexp))
+    ):
         target = _folders(target)[0]
     prefix = target.relative_to(top).as_posix()
 
     def below_target(table: dict) -> dict:
-        return {(name[len(prefix) + 1:] if prefix != "." else name): value for name, value in table.items()
-                if prefix == "." or name.startswith(prefix + "/")}
+        return {
+            (name[len(prefix) + 1 :] if prefix != "." else name): value
+            for name, value in table.items()
+            if prefix == "." or name.startswith(prefix + "/")
+        }
 
     (target / ZIP_TIMES).write_text(json.dumps(below_target(times)))
     (target / ZIP_REFUSED).write_text(json.dumps(below_target(refused)))
@@ -237,9 +260,15 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
     return target
 
 
-def collect(root: Path, assignments: list[str], expected_notebooks: dict[str, list[str]],
-            source: Path, student_regexp: str = CANVAS_FILE, time_zone: ZoneInfo | str | None = None,
-            limits: Limits = Limits()) -> tuple[list[Submission], list[Note]]:
+def collect(
+    root: Path,
+    assignments: list[str],
+    expected_notebooks: dict[str, list[str]],
+    source: Path,
+    student_regexp: str = CANVAS_FILE,
+    time_zone: ZoneInfo | str | None = None,
+    limits: Limits = Limits(),
+) -> tuple[list[Submission], list[Note]]:
     """One `Submission` per student, assignment and expected notebook, in a stable order, and the notes.
 
     `expected_notebooks` lists the notebooks of every assignment of the course (files are identified
@@ -252,22 +281,36 @@ def collect(root: Path, assignments: list[str], expected_notebooks: dict[str, li
     zip_times = _sidecar(root, ZIP_TIMES)
     refused = {root / name: why for name, why in _sidecar(root, ZIP_REFUSED).items()}
     notes += [Note("(unknown)", "(zip member)", why) for why in _sidecar(root, ZIP_UNNAMED, [])]
-    over = {path: refused.get(path) or (_over_limit(path, limits) if path.suffix == ".ipynb" else "")
-            for paths in files_by_student.values() for path in paths}
+    over = {
+        path: refused.get(path) or (_over_limit(path, limits) if path.suffix == ".ipynb" else "")
+        for paths in files_by_student.values()
+        for path in paths
+    }
     submissions = []
     for student in sorted(files_by_student):
         matched: dict[tuple[str, str], list[Path]] = defaultdict(list)
         for path in files_by_student[student]:
             if path.name == TIMESTAMP_FILE:
-                notes.append(Note(student, _shown(path, root), "not read: a file in a student's submission is "
-                                  "the student's to write; submission times come from the LMS (its file names "
-                                  "or its zip's times)"))
+                notes.append(
+                    Note(
+                        student,
+                        _shown(path, root),
+                        "not read: a file in a student's submission is "
+                        "the student's to write; submission times come from the LMS (its file names "
+                        "or its zip's times)",
+                    )
+                )
                 continue
             key = _identify(path, root, signatures, readable=not over.get(path))
             if key is None:
                 why = f" ({over[path]})" if over.get(path) else ""
-                notes.append(Note(student, _shown(path, root), "extra file: it matches no notebook of "
-                                  f"the course and was not graded{why}"))
+                notes.append(
+                    Note(
+                        student,
+                        _shown(path, root),
+                        f"extra file: it matches no notebook of the course and was not graded{why}",
+                    )
+                )
             else:
                 matched[key].append(path)
         known = [infos[p] for p in files_by_student[student] if p in infos]
@@ -283,12 +326,34 @@ def collect(root: Path, assignments: list[str], expected_notebooks: dict[str, li
                     stamp, stamp_source, problem = _timestamp(found.path, root, info, zip_times, zone)
                     if problem:
                         notes.append(Note(student, _shown(found.path, root), problem))
-                    found = Submission(student, assignment, notebook, found.path, found.problem, lms_id, stamp,
-                                       info.late, stamp_source, email, name, lms)
+                    found = Submission(
+                        student,
+                        assignment,
+                        notebook,
+                        found.path,
+                        found.problem,
+                        lms_id,
+                        stamp,
+                        info.late,
+                        stamp_source,
+                        email,
+                        name,
+                        lms,
+                    )
                 else:
                     late_marker = any(infos[p].late for p in matched[(assignment, notebook)] if p in infos)
-                    found = Submission(student, assignment, notebook, None, found.problem, lms_id,
-                                       late_marker=late_marker, email=email, name=name, lms=lms)
+                    found = Submission(
+                        student,
+                        assignment,
+                        notebook,
+                        None,
+                        found.problem,
+                        lms_id,
+                        late_marker=late_marker,
+                        email=email,
+                        name=name,
+                        lms=lms,
+                    )
                 submissions.append(found)
     return submissions, notes
 
@@ -327,16 +392,22 @@ def check_ids_unchanged(students_csv: Path, found: list[Submission]) -> None:
         for s in new.values():
             same_lms_id = row.get("lms_id") == s.lms_id and row.get("lms", "") in ("", s.lms)
             # An earlier version's Moodle row: the full name as both id and name, no LMS id.
-            old_moodle_name = (s.lms == "moodle" and not row.get("lms_id") and row["student"] == s.name
-                               and row.get("name") == row["student"])
+            old_moodle_name = (
+                s.lms == "moodle"
+                and not row.get("lms_id")
+                and row["student"] == s.name
+                and row.get("name") == row["student"]
+            )
             if row["student"] != s.student and (same_lms_id or old_moodle_name):
                 renamed.add((row["student"], s.student))
     if renamed:
         pairs = ", ".join(f"{ascii(old)} -> {new}" for old, new in sorted(renamed)[:8])
-        raise ValueError(f"{students_csv} knows {len(renamed)} student(s) by an earlier id ({pairs}): students "
-                         "are now named by their LMS id (Canvas user id, Moodle participant_<id>). Grade into a "
-                         "new OUT folder; manual grades given under the old ids must be entered again there, "
-                         "and extensions in course.toml keyed by the new ids")
+        raise ValueError(
+            f"{students_csv} knows {len(renamed)} student(s) by an earlier id ({pairs}): students "
+            "are now named by their LMS id (Canvas user id, Moodle participant_<id>). Grade into a "
+            "new OUT folder; manual grades given under the old ids must be entered again there, "
+            "and extensions in course.toml keyed by the new ids"
+        )
 
 
 def _sidecar(root: Path, name: str, empty=None):
@@ -345,23 +416,30 @@ def _sidecar(root: Path, name: str, empty=None):
     return json.loads(path.read_text()) if path.is_file() else ({} if empty is None else empty)
 
 
-def _submission(student: str, assignment: str, notebook: str, paths: list[Path], root: Path,
-                over: dict[Path, str]) -> Submission:
+def _submission(
+    student: str, assignment: str, notebook: str, paths: list[Path], root: Path, over: dict[Path, str]
+) -> Submission:
     if not paths:
-        return Submission(student, assignment, notebook, None,
-                          f"missing notebook: no {assignment}/{notebook} was submitted")
+        return Submission(
+            student, assignment, notebook, None, f"missing notebook: no {assignment}/{notebook} was submitted"
+        )
     if len(paths) > 1:
         names = ", ".join(sorted(_shown(p, root) for p in paths))
-        return Submission(student, assignment, notebook, None,
-                          f"duplicate notebooks: {names} all look like {assignment}/{notebook}; "
-                          "submit exactly one")
+        return Submission(
+            student,
+            assignment,
+            notebook,
+            None,
+            f"duplicate notebooks: {names} all look like {assignment}/{notebook}; submit exactly one",
+        )
     if over.get(paths[0]):
         return Submission(student, assignment, notebook, paths[0], f"malformed notebook: {over[paths[0]]}")
     return Submission(student, assignment, notebook, paths[0], _readable(paths[0]))
 
 
-def _files_by_student(root: Path, student_regexp: str
-                      ) -> tuple[dict[str, list[Path]], dict[Path, _FileInfo], list[Note]]:
+def _files_by_student(
+    root: Path, student_regexp: str
+) -> tuple[dict[str, list[Path]], dict[Path, _FileInfo], list[Note]]:
     """Student -> files, what the LMS says of each file, and a note for each id that had to be made safe."""
     found: dict[str, list[Path]] = defaultdict(list)
     infos: dict[Path, _FileInfo] = {}
@@ -375,15 +453,28 @@ def _files_by_student(root: Path, student_regexp: str
         stand_in = "student_" + hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:12]
         if stand_in not in mapped:
             mapped[stand_in] = raw
-            notes.append(Note(stand_in, where, f"student id {_printable(raw)} has characters a terminal, a file "
-                              f"system or a spreadsheet could misread: graded as {stand_in}, the original kept "
-                              "as the name in students.csv"))
+            notes.append(
+                Note(
+                    stand_in,
+                    where,
+                    f"student id {_printable(raw)} has characters a terminal, a file "
+                    f"system or a spreadsheet could misread: graded as {stand_in}, the original kept "
+                    "as the name in students.csv",
+                )
+            )
         return stand_in, raw
 
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(".")
-                         and p.name not in IGNORED_FOLDERS):
-        notes.append(Note("(hidden folder)", _shown(folder, root), "not read: a folder whose name starts with "
-                          "'.' is hidden, and is no student's; rename it to grade what it holds"))
+    for folder in sorted(
+        p for p in root.iterdir() if p.is_dir() and p.name.startswith(".") and p.name not in IGNORED_FOLDERS
+    ):
+        notes.append(
+            Note(
+                "(hidden folder)",
+                _shown(folder, root),
+                "not read: a folder whose name starts with "
+                "'.' is hidden, and is no student's; rename it to grade what it holds",
+            )
+        )
     for folder in _folders(root):
         files = [p for p in sorted(folder.rglob("*")) if p.is_file() and _wanted(p, folder)]
         moodle = MOODLE_FOLDER.match(folder.name)
@@ -396,13 +487,16 @@ def _files_by_student(root: Path, student_regexp: str
         found[student] += files
         infos.update(dict.fromkeys(files, info))
     # Hidden files too: a Canvas sortable name may start with a dot. A timestamp.txt here is no student's.
-    flat = [p for p in sorted(root.iterdir()) if p.is_file() and p.name not in (TIMESTAMP_FILE, ZIP_TIMES,
-                                                                                ZIP_REFUSED, ZIP_UNNAMED,
-                                                                                ".DS_Store")]
+    flat = [
+        p
+        for p in sorted(root.iterdir())
+        if p.is_file() and p.name not in (TIMESTAMP_FILE, ZIP_TIMES, ZIP_REFUSED, ZIP_UNNAMED, ".DS_Store")
+    ]
     # nbgrader's own collector plugin applies the regexp (re.match on the name, as zip_collect does); every
     # extension present is valid here, so that files which are not notebooks are still reported per student.
-    collector = FileNameCollectorPlugin(named_regexp=student_regexp, valid_ext=sorted({p.suffix for p in flat}),
-                                        log=_QUIET)
+    collector = FileNameCollectorPlugin(
+        named_regexp=student_regexp, valid_ext=sorted({p.suffix for p in flat}), log=_QUIET
+    )
     lms = "canvas" if student_regexp == CANVAS_FILE else ""
     for path in flat:
         moodle = MOODLE_FILE.match(path.name) if lms == "canvas" else None  # the default reads both LMSs' names
@@ -418,14 +512,20 @@ def _files_by_student(root: Path, student_regexp: str
         # submitting never renames a student); the name the student chose is only shown.
         student, original = safe(lms_id or name or "(unknown)", _shown(path, root))
         found[student].append(path)
-        infos[path] = _FileInfo(lms_id, bool(groups.get("late")), groups.get("timestamp") or "",
-                                groups.get("email") or "", original or full_name or (name if lms_id else ""),
-                                lms if lms_id else "")
+        infos[path] = _FileInfo(
+            lms_id,
+            bool(groups.get("late")),
+            groups.get("timestamp") or "",
+            groups.get("email") or "",
+            original or full_name or (name if lms_id else ""),
+            lms if lms_id else "",
+        )
     return found, infos, notes
 
 
-def _timestamp(path: Path, root: Path, info: _FileInfo, zip_times: dict[str, str],
-               zone: ZoneInfo) -> tuple[datetime | None, str, str]:
+def _timestamp(
+    path: Path, root: Path, info: _FileInfo, zip_times: dict[str, str], zone: ZoneInfo
+) -> tuple[datetime | None, str, str]:
     """(time, source, problem) from the LMS: the file name's timestamp, else the zip's time of the file."""
     problem = ""
     if info.timestamp:
@@ -436,7 +536,7 @@ def _timestamp(path: Path, root: Path, info: _FileInfo, zip_times: dict[str, str
     stamp = zip_times.get(path.relative_to(root).as_posix())
     if stamp:
         problem += "; the zip's time was used" if problem else ""
-        return datetime.fromisoformat(stamp).replace(tzinfo=zone).astimezone(timezone.utc), "zip", problem
+        return datetime.fromisoformat(stamp).replace(tzinfo=zone).astimezone(UTC), "zip", problem
     return None, "", problem
 
 
@@ -451,8 +551,9 @@ def _zone(time_zone: ZoneInfo | str | None) -> ZoneInfo:
         raise ValueError(f"{time_zone!r} is not an IANA time zone name") from error
 
 
-def _identify(path: Path, root: Path, signatures: dict[tuple[str, str], set[str]],
-              readable: bool = True) -> tuple[str, str] | None:
+def _identify(
+    path: Path, root: Path, signatures: dict[tuple[str, str], set[str]], readable: bool = True
+) -> tuple[str, str] | None:
     """(assignment, notebook) that a file is: by its place and name first, else by its nbgrader cell ids
     (not read from a file over a limit)."""
     relative = path.relative_to(root).parts
@@ -482,17 +583,19 @@ def _over_limit(path: Path, limits: Limits) -> str:
     than it has '{' bytes."""
     size = path.stat().st_size
     if size > limits.notebook_bytes:
-        return (f"{size:,} bytes, over Grading.notebook_size_limit ({limits.notebook_bytes:,} bytes); "
-                "it was not read")
+        return f"{size:,} bytes, over Grading.notebook_size_limit ({limits.notebook_bytes:,} bytes); it was not read"
     with open(path, "rb") as file:
         values, depth = json_shape(file.read(), limits.notebook_values, limits.notebook_depth)
     if values > limits.notebook_values:
-        return (f"more than {limits.notebook_values:,} JSON values (cells, outputs, lines...), over "
-                "Grading.notebook_value_limit; it was not read")
+        return (
+            f"more than {limits.notebook_values:,} JSON values (cells, outputs, lines...), over "
+            "Grading.notebook_value_limit; it was not read"
+        )
     if depth > limits.notebook_depth:
-        return (f"nested more than {limits.notebook_depth} levels deep, over Grading.notebook_depth_limit; "
-                "it was not read")
-    over = (f"more than {limits.notebook_cells:,} cells, over Grading.notebook_cell_limit; it was not read")
+        return (
+            f"nested more than {limits.notebook_depth} levels deep, over Grading.notebook_depth_limit; it was not read"
+        )
+    over = f"more than {limits.notebook_cells:,} cells, over Grading.notebook_cell_limit; it was not read"
     cells = 0
     try:
         with open(path, "rb") as file:
@@ -538,8 +641,13 @@ def json_shape(data: bytes, value_limit: int, depth_limit: int) -> tuple[int, in
 def _is_safe_id(raw: str) -> bool:
     """An id that prints as itself everywhere: letters, digits and ID_PUNCTUATION (an allow-list), one file
     name that is not hidden or an option, and not the form of a stand-in (which would take another's)."""
-    return (0 < len(raw) <= MAX_ID_LENGTH and raw == raw.strip() and raw[0] not in ".-+@"
-            and all(ch.isalnum() or ch in ID_PUNCTUATION for ch in raw) and not STAND_IN.fullmatch(raw))
+    return (
+        0 < len(raw) <= MAX_ID_LENGTH
+        and raw == raw.strip()
+        and raw[0] not in ".-+@"
+        and all(ch.isalnum() or ch in ID_PUNCTUATION for ch in raw)
+        and not STAND_IN.fullmatch(raw)
+    )
 
 
 def _plain(ch: str) -> bool:
@@ -601,13 +709,15 @@ def _wanted(path: Path, top: Path) -> bool:
 def _looks_like_student(folder: Path, student_regexp: re.Pattern) -> bool:
     """Notebooks in it or one level down, not named as an LMS names flat files."""
     notebooks = [*folder.glob("*.ipynb"), *folder.glob("*/*.ipynb")]
-    return bool(notebooks) and not all(student_regexp.match(path.name) or MOODLE_FILE.match(path.name)
-                                       for path in notebooks)
+    return bool(notebooks) and not all(
+        student_regexp.match(path.name) or MOODLE_FILE.match(path.name) for path in notebooks
+    )
 
 
 def _folders(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and p.name not in IGNORED_FOLDERS
-                  and not p.name.startswith("."))
+    return sorted(
+        p for p in path.iterdir() if p.is_dir() and p.name not in IGNORED_FOLDERS and not p.name.startswith(".")
+    )
 
 
 def _files(path: Path) -> list[Path]:

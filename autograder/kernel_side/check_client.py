@@ -9,6 +9,7 @@ verdict itself, so replacing this module earns nothing.
 
 Without a grader (an instructor running a source notebook) the check runs here, with `course` imported.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -97,6 +98,7 @@ class _GraderUnpickler(pickle.Unpickler):
 
 def _remote(connection, key: int, name: str, capabilities: list):
     """A stand-in for a grader's object (a query, a dataset): its calls, len() and items go to the grader."""
+
     def forward(method, *args, **kwargs):
         wire.send(connection, wire.dump_plain(("callback", key, method, wire.to_plain(args), wire.to_plain(kwargs))))
         reply = _receive(connection)
@@ -109,8 +111,12 @@ def _remote(connection, key: int, name: str, capabilities: list):
             raise AttributeError(attribute)
         return forward("getattr", attribute)
 
-    namespace = {"__getattr__": read_attribute, "__name__": name, "__qualname__": name,
-                 "__repr__": lambda self: f"<{name} from the grader>"}
+    namespace = {
+        "__getattr__": read_attribute,
+        "__name__": name,
+        "__qualname__": name,
+        "__repr__": lambda self: f"<{name} from the grader>",
+    }
     if "call" in capabilities:
         namespace["__call__"] = lambda self, *args, **kwargs: forward("call", *args, **kwargs)
     if "len" in capabilities:

@@ -9,6 +9,7 @@ else a student returns arrives as an `Opaque` stand-in that keeps only its type 
 
 The grader's frames to the kernel are ordinary (cloud)pickles: the kernel may trust the grader.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,11 +35,45 @@ MAX_OPCODES = 2 * MAX_VALUES
 # What pickle (protocol 5) writes for a tree of None, bools, ints, floats, str, bytes, tuples, lists and
 # dicts (dicts only in the messages that wrap trees): no sets, no globals, no reducers, no buffers, and no
 # memo slots by number (BINPUT: CPython grows its memo table to the index, so 5 bytes could cost gigabytes).
-_PLAIN_OPCODES = frozenset({
-    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "MEMOIZE", "BINGET", "LONG_BINGET", "NONE", "NEWTRUE", "NEWFALSE", "BININT", "BININT1", "BININT2", "LONG1", "LONG4", "BINFLOAT",
-    "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "EMPTY_TUPLE",
-    "TUPLE1", "TUPLE2", "TUPLE3", "TUPLE", "EMPTY_LIST", "APPEND", "APPENDS", "EMPTY_DICT", "SETITEM",
-    "SETITEMS"})
+_PLAIN_OPCODES = frozenset(
+    {
+        "PROTO",
+        "FRAME",
+        "STOP",
+        "MARK",
+        "POP",
+        "POP_MARK",
+        "MEMOIZE",
+        "BINGET",
+        "LONG_BINGET",
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG1",
+        "LONG4",
+        "BINFLOAT",
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "SHORT_BINBYTES",
+        "BINBYTES",
+        "BINBYTES8",
+        "EMPTY_TUPLE",
+        "TUPLE1",
+        "TUPLE2",
+        "TUPLE3",
+        "TUPLE",
+        "EMPTY_LIST",
+        "APPEND",
+        "APPENDS",
+        "EMPTY_DICT",
+        "SETITEM",
+        "SETITEMS",
+    }
+)
 MAX_INT_BITS = 4096  # a bigger int would make str() and arithmetic in a check costly
 MAX_NAME = 100  # characters of a type or exception name from the kernel
 MAX_MESSAGE = 2000  # characters of an exception message from the kernel
@@ -262,9 +297,13 @@ def state_of(argument):
         return ("rng", to_plain(argument.bit_generator.state))
     if isinstance(argument, torch.nn.Module):
         parameters = list(argument.parameters())
-        return ("module", [to_plain(p) for p in parameters],
-                [None if p.grad is None else to_plain(p.grad) for p in parameters],
-                [to_plain(b) for b in argument.buffers()], [m.training for m in argument.modules()])
+        return (
+            "module",
+            [to_plain(p) for p in parameters],
+            [None if p.grad is None else to_plain(p.grad) for p in parameters],
+            [to_plain(b) for b in argument.buffers()],
+            [m.training for m in argument.modules()],
+        )
     if type(argument) in (list, tuple):
         return ("items", [state_of(item) for item in argument])
     return None

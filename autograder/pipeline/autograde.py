@@ -5,6 +5,7 @@ see autograder.sandbox.bubblewrap) and runs nbgrader in this process, with a log
 the terminal (nbgrader's results carry their log). Nothing it reads or writes lies in the sandbox's view
 except the socket folders. `release_sandbox` undoes `prepare_sandbox` whatever the kernel left there.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,15 +21,15 @@ from unittest import mock
 
 from nbgrader.apps import NbGraderAPI
 
-from autograder.sandbox import cleanup
+from autograder import imports
 from autograder import kernel_side as kernel_side_package
 from autograder.pipeline import early_kernel
-from autograder import imports
-from autograder.sandbox import bubblewrap as sandbox
 from autograder.pipeline.config import nbgrader_config, quiet_logger
 from autograder.pipeline.preprocessors import TrustedExecute
-from autograder.settings import DATA_VARIABLE
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.sandbox import cleanup
 from autograder.sandbox.timelimits import usable_cpus
+from autograder.settings import DATA_VARIABLE
 
 _slots = itertools.count()
 _slots_lock = threading.Lock()
@@ -59,8 +60,9 @@ def _mount_socket_folder(sockets: Path, uid: int) -> None:
     """A tmpfs of a few pages and inodes on the kernel's socket folder (root only): the one host folder the
     kernel may write stays within its disk limit (the sandbox's scratch gets the rest), and it goes at once,
     whatever is in it, when `release_sandbox` detaches it."""
-    options = (f"size={sandbox.SOCKET_FOLDER_BYTES},nr_inodes={sandbox.SOCKET_FOLDER_INODES},mode=0700,"
-               f"uid={uid},gid={uid}")
+    options = (
+        f"size={sandbox.SOCKET_FOLDER_BYTES},nr_inodes={sandbox.SOCKET_FOLDER_INODES},mode=0700,uid={uid},gid={uid}"
+    )
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
     if _libc.mount(b"tmpfs", str(sockets).encode(), b"tmpfs", flags, options.encode()) != 0:
         error = ctypes.get_errno()
@@ -89,11 +91,20 @@ def prepare_sandbox(base: Path, course: Path, job: dict, uid: int | None) -> Non
     (client / "autograder" / "__init__.py").write_text("")
     kernel_side = Path(kernel_side_package.__file__).parent
     shutil.copytree(kernel_side, client / "autograder" / kernel_side.name, ignore=shutil.ignore_patterns("__pycache__"))
-    spec = sandbox.Spec(sockets=str(sockets), checker=str(checker), client=str(client), data_root=job["data_root"],
-                        stage=str(stage), uid=uid, memory_limit=job["memory_limit"],
-                        process_limit=job["process_limit"], disk_limit=job["disk_limit"],
-                        cores=sandbox_cores(job), socket_folder_bytes=socket_folder_bytes,
-                        pid_file=str(base / "sandbox.pid"))
+    spec = sandbox.Spec(
+        sockets=str(sockets),
+        checker=str(checker),
+        client=str(client),
+        data_root=job["data_root"],
+        stage=str(stage),
+        uid=uid,
+        memory_limit=job["memory_limit"],
+        process_limit=job["process_limit"],
+        disk_limit=job["disk_limit"],
+        cores=sandbox_cores(job),
+        socket_folder_bytes=socket_folder_bytes,
+        pid_file=str(base / "sandbox.pid"),
+    )
     spec_file = base / "spec.json"
     spec.write(spec_file)
     kernel = course / ".jupyter" / "kernels" / sandbox.KERNEL_NAME / "kernel.json"
@@ -130,8 +141,12 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
     config.TrustedExecute.probe = job["kernel_probe"]
     config.TrustedExecute.wall_clock_factor = job.get("wall_clock_factor", 2.0)
     jupyter = course / ".jupyter"
-    environment = {"JUPYTER_PATH": str(jupyter), "JUPYTER_DATA_DIR": str(jupyter),
-                   "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"), DATA_VARIABLE: job["data_root"]}
+    environment = {
+        "JUPYTER_PATH": str(jupyter),
+        "JUPYTER_DATA_DIR": str(jupyter),
+        "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
+        DATA_VARIABLE: job["data_root"],
+    }
     if job["sandbox"]:
         prepare_sandbox(base, course, job, uid)
         # The sandbox has no network, not even the host's loopback: the kernel's sockets are Unix sockets in
@@ -148,8 +163,9 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
     with mock.patch.dict(os.environ, environment), contextlib.ExitStack() as kernel:
         if job["sandbox"]:  # its boot overlaps nbgrader's set-up (see autograder.pipeline.early_kernel)
             config.TrustedExecute.early_kernel = str(base)
-            kernel.enter_context(early_kernel.started(
-                str(base), lambda: TrustedExecute.start_kernel_early(config, str(base))))
+            kernel.enter_context(
+                early_kernel.started(str(base), lambda: TrustedExecute.start_kernel_early(config, str(base)))
+            )
         api = NbGraderAPI(config=config, log=quiet_logger("grading"))
         outcome = {"autograde": api.autograde(job["assignment"], job["student"], force=True, create=True)}
         if outcome["autograde"]["success"]:

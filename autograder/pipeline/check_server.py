@@ -9,9 +9,10 @@ The reference values are therefore computed where the submission cannot reach th
 recorded here. A check is only run while the hidden test cell that names it executes, once: the notebook
 executor opens that window (`open_window`) and reads the verdicts when the cell ends (`close_window`), so a
 submission can neither run a check from its own cells nor learn from repeated failure messages. The server
-takes one connection per check of the window and serves one at a time, reading no frame over its byte limit, so the memory a
-kernel can make it hold is bounded.
+takes one connection per check of the window and serves one at a time, reading no frame over its byte limit,
+so the memory a kernel can make it hold is bounded.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,12 +27,11 @@ from dataclasses import dataclass
 import cloudpickle
 import torch
 
-from course.grading import STUDENT_SEEDER, GradingFailure
-
 from autograder import imports
 from autograder.kernel_side import wire
-from autograder.sinks.safe_text import for_terminal
 from autograder.settings import CHECK_NAME
+from autograder.sinks.safe_text import for_terminal
+from course.grading import STUDENT_SEEDER, GradingFailure
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,15 @@ class Verdict:
 
     def __post_init__(self):
         # Messages quote the student's values and errors: the grader keeps, records and shows a bounded part.
-        object.__setattr__(self, "message", str(self.message)[:wire.MAX_MESSAGE])
+        object.__setattr__(self, "message", str(self.message)[: wire.MAX_MESSAGE])
 
 
 PENDING = Verdict(False, "the hidden test did not finish (interrupted, timed out or the kernel stopped)", ran=False)
-NEVER_RUN = Verdict(False, "the hidden test never reached the grader: was the test cell changed, or the "
-                           "grading helper replaced?", ran=False)
+NEVER_RUN = Verdict(
+    False,
+    "the hidden test never reached the grader: was the test cell changed, or the grading helper replaced?",
+    ran=False,
+)
 
 
 class CheckServer:
@@ -117,8 +120,9 @@ class CheckServer:
                 return
             window = self._claim(name)
             if window is None:
-                verdict = Verdict(False, f"the grader refused to run {name!r}: hidden tests run only in their "
-                                         "own test cell, once")
+                verdict = Verdict(
+                    False, f"the grader refused to run {name!r}: hidden tests run only in their own test cell, once"
+                )
             else:
                 verdict = run_check(name, RemoteFunction(connection, function_name[:100], self.reply_limit), self.seed)
                 with self._lock:
@@ -192,15 +196,18 @@ class RemoteFunction:
         try:
             wire.send(self._connection, payload)
         except OSError as error:
-            raise GradingFailure(f"the grader lost contact with your kernel while testing {self.__name__}: "
-                                 f"{error}") from None
+            raise GradingFailure(
+                f"the grader lost contact with your kernel while testing {self.__name__}: {error}"
+            ) from None
 
     def _receive(self):
         try:
             return wire.load_plain(wire.receive(self._connection, self._reply_limit))
         except (wire.WireError, OSError) as error:
-            raise GradingFailure(f"your kernel stopped answering while {self.__name__} ran (interrupted, timed "
-                                 f"out or crashed) or sent something unreadable: {error}") from None
+            raise GradingFailure(
+                f"your kernel stopped answering while {self.__name__} ran (interrupted, timed "
+                f"out or crashed) or sent something unreadable: {error}"
+            ) from None
 
 
 def _serve_callback(kept: list, key, method, args, kwargs) -> bytes:
@@ -242,8 +249,11 @@ class _KernelPickler(cloudpickle.Pickler):
         if not _belongs_to_course(obj):
             return None
         self._kept.append(obj)
-        capabilities = [name for name, dunder in (("call", "__call__"), ("len", "__len__"), ("getitem", "__getitem__"))
-                        if hasattr(type(obj), dunder)]
+        capabilities = [
+            name
+            for name, dunder in (("call", "__call__"), ("len", "__len__"), ("getitem", "__getitem__"))
+            if hasattr(type(obj), dunder)
+        ]
         name = getattr(obj, "__name__", None) if isinstance(obj, (types.FunctionType, type)) else type(obj).__name__
         return ("ref", len(self._kept) - 1, str(name), capabilities)
 

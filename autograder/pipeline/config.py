@@ -1,4 +1,5 @@
 """The course's nbgrader configuration, pointed at one course directory."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,8 @@ from pathlib import Path
 
 from traitlets.config import Config, PyFileConfigLoader
 
-from autograder.pipeline import gradebook_version
 from autograder.layout import CONFIG_FILE
+from autograder.pipeline import gradebook_version
 
 gradebook_version.install()
 

@@ -10,12 +10,13 @@ adopted is shut down when `started` ends. How the kernel is started is TrustedEx
 Only sandboxed kernels start early: the sandbox fixes their view, working folder and environment, so where
 and when the launch happens changes nothing inside.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync

@@ -5,6 +5,7 @@ the feedback templates again each time (about 0.3 s of the 0.7 s a feedback page
 bytecode cache keys each compiled template by its name and a checksum of its source, so a template that
 changes on disk is compiled again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,10 +68,14 @@ def warm_up() -> None:
             config = nbgrader_config(Path(root))
             converter = GenerateFeedback(coursedir=CourseDirectory(config=config, root=root), config=config)
             exporter = converter.exporter_class(parent=converter, config=converter.config)
-            page = nbformat.v4.new_notebook(cells=[
-                nbformat.v4.new_markdown_cell("A *formula* $\\varepsilon = \\ln 3$ and `code`"),
-                nbformat.v4.new_code_cell("print(sum(range(3)))",
-                                          outputs=[nbformat.v4.new_output("stream", text="3\n")])])
+            page = nbformat.v4.new_notebook(
+                cells=[
+                    nbformat.v4.new_markdown_cell("A *formula* $\\varepsilon = \\ln 3$ and `code`"),
+                    nbformat.v4.new_code_cell(
+                        "print(sum(range(3)))", outputs=[nbformat.v4.new_output("stream", text="3\n")]
+                    ),
+                ]
+            )
             # What GetGrades puts in the resources of a real page.
             grades = {"notebook": "warm-up", "score": 0.0, "max_score": 0.0, "late_penalty": 0.0}
             exporter.from_notebook_node(page, resources={"nbgrader": grades})

@@ -7,14 +7,15 @@ class gradebook. Started from OUT as the README says (`jupyter server --ServerAp
 root, with its token), it serves nothing but OUT. A gradebook URL with a password is not written down: the
 file says where to put it.
 """
+
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from autograder.pipeline.config import gradebook_url as url_of
 from autograder.layout import CONFIG_FILE
+from autograder.pipeline.config import gradebook_url as url_of
 
 NAME = "nbgrader_config.py"
 
@@ -31,14 +32,16 @@ def write_config(out: Path, gradebook_url: str) -> Path:
         gradebook = "# c.CourseDirectory.db_url = '...'  # the --gradebook URL of `grade`, with its password\n"
     else:
         gradebook = f"c.CourseDirectory.db_url = {gradebook_url!r}\n"
-    text = ("# Written by `python -m autograder grade`: formgrader (manual grading) on this folder. Start it here,\n"
-            "# not as root: jupyter server --ServerApp.ip=127.0.0.1 (see the README, 'grade by hand').\n"
-            "import os\n\n"
-            "c = get_config()  # noqa: F821 (provided by traitlets when this file is loaded)\n"
-            f"load_subconfig({str(CONFIG_FILE)!r})  # noqa: F821 (the course's nbgrader configuration)\n"
-            "c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))\n"
-            f"{gradebook}"
-            f"c.Exchange.root = {tempfile.gettempdir()!r}  # no exchange: submissions come from folders and LMS zips\n")
+    text = (
+        "# Written by `python -m autograder grade`: formgrader (manual grading) on this folder. Start it here,\n"
+        "# not as root: jupyter server --ServerApp.ip=127.0.0.1 (see the README, 'grade by hand').\n"
+        "import os\n\n"
+        "c = get_config()  # noqa: F821 (provided by traitlets when this file is loaded)\n"
+        f"load_subconfig({str(CONFIG_FILE)!r})  # noqa: F821 (the course's nbgrader configuration)\n"
+        "c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))\n"
+        f"{gradebook}"
+        f"c.Exchange.root = {tempfile.gettempdir()!r}  # no exchange: submissions come from folders and LMS zips\n"
+    )
     path = Path(out) / NAME
     if path.is_symlink():
         path.unlink()

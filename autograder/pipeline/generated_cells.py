@@ -18,6 +18,7 @@ A source notebook marks such a cell with metadata `{"dp_course": {"generated": K
 `sync_notebook` rewrites these cells from the library; `python -m autograder release` runs it before
 releasing, and a test checks that the committed source notebooks are in sync.
 """
+
 from __future__ import annotations
 
 import ast
@@ -87,9 +88,17 @@ def render_badge(assignment: str, notebook: str, public: tuple[str, str]) -> str
 def badge_cell(assignment: str, notebook: str, public: tuple[str, str]) -> nbformat.NotebookNode:
     """The badge as the first cell of a source notebook: locked, so students cannot edit it."""
     cell = nbformat.v4.new_markdown_cell(render_badge(assignment, notebook, public), id=BADGE_ID)
-    cell.metadata = {METADATA_KEY: {"generated": "badge"},
-                     "nbgrader": {"grade": False, "grade_id": BADGE_ID, "locked": True, "schema_version": 3,
-                                  "solution": False, "task": False}}
+    cell.metadata = {
+        METADATA_KEY: {"generated": "badge"},
+        "nbgrader": {
+            "grade": False,
+            "grade_id": BADGE_ID,
+            "locked": True,
+            "schema_version": 3,
+            "solution": False,
+            "task": False,
+        },
+    }
     return cell
 
 
@@ -113,8 +122,10 @@ def render_setup(packages: list[str]) -> str:
     ]
     if packages:
         requirements = ", ".join(f'"{name}=={pins[name.lower()]}"' for name in packages)
-        lines += ["if IN_COLAB:",
-                  f'    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", {requirements}], check=True)']
+        lines += [
+            "if IN_COLAB:",
+            f'    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", {requirements}], check=True)',
+        ]
     else:
         lines += ["# Colab already has every package this notebook needs, so nothing is installed."]
     lines += [
@@ -147,7 +158,7 @@ def _definition_source(module, name: str) -> str:
             start = node.lineno - 1
             while start > 0 and lines[start - 1].startswith("#:"):
                 start -= 1
-            return "\n".join(lines[start:node.end_lineno])
+            return "\n".join(lines[start : node.end_lineno])
     raise ValueError(f"{module.__name__} has no function, class or constant {name!r} to show")
 
 
@@ -186,14 +197,16 @@ def _import_lines(imports: set[tuple[str, str | None, str | None]]) -> list[str]
     plain = sorted(item for item in imports if item[1] is None)
     for source, _, alias in plain:
         groups[source.split(".")[0] in sys.stdlib_module_names].append(
-            f"import {source}" + (f" as {alias}" if alias else ""))
+            f"import {source}" + (f" as {alias}" if alias else "")
+        )
     by_module: dict[str, list[str]] = {}
     for source, name, alias in imports:
         if name is not None:
             by_module.setdefault(source, []).append(name + (f" as {alias}" if alias else ""))
     for source in sorted(by_module):
         groups[source.split(".")[0] in sys.stdlib_module_names].append(
-            f"from {source} import {', '.join(sorted(by_module[source]))}")
+            f"from {source} import {', '.join(sorted(by_module[source]))}"
+        )
     lines = groups[True]
     if groups[True] and groups[False]:
         lines = lines + [""]
@@ -221,15 +234,21 @@ def render_helpers(module: str, names: list[str], shown_before: set[str] = froze
                 elif used not in defined:
                     raise ValueError(f"{code.name} uses {used!r} from {source}: show it in this cell or an earlier one")
             elif used in own and used not in defined:
-                raise ValueError(f"{code.name} uses {used!r} of {code.module.__name__}: show it in this cell or an "
-                                 "earlier one")
+                raise ValueError(
+                    f"{code.name} uses {used!r} of {code.module.__name__}: show it in this cell or an earlier one"
+                )
     parts = ["# Helpers (generated from the course library; read-only).", *_import_lines(imports)]
     parts += ["\n\n" + code.source for code in shown]
     return "\n".join(parts)
 
 
-def render(spec: dict, assignment: str, notebook: str, shown_before: set[str] = frozenset(),
-           public: tuple[str, str] | None = None) -> str:
+def render(
+    spec: dict,
+    assignment: str,
+    notebook: str,
+    shown_before: set[str] = frozenset(),
+    public: tuple[str, str] | None = None,
+) -> str:
     kind = spec.get("generated")
     if kind == "badge":
         if public is None:
@@ -239,8 +258,10 @@ def render(spec: dict, assignment: str, notebook: str, shown_before: set[str] = 
         return render_setup(spec.get("packages", []))
     if kind == "helpers":
         if "imports" in spec:
-            raise ValueError(f"{assignment}/{notebook}: a helper cell's imports are derived from its modules; "
-                             "remove the 'imports' metadata")
+            raise ValueError(
+                f"{assignment}/{notebook}: a helper cell's imports are derived from its modules; "
+                "remove the 'imports' metadata"
+            )
         return render_helpers(spec["module"], spec["names"], shown_before)
     raise ValueError(f"unknown generated cell kind {kind!r} in {assignment}/{notebook}")
 

@@ -5,6 +5,7 @@ nbgrader stamps every new gradebook with its migrations' head revision, which it
 here, paid twice per assignment and once per class gradebook. The head is a constant of the installed
 nbgrader, so it is read once from the migration files' revision graph instead.
 """
+
 from __future__ import annotations
 
 import ast

@@ -4,6 +4,7 @@ It reads every file under a release folder as text (notebooks as their whole JSO
 outputs) and reports markers, imports of the course package, outputs, and any line of a source solution or
 hidden test that appears verbatim.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-FORBIDDEN = re.compile(r"BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|END HIDDEN TESTS|BEGIN MARK SCHEME|"
-                       r"END MARK SCHEME|course\.lib|course\.grading|from course\b|import course\b")
-REGION = re.compile(r"(?:BEGIN SOLUTION|BEGIN HIDDEN TESTS)[^\n]*\n(.*?)\n[^\n]*(?:END SOLUTION|END HIDDEN TESTS)",
-                    re.DOTALL)
+FORBIDDEN = re.compile(
+    r"BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|END HIDDEN TESTS|BEGIN MARK SCHEME|"
+    r"END MARK SCHEME|course\.lib|course\.grading|from course\b|import course\b"
+)
+REGION = re.compile(
+    r"(?:BEGIN SOLUTION|BEGIN HIDDEN TESTS)[^\n]*\n(.*?)\n[^\n]*(?:END SOLUTION|END HIDDEN TESTS)", re.DOTALL
+)
 # Lines this short or this generic are common to solutions and ordinary code (`return db`, `pass`).
 MIN_SECRET_LENGTH = 25
 
@@ -34,8 +38,11 @@ def secret_lines(source_dir: Path) -> set[str]:
     for notebook in source_dir.rglob("*.ipynb"):
         for cell in json.loads(notebook.read_text())["cells"]:
             for region in REGION.findall("".join(cell["source"])):
-                secrets.update(line.strip() for line in region.splitlines()
-                               if len(line.strip()) >= MIN_SECRET_LENGTH and not line.strip().startswith("#"))
+                secrets.update(
+                    line.strip()
+                    for line in region.splitlines()
+                    if len(line.strip()) >= MIN_SECRET_LENGTH and not line.strip().startswith("#")
+                )
     return secrets
 
 
@@ -53,8 +60,11 @@ def scan_release(release_dir: Path, source_dir: Path) -> list[Leak]:
         leaks += [Leak(path, f"contains {m.group(0)!r}") for m in FORBIDDEN.finditer(text)]
         if path.suffix == ".ipynb":
             leaks += _notebook_leaks(path, text)
-        leaks += [Leak(path, f"contains a line of a solution or hidden test: {line!r}")
-                  for line in sorted(secrets) if line in text or json.dumps(line)[1:-1] in text]
+        leaks += [
+            Leak(path, f"contains a line of a solution or hidden test: {line!r}")
+            for line in sorted(secrets)
+            if line in text or json.dumps(line)[1:-1] in text
+        ]
     return leaks
 
 

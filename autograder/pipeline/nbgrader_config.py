@@ -22,9 +22,11 @@ c.Execute.interrupt_on_timeout = True
 # After a cell's reply, how long its last outputs may take to arrive (nbclient's default, 4 s, is too short
 # for a kernel that a busy machine or a student's many processes slow down).
 c.Execute.iopub_timeout = 20
-c.Execute.error_on_timeout = {"ename": "CellTimeoutError", "evalue": "the cell ran past its time limit and was "
-                              "interrupted (an endless loop, or far too much work)",
-                              "traceback": ["CellTimeoutError: the cell ran past its time limit and was interrupted"]}
+c.Execute.error_on_timeout = {
+    "ename": "CellTimeoutError",
+    "evalue": "the cell ran past its time limit and was interrupted (an endless loop, or far too much work)",
+    "traceback": ["CellTimeoutError: the cell ran past its time limit and was interrupted"],
+}
 # After the last cell the kernel is killed, not asked to exit: the grader kills its whole sandbox anyway,
 # and waiting for a polite exit cost about 1.5 s per submission on a 2-core machine.
 c.Execute.shutdown_kernel = "immediate"
@@ -60,7 +62,9 @@ c.Autograde.autograde_preprocessors = [
 
 # Feedback shows what failed, never how it was tested: hidden tests are removed from the test cells and
 # error outputs are cut to the exception's name and message.
-c.GenerateFeedback.exporter_class = "autograder.pipeline.feedback.FeedbackExporter"  # templates compiled once per process
+c.GenerateFeedback.exporter_class = (
+    "autograder.pipeline.feedback.FeedbackExporter"  # templates compiled once per process
+)
 c.GenerateFeedback.preprocessors = [
     "autograder.sinks.sanitise.SanitiseNotebook",  # again, before GetGrades adds the scores and comments
     "nbgrader.preprocessors.GetGrades",

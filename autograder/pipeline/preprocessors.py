@@ -1,4 +1,5 @@
 """nbgrader preprocessors the course adds to nbgrader's own pipelines (see nbgrader_config.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,11 +22,11 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Bool, Float, Int, Unicode
 
-from autograder.pipeline import early_kernel
 from autograder import imports
+from autograder.pipeline import early_kernel
 from autograder.sandbox import bubblewrap as sandbox
-from autograder.settings import CHECK_NAME, CHECKER_VARIABLE
 from autograder.sandbox.timelimits import TimeLimit
+from autograder.settings import CHECK_NAME, CHECKER_VARIABLE
 
 
 def grade_id_of(cell: NotebookNode) -> str | None:
@@ -73,12 +74,15 @@ class RestoreGradedCells(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gradebook:
-            source = {cell.name: cell for cell in gradebook.find_notebook(info["notebook"], info["assignment"]).source_cells}
+            source = {
+                cell.name: cell for cell in gradebook.find_notebook(info["notebook"], info["assignment"]).source_cells
+            }
             kept, seen = [], set()
             for cell in nb.cells:
                 flags = cell.metadata.get("nbgrader")
-                if flags is not None and (not flags or not isinstance(flags, dict)
-                                          or not isinstance(flags.get("grade_id", ""), str)):
+                if flags is not None and (
+                    not flags or not isinstance(flags, dict) or not isinstance(flags.get("grade_id", ""), str)
+                ):
                     del cell.metadata["nbgrader"]  # emptied or malformed flags make nbgrader's later steps fail
                 grade_id = grade_id_of(cell)
                 if grade_id in seen:
@@ -107,8 +111,14 @@ class RestoreGradedCells(NbGraderPreprocessor):
             else:
                 cell.pop("outputs", None)
                 cell.pop("execution_count", None)
-        flags = dict(grade_id=original.name, locked=original.locked, schema_version=3, cell_type=original.cell_type,
-                     checksum=original.checksum, task=False)
+        flags = dict(
+            grade_id=original.name,
+            locked=original.locked,
+            schema_version=3,
+            cell_type=original.cell_type,
+            checksum=original.checksum,
+            task=False,
+        )
         try:
             points = gradebook.find_grade_cell(original.name, info["notebook"], info["assignment"]).max_score
             flags.update(grade=True, points=points)
@@ -172,30 +182,51 @@ class TrustedExecute(Execute):
     a ZeroMQ message over that size disconnects the kernel, so a flood of output cannot exhaust the grader.
     """
 
-    checker_folder = Unicode("", help="Folder for the check server's socket, reachable by the kernel by "
-                                      "this same path (the sandbox binds it); default: a private /tmp "
-                                      "folder.").tag(config=True)
-    verdict_file = Unicode("", help="Where to write the verdict of every test cell, and why the kernel never "
-                                    "reached the first cell if it did not (JSON).").tag(config=True)
+    checker_folder = Unicode(
+        "",
+        help="Folder for the check server's socket, reachable by the kernel by "
+        "this same path (the sandbox binds it); default: a private /tmp "
+        "folder.",
+    ).tag(config=True)
+    verdict_file = Unicode(
+        "",
+        help="Where to write the verdict of every test cell, and why the kernel never "
+        "reached the first cell if it did not (JSON).",
+    ).tag(config=True)
     output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce.").tag(config=True)
     reply_limit = Int(256 * 1024**2, help="Bytes of one message from the kernel to the check server.").tag(config=True)
     seed = Int(0, help="The submission's seed for the hidden checks (autograder.batch.seeds).").tag(config=True)
-    early_kernel = Unicode("", help="Key of the kernel the grader started for this notebook before nbgrader was "
-                                    "ready (autograder.pipeline.early_kernel); empty: start one here.").tag(config=True)
-    probe = Unicode("", help="Code run in the kernel as soon as it is ready, before the notebook's first cell; "
-                             "empty: none.").tag(config=True)
+    early_kernel = Unicode(
+        "",
+        help="Key of the kernel the grader started for this notebook before nbgrader was "
+        "ready (autograder.pipeline.early_kernel); empty: start one here.",
+    ).tag(config=True)
+    probe = Unicode(
+        "", help="Code run in the kernel as soon as it is ready, before the notebook's first cell; empty: none."
+    ).tag(config=True)
 
-    sandbox_uid = Int(None, allow_none=True, help="Host uid of the kernel's sandbox, whose cgroup counts its "
-                                                  "CPU time for the cells' time limits; None: wall-clock "
-                                                  "limits.").tag(config=True)
-    cores = Float(0.0, help="CPU cores the sandbox may use (its quota), by which the machine is judged when a "
-                            "cell's wall-clock backstop fires; 0: all of this machine's.").tag(config=True)
-    wall_clock_factor = Float(2.0, help="A cell's wall-clock backstop, as a multiple of its time limit "
-                                        "(Grading.wall_clock_factor).").tag(config=True)
+    sandbox_uid = Int(
+        None,
+        allow_none=True,
+        help="Host uid of the kernel's sandbox, whose cgroup counts its "
+        "CPU time for the cells' time limits; None: wall-clock "
+        "limits.",
+    ).tag(config=True)
+    cores = Float(
+        0.0,
+        help="CPU cores the sandbox may use (its quota), by which the machine is judged when a "
+        "cell's wall-clock backstop fires; 0: all of this machine's.",
+    ).tag(config=True)
+    wall_clock_factor = Float(
+        2.0, help="A cell's wall-clock backstop, as a multiple of its time limit (Grading.wall_clock_factor)."
+    ).tag(config=True)
 
-    store_widget_state = Bool(False, help="Keep widget state from the kernel's comm messages in the notebook: off, "
-                                          "as nothing would count it against output_limit (and the feedback "
-                                          "shows each widget's text form).").tag(config=True)
+    store_widget_state = Bool(
+        False,
+        help="Keep widget state from the kernel's comm messages in the notebook: off, "
+        "as nothing would count it against output_limit (and the feedback "
+        "shows each widget's text form).",
+    ).tag(config=True)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", CappedKernelManager)
@@ -216,16 +247,24 @@ class TrustedExecute(Execute):
         with tempfile.TemporaryDirectory(prefix="dpc-") as scratch, contextlib.ExitStack() as server_scope:
             self._checker_address = os.path.join(self.checker_folder or scratch, "checker")
             self._server_scope = server_scope  # the check server closes here (see _open_window)
-            with mock.patch.dict(os.environ, {CHECKER_VARIABLE: self._checker_address}):  # unsandboxed kernels inherit it
+            with mock.patch.dict(
+                os.environ, {CHECKER_VARIABLE: self._checker_address}
+            ):  # unsandboxed kernels inherit it
                 try:
                     return super().preprocess(nb, resources, km)
                 finally:
                     for grade_id in self._pending_checks:  # test cells that never ran
                         self._verdicts.setdefault(grade_id, (False, "not run: the test cell did not execute"))
                     if self.verdict_file:
-                        Path(self.verdict_file).write_text(json.dumps({"cells": self._verdicts,
-                                                                       "kernel_error": self._kernel_error,
-                                                                       "overloaded": self._overloaded}))
+                        Path(self.verdict_file).write_text(
+                            json.dumps(
+                                {
+                                    "cells": self._verdicts,
+                                    "kernel_error": self._kernel_error,
+                                    "overloaded": self._overloaded,
+                                }
+                            )
+                        )
                     resources.setdefault("verdicts", {}).update(self._verdicts)
 
     async def async_start_new_kernel(self, **kwargs):
@@ -256,8 +295,10 @@ class TrustedExecute(Execute):
                 reply = {"content": {"ename": type(error).__name__, "evalue": str(error)}}
             content = (reply or {}).get("content", {"ename": "TimeoutError", "evalue": "no reply"})
             if content.get("status") != "ok":
-                self._kernel_error = (f"the kernel failed its probe {self.probe!r}: {content.get('ename', 'Error')}: "
-                                      f"{content.get('evalue', '')}")
+                self._kernel_error = (
+                    f"the kernel failed its probe {self.probe!r}: {content.get('ename', 'Error')}: "
+                    f"{content.get('evalue', '')}"
+                )
                 await self._async_cleanup_kernel()
                 raise KernelProbeFailed(self._kernel_error)
         return client
@@ -272,9 +313,12 @@ class TrustedExecute(Execute):
         socket exists, so a check that a cell of the submission tries to run is refused as outside a window.
         """
         if checks and self._server is None:
-            check_server = imports.load("autograder.pipeline.check_server")  # maybe beside the warm-up (autograder.imports)
+            check_server = imports.load(
+                "autograder.pipeline.check_server"
+            )  # maybe beside the warm-up (autograder.imports)
             self._server = self._server_scope.enter_context(
-                check_server.CheckServer(self._checker_address, self.reply_limit, self.seed))
+                check_server.CheckServer(self._checker_address, self.reply_limit, self.seed)
+            )
         if self._server is not None:
             self._server.open_window(checks)
 
@@ -321,14 +365,22 @@ class TrustedExecute(Execute):
             return super().preprocess_cell(cell, resources, index)
         except (DeadKernelError, CellTimeoutError) as error:
             timed_out = isinstance(error, CellTimeoutError)
-            self._kernel_died = ("CellTimeoutError" if timed_out else "DeadKernelError",
-                                 "not run: the kernel stopped responding in an earlier cell" if timed_out
-                                 else "not run: the kernel died in an earlier cell")
+            self._kernel_died = (
+                "CellTimeoutError" if timed_out else "DeadKernelError",
+                "not run: the kernel stopped responding in an earlier cell"
+                if timed_out
+                else "not run: the kernel died in an earlier cell",
+            )
             self._close_window()
-            cell.outputs.append(_error("CellTimeoutError", "the cell passed its timeout and its kernel stopped "
-                                                           "responding") if timed_out else
-                                _error("DeadKernelError", "the kernel died while this cell ran (it crashed, "
-                                                          "exited, ran out of memory or sent too much output)"))
+            cell.outputs.append(
+                _error("CellTimeoutError", "the cell passed its timeout and its kernel stopped responding")
+                if timed_out
+                else _error(
+                    "DeadKernelError",
+                    "the kernel died while this cell ran (it crashed, "
+                    "exited, ran out of memory or sent too much output)",
+                )
+            )
             self._record(grade_id, cell)
             return cell, resources
 
@@ -338,10 +390,17 @@ class TrustedExecute(Execute):
         """nbclient's wait for a cell's reply, with the cell's time limit kept by a `TimeLimit` (its
         sandbox's CPU time, a wall-clock backstop) instead of the wall clock alone."""
         if timeout is None:
-            return await super()._async_poll_for_reply(msg_id, cell, timeout, task_poll_output_msg,
-                                                       task_poll_kernel_alive)
-        limit = TimeLimit(timeout, self._cpu_clock, self.cores, self.wall_clock_factor, waits=self._waits,
-                          sandboxes_clock=self._sandboxes_clock)
+            return await super()._async_poll_for_reply(
+                msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive
+            )
+        limit = TimeLimit(
+            timeout,
+            self._cpu_clock,
+            self.cores,
+            self.wall_clock_factor,
+            waits=self._waits,
+            sandboxes_clock=self._sandboxes_clock,
+        )
         timeout_reply = None
         while True:
             try:
@@ -357,11 +416,12 @@ class TrustedExecute(Execute):
                     cell["metadata"]["execution"]["shell.execute_reply"] = timestamp(msg)
                 try:
                     await asyncio.wait_for(task_poll_output_msg, self.iopub_timeout)
-                except (asyncio.TimeoutError, Empty):
+                except (TimeoutError, Empty):
                     if self.raise_on_iopub_timeout:
                         task_poll_kernel_alive.cancel()
                         raise CellTimeoutError.error_from_timeout_and_cell(
-                            "Timeout waiting for IOPub output", self.iopub_timeout, cell) from None
+                            "Timeout waiting for IOPub output", self.iopub_timeout, cell
+                        ) from None
                     self.log.warning("Timeout waiting for IOPub output")
                 task_poll_kernel_alive.cancel()
                 return msg
@@ -401,8 +461,10 @@ class TrustedExecute(Execute):
         elif failed and failed[0].ran:
             self._verdicts[grade_id] = (False, failed[0].message)
         else:  # the check never ran: the cell's own error says why
-            self._verdicts[grade_id] = (False, _first_error(cell) or (failed[0].message if failed else
-                                                                       "the hidden test never ran"))
+            self._verdicts[grade_id] = (
+                False,
+                _first_error(cell) or (failed[0].message if failed else "the hidden test never ran"),
+            )
 
     def output(self, outs, msg, display_id, cell_index):
         if not self._within_output_limit(len(json.dumps(msg.get("content", {}), default=str)), outs):
@@ -432,8 +494,13 @@ class TrustedExecute(Execute):
         if self._output_bytes <= self.output_limit:
             return True
         if self._output_bytes - size <= self.output_limit:
-            outs.append(NotebookNode(output_type="stream", name="stdout",
-                                     text=f"[grader: output past {self.output_limit} bytes dropped]\n"))
+            outs.append(
+                NotebookNode(
+                    output_type="stream",
+                    name="stdout",
+                    text=f"[grader: output past {self.output_limit} bytes dropped]\n",
+                )
+            )
         return False
 
 

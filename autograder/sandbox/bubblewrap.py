@@ -28,6 +28,7 @@ as root, in a private mount namespace (`unshare --mount`) at places the uid can 
 binds them back inside the sandbox. Without root, bubblewrap runs as the instructor in
 an unprivileged user namespace; see the README for what differs.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from autograder.settings import CHECKER_VARIABLE, DATA_VARIABLE
 
@@ -51,8 +52,19 @@ UID_BASE = 1 << 20  # host uids of sandboxes: UID_BASE + pid * SLOTS_PER_PROCESS
 SLOTS_PER_PROCESS = 64
 INSIDE_UID = 1000
 SCRATCH = "/scratch"
-KERNEL_ENVIRONMENT = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                      "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MPLBACKEND", "NBGRADER_EXECUTION", "DP_COURSE_FAST")
+KERNEL_ENVIRONMENT = (
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "MPLBACKEND",
+    "NBGRADER_EXECUTION",
+    "DP_COURSE_FAST",
+)
 DEVICES = ("null", "zero", "full", "random", "urandom")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_NAME = "dp-course"
@@ -118,7 +130,7 @@ def inside_path(spec: Spec, path: str) -> str:
     """Where a read-only host path of the sandbox appears inside it."""
     venv = virtual_environment()
     if venv and (path == venv or path.startswith(venv + os.sep)):
-        return VENV_INSIDE + path[len(venv):]
+        return VENV_INSIDE + path[len(venv) :]
     if path == spec.data_root:
         return DATA_INSIDE
     return path
@@ -136,8 +148,13 @@ def kernelspec(spec_file: Path) -> dict:
         command = [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private", *command]
     # bubblewrap forwards no SIGINT to the kernel: interrupts (cell timeouts) travel as messages. The launcher
     # imports this very copy of the package (a snapshot, a clone), not whichever one the environment installed.
-    return {"argv": command, "display_name": "Python 3 (grading sandbox)", "language": "python",
-            "interrupt_mode": "message", "env": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}}
+    return {
+        "argv": command,
+        "display_name": "Python 3 (grading sandbox)",
+        "language": "python",
+        "interrupt_mode": "message",
+        "env": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    }
 
 
 def unavailable_reason() -> str:
@@ -146,39 +163,103 @@ def unavailable_reason() -> str:
         return f"the grading sandbox needs Linux (this is {sys.platform})"
     if not shutil.which(BWRAP):
         return "bubblewrap (bwrap) is not installed: run `make sandbox` (Debian package bubblewrap)"
-    probe = subprocess.run([BWRAP, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
-                            *_merged_usr_links(), "--proc", "/proc", "true"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            BWRAP,
+            "--unshare-all",
+            "--die-with-parent",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            *_merged_usr_links(),
+            "--proc",
+            "/proc",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         return f"bubblewrap cannot create namespaces here: {probe.stderr.strip() or probe.returncode}"
     return ""
 
 
-def bwrap_arguments(spec: Spec, sources: dict[str, str], connection: int, passwd: int,
-                    kernel: list[str]) -> list[str]:
+def bwrap_arguments(spec: Spec, sources: dict[str, str], connection: int, passwd: int, kernel: list[str]) -> list[str]:
     """bubblewrap's command line; `sources` maps each read-only path to where bwrap can read it from."""
-    arguments = [BWRAP, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv",
-                 "--hostname", "sandbox", "--ro-bind", "/usr", "/usr", *_merged_usr_links(),
-                 "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-                 "--ro-bind-try", "/etc/localtime", "/etc/localtime", "--ro-bind-try", "/etc/fonts", "/etc/fonts",
-                 "--ro-bind-data", str(passwd), "/etc/passwd", "--proc", "/proc", "--dir", "/dev"]
+    arguments = [
+        BWRAP,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--hostname",
+        "sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        *_merged_usr_links(),
+        "--ro-bind-try",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.cache",
+        "--ro-bind-try",
+        "/etc/localtime",
+        "/etc/localtime",
+        "--ro-bind-try",
+        "/etc/fonts",
+        "/etc/fonts",
+        "--ro-bind-data",
+        str(passwd),
+        "/etc/passwd",
+        "--proc",
+        "/proc",
+        "--dir",
+        "/dev",
+    ]
     for device in DEVICES:
         arguments += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
     scratch_bytes = max(spec.disk_limit - spec.socket_folder_bytes, 4096)  # one limit for every writable place
     arguments += ["--symlink", "/proc/self/fd", "/dev/fd", "--size", str(scratch_bytes), "--tmpfs", SCRATCH]
     for folder in ("tmp", "shm", ".jupyter"):
         arguments += ["--dir", f"{SCRATCH}/{folder}"]
-    arguments += ["--symlink", f"{SCRATCH}/shm", "/dev/shm",
-                  "--file", str(connection), f"{SCRATCH}/.jupyter/kernel.json"]
+    arguments += [
+        "--symlink",
+        f"{SCRATCH}/shm",
+        "/dev/shm",
+        "--file",
+        str(connection),
+        f"{SCRATCH}/.jupyter/kernel.json",
+    ]
     for path, source in sources.items():
         arguments += ["--ro-bind", source, inside_path(spec, path)]
-    arguments += ["--bind", spec.sockets, spec.sockets, "--ro-bind", spec.checker, spec.checker,
-                  "--remount-ro", "/", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID), "--chdir", SCRATCH]
+    arguments += [
+        "--bind",
+        spec.sockets,
+        spec.sockets,
+        "--ro-bind",
+        spec.checker,
+        spec.checker,
+        "--remount-ro",
+        "/",
+        "--uid",
+        str(INSIDE_UID),
+        "--gid",
+        str(INSIDE_UID),
+        "--chdir",
+        SCRATCH,
+    ]
     environment = {name: os.environ[name] for name in KERNEL_ENVIRONMENT if name in os.environ}
-    environment.update(HOME=SCRATCH, TMPDIR=f"{SCRATCH}/tmp", MPLCONFIGDIR=f"{SCRATCH}/.matplotlib",
-                       PATH=f"{Path(inside_executable()).parent}:/usr/bin:/bin", PYTHONPATH=spec.client,
-                       PYTHONDONTWRITEBYTECODE="1", USER="student",
-                       **{DATA_VARIABLE: inside_path(spec, spec.data_root),
-                          CHECKER_VARIABLE: os.path.join(spec.checker, "checker")})
+    environment.update(
+        HOME=SCRATCH,
+        TMPDIR=f"{SCRATCH}/tmp",
+        MPLCONFIGDIR=f"{SCRATCH}/.matplotlib",
+        PATH=f"{Path(inside_executable()).parent}:/usr/bin:/bin",
+        PYTHONPATH=spec.client,
+        PYTHONDONTWRITEBYTECODE="1",
+        USER="student",
+        **{DATA_VARIABLE: inside_path(spec, spec.data_root), CHECKER_VARIABLE: os.path.join(spec.checker, "checker")},
+    )
     for name, value in sorted(environment.items()):
         arguments += ["--setenv", name, value]
     return arguments + ["--", *kernel]
@@ -245,13 +326,19 @@ def cgroup_folders(uid: int) -> dict[str, Path]:
 def cgroup_limits(spec: Spec) -> dict[str, int | str]:
     """The files of the sandbox's cgroups and their values (those a hierarchy lacks are skipped)."""
     limits: dict[str, int | str] = {
-        "memory.max": spec.memory_limit, "memory.limit_in_bytes": spec.memory_limit,
-        "memory.memsw.limit_in_bytes": spec.memory_limit, "memory.swap.max": 0, "pids.max": spec.process_limit,
-        "cpu.weight": CPU_WEIGHT, "cpu.shares": CPU_SHARES}
+        "memory.max": spec.memory_limit,
+        "memory.limit_in_bytes": spec.memory_limit,
+        "memory.memsw.limit_in_bytes": spec.memory_limit,
+        "memory.swap.max": 0,
+        "pids.max": spec.process_limit,
+        "cpu.weight": CPU_WEIGHT,
+        "cpu.shares": CPU_SHARES,
+    }
     if spec.cores > 0:
         quota = max(int(spec.cores * CPU_PERIOD_US), 1000)  # the kernel's least quota is 1 ms
-        limits.update({"cpu.max": f"{quota} {CPU_PERIOD_US}", "cpu.cfs_period_us": CPU_PERIOD_US,
-                       "cpu.cfs_quota_us": quota})
+        limits.update(
+            {"cpu.max": f"{quota} {CPU_PERIOD_US}", "cpu.cfs_period_us": CPU_PERIOD_US, "cpu.cfs_quota_us": quota}
+        )
     return limits
 
 
@@ -397,8 +484,14 @@ def apply_limits(spec: Spec, cgroups: bool, root: bool) -> None:
 def kernel_command(spec: Spec, root: bool, kernel_arguments: tuple[str, ...] = ()) -> list[str]:
     """The kernel's command inside the sandbox. Without root, `prlimit` sets the process limit in there:
     Linux then counts it in the sandbox's own user namespace, that is for this sandbox's processes alone."""
-    command = [inside_executable(), "-m", "ipykernel_launcher", "-f", f"{SCRATCH}/.jupyter/kernel.json",
-               *kernel_arguments]
+    command = [
+        inside_executable(),
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        f"{SCRATCH}/.jupyter/kernel.json",
+        *kernel_arguments,
+    ]
     if root:
         return command
     return [shutil.which("prlimit") or "/usr/bin/prlimit", f"--nproc={spec.process_limit}", "--", *command]

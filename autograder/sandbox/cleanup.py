@@ -7,6 +7,7 @@ never followed), holds two descriptors at a time whatever the depth, climbs back
 checking that it arrives in the folder it came from, and does not cross into another file system. It never
 raises: what it could not remove is returned, for the log.
 """
+
 from __future__ import annotations
 
 import os

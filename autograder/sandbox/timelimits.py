@@ -16,12 +16,13 @@ classmate colluding with it can make its own timeout look like the machine's (a 
 be made to queue at will: their waiting alone proves nothing). Where the machine counts no CPU time per
 sandbox (no cgroups), T is wall-clock time and always the submission's.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 STARVED = 0.25  # the sandbox got less than this share of the CPU its cores and wall time allowed...
 HOST_BUSY = 0.9  # ...while at least this share of the host's CPUs (those this process may use) was busy,
@@ -65,10 +66,16 @@ class Expiry:
 class TimeLimit:
     """One limit, started now: `check()` says whether it has passed (None while it has not)."""
 
-    def __init__(self, limit: float, cpu_clock: Callable[[], float] | None, cores: float,
-                 wall_clock_factor: float, what: str = "the cell",
-                 waits: Callable[[], dict[int, float]] | None = None,
-                 sandboxes_clock: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        limit: float,
+        cpu_clock: Callable[[], float] | None,
+        cores: float,
+        wall_clock_factor: float,
+        what: str = "the cell",
+        waits: Callable[[], dict[int, float]] | None = None,
+        sandboxes_clock: Callable[[], float] | None = None,
+    ):
         self.limit, self.cpu_clock, self.what, self.waits = limit, cpu_clock, what, waits
         self.sandboxes_clock = sandboxes_clock
         self.sandboxes_start = sandboxes_clock() if sandboxes_clock is not None else 0.0
@@ -98,19 +105,32 @@ class TimeLimit:
         if cpu is None:
             return Expiry(False, f"{self.what} ran for more than {self.limit:g} s, its limit")
         host = host_cpu_times()
-        busy = ((host[0] - self.host_start[0]) / max(host[1] - self.host_start[1], 1)
-                if host and self.host_start else 0.0)
-        waited = (sum(now - self.waits_start.get(tid, 0.0) for tid, now in self.waits().items())
-                  if self.waits is not None else None)
+        busy = (
+            (host[0] - self.host_start[0]) / max(host[1] - self.host_start[1], 1) if host and self.host_start else 0.0
+        )
+        waited = (
+            sum(now - self.waits_start.get(tid, 0.0) for tid, now in self.waits().items())
+            if self.waits is not None
+            else None
+        )
         outside = self._outside_share(host)
-        if (cpu < STARVED * self.cores * wall and busy >= HOST_BUSY and (waited is None or waited >= WAITED * wall)
-                and (outside is None or outside >= OUTSIDE_BUSY)):
-            return Expiry(True, f"the machine was overloaded: {self.what} ran {wall:.0f} s but its sandbox got "
-                                f"{cpu:.1f} s of CPU (of {self.cores:g} core(s)) while the host's CPUs were "
-                                f"{busy:.0%} busy" + (f" and its threads waited {waited:.0f} s for one"
-                                                      if waited is not None else ""))
-        return Expiry(False, f"{self.what} ran for more than {self.wall_limit:g} s of wall-clock time, the "
-                             f"backstop of its {self.limit:g} s limit")
+        if (
+            cpu < STARVED * self.cores * wall
+            and busy >= HOST_BUSY
+            and (waited is None or waited >= WAITED * wall)
+            and (outside is None or outside >= OUTSIDE_BUSY)
+        ):
+            return Expiry(
+                True,
+                f"the machine was overloaded: {self.what} ran {wall:.0f} s but its sandbox got "
+                f"{cpu:.1f} s of CPU (of {self.cores:g} core(s)) while the host's CPUs were "
+                f"{busy:.0%} busy" + (f" and its threads waited {waited:.0f} s for one" if waited is not None else ""),
+            )
+        return Expiry(
+            False,
+            f"{self.what} ran for more than {self.wall_limit:g} s of wall-clock time, the "
+            f"backstop of its {self.limit:g} s limit",
+        )
 
     def _outside_share(self, host: tuple[int, int] | None) -> float | None:
         """The share of the host's CPU time since the start that went to work outside every sandbox, or None

@@ -17,6 +17,7 @@ hide or reorder text, or a spreadsheet formula. Every sink goes through this mod
   leading tab or CR, quotes `-1e-05`, and rewrites `|` inside a cell, so what it writes cannot be read back
   as it was.)
 """
+
 from __future__ import annotations
 
 import codecs
@@ -71,7 +72,7 @@ def escape_cell(value) -> str:
 
 
 def unescape_cell(text: str) -> str:
-    escaped = text[len(ESCAPED_MARK):]
+    escaped = text[len(ESCAPED_MARK) :]
     if text.startswith(ESCAPED_MARK) and escaped.isascii():  # the grader's escapes are ASCII
         try:
             return codecs.decode(escaped, "unicode_escape")
@@ -112,6 +113,7 @@ class DictWriter(csv.DictWriter):
 def read_rows(path: Path, encoding: str = "utf-8") -> list[dict]:
     """The rows of a CSV file the grader wrote with `writer`, as they were before they were escaped."""
     with open(path, newline="", encoding=encoding) as file:
-        return [{key: unescape_cell(value) if isinstance(value, str) else value for key, value in row.items()}
-                for row in csv.DictReader(file)]
-
+        return [
+            {key: unescape_cell(value) if isinstance(value, str) else value for key, value in row.items()}
+            for row in csv.DictReader(file)
+        ]

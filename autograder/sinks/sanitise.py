@@ -25,6 +25,7 @@ An ordinary notebook costs a few milliseconds: text without `<`, `:`, `&`, `![` 
 Markdown parser. HTML, SVG or Markdown over `SIZE_LIMIT` is not parsed at all (it is replaced by a note or
 shown as text).
 """
+
 from __future__ import annotations
 
 import base64
@@ -47,51 +48,243 @@ SIZE_LIMIT = 1_000_000  # characters of one HTML, SVG or Markdown text that are 
 NOTEBOOK_BUDGET = 4_000_000  # characters of HTML, SVG and Markdown outputs parsed per notebook (about a second)
 
 # Formatting HTML: text, tables, lists, links, embedded images. No forms, frames, media, SVG or MathML.
-HTML_TAGS = frozenset({
-    "a", "abbr", "b", "bdi", "blockquote", "br", "caption", "center", "cite", "code", "col", "colgroup", "dd",
-    "del", "details", "dfn", "div", "dl", "dt", "em", "figcaption", "figure", "font", "h1", "h2", "h3", "h4",
-    "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "samp", "small",
-    "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr",
-    "tt", "u", "ul", "var", "wbr",
-})
+HTML_TAGS = frozenset(
+    {
+        "a",
+        "abbr",
+        "b",
+        "bdi",
+        "blockquote",
+        "br",
+        "caption",
+        "center",
+        "cite",
+        "code",
+        "col",
+        "colgroup",
+        "dd",
+        "del",
+        "details",
+        "dfn",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "figcaption",
+        "figure",
+        "font",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "i",
+        "img",
+        "ins",
+        "kbd",
+        "li",
+        "mark",
+        "ol",
+        "p",
+        "pre",
+        "q",
+        "s",
+        "samp",
+        "small",
+        "span",
+        "strike",
+        "strong",
+        "sub",
+        "summary",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "tt",
+        "u",
+        "ul",
+        "var",
+        "wbr",
+    }
+)
 # Elements dropped with everything inside them (a script's code, a style sheet), not only their tags.
-DROPPED_WITH_CONTENT = frozenset({"script", "style", "template", "noscript", "iframe", "frame", "frameset",
-                                  "object", "embed", "applet", "textarea", "select", "title", "xmp", "noembed",
-                                  "noframes", "svg", "math", "head", "link", "meta", "base", "foreignObject",
-                                  "metadata"})
+DROPPED_WITH_CONTENT = frozenset(
+    {
+        "script",
+        "style",
+        "template",
+        "noscript",
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "textarea",
+        "select",
+        "title",
+        "xmp",
+        "noembed",
+        "noframes",
+        "svg",
+        "math",
+        "head",
+        "link",
+        "meta",
+        "base",
+        "foreignObject",
+        "metadata",
+    }
+)
 # Attributes anywhere; no id, name or class: a student's element must not stand in for one of the page's own
 # (formgrader finds its score fields by id and class), nor clobber the page script's globals.
 _ANY_TAG_ATTRIBUTES = {"title", "lang", "dir", "align", "style"}
 _TAG_ATTRIBUTES = {
-    "a": {"href"}, "img": {"src", "alt", "width", "height"}, "td": {"colspan", "rowspan", "valign"},
-    "th": {"colspan", "rowspan", "valign", "scope"}, "ol": {"start", "type", "reversed"}, "li": {"value"},
-    "col": {"span", "width"}, "colgroup": {"span"}, "table": {"border", "cellpadding", "cellspacing"},
-    "font": {"color", "size"}, "details": {"open"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan", "valign"},
+    "th": {"colspan", "rowspan", "valign", "scope"},
+    "ol": {"start", "type", "reversed"},
+    "li": {"value"},
+    "col": {"span", "width"},
+    "colgroup": {"span"},
+    "table": {"border", "cellpadding", "cellspacing"},
+    "font": {"color", "size"},
+    "details": {"open"},
 }
-_NUMBERS = {"width", "height", "border", "cellpadding", "cellspacing", "span", "colspan", "rowspan", "start",
-            "value", "size"}
+_NUMBERS = {
+    "width",
+    "height",
+    "border",
+    "cellpadding",
+    "cellspacing",
+    "span",
+    "colspan",
+    "rowspan",
+    "start",
+    "value",
+    "size",
+}
 # Styles that change how text looks, never where a box sits or what is fetched.
-CSS_PROPERTIES = frozenset({"color", "background-color", "font-weight", "font-style", "text-align",
-                            "text-decoration", "vertical-align", "white-space", "border-collapse"})
-SVG_CSS_PROPERTIES = frozenset({"fill", "fill-opacity", "fill-rule", "stroke", "stroke-width", "stroke-linecap",
-                                "stroke-linejoin", "stroke-opacity", "stroke-dasharray", "stroke-dashoffset",
-                                "stroke-miterlimit", "opacity", "font-family", "font-size", "font-weight",
-                                "font-style", "text-anchor", "dominant-baseline", "stop-color", "stop-opacity",
-                                "clip-rule", "clip-path"})
+CSS_PROPERTIES = frozenset(
+    {
+        "color",
+        "background-color",
+        "font-weight",
+        "font-style",
+        "text-align",
+        "text-decoration",
+        "vertical-align",
+        "white-space",
+        "border-collapse",
+    }
+)
+SVG_CSS_PROPERTIES = frozenset(
+    {
+        "fill",
+        "fill-opacity",
+        "fill-rule",
+        "stroke",
+        "stroke-width",
+        "stroke-linecap",
+        "stroke-linejoin",
+        "stroke-opacity",
+        "stroke-dasharray",
+        "stroke-dashoffset",
+        "stroke-miterlimit",
+        "opacity",
+        "font-family",
+        "font-size",
+        "font-weight",
+        "font-style",
+        "text-anchor",
+        "dominant-baseline",
+        "stop-color",
+        "stop-opacity",
+        "clip-rule",
+        "clip-path",
+    }
+)
 # Static SVG: shapes, text, gradients, clipping, local <use>. No script, foreignObject, a, image, animate, set,
 # style or filter elements.
-SVG_TAGS = frozenset({
-    "svg", "g", "defs", "path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "tspan",
-    "desc", "clipPath", "linearGradient", "radialGradient", "stop", "marker", "symbol", "use", "mask",
-    "pattern",
-})
-SVG_ATTRIBUTES = frozenset({
-    "d", "x", "y", "x1", "x2", "y1", "y2", "cx", "cy", "r", "rx", "ry", "dx", "dy", "width", "height", "viewBox",
-    "points", "transform", "offset", "version", "id", "style", "preserveAspectRatio", "gradientUnits",
-    "gradientTransform", "patternUnits", "patternTransform", "markerWidth", "markerHeight", "refX", "refY",
-    "orient", "markerUnits", "clipPathUnits", "maskUnits", "visibility", "mask", "marker-start", "marker-mid",
-    "marker-end", *SVG_CSS_PROPERTIES,
-})
+SVG_TAGS = frozenset(
+    {
+        "svg",
+        "g",
+        "defs",
+        "path",
+        "rect",
+        "circle",
+        "ellipse",
+        "line",
+        "polyline",
+        "polygon",
+        "text",
+        "tspan",
+        "desc",
+        "clipPath",
+        "linearGradient",
+        "radialGradient",
+        "stop",
+        "marker",
+        "symbol",
+        "use",
+        "mask",
+        "pattern",
+    }
+)
+SVG_ATTRIBUTES = frozenset(
+    {
+        "d",
+        "x",
+        "y",
+        "x1",
+        "x2",
+        "y1",
+        "y2",
+        "cx",
+        "cy",
+        "r",
+        "rx",
+        "ry",
+        "dx",
+        "dy",
+        "width",
+        "height",
+        "viewBox",
+        "points",
+        "transform",
+        "offset",
+        "version",
+        "id",
+        "style",
+        "preserveAspectRatio",
+        "gradientUnits",
+        "gradientTransform",
+        "patternUnits",
+        "patternTransform",
+        "markerWidth",
+        "markerHeight",
+        "refX",
+        "refY",
+        "orient",
+        "markerUnits",
+        "clipPathUnits",
+        "maskUnits",
+        "visibility",
+        "mask",
+        "marker-start",
+        "marker-mid",
+        "marker-end",
+        *SVG_CSS_PROPERTIES,
+    }
+)
 # Presentation attributes whose value may name a paint server, clip path, mask or marker: url(#...) only.
 _SVG_REFERENCES = SVG_CSS_PROPERTIES | {"mask", "marker-start", "marker-mid", "marker-end"}
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -100,8 +293,17 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _EMBEDDED_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*", re.IGNORECASE)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")  # grade ids, tags, attachment names
 _CELL_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # nbformat 4.5's cell id
-_NBGRADER_KEYS = {"grade": bool, "solution": bool, "locked": bool, "task": bool, "points": (int, float),
-                  "schema_version": int, "checksum": str, "cell_type": str, "grade_id": str}
+_NBGRADER_KEYS = {
+    "grade": bool,
+    "solution": bool,
+    "locked": bool,
+    "task": bool,
+    "points": (int, float),
+    "schema_version": int,
+    "checksum": str,
+    "cell_type": str,
+    "grade_id": str,
+}
 # The HTML that MarkdownWithMath's renderer (nbconvert's IPythonRenderer) emits as written, unescaped.
 _RAW_HTML_TOKENS = ("block_html", "inline_html")
 _MARKDOWN_TRIGGERS = ("<", ":", "&", "![", "mermaid")
@@ -109,8 +311,11 @@ _MARKDOWN_TRIGGERS = ("<", ":", "&", "![", "mermaid")
 
 def _inert_style(style: str, properties: frozenset[str]) -> str | None:
     """A style attribute with only the allowed properties (parsed by tinycss2), none fetching anything."""
-    kept = [d for d in tinycss2.parse_declaration_list(style, skip_comments=True, skip_whitespace=True)
-            if d.type == "declaration" and d.lower_name in properties and _local_only(d.value)]
+    kept = [
+        d
+        for d in tinycss2.parse_declaration_list(style, skip_comments=True, skip_whitespace=True)
+        if d.type == "declaration" and d.lower_name in properties and _local_only(d.value)
+    ]
     text = "; ".join(f"{d.lower_name}: {tinycss2.serialize(d.value).strip()}" for d in kept)
     return text or None
 
@@ -168,11 +373,13 @@ def _svg_value(tag: str, name: str, value: str) -> str | None:
 
 def _or_none(attribute_filter):
     """An attribute filter that drops the attribute, quietly, on any error (nh3 would report it on stderr)."""
+
     def quiet(tag: str, name: str, value: str) -> str | None:
         try:
             return attribute_filter(tag, name, value)
         except Exception:  # noqa: BLE001 (a value the filter cannot read is not kept)
             return None
+
     return quiet
 
 
@@ -187,17 +394,32 @@ class _Parsers(threading.local):
 
     def __init__(self) -> None:
         self.html = nh3.Cleaner(
-            tags=set(HTML_TAGS), clean_content_tags=set(DROPPED_WITH_CONTENT),
+            tags=set(HTML_TAGS),
+            clean_content_tags=set(DROPPED_WITH_CONTENT),
             attributes={"*": set(_ANY_TAG_ATTRIBUTES), **{t: set(a) for t, a in _TAG_ATTRIBUTES.items()}},
-            attribute_filter=_or_none(_html_value), url_schemes={"http", "https", "mailto", "data"},
-            url_relative=_fragment_only, link_rel="noopener noreferrer nofollow", strip_comments=True)
+            attribute_filter=_or_none(_html_value),
+            url_schemes={"http", "https", "mailto", "data"},
+            url_relative=_fragment_only,
+            link_rel="noopener noreferrer nofollow",
+            strip_comments=True,
+        )
         self.svg = nh3.Cleaner(
-            tags=set(SVG_TAGS), clean_content_tags={"script", "style", "foreignObject", "metadata", "title"},
-            attributes={"*": set(SVG_ATTRIBUTES), "svg": {*SVG_ATTRIBUTES, "xmlns", "xlink"},
-                        **{t: {*SVG_ATTRIBUTES, "href", "xlink:href"}
-                           for t in ("use", "linearGradient", "radialGradient", "pattern")}},
-            attribute_filter=_or_none(_svg_value), url_schemes=set(), url_relative=_fragment_only, link_rel=None,
-            strip_comments=True)
+            tags=set(SVG_TAGS),
+            clean_content_tags={"script", "style", "foreignObject", "metadata", "title"},
+            attributes={
+                "*": set(SVG_ATTRIBUTES),
+                "svg": {*SVG_ATTRIBUTES, "xmlns", "xlink"},
+                **{
+                    t: {*SVG_ATTRIBUTES, "href", "xlink:href"}
+                    for t in ("use", "linearGradient", "radialGradient", "pattern")
+                },
+            },
+            attribute_filter=_or_none(_svg_value),
+            url_schemes=set(),
+            url_relative=_fragment_only,
+            link_rel=None,
+            strip_comments=True,
+        )
         self.markdown = MarkdownWithMath(renderer=None)  # nbconvert's parser, returning the syntax tree
 
 
@@ -233,7 +455,7 @@ def _without_added_ends(raw: str, cleaned: str) -> str:
         written = len(re.findall(rf"</\s*{last.group(1)}\s*>", raw, re.IGNORECASE))
         if cleaned.count(f"</{last.group(1)}>") <= written:
             return cleaned
-        cleaned = cleaned[:last.start()] + last.group(2)
+        cleaned = cleaned[: last.start()] + last.group(2)
 
 
 def _clean_fragment(raw: str) -> str:
@@ -329,9 +551,11 @@ def _as_text(source: str) -> str:
     """The source shown verbatim in a fenced code block, longer than any run of tildes in it."""
     longest = max((len(run) for run in re.findall(r"~+", source)), default=0)
     fence = "~" * max(3, longest + 1)
-    return ("*This cell held content that could run in a browser (a script, an event handler, an active link "
-            "or an outside image); it is shown as text.*\n\n"
-            f"{fence}\n{source.rstrip()}\n{fence}\n")
+    return (
+        "*This cell held content that could run in a browser (a script, an event handler, an active link "
+        "or an outside image); it is shown as text.*\n\n"
+        f"{fence}\n{source.rstrip()}\n{fence}\n"
+    )
 
 
 def _text(value) -> str | None:
@@ -362,14 +586,19 @@ def clean_output(output: dict, budget: list[int] | None = None) -> NotebookNode 
     budget = budget if budget is not None else [NOTEBOOK_BUDGET]
     kind = output.get("output_type")
     if kind == "stream":
-        return NotebookNode(output_type="stream", name="stderr" if output.get("name") == "stderr" else "stdout",
-                            text=_text(output.get("text")) or "")
+        return NotebookNode(
+            output_type="stream",
+            name="stderr" if output.get("name") == "stderr" else "stdout",
+            text=_text(output.get("text")) or "",
+        )
     if kind == "error":
         traceback = output.get("traceback")
-        return NotebookNode(output_type="error", ename=_text(output.get("ename")) or "",
-                            evalue=_text(output.get("evalue")) or "",
-                            traceback=[line for line in traceback if isinstance(line, str)]
-                            if isinstance(traceback, list) else [])
+        return NotebookNode(
+            output_type="error",
+            ename=_text(output.get("ename")) or "",
+            evalue=_text(output.get("evalue")) or "",
+            traceback=[line for line in traceback if isinstance(line, str)] if isinstance(traceback, list) else [],
+        )
     if kind not in ("display_data", "execute_result"):
         return None
     data, dropped = {}, []
@@ -404,8 +633,11 @@ def clean_output(output: dict, budget: list[int] | None = None) -> NotebookNode 
     for mime in IMAGE_TYPES:
         size = (output.get("metadata") or {}).get(mime)
         if mime in data and isinstance(size, dict):
-            kept = {key: size[key] for key in ("width", "height")
-                    if isinstance(size.get(key), (int, float)) and not isinstance(size.get(key), bool)}
+            kept = {
+                key: size[key]
+                for key in ("width", "height")
+                if isinstance(size.get(key), (int, float)) and not isinstance(size.get(key), bool)
+            }
             if kept:
                 metadata[mime] = kept
     result = NotebookNode(output_type=kind, data=NotebookNode(data), metadata=NotebookNode(metadata))
@@ -443,8 +675,11 @@ def _cell_metadata(metadata: dict, cell_type: str) -> NotebookNode:
         hidden = {k: v for k, v in jupyter.items() if k in ("source_hidden", "outputs_hidden") and isinstance(v, bool)}
         if hidden:
             kept.jupyter = NotebookNode(hidden)
-    if cell_type == "raw" and isinstance(metadata.get("raw_mimetype"), str) and _SAFE_NAME.fullmatch(
-            metadata["raw_mimetype"].replace("/", "")):
+    if (
+        cell_type == "raw"
+        and isinstance(metadata.get("raw_mimetype"), str)
+        and _SAFE_NAME.fullmatch(metadata["raw_mimetype"].replace("/", ""))
+    ):
         kept.raw_mimetype = metadata["raw_mimetype"]
     return kept
 
@@ -453,8 +688,9 @@ def _attachments(attachments) -> dict:
     kept = {}
     for name, bundle in (attachments or {}).items() if isinstance(attachments, dict) else ():
         if isinstance(name, str) and _SAFE_NAME.fullmatch(name) and isinstance(bundle, dict):
-            images = {mime: _base64(value) for mime, value in bundle.items()
-                      if mime in IMAGE_TYPES and isinstance(value, str)}
+            images = {
+                mime: _base64(value) for mime, value in bundle.items() if mime in IMAGE_TYPES and isinstance(value, str)
+            }
             images = {mime: value for mime, value in images.items() if value is not None}
             if images:
                 kept[name] = images
@@ -464,13 +700,17 @@ def _attachments(attachments) -> dict:
 def _notebook_metadata(metadata: dict) -> NotebookNode:
     """Only the kernel's name and language: no widget state, title, authors or anything a viewer renders."""
     kept = NotebookNode()
-    for key, fields in (("kernelspec", ("name", "display_name", "language")),
-                        ("language_info", ("name", "version", "mimetype", "file_extension", "pygments_lexer",
-                                           "nbconvert_exporter"))):
+    for key, fields in (
+        ("kernelspec", ("name", "display_name", "language")),
+        ("language_info", ("name", "version", "mimetype", "file_extension", "pygments_lexer", "nbconvert_exporter")),
+    ):
         section = metadata.get(key)
         if isinstance(section, dict):
-            values = {f: section[f] for f in fields if isinstance(section.get(f), str)
-                      and re.fullmatch(r"[A-Za-z0-9_.+\-/ ()]{0,80}", section[f])}
+            values = {
+                f: section[f]
+                for f in fields
+                if isinstance(section.get(f), str) and re.fullmatch(r"[A-Za-z0-9_.+\-/ ()]{0,80}", section[f])
+            }
             if values:
                 kept[key] = NotebookNode(values)
     return kept
@@ -485,12 +725,14 @@ def clean_notebook(nb: NotebookNode, trusted: frozenset[str] = frozenset()) -> N
         if cell_type not in ("code", "markdown", "raw"):
             continue
         source = _text(cell.get("source")) or ""
-        cleaned = NotebookNode(cell_type=cell_type, metadata=_cell_metadata(cell.get("metadata") or {}, cell_type),
-                               source=source)
+        cleaned = NotebookNode(
+            cell_type=cell_type, metadata=_cell_metadata(cell.get("metadata") or {}, cell_type), source=source
+        )
         identifier = cell.get("id")
         if identifier is not None or nb.get("nbformat_minor", 0) >= 5:
-            cleaned.id = identifier if isinstance(identifier, str) and _CELL_ID.fullmatch(identifier) \
-                else random_cell_id()
+            cleaned.id = (
+                identifier if isinstance(identifier, str) and _CELL_ID.fullmatch(identifier) else random_cell_id()
+            )
         if cell_type == "code":
             count = cell.get("execution_count")
             cleaned.execution_count = count if isinstance(count, int) and not isinstance(count, bool) else None

@@ -23,6 +23,7 @@ Rules:
 - the penalty is computed from the raw (unpenalised) score every time, and late.csv is rewritten whole, so
   a regrade recomputes it and never stacks penalties (nbgrader issue #723).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,7 @@ import importlib
 import math
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,13 +41,24 @@ from nbgrader.utils import parse_utc
 from traitlets import Float
 from traitlets.config import Config
 
-from autograder.sinks import safe_text
 from autograder.layout import REPO
+from autograder.sinks import safe_text
 
 COURSE_CONFIG = REPO / "course.toml"
 DEFAULT_PLUGIN = "nbgrader.plugins.LateSubmissionPlugin"  # penalty_method 'none': late is listed, no penalty
-LATE_COLUMNS = ["student", "assignment", "notebook", "submitted", "timestamp_source", "due", "seconds_late",
-                "late_marker", "score", "penalty", "note"]
+LATE_COLUMNS = [
+    "student",
+    "assignment",
+    "notebook",
+    "submitted",
+    "timestamp_source",
+    "due",
+    "seconds_late",
+    "late_marker",
+    "score",
+    "penalty",
+    "note",
+]
 
 
 class PerDayPenalty(LateSubmissionPlugin):
@@ -68,7 +80,8 @@ class CourseConfig:
 
     time_zone: ZoneInfo = ZoneInfo("UTC")
     due: dict[str, datetime] = field(default_factory=dict)
-    # (student id, assignment) -> due; the student id is the LMS's (autograder.intake.submissions), whoever else submitted
+    # (student id, assignment) -> due; the student id is the LMS's (autograder.intake.submissions), whoever
+    # else submitted
     extensions: dict[tuple[str, str], datetime] = field(default_factory=dict)
     plugin: LateSubmissionPlugin = field(default_factory=LateSubmissionPlugin)
     grace: timedelta = timedelta(0)
@@ -159,8 +172,16 @@ def load_config(path: Path | str | None = None) -> CourseConfig:
         if lms not in ("canvas", "moodle") or not isinstance(table, dict) or set(table) - {"columns"}:
             raise ValueError(f"{path}: expected [lms.canvas.columns] or [lms.moodle.columns], not [lms.{lms}]")
         columns[lms] = {str(k): str(v) for k, v in table.get("columns", {}).items()}
-    return CourseConfig(zone, due, extensions, plugin, timedelta(minutes=grace), columns, str(path),
-                        hashlib.sha256(text.encode()).hexdigest())
+    return CourseConfig(
+        zone,
+        due,
+        extensions,
+        plugin,
+        timedelta(minutes=grace),
+        columns,
+        str(path),
+        hashlib.sha256(text.encode()).hexdigest(),
+    )
 
 
 def parse_time(text: str, time_zone: ZoneInfo) -> datetime:
@@ -173,14 +194,14 @@ def parse_time(text: str, time_zone: ZoneInfo) -> datetime:
     parts = text.split(" ")
     try:
         if len(parts) == 3 and not _is_offset_free(parts[2]):
-            return parse_utc(text).replace(tzinfo=timezone.utc)
+            return parse_utc(text).replace(tzinfo=UTC)
         compact = _compact_stamp(text)
         parsed = compact or dateutil.parser.parse(text)
     except (ValueError, OverflowError, TypeError) as error:
         raise ValueError(f"not a timestamp: {text!r}") from error
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=time_zone)
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def lateness(config: CourseConfig, student: str, assignment: str, submitted: datetime | None) -> float | None:
@@ -214,8 +235,9 @@ def assess(submission, score: float | None, max_score: float, config: CourseConf
     due = config.due_for(student, assignment)
 
     def result(seconds, amount, note):
-        return LateAssessment(student, assignment, submission.notebook, submitted, source, due, seconds, marker,
-                              score, amount, note)
+        return LateAssessment(
+            student, assignment, submission.notebook, submitted, source, due, seconds, marker, score, amount, note
+        )
 
     marker_text = "Canvas marked it LATE_"
     if submission.path is None:
@@ -224,8 +246,12 @@ def assess(submission, score: float | None, max_score: float, config: CourseConf
         return result(0.0, 0.0, "no due date: no penalty" + (f" ({marker_text})" if marker else ""))
     if submitted is None:
         if marker:
-            return result(None, 0.0, f"late, time unknown: {marker_text} but no submission time is known; "
-                                     "no penalty applied, check it by hand")
+            return result(
+                None,
+                0.0,
+                f"late, time unknown: {marker_text} but no submission time is known; "
+                "no penalty applied, check it by hand",
+            )
         return result(None, 0.0, "submission time unknown: no penalty")
     seconds = lateness(config, student, assignment, submitted)
     if seconds == 0:
@@ -243,10 +269,21 @@ def write_late(assessments: list[LateAssessment], path: Path) -> None:
         writer = safe_text.writer(file)
         writer.writerow(LATE_COLUMNS)
         for a in sorted(assessments, key=lambda a: (a.student, a.assignment, a.notebook)):
-            writer.writerow([a.student, a.assignment, a.notebook, a.submitted.isoformat() if a.submitted else "",
-                             a.timestamp_source, a.due.isoformat() if a.due else "",
-                             "" if a.seconds_late is None else f"{a.seconds_late:g}", int(a.late_marker),
-                             "" if a.score is None else f"{a.score:g}", f"{a.penalty:g}", a.note])
+            writer.writerow(
+                [
+                    a.student,
+                    a.assignment,
+                    a.notebook,
+                    a.submitted.isoformat() if a.submitted else "",
+                    a.timestamp_source,
+                    a.due.isoformat() if a.due else "",
+                    "" if a.seconds_late is None else f"{a.seconds_late:g}",
+                    int(a.late_marker),
+                    "" if a.score is None else f"{a.score:g}",
+                    f"{a.penalty:g}",
+                    a.note,
+                ]
+            )
 
 
 def read_late(path: Path) -> list[dict]:
@@ -274,8 +311,10 @@ def _plugin(name: str, options: dict, path: Path) -> LateSubmissionPlugin:
         raise ValueError(f"{path}: [late.options] must be a table")
     unknown = sorted(set(options) - set(plugin_class.class_trait_names(config=True)))
     if unknown:
-        raise ValueError(f"{path}: [late.options] {unknown} are not options of {name} "
-                         f"(it has {sorted(plugin_class.class_trait_names(config=True))})")
+        raise ValueError(
+            f"{path}: [late.options] {unknown} are not options of {name} "
+            f"(it has {sorted(plugin_class.class_trait_names(config=True))})"
+        )
     config = Config()
     config[plugin_class.__name__] = Config(options)
     try:
@@ -286,9 +325,9 @@ def _plugin(name: str, options: dict, path: Path) -> LateSubmissionPlugin:
 
 def _due_time(value, zone: ZoneInfo, where: str) -> datetime:
     if isinstance(value, datetime):  # a TOML datetime literal
-        return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(timezone.utc)
+        return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
     if not isinstance(value, str):
-        raise ValueError(f"{where}: expected a time such as \"2027-03-01 23:59\", not {value!r}")
+        raise ValueError(f'{where}: expected a time such as "2027-03-01 23:59", not {value!r}')
     try:
         return parse_time(value, zone)
     except ValueError as error:

@@ -2,11 +2,13 @@
 
 Each notebook has a module (`course.grading.nb01`, ...) of checks `check_<function>(student_function,
 seed=...)`. A hidden test cell names one (`check("nb01.check_create_db", create_db)`, see
-autograder.kernel_side.check_client); while grading, the check runs in the grader's process and `student_function` is a
-stand-in that calls the student's code in their kernel (autograder.pipeline.check_server). A check raises `GradingFailure` with a message a student can act on; the
-feedback shows that message and never the test's code. Checks seed every generator they use, so grading is
+autograder.kernel_side.check_client); while grading, the check runs in the grader's process and
+`student_function` is a stand-in that calls the student's code in their kernel (autograder.pipeline.check_server).
+A check raises `GradingFailure` with a message a student can act on; the feedback shows that message and never
+the test's code. Checks seed every generator they use, so grading is
 reproducible, and statistical checks are calibrated so a correct answer fails with probability below 1e-6.
 """
+
 from __future__ import annotations
 
 import random
@@ -14,7 +16,6 @@ from contextvars import ContextVar
 
 import numpy as np
 import torch
-
 
 # While the grader runs a check against a student's kernel (autograder.pipeline.check_server), this holds a callable
 # that seeds the kernel's generators as well: the student's code draws from those, not from this process's.

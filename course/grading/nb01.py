@@ -1,4 +1,5 @@
 """Hidden-test checks for notebook 01 (databases, parallel databases, sensitivity)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,13 +12,18 @@ from .stats import alpha_per_test, require_binomial
 
 def _require_database(db, num_entries: int, what: str) -> None:
     require(torch.is_tensor(db), f"{what} should return a torch.Tensor, got {type(db).__name__}")
-    require(tuple(db.shape) == (num_entries,),
-            f"{what} should have shape ({num_entries},), got {tuple(db.shape)}")
+    require(tuple(db.shape) == (num_entries,), f"{what} should have shape ({num_entries},), got {tuple(db.shape)}")
 
 
 def _require_rate(db: torch.Tensor, p: float, alpha: float, what: str) -> None:
-    require_binomial(int(db.sum()), len(db), p, alpha, f"{what}: how often rows are True",
-                     f"each row must be True with probability p={p}, independently")
+    require_binomial(
+        int(db.sum()),
+        len(db),
+        p,
+        alpha,
+        f"{what}: how often rows are True",
+        f"each row must be True with probability p={p}, independently",
+    )
 
 
 def _random_db(num_entries: int, generator: torch.Generator) -> torch.Tensor:
@@ -42,8 +48,10 @@ def check_create_db(create_db, seed: int = 0) -> None:
     require(not bool(call(create_db, 500, 0.0).any()), "create_db(500, p=0.0) should have no True rows")
     require(bool(call(create_db, 500, 1.0).all()), "create_db(500, p=1.0) should have only True rows")
     first, second = call(create_db, 200), call(create_db, 200)
-    require(not torch.equal(first, second), "two calls of create_db(200) gave the same database: "
-            "draw fresh random rows on every call")
+    require(
+        not torch.equal(first, second),
+        "two calls of create_db(200) gave the same database: draw fresh random rows on every call",
+    )
 
 
 def check_get_parallel_db(get_parallel_db, seed: int = 0) -> None:
@@ -54,12 +62,16 @@ def check_get_parallel_db(get_parallel_db, seed: int = 0) -> None:
             expected = ref.get_parallel_db(db, index)
             result = call(get_parallel_db, db.clone(), index)
             require(torch.is_tensor(result), f"get_parallel_db should return a tensor, got {type(result).__name__}")
-            require(tuple(result.shape) == tuple(expected.shape),
-                    f"get_parallel_db(db of {len(db)} rows, remove_index={index}) should have shape "
-                    f"{tuple(expected.shape)} (exactly one row removed), got {tuple(result.shape)}")
-            require(torch.equal(result.to(dtype), expected),
-                    f"get_parallel_db(db, remove_index={index}) should keep every row except row {index}, "
-                    "in the original order")
+            require(
+                tuple(result.shape) == tuple(expected.shape),
+                f"get_parallel_db(db of {len(db)} rows, remove_index={index}) should have shape "
+                f"{tuple(expected.shape)} (exactly one row removed), got {tuple(result.shape)}",
+            )
+            require(
+                torch.equal(result.to(dtype), expected),
+                f"get_parallel_db(db, remove_index={index}) should keep every row except row {index}, "
+                "in the original order",
+            )
 
 
 def check_get_parallel_dbs(get_parallel_dbs, seed: int = 0) -> None:
@@ -68,27 +80,39 @@ def check_get_parallel_dbs(get_parallel_dbs, seed: int = 0) -> None:
         db = _random_db(num_entries, generator)
         expected = ref.get_parallel_dbs(db)
         result = call(get_parallel_dbs, db.clone())
-        require(isinstance(result, (list, tuple)), f"get_parallel_dbs should return a list, got {type(result).__name__}")
-        require(len(result) == num_entries,
-                f"a database of {num_entries} rows has {num_entries} parallel databases, got {len(result)}")
+        require(
+            isinstance(result, (list, tuple)), f"get_parallel_dbs should return a list, got {type(result).__name__}"
+        )
+        require(
+            len(result) == num_entries,
+            f"a database of {num_entries} rows has {num_entries} parallel databases, got {len(result)}",
+        )
         for index, (got, want) in enumerate(zip(result, expected)):
-            require(torch.is_tensor(got) and tuple(got.shape) == tuple(want.shape) and torch.equal(got.bool(), want),
-                    f"element {index} of get_parallel_dbs(db) should be db without row {index}")
+            require(
+                torch.is_tensor(got) and tuple(got.shape) == tuple(want.shape) and torch.equal(got.bool(), want),
+                f"element {index} of get_parallel_dbs(db) should be db without row {index}",
+            )
 
 
 def check_create_db_and_parallels(create_db_and_parallels, seed: int = 0) -> None:
     """The db and its parallel databases agree; one binomial test of the rate at p=0.1 (budget 1e-6)."""
     seed_everything(seed)
     result = call(create_db_and_parallels, 30)
-    require(isinstance(result, tuple) and len(result) == 2,
-            "create_db_and_parallels should return a tuple (db, parallel_dbs)")
+    require(
+        isinstance(result, tuple) and len(result) == 2,
+        "create_db_and_parallels should return a tuple (db, parallel_dbs)",
+    )
     db, parallels = result
     _require_database(db, 30, "the db returned by create_db_and_parallels(30)")
     expected = ref.get_parallel_dbs(db.bool())
-    require(len(parallels) == 30, f"create_db_and_parallels(30) should give 30 parallel databases, got {len(parallels)}")
+    require(
+        len(parallels) == 30, f"create_db_and_parallels(30) should give 30 parallel databases, got {len(parallels)}"
+    )
     for index, (got, want) in enumerate(zip(parallels, expected)):
-        require(torch.is_tensor(got) and tuple(got.shape) == tuple(want.shape) and torch.equal(got.bool(), want),
-                f"parallel database {index} should be the returned db without row {index}")
+        require(
+            torch.is_tensor(got) and tuple(got.shape) == tuple(want.shape) and torch.equal(got.bool(), want),
+            f"parallel database {index} should be the returned db without row {index}",
+        )
     db, _ = call(create_db_and_parallels, 3000, 0.1)
     _require_database(db, 3000, "the db returned by create_db_and_parallels(3000, p=0.1)")
     _require_rate(db.bool(), 0.1, alpha_per_test(1), "create_db_and_parallels(3000, p=0.1)")
@@ -117,11 +141,16 @@ def check_sensitivity(sensitivity, seed: int = 0) -> None:
     for name, query, expected in cases:
         recording = _RecordingQuery(query)
         got = as_float(call(sensitivity, recording, 50), f"sensitivity({name}, num_entries=50)")
-        require(abs(got - expected) < 1e-6, f"the sensitivity of {name} under removal is {expected}, got {got:g} "
-                "(take the largest absolute change over all parallel databases)")
-        require(50 in recording.sizes and recording.sizes.count(49) >= 50,
-                "sensitivity(query, num_entries=50) should query one database of 50 rows and all 50 of its "
-                f"parallel databases (49 rows each); it queried databases of sizes {sorted(set(recording.sizes))}")
+        require(
+            abs(got - expected) < 1e-6,
+            f"the sensitivity of {name} under removal is {expected}, got {got:g} "
+            "(take the largest absolute change over all parallel databases)",
+        )
+        require(
+            50 in recording.sizes and recording.sizes.count(49) >= 50,
+            "sensitivity(query, num_entries=50) should query one database of 50 rows and all 50 of its "
+            f"parallel databases (49 rows each); it queried databases of sizes {sorted(set(recording.sizes))}",
+        )
 
 
 def check_threshold_query(threshold_query, seed: int = 0) -> None:
@@ -132,13 +161,19 @@ def check_threshold_query(threshold_query, seed: int = 0) -> None:
             db[torch.randperm(30, generator=generator)[:true_rows]] = True
             expected = float(ref.threshold_query(db, threshold))
             result = call(threshold_query, db, threshold)
-            require(torch.is_tensor(result) and result.is_floating_point(),
-                    f"threshold_query should return a float tensor, got {type(result).__name__}"
-                    + (f" of dtype {result.dtype}" if torch.is_tensor(result) else ""))
+            require(
+                torch.is_tensor(result) and result.is_floating_point(),
+                f"threshold_query should return a float tensor, got {type(result).__name__}"
+                + (f" of dtype {result.dtype}" if torch.is_tensor(result) else ""),
+            )
             got = as_float(result, "threshold_query")
-            require(got == expected,
-                    f"threshold_query(db with {true_rows} True rows, threshold={threshold}) should be {expected}, "
-                    f"got {got:g} (1.0 only when the count is strictly greater than the threshold)")
+            require(
+                got == expected,
+                f"threshold_query(db with {true_rows} True rows, threshold={threshold}) should be {expected}, "
+                f"got {got:g} (1.0 only when the count is strictly greater than the threshold)",
+            )
     db = torch.ones(6, dtype=torch.bool)
-    require(as_float(call(threshold_query, db), "threshold_query") == 1.0,
-            "threshold_query(db) should use threshold=5 by default: 6 True rows give 1.0")
+    require(
+        as_float(call(threshold_query, db), "threshold_query") == 1.0,
+        "threshold_query(db) should use threshold=5 by default: 6 True rows give 1.0",
+    )

@@ -5,6 +5,7 @@ student's function disagrees with `course.lib.randomized_response`. Student func
 signatures (no generator), so checks seed the global generators with `seed_everything`; inputs come from a
 separate NumPy generator so they never share a random stream with the student's draws.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,12 +40,13 @@ def _reported_rows(student_rr, db: torch.Tensor, p_noise) -> np.ndarray:
     where = f"randomized_response {_rr_call_text(p_noise)}"
     require(torch.equal(db, original), f"{where} modified its input database; return a new tensor instead.")
     require(torch.is_tensor(reported), f"{where} should return a torch.Tensor, got {type(reported).__name__}.")
-    require(tuple(reported.shape) == tuple(db.shape),
-            f"{where} returned shape {tuple(reported.shape)} for a database of shape {tuple(db.shape)}; the "
-            "output must have one row per person, like the database.")
+    require(
+        tuple(reported.shape) == tuple(db.shape),
+        f"{where} returned shape {tuple(reported.shape)} for a database of shape {tuple(db.shape)}; the "
+        "output must have one row per person, like the database.",
+    )
     values = reported.detach().cpu()
-    require(bool(((values == 0) | (values == 1)).all()),
-            f"{where} returned values other than True/False (or 0/1).")
+    require(bool(((values == 0) | (values == 1)).all()), f"{where} returned values other than True/False (or 0/1).")
     return values.to(torch.bool).numpy()
 
 
@@ -68,35 +70,58 @@ def check_randomized_response(student_rr, seed: int = 0) -> None:
         for truth, rate in ((True, keep_true), (False, level / 2)):
             db = torch.full((_NUM_ROWS,), truth, dtype=torch.bool)
             rows = _reported_rows(student_rr, db, p_noise)
-            rule = ("each row is kept with probability 1 - p_noise, otherwise replaced by a fair coin, so a "
-                    f"{truth} row is reported True with probability {'1 - p_noise/2' if truth else 'p_noise/2'}")
-            require_binomial(int(rows.sum()), rows.size, rate, alpha,
-                             f"randomized_response {text} reported True for the rows of an all-{truth} database",
-                             rule)
-            agree = rate ** 2 + (1 - rate) ** 2
-            require_independent_pairs(rows[0::2], rows[1::2], agree, alpha,
-                                      f"randomized_response {text} on an all-{truth} database",
-                                      "randomise every row with its own coins, not one coin for several rows")
+            rule = (
+                "each row is kept with probability 1 - p_noise, otherwise replaced by a fair coin, so a "
+                f"{truth} row is reported True with probability {'1 - p_noise/2' if truth else 'p_noise/2'}"
+            )
+            require_binomial(
+                int(rows.sum()),
+                rows.size,
+                rate,
+                alpha,
+                f"randomized_response {text} reported True for the rows of an all-{truth} database",
+                rule,
+            )
+            agree = rate**2 + (1 - rate) ** 2
+            require_independent_pairs(
+                rows[0::2],
+                rows[1::2],
+                agree,
+                alpha,
+                f"randomized_response {text} on an all-{truth} database",
+                "randomise every row with its own coins, not one coin for several rows",
+            )
             if truth:
                 again = _reported_rows(student_rr, db, p_noise)
-                require(not np.array_equal(rows, again),
-                        f"randomized_response {text} returned exactly the same output twice; each call must "
-                        "draw fresh randomness (do not reseed inside the function).")
+                require(
+                    not np.array_equal(rows, again),
+                    f"randomized_response {text} returned exactly the same output twice; each call must "
+                    "draw fresh randomness (do not reseed inside the function).",
+                )
         db = torch.from_numpy(inputs.random(_NUM_ROWS) < inputs.uniform(0.2, 0.8))
         rows = _reported_rows(student_rr, db, p_noise)
         truth_rows = db.numpy()
         for truth, rate in ((True, keep_true), (False, level / 2)):
             subset = rows[truth_rows == truth]
-            require_binomial(int(subset.sum()), subset.size, rate, alpha,
-                             f"randomized_response {text} reported True for the {truth} rows of a mixed "
-                             "database", "each row must be randomised starting from its own true value")
+            require_binomial(
+                int(subset.sum()),
+                subset.size,
+                rate,
+                alpha,
+                f"randomized_response {text} reported True for the {truth} rows of a mixed database",
+                "each row must be randomised starting from its own true value",
+            )
     db = torch.from_numpy(inputs.random(_NUM_ROWS) < 0.5)
-    require(np.array_equal(_reported_rows(student_rr, db, 0.0), db.numpy()),
-            "randomized_response with p_noise=0 must report every row truthfully.")
+    require(
+        np.array_equal(_reported_rows(student_rr, db, 0.0), db.numpy()),
+        "randomized_response with p_noise=0 must report every row truthfully.",
+    )
     float_db = db.to(torch.float32)
     reported = call(student_rr, float_db, 0.5)
-    require(torch.is_tensor(reported) and tuple(reported.shape) == tuple(float_db.shape),
-            "randomized_response must also accept a 0/1 float database and return a tensor of the same shape.")
+    require(
+        torch.is_tensor(reported) and tuple(reported.shape) == tuple(float_db.shape),
+        "randomized_response must also accept a 0/1 float database and return a tensor of the same shape.",
+    )
 
 
 def _close(actual: float, expected: float) -> bool:
@@ -116,10 +141,12 @@ def check_debias_mean(student_debias, seed: int = 0) -> None:
         shown = f"debias_mean({noisy_mean:.6g}" + ("" if p_noise is None else f", p_noise={p_noise:.6g}") + ")"
         actual = as_float(call(student_debias, *args), "debias_mean")
         expected = debias_mean(*args)
-        require(_close(actual, expected),
-                f"{shown} returned {actual:.6g}; expected {expected:.6g}. The randomised mean is "
-                "(1 - p_noise) * true_mean + p_noise/2 in expectation: invert that for every p_noise, not only "
-                "the default.")
+        require(
+            _close(actual, expected),
+            f"{shown} returned {actual:.6g}; expected {expected:.6g}. The randomised mean is "
+            "(1 - p_noise) * true_mean + p_noise/2 in expectation: invert that for every p_noise, not only "
+            "the default.",
+        )
 
 
 def check_rr_epsilon(student_rr_epsilon, seed: int = 0) -> None:
@@ -130,6 +157,8 @@ def check_rr_epsilon(student_rr_epsilon, seed: int = 0) -> None:
     for p_noise in noise_levels:
         actual = as_float(call(student_rr_epsilon, p_noise), "rr_epsilon")
         expected = rr_epsilon(p_noise)
-        require(_close(actual, expected),
-                f"rr_epsilon({p_noise:.6g}) returned {actual:.6g}; expected {expected:.6g}. epsilon is the log "
-                "of the largest ratio between the probabilities of one output for a True and for a False row.")
+        require(
+            _close(actual, expected),
+            f"rr_epsilon({p_noise:.6g}) returned {actual:.6g}; expected {expected:.6g}. epsilon is the log "
+            "of the largest ratio between the probabilities of one output for a True and for a False row.",
+        )

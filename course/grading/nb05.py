@@ -8,12 +8,13 @@ aggregators are tested statistically against their exact output distributions (c
 and draw from `np.random`) and also pass an explicit `numpy.random.Generator` as the `rng` argument; inputs
 come from a separate NumPy generator.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -58,13 +59,17 @@ class _NoisyMax:
 
 
 _LAPLACE = _NoisyMax(
-    "laplace_noisy_max", "gamma", 1000.0,
+    "laplace_noisy_max",
+    "gamma",
+    1000.0,
     (((10, 9, 8, 3, 0), 0.5), ((4, 4, 3, 0, 1), 1.0), ((25, 20, 22, 5, 0), 0.2)),
     pate.laplace_noisy_max_probabilities,
     "the noise must be Laplace(0, 1/gamma): numpy's scale argument is 1/gamma, not gamma",
 )
 _GAUSSIAN = _NoisyMax(
-    "gaussian_noisy_max", "sigma", 1e-3,
+    "gaussian_noisy_max",
+    "sigma",
+    1e-3,
     (((10, 9, 8, 3, 0), 3.0), ((4, 4, 3, 0, 1), 0.8), ((25, 20, 22, 5, 0), 2.0)),
     pate.gaussian_noisy_max_probabilities,
     "the noise must be N(0, sigma^2): numpy's scale argument is the standard deviation sigma, not sigma**2",
@@ -85,6 +90,7 @@ def _close(actual: float, expected: float) -> bool:
 
 # --- partition_indices ---------------------------------------------------------------------------------------
 
+
 def _partition(student_partition, num_examples: int, num_teachers: int, seed: int) -> list[np.ndarray]:
     """Call the student's function; return its partitions as 1-D integer arrays after format checks."""
     where = f"partition_indices({num_examples}, {num_teachers}, seed={seed})"
@@ -93,13 +99,16 @@ def _partition(student_partition, num_examples: int, num_teachers: int, seed: in
         parts = [np.asarray(part) for part in result]
     except TypeError:
         fail(f"{where} should return a list of index arrays, got {type(result).__name__}.")
-    require(len(parts) == num_teachers,
-            f"{where} returned {len(parts)} partitions; expected one per teacher ({num_teachers}).")
-    malformed = [part for part in parts
-                 if part.ndim != 1 or (part.size and not np.issubdtype(part.dtype, np.integer))]
+    require(
+        len(parts) == num_teachers,
+        f"{where} returned {len(parts)} partitions; expected one per teacher ({num_teachers}).",
+    )
+    malformed = [part for part in parts if part.ndim != 1 or (part.size and not np.issubdtype(part.dtype, np.integer))]
     if malformed:
-        fail(f"{where}: every partition must be a 1-D array of integer indices, got one of shape "
-             f"{malformed[0].shape} and dtype {malformed[0].dtype}.")
+        fail(
+            f"{where}: every partition must be a 1-D array of integer indices, got one of shape "
+            f"{malformed[0].shape} and dtype {malformed[0].dtype}."
+        )
     return parts
 
 
@@ -118,36 +127,49 @@ def check_partition_indices(student_partition, seed: int = 0) -> None:
         where = f"partition_indices({num_examples}, {num_teachers}, seed={partition_seed})"
         parts = _partition(student_partition, num_examples, num_teachers, partition_seed)
         indices = np.concatenate(parts).astype(np.int64)
-        require(indices.size == 0 or (indices.min() >= 0 and indices.max() < num_examples),
-                f"{where} returned indices outside 0..{num_examples - 1}.")
+        require(
+            indices.size == 0 or (indices.min() >= 0 and indices.max() < num_examples),
+            f"{where} returned indices outside 0..{num_examples - 1}.",
+        )
         uses = np.bincount(indices, minlength=num_examples)
         repeated = np.flatnonzero(uses > 1)
         if repeated.size:
-            fail(f"{where}: example {repeated[0]} is in more than one partition (or twice in one). The "
-                 "teachers' data must be disjoint: split one random permutation of all indices, rather than "
-                 "drawing each teacher's indices separately.")
-        require(uses[0] > 0,
-                f"{where}: example 0 is in no partition. Does your permutation or range start at 1? The "
-                f"indices run from 0 to {num_examples - 1}.")
+            fail(
+                f"{where}: example {repeated[0]} is in more than one partition (or twice in one). The "
+                "teachers' data must be disjoint: split one random permutation of all indices, rather than "
+                "drawing each teacher's indices separately."
+            )
+        require(
+            uses[0] > 0,
+            f"{where}: example 0 is in no partition. Does your permutation or range start at 1? The "
+            f"indices run from 0 to {num_examples - 1}.",
+        )
         missing = np.flatnonzero(uses == 0)
         if missing.size:
-            fail(f"{where}: {missing.size} examples are in no partition (e.g. example {missing[0]}). Together "
-                 "the partitions must cover every example; when num_examples is not a multiple of "
-                 "num_teachers, share out the remainder (np.array_split does) instead of dropping it.")
+            fail(
+                f"{where}: {missing.size} examples are in no partition (e.g. example {missing[0]}). Together "
+                "the partitions must cover every example; when num_examples is not a multiple of "
+                "num_teachers, share out the remainder (np.array_split does) instead of dropping it."
+            )
         sizes = [part.size for part in parts]
-        require(max(sizes) - min(sizes) <= 1,
-                f"{where}: partition sizes range from {min(sizes)} to {max(sizes)}; they must differ by at "
-                "most one.")
+        require(
+            max(sizes) - min(sizes) <= 1,
+            f"{where}: partition sizes range from {min(sizes)} to {max(sizes)}; they must differ by at most one.",
+        )
         again = _partition(student_partition, num_examples, num_teachers, partition_seed)
-        require(all(np.array_equal(first, second) for first, second in zip(parts, again)),
-                f"{where} returned a different partition when called again with the same seed; draw the "
-                "permutation from a generator seeded with `seed` (e.g. np.random.default_rng(seed)).")
+        require(
+            all(np.array_equal(first, second) for first, second in zip(parts, again)),
+            f"{where} returned a different partition when called again with the same seed; draw the "
+            "permutation from a generator seeded with `seed` (e.g. np.random.default_rng(seed)).",
+        )
 
 
 # --- vote_counts ---------------------------------------------------------------------------------------------
 
-def _teacher_predictions(inputs: np.random.Generator, num_teachers: int, num_queries: int,
-                         num_classes: int) -> np.ndarray:
+
+def _teacher_predictions(
+    inputs: np.random.Generator, num_teachers: int, num_queries: int, num_classes: int
+) -> np.ndarray:
     """Votes of shape (num_teachers, num_queries): mostly agreeing teachers, sometimes on a few classes only."""
     used_classes = num_classes if inputs.random() < 0.7 else int(inputs.integers(1, num_classes + 1))
     truth = inputs.integers(0, used_classes, num_queries)
@@ -169,45 +191,62 @@ def check_vote_counts(student_vote_counts, seed: int = 0) -> None:
     for num_teachers, num_queries, num_classes in cases:
         preds = _teacher_predictions(inputs, num_teachers, num_queries, num_classes)
         original = preds.copy()
-        where = (f"vote_counts on teacher_preds of shape ({num_teachers}, {num_queries}) "
-                 f"with num_classes={num_classes}")
+        where = f"vote_counts on teacher_preds of shape ({num_teachers}, {num_queries}) with num_classes={num_classes}"
         counts = np.asarray(call(student_vote_counts, preds, num_classes))
         require(np.array_equal(preds, original), f"{where} modified teacher_preds; leave the input unchanged.")
         expected = pate.vote_counts(preds, num_classes)
-        require(counts.shape != (num_classes, num_queries) or counts.shape == expected.shape,
-                f"{where} returned shape {counts.shape}: that is (num_classes, num_queries). Return one row per "
-                "query: shape (num_queries, num_classes).")
-        require(counts.shape == expected.shape,
-                f"{where} returned shape {counts.shape}; expected (num_queries, num_classes) = {expected.shape}. "
-                "Every class needs a column, even one that no teacher voted for (np.bincount's minlength).")
+        require(
+            counts.shape != (num_classes, num_queries) or counts.shape == expected.shape,
+            f"{where} returned shape {counts.shape}: that is (num_classes, num_queries). Return one row per "
+            "query: shape (num_queries, num_classes).",
+        )
+        require(
+            counts.shape == expected.shape,
+            f"{where} returned shape {counts.shape}; expected (num_queries, num_classes) = {expected.shape}. "
+            "Every class needs a column, even one that no teacher voted for (np.bincount's minlength).",
+        )
         reshaped = pate.vote_counts(preds.reshape(num_queries, num_teachers).T, num_classes)
-        require(np.array_equal(counts, expected) or not np.array_equal(counts, reshaped),
-                f"{where} counted the wrong votes: it looks like teacher_preds was reshaped to (num_queries, "
-                "num_teachers). Reshaping keeps the memory order and mixes votes of different queries; "
-                "transpose instead (teacher_preds.T): entry [t, q] is teacher t's vote on query q.")
+        require(
+            np.array_equal(counts, expected) or not np.array_equal(counts, reshaped),
+            f"{where} counted the wrong votes: it looks like teacher_preds was reshaped to (num_queries, "
+            "num_teachers). Reshaping keeps the memory order and mixes votes of different queries; "
+            "transpose instead (teacher_preds.T): entry [t, q] is teacher t's vote on query q.",
+        )
         if not np.array_equal(counts, expected):
             query = int(np.flatnonzero(np.any(counts != expected, axis=1))[0])
-            fail(f"{where} returned wrong counts (e.g. query {query}: {counts[query].tolist()}, expected "
-                 f"{expected[query].tolist()}). Row q must count, for each class, how many teachers voted for "
-                 "it on query q.")
+            fail(
+                f"{where} returned wrong counts (e.g. query {query}: {counts[query].tolist()}, expected "
+                f"{expected[query].tolist()}). Row q must count, for each class, how many teachers voted for "
+                "it on query q."
+            )
 
 
 # --- laplace_noisy_max and gaussian_noisy_max -----------------------------------------------------------------
 
-def _labels(student_noisy_max, aggregator: _NoisyMax, counts: np.ndarray, value: float, rng,
-            context: str) -> np.ndarray:
+
+def _labels(
+    student_noisy_max, aggregator: _NoisyMax, counts: np.ndarray, value: float, rng, context: str
+) -> np.ndarray:
     """Call the student's aggregator on a copy-checked count matrix; return its labels after format checks."""
     original = counts.copy()
     where = f"{aggregator.name} with {aggregator.parameter}={value:g} {context}"
     labels = np.asarray(call(student_noisy_max, counts, value, rng))
-    require(np.array_equal(counts, original),
-            f"{where} modified the counts array passed to it; add the noise to a new float array.")
-    require(labels.shape == (counts.shape[0],),
-            f"{where} returned shape {labels.shape} for counts of shape {counts.shape}; return one label per "
-            f"query, shape ({counts.shape[0]},).")
-    require(np.issubdtype(labels.dtype, np.number) and np.all(labels == np.round(labels))
-            and labels.min() >= 0 and labels.max() < counts.shape[1],
-            f"{where} must return class labels: whole numbers from 0 to {counts.shape[1] - 1}.")
+    require(
+        np.array_equal(counts, original),
+        f"{where} modified the counts array passed to it; add the noise to a new float array.",
+    )
+    require(
+        labels.shape == (counts.shape[0],),
+        f"{where} returned shape {labels.shape} for counts of shape {counts.shape}; return one label per "
+        f"query, shape ({counts.shape[0]},).",
+    )
+    require(
+        np.issubdtype(labels.dtype, np.number)
+        and np.all(labels == np.round(labels))
+        and labels.min() >= 0
+        and labels.max() < counts.shape[1],
+        f"{where} must return class labels: whole numbers from 0 to {counts.shape[1] - 1}.",
+    )
     return labels.astype(np.int64)
 
 
@@ -245,10 +284,13 @@ def _check_noisy_max(student_noisy_max, aggregator: _NoisyMax, seed: int) -> Non
     inputs = _inputs(seed)
     rng = _student_rng(seed)
     tested_labels = [
-        [(label, float(probability))
-         for label, probability in enumerate(_exact_probabilities(aggregator, histogram, value))
-         if probability >= _MIN_TESTED_PROBABILITY]
-        for histogram, value in aggregator.histograms]
+        [
+            (label, float(probability))
+            for label, probability in enumerate(_exact_probabilities(aggregator, histogram, value))
+            if probability >= _MIN_TESTED_PROBABILITY
+        ]
+        for histogram, value in aggregator.histograms
+    ]
     alpha = alpha_per_test(1 + sum(len(labels) for labels in tested_labels))
     tiny = aggregator.precise_value
     name, parameter = aggregator.name, aggregator.parameter
@@ -258,31 +300,45 @@ def _check_noisy_max(student_noisy_max, aggregator: _NoisyMax, seed: int) -> Non
     labels = _labels(student_noisy_max, aggregator, counts, tiny, rng, "(tiny noise)")
     wrong = np.flatnonzero(labels != np.argmax(counts, axis=1))
     if wrong.size:
-        fail(f"With {parameter}={tiny:g} the noise is tiny (scale 0.001), so {name} must return each row's "
-             f"plurality class; it did not in {wrong.size} of {_PRECISE_ROWS} rows (e.g. counts "
-             f"{counts[wrong[0]].tolist()} gave label {labels[wrong[0]]}). Check that {aggregator.noise_rule}, "
-             "and that the noise is added to the counts in floating point.")
+        fail(
+            f"With {parameter}={tiny:g} the noise is tiny (scale 0.001), so {name} must return each row's "
+            f"plurality class; it did not in {wrong.size} of {_PRECISE_ROWS} rows (e.g. counts "
+            f"{counts[wrong[0]].tolist()} gave label {labels[wrong[0]]}). Check that {aggregator.noise_rule}, "
+            "and that the noise is added to the counts in floating point."
+        )
 
     counts, first, second = _tied_rows(inputs, _TIE_ROWS)
     labels = _labels(student_noisy_max, aggregator, counts, tiny, rng, "(tiny noise, tied rows)")
-    require(np.all((labels == first) | (labels == second)),
-            f"With tiny noise ({parameter}={tiny:g}) {name} returned a class that was not among the two tied "
-            "for the most votes. Is the noise added into an integer count array? There it is truncated: a "
-            "count of n becomes n or n - 1, so a class one vote behind can win. Keep the noisy counts in "
-            "floating point.")
-    require_binomial(int(np.sum(labels == first)), _TIE_ROWS, 0.5, alpha,
-                     f"When two classes tie for the most votes, {name} (tiny noise) chose the first of them",
-                     "continuous noise breaks a tie like a fair coin; noise added into an integer count array "
-                     "is truncated, and argmax then favours the first tied class, so keep the noisy counts in "
-                     "floating point")
+    require(
+        np.all((labels == first) | (labels == second)),
+        f"With tiny noise ({parameter}={tiny:g}) {name} returned a class that was not among the two tied "
+        "for the most votes. Is the noise added into an integer count array? There it is truncated: a "
+        "count of n becomes n or n - 1, so a class one vote behind can win. Keep the noisy counts in "
+        "floating point.",
+    )
+    require_binomial(
+        int(np.sum(labels == first)),
+        _TIE_ROWS,
+        0.5,
+        alpha,
+        f"When two classes tie for the most votes, {name} (tiny noise) chose the first of them",
+        "continuous noise breaks a tie like a fair coin; noise added into an integer count array "
+        "is truncated, and argmax then favours the first tied class, so keep the noisy counts in "
+        "floating point",
+    )
 
     for (histogram, value), tested in zip(aggregator.histograms, tested_labels):
         counts = np.tile(np.array(histogram, dtype=np.int64), (_ROWS_PER_HISTOGRAM, 1))
         labels = _labels(student_noisy_max, aggregator, counts, value, rng, f"on counts {list(histogram)}")
         for label, probability in tested:
-            require_binomial(int(np.sum(labels == label)), _ROWS_PER_HISTOGRAM, probability, alpha,
-                             f"For counts {list(histogram)} and {parameter}={value:g}, {name} returned label "
-                             f"{label}", f"the exact probability under correct noise; {aggregator.noise_rule}")
+            require_binomial(
+                int(np.sum(labels == label)),
+                _ROWS_PER_HISTOGRAM,
+                probability,
+                alpha,
+                f"For counts {list(histogram)} and {parameter}={value:g}, {name} returned label {label}",
+                f"the exact probability under correct noise; {aggregator.noise_rule}",
+            )
 
 
 def check_laplace_noisy_max(student_laplace_noisy_max, seed: int = 0) -> None:
@@ -296,6 +352,7 @@ def check_gaussian_noisy_max(student_gaussian_noisy_max, seed: int = 0) -> None:
 
 
 # --- the accountants ------------------------------------------------------------------------------------------
+
 
 def _log_uniform(inputs: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(inputs.uniform(math.log(low), math.log(high))))
@@ -313,16 +370,24 @@ def check_pate_epsilon_data_independent(student_pate_epsilon, seed: int = 0) -> 
     inputs = _inputs(seed)
     cases = list(_PUBLISHED_PATE) + list(_FIXED_PATE)
     for _ in range(_RANDOM_ACCOUNTANT_CASES):
-        cases.append((int(inputs.integers(1, 20_000)), _log_uniform(inputs, 0.005, 5.0),
-                      _log_uniform(inputs, 1e-10, 1e-3), int(inputs.integers(1, 40))))
+        cases.append(
+            (
+                int(inputs.integers(1, 20_000)),
+                _log_uniform(inputs, 0.005, 5.0),
+                _log_uniform(inputs, 1e-10, 1e-3),
+                int(inputs.integers(1, 40)),
+            )
+        )
     for args in cases:
         shown = f"pate_epsilon_data_independent{args}"
         actual = as_float(call(student_pate_epsilon, *args), shown)
         expected = pate_analysis.pate_epsilon_data_independent(*args)
-        require(_close(actual, expected),
-                f"{shown} {_mismatch(actual, expected)}. Laplace noisy max with noise 1/gamma is "
-                "(2 gamma)-DP per query, so its log moment is alpha(l) = min(2 gamma^2 l (l+1), 2 gamma l); "
-                "epsilon is the minimum over l = 1..moments of (num_queries * alpha(l) + ln(1/delta)) / l.")
+        require(
+            _close(actual, expected),
+            f"{shown} {_mismatch(actual, expected)}. Laplace noisy max with noise 1/gamma is "
+            "(2 gamma)-DP per query, so its log moment is alpha(l) = min(2 gamma^2 l (l+1), 2 gamma l); "
+            "epsilon is the minimum over l = 1..moments of (num_queries * alpha(l) + ln(1/delta)) / l.",
+        )
 
 
 def _call_with_orders(student_gnmax_epsilon, num_queries: int, sigma: float, delta: float, orders: np.ndarray):
@@ -345,24 +410,36 @@ def check_gnmax_epsilon(student_gnmax_epsilon, seed: int = 0) -> None:
     cases = [(1000, 40.0, 1e-5, np.arange(2.0, 65.0)), (1, 1.0, 1e-5, np.array([1.5]))]
     for _ in range(_RANDOM_ACCOUNTANT_CASES):
         orders = np.sort(1 + np.exp(inputs.uniform(math.log(0.01), math.log(500), int(inputs.integers(1, 60)))))
-        cases.append((int(inputs.integers(1, 20_000)), _log_uniform(inputs, 0.5, 200.0),
-                      _log_uniform(inputs, 1e-10, 1e-3), orders))
+        cases.append(
+            (
+                int(inputs.integers(1, 20_000)),
+                _log_uniform(inputs, 0.5, 200.0),
+                _log_uniform(inputs, 1e-10, 1e-3),
+                orders,
+            )
+        )
     for num_queries, sigma, delta, orders in cases:
         shown = f"gnmax_epsilon({num_queries}, {sigma:.6g}, {delta:.6g}, orders=<{orders.size} orders>)"
         actual = as_float(_call_with_orders(student_gnmax_epsilon, num_queries, sigma, delta, orders), shown)
         expected = pate_analysis.gnmax_epsilon(num_queries, sigma, delta, orders)
-        require(_close(actual, expected),
-                f"{shown} {_mismatch(actual, expected)}. GNMax is (order, order / sigma^2)-RDP per query; "
-                "epsilon is the minimum over the given orders of num_queries * order / sigma^2 + "
-                "ln(1/delta) / (order - 1).")
+        require(
+            _close(actual, expected),
+            f"{shown} {_mismatch(actual, expected)}. GNMax is (order, order / sigma^2)-RDP per query; "
+            "epsilon is the minimum over the given orders of num_queries * order / sigma^2 + "
+            "ln(1/delta) / (order - 1).",
+        )
     for num_queries, sigma, delta in _TYPICAL_GNMAX:
         shown = f"gnmax_epsilon({num_queries}, {sigma:g}, {delta:g}) with the default orders"
         actual = as_float(call(student_gnmax_epsilon, num_queries, sigma, delta), shown)
         rdp_per_query, log_term = 1 / sigma**2, math.log(1 / delta)
         best = num_queries * rdp_per_query + 2 * math.sqrt(num_queries * rdp_per_query * log_term)
-        require(math.isfinite(actual) and actual >= best * (1 - _RELATIVE_TOLERANCE),
-                f"{shown} returned {actual:.6g}, below {best:.6g}, the smallest value any order > 1 can give: "
-                "check the formula.")
-        require(actual <= _DEFAULT_ORDERS_SLACK * best,
-                f"{shown} returned {actual:.6g}, but a suitable order gives {best:.6g}. Choose a default "
-                "grid of orders that is fine enough and covers roughly 1.1 to a few hundred.")
+        require(
+            math.isfinite(actual) and actual >= best * (1 - _RELATIVE_TOLERANCE),
+            f"{shown} returned {actual:.6g}, below {best:.6g}, the smallest value any order > 1 can give: "
+            "check the formula.",
+        )
+        require(
+            actual <= _DEFAULT_ORDERS_SLACK * best,
+            f"{shown} returned {actual:.6g}, but a suitable order gives {best:.6g}. Choose a default "
+            "grid of orders that is fine enough and covers roughly 1.1 to a few hundred.",
+        )

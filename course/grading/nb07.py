@@ -24,6 +24,7 @@ How answers are compared, so that differently written correct answers pass:
   sigmoid outputs in float32 at the logits used here, on datasets shaped like medmnist's; it may return a
   NumPy array or a tensor of shape (len(dataset),).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,17 +61,28 @@ def _score_cases(rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.nda
     ]
     for _ in range(3):
         small_in, small_out = rng.integers(1, 6), rng.choice([1, 2, 4, 5])
-        cases.append(("small tied scores", rng.integers(0, 4, small_in).astype(float),
-                      rng.integers(0, 4, small_out).astype(float)))
+        cases.append(
+            (
+                "small tied scores",
+                rng.integers(0, 4, small_in).astype(float),
+                rng.integers(0, 4, small_out).astype(float),
+            )
+        )
     for _ in range(3):
         num_in, num_out = int(rng.integers(5, 80)), int(rng.choice([8, 16, 32, 64, rng.integers(5, 80)]))
         cases += [
             ("continuous scores", rng.normal(0.0, 1.0, num_in), rng.normal(0.7, 1.0, num_out)),
-            ("heavily tied scores", rng.integers(0, 5, num_in).astype(float),
-             rng.integers(1, 6, num_out).astype(float)),
+            (
+                "heavily tied scores",
+                rng.integers(0, 5, num_in).astype(float),
+                rng.integers(1, 6, num_out).astype(float),
+            ),
             ("integer scores (int64 arrays)", rng.integers(0, 30, num_in), rng.integers(5, 35, num_out)),
-            ("losses rounded to 2 decimals", np.round(rng.exponential(0.3, num_in), 2),
-             np.round(rng.exponential(0.6, num_out), 2)),
+            (
+                "losses rounded to 2 decimals",
+                np.round(rng.exponential(0.3, num_in), 2),
+                np.round(rng.exponential(0.6, num_out), 2),
+            ),
         ]
     return cases
 
@@ -92,8 +104,10 @@ def _reversed_attack(scores_in: np.ndarray, scores_out: np.ndarray) -> tuple[np.
 
 def _student_curve(result, what: str) -> np.ndarray:
     """The student's (fpr, tpr) as points of shape (num_points, 2), sorted along the curve, or fail."""
-    require(isinstance(result, (tuple, list)) and len(result) == 2,
-            f"{what} should return a tuple (fpr, tpr) of two arrays, got {type(result).__name__}")
+    require(
+        isinstance(result, (tuple, list)) and len(result) == 2,
+        f"{what} should return a tuple (fpr, tpr) of two arrays, got {type(result).__name__}",
+    )
     arrays = []
     for name, values in zip(("fpr", "tpr"), result):
         if torch.is_tensor(values):
@@ -103,19 +117,24 @@ def _student_curve(result, what: str) -> np.ndarray:
         except (TypeError, ValueError):
             fail(f"the {name} returned by {what} should be an array of numbers, got {type(values).__name__}")
         require(values.ndim == 1, f"the {name} returned by {what} should be 1-D, got shape {values.shape}")
-        require(np.isfinite(values).all() and (values >= -RATE_TOLERANCE).all()
-                and (values <= 1 + RATE_TOLERANCE).all(),
-                f"every {name} value returned by {what} should be a rate between 0 and 1")
+        require(
+            np.isfinite(values).all() and (values >= -RATE_TOLERANCE).all() and (values <= 1 + RATE_TOLERANCE).all(),
+            f"every {name} value returned by {what} should be a rate between 0 and 1",
+        )
         arrays.append(values)
     fpr, tpr = arrays
     require(len(fpr) == len(tpr), f"{what} returned {len(fpr)} fpr values but {len(tpr)} tpr values")
     points = np.stack([fpr, tpr], axis=1)[np.lexsort((tpr, fpr))]
-    require(bool((np.diff(points[:, 1]) >= -RATE_TOLERANCE).all()),
-            f"{what}: the true-positive rate should never fall as the false-positive rate grows "
-            "(raising the threshold tau can only call more examples members)")
+    require(
+        bool((np.diff(points[:, 1]) >= -RATE_TOLERANCE).all()),
+        f"{what}: the true-positive rate should never fall as the false-positive rate grows "
+        "(raising the threshold tau can only call more examples members)",
+    )
     for corner, meaning in (((0, 0), "no example is called a member"), ((1, 1), "every example is called a member")):
-        require(bool((np.abs(points - corner).max(axis=1) <= RATE_TOLERANCE).any()),
-                f"{what}: the curve should include the point (fpr, tpr) = {corner}, where {meaning}")
+        require(
+            bool((np.abs(points - corner).max(axis=1) <= RATE_TOLERANCE).any()),
+            f"{what}: the curve should include the point (fpr, tpr) = {corner}, where {meaning}",
+        )
     return points
 
 
@@ -126,7 +145,7 @@ def _reference_curve(scores_in: np.ndarray, scores_out: np.ndarray) -> np.ndarra
 def _distance_to_polyline(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
     """Euclidean distance from each of `points` (shape (p, 2)) to the polyline through `vertices` (shape (v, 2))."""
     starts, directions = vertices[:-1], np.diff(vertices, axis=0)
-    squared_lengths = (directions ** 2).sum(axis=1)
+    squared_lengths = (directions**2).sum(axis=1)
     offsets = points[:, None, :] - starts[None, :, :]
     # Repeated vertices give zero-length segments; their nearest point is the vertex itself.
     along = (offsets * directions).sum(axis=2) / np.where(squared_lengths > 0, squared_lengths, 1.0)
@@ -169,10 +188,18 @@ class _MedmnistLike(torch.utils.data.Dataset):
 
 def _graded_models() -> list[tuple[str, torch.nn.Module]]:
     """One-logit models like notebook 06's MLP, left in training mode; dropout makes eval mode matter."""
-    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16),
-                              torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 1))
-    confident = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8), torch.nn.Tanh(),
-                                    torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+    mlp = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(784, 32),
+        torch.nn.ReLU(),
+        torch.nn.Linear(32, 16),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(16, 1),
+    )
+    confident = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, 8), torch.nn.Tanh(), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1)
+    )
     with torch.no_grad():  # logits of a few units, as after training, not only the near-zero ones of a fresh model
         confident[-1].weight.mul_(10.0)
     return [("a three-layer MLP with dropout", mlp), ("a small confident model with dropout", confident)]
@@ -181,11 +208,15 @@ def _graded_models() -> list[tuple[str, torch.nn.Module]]:
 def _as_scores(result, size: int, what: str) -> np.ndarray:
     if torch.is_tensor(result):
         result = result.detach().cpu().numpy()
-    require(isinstance(result, np.ndarray),
-            f"{what} should return a numpy.ndarray of per-example losses, got {type(result).__name__}")
-    require(result.shape == (size,),
-            f"{what} should return one loss per example, shape ({size},), got shape {result.shape} "
-            "(use reduction='none' and flatten the per-example losses)")
+    require(
+        isinstance(result, np.ndarray),
+        f"{what} should return a numpy.ndarray of per-example losses, got {type(result).__name__}",
+    )
+    require(
+        result.shape == (size,),
+        f"{what} should return one loss per example, shape ({size},), got shape {result.shape} "
+        "(use reduction='none' and flatten the per-example losses)",
+    )
     return result.astype(np.float64)
 
 
@@ -221,22 +252,30 @@ def _compare_loss_scores(loss_scores, generator: torch.Generator) -> None:
             before = [parameter.detach().clone() for parameter in model.parameters()]
             model.train()
             got = _as_scores(call(loss_scores, model, dataset), size, what)
-            require(all(torch.equal(old, new) for old, new in zip(before, model.parameters())),
-                    f"{what} changed the model's parameters: scoring must not train the model")
+            require(
+                all(torch.equal(old, new) for old, new in zip(before, model.parameters())),
+                f"{what} changed the model's parameters: scoring must not train the model",
+            )
             if np.allclose(got, expected, rtol=LOSS_RELATIVE_TOLERANCE, atol=LOSS_ABSOLUTE_TOLERANCE):
                 continue
             model.train()
             again = _as_scores(call(loss_scores, model, dataset), size, what)
-            require(np.array_equal(got, again),
-                    f"{what} gave different losses on two calls: put the model in eval mode (model.eval()) "
-                    "so dropout is switched off while scoring")
-            require(not np.allclose(got, np.exp(-expected), rtol=LOSS_RELATIVE_TOLERANCE),
-                    f"{what} returned the probability of the true label; the score should be the loss "
-                    "(BCEWithLogitsLoss per example: lower means 'more likely a member')")
+            require(
+                np.array_equal(got, again),
+                f"{what} gave different losses on two calls: put the model in eval mode (model.eval()) "
+                "so dropout is switched off while scoring",
+            )
+            require(
+                not np.allclose(got, np.exp(-expected), rtol=LOSS_RELATIVE_TOLERANCE),
+                f"{what} returned the probability of the true label; the score should be the loss "
+                "(BCEWithLogitsLoss per example: lower means 'more likely a member')",
+            )
             worst = int(np.argmax(np.abs(got - expected)))
-            fail(f"{what}: the loss of example {worst} should be {expected[worst]:.6g}, got {got[worst]:.6g}. "
-                 "Score every example, in dataset order, with the model in eval mode and "
-                 "BCEWithLogitsLoss(reduction='none') on its logit and the float target")
+            fail(
+                f"{what}: the loss of example {worst} should be {expected[worst]:.6g}, got {got[worst]:.6g}. "
+                "Score every example, in dataset order, with the model in eval mode and "
+                "BCEWithLogitsLoss(reduction='none') on its logit and the float target"
+            )
 
 
 def check_attack_roc(attack_roc, seed: int = 0) -> None:
@@ -248,19 +287,27 @@ def check_attack_roc(attack_roc, seed: int = 0) -> None:
         got = _student_curve(call(attack_roc, scores_in.copy(), scores_out.copy()), what)
         if _same_curve(got, expected):
             continue
-        require(not _same_curve(got, _reference_curve(*_reversed_attack(scores_in, scores_out))),
-                f"{what}: your curve is the attack run backwards. A member is predicted when its score "
-                "(loss) is LOW: 'member if score <= tau'")
-        require(not _same_curve(got[:, ::-1], expected),
-                f"{what}: your curve has fpr and tpr swapped: return (fpr, tpr), with fpr measured on scores_out")
+        require(
+            not _same_curve(got, _reference_curve(*_reversed_attack(scores_in, scores_out))),
+            f"{what}: your curve is the attack run backwards. A member is predicted when its score "
+            "(loss) is LOW: 'member if score <= tau'",
+        )
+        require(
+            not _same_curve(got[:, ::-1], expected),
+            f"{what}: your curve has fpr and tpr swapped: return (fpr, tpr), with fpr measured on scores_out",
+        )
         stray = _first_point_off(got, expected)
         if stray is not None:
-            fail(f"{what}: your curve passes through {_point(stray)}, which no threshold reaches on these scores. "
-                 "Examples with tied scores are called members together, so each distinct threshold gives "
-                 "one point")
+            fail(
+                f"{what}: your curve passes through {_point(stray)}, which no threshold reaches on these scores. "
+                "Examples with tied scores are called members together, so each distinct threshold gives "
+                "one point"
+            )
         missed = _first_point_off(expected, got)
-        fail(f"{what}: the threshold attack reaches {_point(missed)}, which your curve misses; "
-             "include one point per distinct score, from (0, 0) to (1, 1)")
+        fail(
+            f"{what}: the threshold attack reaches {_point(missed)}, which your curve misses; "
+            "include one point per distinct score, from (0, 0) to (1, 1)"
+        )
 
 
 def check_attack_auc(attack_auc, seed: int = 0) -> None:
@@ -271,12 +318,17 @@ def check_attack_auc(attack_auc, seed: int = 0) -> None:
         got = as_float(call(attack_auc, scores_in.copy(), scores_out.copy()), what)
         if abs(got - expected) <= RATE_TOLERANCE:
             continue
-        require(abs(got - (1 - expected)) > RATE_TOLERANCE,
-                f"{what} should be {expected:.6g}, got {got:.6g}: the attack calls LOW scores members, so count "
-                "the pairs where the member's score is lower than the non-member's")
+        require(
+            abs(got - (1 - expected)) > RATE_TOLERANCE,
+            f"{what} should be {expected:.6g}, got {got:.6g}: the attack calls LOW scores members, so count "
+            "the pairs where the member's score is lower than the non-member's",
+        )
         tied = np.mean(scores_in[:, None] == scores_out[None, :])
-        hint = (" Every (member, non-member) pair with equal scores counts 1/2." if tied > 0
-                else " Count, over all (member, non-member) pairs, how often the member scores lower.")
+        hint = (
+            " Every (member, non-member) pair with equal scores counts 1/2."
+            if tied > 0
+            else " Count, over all (member, non-member) pairs, how often the member scores lower."
+        )
         fail(f"{what} should be {expected:.6g}, got {got:.6g}.{hint}")
 
 
@@ -307,17 +359,25 @@ def check_tpr_at_fpr(tpr_at_fpr, seed: int = 0) -> None:
             if on_boundary:
                 below = roc_tpr[roc_fpr < budget]
                 strict = below.max() if len(below) else 0.0
-                require(abs(got - strict) > RATE_TOLERANCE,
-                        f"{what} should be {expected:.6g}, got {got:.6g}: a threshold whose false-positive rate "
-                        "equals fpr exactly is allowed (false-positive rate <= fpr, not <)")
-            require(abs(got - ref.tpr_at_fpr(*reversed_scores, budget)) > RATE_TOLERANCE,
-                    f"{what} should be {expected:.6g}, got {got:.6g}: the attack calls LOW scores members "
-                    "('member if score <= tau')")
-            require(abs(got - np.interp(budget, roc_fpr, roc_tpr)) > RATE_TOLERANCE,
-                    f"{what} should be {expected:.6g}, got {got:.6g}: take the best true-positive rate among "
-                    "the ROC points themselves; do not interpolate between them")
-            fail(f"{what} should be {expected:.6g}, got {got:.6g}: take the largest true-positive rate over all "
-                 "thresholds whose false-positive rate is at most fpr")
+                require(
+                    abs(got - strict) > RATE_TOLERANCE,
+                    f"{what} should be {expected:.6g}, got {got:.6g}: a threshold whose false-positive rate "
+                    "equals fpr exactly is allowed (false-positive rate <= fpr, not <)",
+                )
+            require(
+                abs(got - ref.tpr_at_fpr(*reversed_scores, budget)) > RATE_TOLERANCE,
+                f"{what} should be {expected:.6g}, got {got:.6g}: the attack calls LOW scores members "
+                "('member if score <= tau')",
+            )
+            require(
+                abs(got - np.interp(budget, roc_fpr, roc_tpr)) > RATE_TOLERANCE,
+                f"{what} should be {expected:.6g}, got {got:.6g}: take the best true-positive rate among "
+                "the ROC points themselves; do not interpolate between them",
+            )
+            fail(
+                f"{what} should be {expected:.6g}, got {got:.6g}: take the largest true-positive rate over all "
+                "thresholds whose false-positive rate is at most fpr"
+            )
 
 
 def _bound_grid(rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -337,16 +397,22 @@ def check_dp_advantage_bound(dp_advantage_bound, seed: int = 0) -> None:
     for epsilon in (0.0, 0.5, 3.0):
         expected = ref.dp_advantage_bound(epsilon)
         got = as_float(call(dp_advantage_bound, epsilon), f"dp_advantage_bound({epsilon})")
-        require(_bound_close(got, expected),
-                f"dp_advantage_bound({epsilon}) should be {expected:.12g} (delta defaults to 0), got {got:.12g}")
+        require(
+            _bound_close(got, expected),
+            f"dp_advantage_bound({epsilon}) should be {expected:.12g} (delta defaults to 0), got {got:.12g}",
+        )
     for epsilon, delta in _bound_grid(np.random.default_rng(seed)):
         what = f"dp_advantage_bound({epsilon:.6g}, {delta:.6g})"
         expected = ref.dp_advantage_bound(epsilon, delta)
         got = as_float(call(dp_advantage_bound, epsilon, delta), what)
         if _bound_close(got, expected):
             continue
-        require(not _bound_close(got, ref.dp_advantage_bound(epsilon)),
-                f"{what} should be {expected:.12g}, got {got:.12g}: delta is part of the bound, "
-                "(e^epsilon - 1 + 2 delta) / (e^epsilon + 1)")
-        fail(f"{what} should be {expected:.12g}, got {got:.12g}: the bound is (e^epsilon - 1 + 2 delta) / "
-             "(e^epsilon + 1) (note the factor 2 on delta and the parentheses)")
+        require(
+            not _bound_close(got, ref.dp_advantage_bound(epsilon)),
+            f"{what} should be {expected:.12g}, got {got:.12g}: delta is part of the bound, "
+            "(e^epsilon - 1 + 2 delta) / (e^epsilon + 1)",
+        )
+        fail(
+            f"{what} should be {expected:.12g}, got {got:.12g}: the bound is (e^epsilon - 1 + 2 delta) / "
+            "(e^epsilon + 1) (note the factor 2 on delta and the parentheses)"
+        )

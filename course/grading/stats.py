@@ -23,6 +23,7 @@ callers use (they say so where they use them), so they do not need a share of th
 Every failure raises `course.grading.GradingFailure` with a message that says what was observed, what was
 expected and why, in the student's terms.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,13 +59,13 @@ def require_binomial(successes: int, trials: int, rate: float, alpha: float, wha
     database"), `why` explains `rate`.
     """
     p_value = stats.binomtest(int(successes), int(trials), rate).pvalue
-    require(p_value >= alpha,
-            f"{what}: {successes / trials:.1%} of {trials}; expected about {rate:.1%} ({why}); "
-            f"{_chance(p_value)}.")
+    require(
+        p_value >= alpha,
+        f"{what}: {successes / trials:.1%} of {trials}; expected about {rate:.1%} ({why}); {_chance(p_value)}.",
+    )
 
 
-def require_independent_pairs(first, second, agree_probability: float, alpha: float, what: str,
-                              advice: str) -> None:
+def require_independent_pairs(first, second, agree_probability: float, alpha: float, what: str, advice: str) -> None:
     """Fail unless the pairs `(first[i], second[i])` agree about as often as independent draws would.
 
     `first` and `second` are equally long 1-D arrays of outcomes (signs of noise, or reported 0/1 rows); under
@@ -76,9 +77,11 @@ def require_independent_pairs(first, second, agree_probability: float, alpha: fl
     agreements = int(np.count_nonzero(first == second))
     pairs = first.size
     p_value = stats.binomtest(agreements, pairs, agree_probability).pvalue
-    require(p_value >= alpha,
-            f"{what}: {agreements / pairs:.1%} of {pairs} pairs of elements agree, but independent draws "
-            f"agree in about {agree_probability:.1%}; {advice} ({_chance(p_value)}).")
+    require(
+        p_value >= alpha,
+        f"{what}: {agreements / pairs:.1%} of {pairs} pairs of elements agree, but independent draws "
+        f"agree in about {agree_probability:.1%}; {advice} ({_chance(p_value)}).",
+    )
 
 
 def require_noise_independent_per_element(noise, alpha: float, what: str) -> None:
@@ -92,16 +95,18 @@ def require_noise_independent_per_element(noise, alpha: float, what: str) -> Non
     fails before any test: continuous independent noise practically never is that concentrated.
     """
     noise = np.asarray(noise, dtype=np.float64).ravel()
-    advice = ("draw a separate noise value for every element (noise of the same shape as the value), not one "
-              "draw shared by several elements")
+    advice = (
+        "draw a separate noise value for every element (noise of the same shape as the value), not one "
+        "draw shared by several elements"
+    )
     require(np.abs(noise).max() > 0, f"{what}: no noise was added to any element.")
-    require(np.ptp(noise) > 1e-6 * np.abs(noise).max(),
-            f"{what}: every element received exactly the same noise; {advice}.")
+    require(
+        np.ptp(noise) > 1e-6 * np.abs(noise).max(), f"{what}: every element received exactly the same noise; {advice}."
+    )
     signs = np.sign(noise)
     require_independent_pairs(signs[0::2], signs[1::2], 0.5, alpha, f"{what} (neighbouring elements)", advice)
     half = noise.size // 2
-    require_independent_pairs(signs[:half], signs[half:2 * half], 0.5, alpha, f"{what} (distant elements)",
-                              advice)
+    require_independent_pairs(signs[:half], signs[half : 2 * half], 0.5, alpha, f"{what} (distant elements)", advice)
 
 
 def require_gaussian_std(noise, std: float, alpha: float, message) -> None:
@@ -112,7 +117,7 @@ def require_gaussian_std(noise, std: float, alpha: float, message) -> None:
     """
     noise = np.asarray(noise, dtype=np.float64).ravel()
     degrees = noise.size - 1
-    chi_square = float(((noise - noise.mean()) ** 2).sum() / std ** 2)
+    chi_square = float(((noise - noise.mean()) ** 2).sum() / std**2)
     p_value = min(1.0, 2 * min(stats.chi2.cdf(chi_square, degrees), stats.chi2.sf(chi_square, degrees)))
     if p_value < alpha:
         fail(message(float(np.sqrt(chi_square / degrees)) * std))
@@ -134,8 +139,9 @@ _FAMILIES = {
 }
 
 
-def require_noise_distribution(noise, family: str, scale: float, alpha: float, what: str, context: str,
-                               why: str, advice: str = "") -> None:
+def require_noise_distribution(
+    noise, family: str, scale: float, alpha: float, what: str, context: str, why: str, advice: str = ""
+) -> None:
     """Fail unless `noise` looks like independent draws of `family` noise centred at 0 with `scale`.
 
     `family` is "laplace" (scale b, density exp(-|x|/b)/(2b), standard deviation b*sqrt(2)) or "gaussian"
@@ -152,12 +158,16 @@ def require_noise_distribution(noise, family: str, scale: float, alpha: float, w
         raise ValueError(f"at most {_KS_EXACT_MAX_SAMPLES} samples per test, got {noise.size}")
     require(np.isfinite(noise).all(), f"{what} contains infinite or NaN values {context}.")
     require(np.abs(noise).max() > 0, f"{what} is zero {context}: no noise was added to the exact value.")
-    require(np.ptp(noise) > 1e-6 * np.abs(noise).max(),
-            f"{what} is the same in every sample {context}: each call or element must draw fresh noise (do not "
-            "reseed inside the function or reuse one draw).")
-    require(not np.array_equal(noise, np.round(noise)),
-            f"{what} is always a whole number {context}: the noise was truncated, probably by adding it into "
-            "an integer tensor or array. Keep the result in floating point.")
+    require(
+        np.ptp(noise) > 1e-6 * np.abs(noise).max(),
+        f"{what} is the same in every sample {context}: each call or element must draw fresh noise (do not "
+        "reseed inside the function or reuse one draw).",
+    )
+    require(
+        not np.array_equal(noise, np.round(noise)),
+        f"{what} is always a whole number {context}: the noise was truncated, probably by adding it into "
+        "an integer tensor or array. Keep the result in floating point.",
+    )
     p_value = stats.kstest(noise, distribution.cdf, args=(0.0, scale), method="exact").pvalue
     if p_value >= alpha:
         return
@@ -165,8 +175,9 @@ def require_noise_distribution(noise, family: str, scale: float, alpha: float, w
     expected_std = float(scale * std_per_scale)
     observed_mean = float(noise.mean())
     if not 0.8 <= observed_std / expected_std <= 1.25:
-        fail(f"{what} has standard deviation {observed_std:.3g} {context}; expected about {expected_std:.2g} "
-             f"({why}).")
-    fail(f"{what} does not look like {name} noise {context}: its mean is {observed_mean:.3g} and standard "
-         f"deviation {observed_std:.3g}, but the distribution of values does not match {why} (mean 0, "
-         f"standard deviation {expected_std:.2g}); {_chance(p_value)}." + (f" {advice}" if advice else ""))
+        fail(f"{what} has standard deviation {observed_std:.3g} {context}; expected about {expected_std:.2g} ({why}).")
+    fail(
+        f"{what} does not look like {name} noise {context}: its mean is {observed_mean:.3g} and standard "
+        f"deviation {observed_std:.3g}, but the distribution of values does not match {why} (mean 0, "
+        f"standard deviation {expected_std:.2g}); {_chance(p_value)}." + (f" {advice}" if advice else "")
+    )

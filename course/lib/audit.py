@@ -3,6 +3,7 @@
 `empirical_epsilon` is a point estimate (graded); the lower confidence bound an audit should report is
 `course.shown.audit_bounds.epsilon_lower_bound`.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -19,9 +20,11 @@ def _as_bin_edges(bins) -> np.ndarray:
     the bins being compared would not be the same intervals.
     """
     if isinstance(bins, numbers.Number) or isinstance(bins, str):
-        raise ValueError("bins must be a sequence of bin edges shared by both sample sets (e.g. "
-                         "numpy.linspace(-5, 5, 41)), not a bin count: with a count each sample set would get "
-                         "its own range")
+        raise ValueError(
+            "bins must be a sequence of bin edges shared by both sample sets (e.g. "
+            "numpy.linspace(-5, 5, 41)), not a bin count: with a count each sample set would get "
+            "its own range"
+        )
     edges = as_vector(bins, "bins")
     if edges.size < 2 or not (np.diff(edges) > 0).all():
         raise ValueError("bins must hold at least two strictly increasing bin edges")
@@ -65,7 +68,9 @@ def empirical_epsilon(samples_x, samples_y, bins, min_count: int = 20) -> float:
     counts_y, _ = np.histogram(samples_y, bins=edges)
     compared = (counts_x >= min_count) & (counts_y >= min_count)
     if not compared.any():
-        raise ValueError(f"no bin has at least min_count={min_count} samples in both sample sets; use more "
-                         "samples, wider bins or a smaller min_count")
-    log_ratios = (np.log(counts_x[compared] / samples_x.size) - np.log(counts_y[compared] / samples_y.size))
+        raise ValueError(
+            f"no bin has at least min_count={min_count} samples in both sample sets; use more "
+            "samples, wider bins or a smaller min_count"
+        )
+    log_ratios = np.log(counts_x[compared] / samples_x.size) - np.log(counts_y[compared] / samples_y.size)
     return float(np.abs(log_ratios).max())

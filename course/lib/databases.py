@@ -3,9 +3,10 @@
 A database is a 1-D tensor with one row per person, each row True/False (or 1/0).
 Neighbour notion here: *removal* -- a parallel database is the database with exactly one row removed.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -23,7 +24,7 @@ def get_parallel_db(db: torch.Tensor, remove_index: int) -> torch.Tensor:
     """The removal-neighbour of `db` without row `remove_index`: shape `(len(db) - 1,)`, same dtype."""
     db = as_database(db)
     remove_index = check_index(remove_index, len(db), "remove_index")
-    return torch.cat((db[:remove_index], db[remove_index + 1:]))
+    return torch.cat((db[:remove_index], db[remove_index + 1 :]))
 
 
 def get_parallel_dbs(db: torch.Tensor) -> list[torch.Tensor]:
@@ -32,15 +33,17 @@ def get_parallel_dbs(db: torch.Tensor) -> list[torch.Tensor]:
     return [get_parallel_db(db, index) for index in range(len(db))]
 
 
-def create_db_and_parallels(num_entries: int, p: float = 0.5, *,
-                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def create_db_and_parallels(
+    num_entries: int, p: float = 0.5, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """A random database of `num_entries` rows and all of its removal-neighbours."""
     db = create_db(num_entries, p, generator=generator)
     return db, get_parallel_dbs(db)
 
 
-def sensitivity(query: Callable[[torch.Tensor], object], num_entries: int = 1000, *,
-                generator: torch.Generator | None = None) -> float:
+def sensitivity(
+    query: Callable[[torch.Tensor], object], num_entries: int = 1000, *, generator: torch.Generator | None = None
+) -> float:
     """Empirical L1 sensitivity of `query` under removal.
 
     The largest `|query(db) - query(pdb)|` over every parallel database `pdb` of one fresh random database

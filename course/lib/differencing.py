@@ -3,14 +3,15 @@
 Two aggregate answers that differ by one person reveal that person. Neighbour notion: *removal*
 (`get_parallel_db` drops one row), with the database size public where the mean attack needs it.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from .validators import as_database, check_index, check_positive_int
 from .databases import get_parallel_db
+from .validators import as_database, check_index, check_positive_int
 
 
 def sum_query(db: torch.Tensor) -> torch.Tensor:

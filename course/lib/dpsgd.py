@@ -25,6 +25,7 @@ less than 1e-6 in the clipped gradient's norm, far inside the graders' tolerance
 touches any parameter's `.grad`: gradients are taken with `torch.autograd.grad`, so `.grad` is left exactly
 as it was found (None on a fresh model) and never holds accumulated per-example gradients.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -68,8 +69,14 @@ def per_example_gradients(model: nn.Module, batch_data, criterion: Callable) -> 
     return _per_example_gradients(model, inputs, targets, criterion)
 
 
-def dp_grads_loop(model: nn.Module, batch_data, criterion: Callable, max_grad_norm: float,
-                  noise_multiplier: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def dp_grads_loop(
+    model: nn.Module,
+    batch_data,
+    criterion: Callable,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """DP-SGD's noisy average of clipped gradients, one example at a time (the plain reference loop).
 
     Same contract as `dp_grads`, computed the obvious way: one forward and backward pass per example. It is
@@ -77,13 +84,20 @@ def dp_grads_loop(model: nn.Module, batch_data, criterion: Callable, max_grad_no
     methods timed in `benchmarks/dp_grads.py`.
     """
     inputs, targets, max_grad_norm, noise_multiplier = _check_arguments(
-        model, batch_data, criterion, max_grad_norm, noise_multiplier, generator)
+        model, batch_data, criterion, max_grad_norm, noise_multiplier, generator
+    )
     clipped_sum = _loop_clipped_sum(model, inputs, targets, criterion, max_grad_norm)
     return _noisy_average(clipped_sum, max_grad_norm, noise_multiplier, len(inputs), generator)
 
 
-def dp_grads(model: nn.Module, batch_data, criterion: Callable, max_grad_norm: float, noise_multiplier: float,
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def dp_grads(
+    model: nn.Module,
+    batch_data,
+    criterion: Callable,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """DP-SGD's private gradient of one batch: clip per example, sum, add Gaussian noise, divide by the size.
 
     Arguments:
@@ -119,7 +133,8 @@ def dp_grads(model: nn.Module, batch_data, criterion: Callable, max_grad_norm: f
     (`GUARD_RTOL`): an operation that mixes examples shows in those two unless it spares both of them.
     """
     inputs, targets, max_grad_norm, noise_multiplier = _check_arguments(
-        model, batch_data, criterion, max_grad_norm, noise_multiplier, generator)
+        model, batch_data, criterion, max_grad_norm, noise_multiplier, generator
+    )
     clipped_sum, _ = _fast_clipped_sum(model, inputs, targets, criterion, max_grad_norm)
     if clipped_sum is None:
         clipped_sum = _loop_clipped_sum(model, inputs, targets, criterion, max_grad_norm)
@@ -135,6 +150,7 @@ def dp_grads_fallback_reason(model: nn.Module, batch_data, criterion: Callable) 
 
 
 # ---------------------------------------------------------------------------------------------- validation
+
 
 def _check_max_grad_norm(max_grad_norm) -> float:
     max_grad_norm = check_finite(max_grad_norm, "max_grad_norm")
@@ -183,8 +199,7 @@ def _examples(batch_data) -> tuple[list[torch.Tensor], torch.Tensor]:
             raise ValueError(f"batch_data[{index}]: x must be a torch.Tensor, got {type(x).__name__}")
         target = target if torch.is_tensor(target) else torch.as_tensor(target)
         if target.numel() != 1:
-            raise ValueError(f"batch_data[{index}]: the target must hold one number, got shape "
-                             f"{tuple(target.shape)}")
+            raise ValueError(f"batch_data[{index}]: the target must hold one number, got shape {tuple(target.shape)}")
         inputs.append(x)
         targets.append(target)
     if len({t.shape for t in targets}) == 1:
@@ -198,12 +213,14 @@ def _trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def _one_logit(output: torch.Tensor) -> torch.Tensor:
     if output.numel() != 1:
-        raise ValueError(f"the model must give one logit per example, got an output of shape "
-                         f"{tuple(output.shape)} for one example")
+        raise ValueError(
+            f"the model must give one logit per example, got an output of shape {tuple(output.shape)} for one example"
+        )
     return output.reshape(1)
 
 
 # ---------------------------------------------------------------------------------- per-example loop
+
 
 def _per_example_gradients(model, inputs, targets, criterion) -> list[dict[str, torch.Tensor]]:
     named = _trainable_parameters(model)
@@ -219,9 +236,12 @@ def _per_example_gradients(model, inputs, targets, criterion) -> list[dict[str, 
 
 def _loop_clipped_sum(model, inputs, targets, criterion, max_grad_norm) -> dict[str, torch.Tensor]:
     gradients = _per_example_gradients(model, inputs, targets, criterion)
-    norms = torch.stack([
-        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in example.values()]))
-        for example in gradients])
+    norms = torch.stack(
+        [
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in example.values()]))
+            for example in gradients
+        ]
+    )
     factors = clipping_factor(norms, max_grad_norm)
     clipped_sum = {}
     for name in gradients[0]:
@@ -230,20 +250,23 @@ def _loop_clipped_sum(model, inputs, targets, criterion, max_grad_norm) -> dict[
     return clipped_sum
 
 
-def _noisy_average(clipped_sum: dict[str, torch.Tensor], max_grad_norm: float, noise_multiplier: float,
-                   batch_size: int, generator) -> dict[str, torch.Tensor]:
+def _noisy_average(
+    clipped_sum: dict[str, torch.Tensor], max_grad_norm: float, noise_multiplier: float, batch_size: int, generator
+) -> dict[str, torch.Tensor]:
     """Add N(0, (sigma C)^2) to every coordinate of the clipped sum, then divide by the batch size."""
     noise_std = noise_multiplier * max_grad_norm
     result = {}
     for name, total in clipped_sum.items():
         if noise_std > 0:
-            total = total + noise_std * torch.randn(total.shape, generator=generator, dtype=total.dtype,
-                                                    device=total.device)
+            total = total + noise_std * torch.randn(
+                total.shape, generator=generator, dtype=total.dtype, device=total.device
+            )
         result[name] = (total / batch_size).detach()
     return result
 
 
 # ------------------------------------------------------------- fast path: hooks, ghost norms, runtime guard
+
 
 class _Fallback(Exception):
     """The fast path cannot guarantee the loop's result for this model, batch and criterion; str() says why."""
@@ -253,8 +276,15 @@ class _AttemptFailed(Exception):
     """One way of batching the inputs did not give one row per example; another may."""
 
 
-_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                       nn.FeatureAlphaDropout, nn.RReLU)
+_RANDOM_IN_TRAINING = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+    nn.RReLU,
+)
 
 
 def _fast_clipped_sum(model, inputs, targets, criterion, max_grad_norm):
@@ -307,13 +337,18 @@ def _hooked_clipped_sum(model, inputs, targets, criterion, max_grad_norm) -> dic
     factors = clipping_factor(squared_norms.sqrt(), max_grad_norm)
     by_parameter = {}
     for layer, a, g, per_example in plans:
-        sums = (ghost_norms.weighted_gradients(layer, a, g, factors) if per_example is None
-                else ghost_norms.weighted_sum_of(per_example, factors))
+        sums = (
+            ghost_norms.weighted_gradients(layer, a, g, factors)
+            if per_example is None
+            else ghost_norms.weighted_sum_of(per_example, factors)
+        )
         for local_name, value in sums.items():
             by_parameter[id(getattr(layer, local_name))] = value
     # a supported layer that the forward pass never called contributes zero, as in the loop
-    return {name: by_parameter[id(p)] if id(p) in by_parameter else torch.zeros_like(p)
-            for name, p in _trainable_parameters(model)}
+    return {
+        name: by_parameter[id(p)] if id(p) in by_parameter else torch.zeros_like(p)
+        for name, p in _trainable_parameters(model)
+    }
 
 
 def _hooked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -322,12 +357,14 @@ def _hooked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     for name, module in model.named_modules(remove_duplicate=False):
         label = f"'{name}' ({type(module).__name__})" if name else f"the model itself ({type(module).__name__})"
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
-            raise _Fallback(f"{label} is BatchNorm in training mode: it normalises with the whole batch's "
-                            f"statistics, which mixes examples")
-        if (isinstance(module, _RANDOM_IN_TRAINING) and module.training
-                and getattr(module, "p", 1) > 0):
-            raise _Fallback(f"{label} draws random numbers in training mode, differently for a batch than for "
-                            f"one example at a time")
+            raise _Fallback(
+                f"{label} is BatchNorm in training mode: it normalises with the whole batch's "
+                f"statistics, which mixes examples"
+            )
+        if isinstance(module, _RANDOM_IN_TRAINING) and module.training and getattr(module, "p", 1) > 0:
+            raise _Fallback(
+                f"{label} draws random numbers in training mode, differently for a batch than for one example at a time"
+            )
         if not any(p.requires_grad for p in module.parameters(recurse=False)):
             continue
         if not ghost_norms.is_supported(module):
@@ -336,15 +373,19 @@ def _hooked_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if problem is not None:
             raise _Fallback(f"{label} {problem}")
         if id(module) in seen:
-            raise _Fallback(f"{label} is registered more than once in the model (a shared layer): its gradient "
-                            f"sums over several uses")
+            raise _Fallback(
+                f"{label} is registered more than once in the model (a shared layer): its gradient "
+                f"sums over several uses"
+            )
         seen.add(id(module))
         layers.append((name, module))
     owners = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         if p.requires_grad and owners.setdefault(id(p), name) != name:
-            raise _Fallback(f"parameters '{owners[id(p)]}' and '{name}' are one tensor (tied weights): its "
-                            f"gradient sums over several uses")
+            raise _Fallback(
+                f"parameters '{owners[id(p)]}' and '{name}' are one tensor (tied weights): its "
+                f"gradient sums over several uses"
+            )
     return layers
 
 
@@ -402,8 +443,11 @@ def _record(model, layers, batch, targets, batched_loss, shift_flatten: bool, cl
 
     handles = [layer.register_forward_hook(hook, with_kwargs=True) for _, layer in layers]
     if shift_flatten:
-        handles += [module.register_forward_hook(_flatten_per_example) for module in model.modules()
-                    if type(module) is nn.Flatten]
+        handles += [
+            module.register_forward_hook(_flatten_per_example)
+            for module in model.modules()
+            if type(module) is nn.Flatten
+        ]
     try:
         with torch.enable_grad():
             try:
@@ -421,8 +465,10 @@ def _record(model, layers, batch, targets, batched_loss, shift_flatten: bool, cl
     for name, layer in layers:
         layer_calls = calls[id(layer)]
         if len(layer_calls) > 1:
-            raise _Fallback(f"'{name}' ({type(layer).__name__}) is called {len(layer_calls)} times in one forward "
-                            f"pass: its gradient sums over several uses")
+            raise _Fallback(
+                f"'{name}' ({type(layer).__name__}) is called {len(layer_calls)} times in one forward "
+                f"pass: its gradient sums over several uses"
+            )
         if not layer_calls:
             continue
         if layer_calls[0] is None:
@@ -439,8 +485,9 @@ def _record(model, layers, batch, targets, batched_loss, shift_flatten: bool, cl
         total_loss = batched_loss(output.reshape(batch_size), targets.to(output.device)).sum()
         differentiable = [z for _, _, _, z in recorded if z.requires_grad]
         try:
-            gradients = iter(torch.autograd.grad(total_loss, differentiable, allow_unused=True)
-                             if differentiable else [])
+            gradients = iter(
+                torch.autograd.grad(total_loss, differentiable, allow_unused=True) if differentiable else []
+            )
         except RuntimeError as error:
             raise _AttemptFailed(f"the batched backward pass failed ({error})") from error
     records = []
@@ -464,8 +511,10 @@ def _guard(model, records, inputs, targets, criterion, squared_norms) -> None:
     picks = sorted({round(k * (batch_size - 1) / max(GUARD_EXAMPLES - 1, 1)) for k in range(GUARD_EXAMPLES)})
     loop = _per_example_gradients(model, [inputs[i] for i in picks], targets[picks], criterion)
     trainable = _trainable_parameters(model)
-    reference = torch.tensor([sum(float(torch.linalg.vector_norm(example[name])) ** 2 for name, _ in trainable)
-                              for example in loop], dtype=torch.float64).sqrt()
+    reference = torch.tensor(
+        [sum(float(torch.linalg.vector_norm(example[name])) ** 2 for name, _ in trainable) for example in loop],
+        dtype=torch.float64,
+    ).sqrt()
     for position, example in enumerate(picks):
         # the loop's gradient becomes (loop - fast) in place, parameter by parameter
         by_id = {id(p): name for name, p in trainable}
@@ -473,16 +522,20 @@ def _guard(model, records, inputs, targets, criterion, squared_norms) -> None:
             row = slice(example, example + 1)
             local = {local_name: loop[position][by_id[id(p)]] for local_name, p in ghost_norms.trainable(layer).items()}
             ghost_norms.subtract_per_example_gradient_(layer, a[row], g[row], local)
-    difference = torch.tensor([sum(float(torch.linalg.vector_norm(example[name])) ** 2 for name, _ in trainable)
-                               for example in loop], dtype=torch.float64).sqrt()
+    difference = torch.tensor(
+        [sum(float(torch.linalg.vector_norm(example[name])) ** 2 for name, _ in trainable) for example in loop],
+        dtype=torch.float64,
+    ).sqrt()
     index = torch.tensor(picks)
     norm_error = (squared_norms[index.to(squared_norms.device)].cpu().double().clamp(min=0).sqrt() - reference).abs()
     error = torch.maximum(difference, norm_error)
     bad = (error > GUARD_RTOL * reference + GUARD_ATOL).nonzero().flatten().tolist()
     if bad:
-        raise _Fallback(f"runtime guard: example {picks[bad[0]]}'s gradient from the batched pass is "
-                        f"{float(error[bad[0]]):.2e} away from the loop's (norm {float(reference[bad[0]]):.2e}); "
-                        f"the forward pass mixes examples or uses parameters outside their layers")
+        raise _Fallback(
+            f"runtime guard: example {picks[bad[0]]}'s gradient from the batched pass is "
+            f"{float(error[bad[0]]):.2e} away from the loop's (norm {float(reference[bad[0]]):.2e}); "
+            f"the forward pass mixes examples or uses parameters outside their layers"
+        )
 
 
 def _batched_loss(criterion) -> Callable | None:
@@ -500,7 +553,8 @@ def _batched_loss(criterion) -> Callable | None:
             return None
         weight, pos_weight = (None if w is None else w.reshape(1) for w in weights)
         return lambda logits, targets: F.binary_cross_entropy_with_logits(
-            logits, targets, weight=weight, pos_weight=pos_weight, reduction="none")
+            logits, targets, weight=weight, pos_weight=pos_weight, reduction="none"
+        )
     if type(criterion) is nn.MSELoss:
         return lambda logits, targets: F.mse_loss(logits, targets, reduction="none")
     if type(criterion) is nn.L1Loss:

@@ -4,6 +4,7 @@ A dataset here is anything with `len(dataset)` and `dataset[i] -> (image, target
 label (medmnist gives a NumPy array of shape `(1,)`; a tensor or a plain number also works). PneumoniaMNIST's
 labels are 0 = normal and 1 = pneumonia. No privacy is spent here: these are the data owner's own statistics.
 """
+
 from __future__ import annotations
 
 import numbers

@@ -3,6 +3,7 @@
 (epsilon, delta)-DP as defined in `course.lib.laplace` (Dwork & Roth 2014, definition 2.4), under the caller's
 neighbour notion: the noise is calibrated to the query's L2 sensitivity under that notion.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ from course.lib.validators import check_delta, check_epsilon
 
 def _gaussian_sampler(sigma: float, generator: torch.Generator | None) -> NoiseSampler:
     """A sampler of N(0, sigma^2) noise in float64."""
+
     def sample(shape: tuple[int, ...]) -> torch.Tensor:
         return sigma * torch.randn(shape, dtype=torch.float64, generator=generator)
 
@@ -35,8 +37,9 @@ def gaussian_sigma(l2_sensitivity: float, epsilon: float, delta: float) -> float
     return l2_sensitivity * math.sqrt(2 * math.log(1.25 / delta)) / epsilon
 
 
-def gaussian_mechanism(value, l2_sensitivity: float, epsilon: float, delta: float,
-                       generator: torch.Generator | None = None):
+def gaussian_mechanism(
+    value, l2_sensitivity: float, epsilon: float, delta: float, generator: torch.Generator | None = None
+):
     """Release `value` with N(0, sigma^2) noise per element, sigma from `gaussian_sigma`: (epsilon, delta)-DP.
 
     Args:

@@ -22,6 +22,7 @@ holds those functions, one family per layer type, in the manner of Opacus's grad
 Everything here is exact algebra on tensors; deciding whether the hooks' view of a model is complete and
 faithful (no shared layers, no example-mixing operations) is `dp_grads`'s job. Not shown to students.
 """
+
 from __future__ import annotations
 
 import torch
@@ -71,19 +72,20 @@ def input_problem(layer: nn.Module, a: torch.Tensor, batch_size: int) -> str | N
 
 # ----------------------------------------------------------------------------------------------- dispatch
 
+
 def prefers_ghost(layer: nn.Module, a: torch.Tensor) -> bool:
     """True when the Gram (ghost) route is cheaper than materialising the per-example gradients."""
     if type(layer) is nn.Linear:
         positions = a[0].numel() // layer.in_features
-        return 2 * positions ** 2 <= layer.in_features * layer.out_features
+        return 2 * positions**2 <= layer.in_features * layer.out_features
     if type(layer) is nn.Conv2d:
         if layer.groups != 1:
             return False  # the Gram form below is for one group
         positions = _conv_output_positions(layer, a)
-        return 2 * positions ** 2 <= layer.weight.numel()
+        return 2 * positions**2 <= layer.weight.numel()
     if type(layer) is nn.Embedding:
         positions = a[0].numel()
-        return positions ** 2 <= layer.num_embeddings
+        return positions**2 <= layer.num_embeddings
     return False  # normalisation layers: per-example gradients are (B, channels), cheap to materialise
 
 
@@ -97,14 +99,16 @@ def ghost_squared_norms(layer: nn.Module, a: torch.Tensor, g: torch.Tensor) -> t
     return _GHOST[type(layer)](layer, a, g)
 
 
-def weighted_gradients(layer: nn.Module, a: torch.Tensor, g: torch.Tensor,
-                       weights: torch.Tensor) -> dict[str, torch.Tensor]:
+def weighted_gradients(
+    layer: nn.Module, a: torch.Tensor, g: torch.Tensor, weights: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """`sum_i weights_i * grad_i` for each trainable parameter, by local name, without per-example gradients."""
     return _WEIGHTED[type(layer)](layer, a, g * weights.reshape(-1, *[1] * (g.dim() - 1)).to(g.dtype))
 
 
-def subtract_per_example_gradient_(layer: nn.Module, a: torch.Tensor, g: torch.Tensor,
-                                   gradients: dict[str, torch.Tensor]) -> None:
+def subtract_per_example_gradient_(
+    layer: nn.Module, a: torch.Tensor, g: torch.Tensor, gradients: dict[str, torch.Tensor]
+) -> None:
     """`gradients[name] -= the gradient of one example` (`a`, `g` with a batch dimension of 1), in place.
 
     The runtime guard of `dp_grads` compares the loop's gradient of an example with this one; for a Linear
@@ -133,6 +137,7 @@ def weighted_sum_of(gradients: dict[str, torch.Tensor], weights: torch.Tensor) -
 
 
 # ------------------------------------------------------------------------------------------------- Linear
+
 
 def _linear_views(layer: nn.Linear, a, g):
     batch = a.shape[0]
@@ -175,6 +180,7 @@ def _linear_weighted(layer, a, g):
 
 # ------------------------------------------------------------------------------------------------- Conv2d
 
+
 def _conv_pads(layer: nn.Conv2d) -> list[tuple[int, int]]:
     """(left, right) padding of each spatial dimension, height first, as the layer pads its input."""
     if isinstance(layer.padding, str):
@@ -200,8 +206,9 @@ def _conv_unfolded(layer: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
 
 def _conv_output_positions(layer: nn.Conv2d, a: torch.Tensor) -> int:
     size = 1
-    for length, (left, right), d, k, s in zip(a.shape[-2:], _conv_pads(layer), layer.dilation, layer.kernel_size,
-                                              layer.stride):
+    for length, (left, right), d, k, s in zip(
+        a.shape[-2:], _conv_pads(layer), layer.dilation, layer.kernel_size, layer.stride
+    ):
         size *= (length + left + right - d * (k - 1) - 1) // s + 1
     return size
 
@@ -217,8 +224,11 @@ def _conv_per_example(layer, a, g):
     params, out = trainable(layer), {}
     batch, groups = g.shape[0], layer.groups
     if "weight" in params:
-        per_group = torch.einsum("bgol,bgdl->bgod", g.reshape(batch, groups, -1, g.shape[-1]),
-                                 unfolded.reshape(batch, groups, -1, unfolded.shape[-1]))
+        per_group = torch.einsum(
+            "bgol,bgdl->bgod",
+            g.reshape(batch, groups, -1, g.shape[-1]),
+            unfolded.reshape(batch, groups, -1, unfolded.shape[-1]),
+        )
         out["weight"] = per_group.reshape(batch, *layer.weight.shape)
     if "bias" in params:
         out["bias"] = g.sum(dim=2)
@@ -241,8 +251,11 @@ def _conv_weighted(layer, a, g):
     params, out = trainable(layer), {}
     batch, groups = g.shape[0], layer.groups
     if "weight" in params:
-        per_group = torch.einsum("bgol,bgdl->god", g.reshape(batch, groups, -1, g.shape[-1]),
-                                 unfolded.reshape(batch, groups, -1, unfolded.shape[-1]))
+        per_group = torch.einsum(
+            "bgol,bgdl->god",
+            g.reshape(batch, groups, -1, g.shape[-1]),
+            unfolded.reshape(batch, groups, -1, unfolded.shape[-1]),
+        )
         out["weight"] = per_group.reshape(layer.weight.shape)
     if "bias" in params:
         out["bias"] = g.sum(dim=(0, 2))
@@ -250,6 +263,7 @@ def _conv_weighted(layer, a, g):
 
 
 # ------------------------------------------------------------------------------ GroupNorm and LayerNorm
+
 
 def _group_norm_per_example(layer, a, g):
     normalised = F.group_norm(a, layer.num_groups, eps=layer.eps)
@@ -282,10 +296,12 @@ def _from_per_example_norms(function):
 def _from_per_example_sum(function):
     def weighted(layer, a, g):  # g arrives already multiplied by the weights
         return {name: value.sum(dim=0) for name, value in function(layer, a, g).items()}
+
     return weighted
 
 
 # ---------------------------------------------------------------------------------------------- Embedding
+
 
 def _embedding_views(layer: nn.Embedding, a, g):
     batch = a.shape[0]
@@ -328,12 +344,24 @@ def _row_norms_squared(matrix: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(matrix, dim=1).square()
 
 
-_PER_EXAMPLE = {nn.Linear: _linear_per_example, nn.Conv2d: _conv_per_example,
-                nn.GroupNorm: _group_norm_per_example, nn.LayerNorm: _layer_norm_per_example,
-                nn.Embedding: _embedding_per_example}
-_GHOST = {nn.Linear: _linear_ghost, nn.Conv2d: _conv_ghost, nn.Embedding: _embedding_ghost,
-          nn.GroupNorm: _from_per_example_norms(_group_norm_per_example),
-          nn.LayerNorm: _from_per_example_norms(_layer_norm_per_example)}
-_WEIGHTED = {nn.Linear: _linear_weighted, nn.Conv2d: _conv_weighted, nn.Embedding: _embedding_weighted,
-             nn.GroupNorm: _from_per_example_sum(_group_norm_per_example),
-             nn.LayerNorm: _from_per_example_sum(_layer_norm_per_example)}
+_PER_EXAMPLE = {
+    nn.Linear: _linear_per_example,
+    nn.Conv2d: _conv_per_example,
+    nn.GroupNorm: _group_norm_per_example,
+    nn.LayerNorm: _layer_norm_per_example,
+    nn.Embedding: _embedding_per_example,
+}
+_GHOST = {
+    nn.Linear: _linear_ghost,
+    nn.Conv2d: _conv_ghost,
+    nn.Embedding: _embedding_ghost,
+    nn.GroupNorm: _from_per_example_norms(_group_norm_per_example),
+    nn.LayerNorm: _from_per_example_norms(_layer_norm_per_example),
+}
+_WEIGHTED = {
+    nn.Linear: _linear_weighted,
+    nn.Conv2d: _conv_weighted,
+    nn.Embedding: _embedding_weighted,
+    nn.GroupNorm: _from_per_example_sum(_group_norm_per_example),
+    nn.LayerNorm: _from_per_example_sum(_layer_norm_per_example),
+}

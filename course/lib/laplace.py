@@ -16,6 +16,7 @@ Laplace noise with scale b has density `exp(-|x| / b) / (2 b)`; the Laplace mech
 `b = sensitivity / epsilon` (Dwork, McSherry, Nissim & Smith 2006, "Calibrating noise to sensitivity in private
 data analysis", TCC).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,6 +35,7 @@ def _laplace_sampler(scale: float, generator: torch.Generator | None) -> NoiseSa
     A Laplace variable is the difference of two independent Exponential(1) variables times the scale; unlike the
     inverse-CDF formula this never hits log(0), and `exponential_` accepts a generator.
     """
+
     def sample(shape: tuple[int, ...]) -> torch.Tensor:
         first = torch.empty(shape, dtype=torch.float64).exponential_(generator=generator)
         second = torch.empty(shape, dtype=torch.float64).exponential_(generator=generator)

@@ -15,6 +15,7 @@ size). DP-SGD's epsilons from Opacus are for *add/remove* neighbours instead; gr
 (epsilon, delta) add/remove guarantee into (2 epsilon, (1 + e^epsilon) delta) for replacement, and that is
 what goes into the bound. (PATE's analysis, notebook 05, is already for replacement.)
 """
+
 from __future__ import annotations
 
 import math
@@ -50,9 +51,11 @@ def _model_outputs(model, dataset, batch_size: int) -> tuple[torch.Tensor, torch
                 batch_logits = model(images.to(device)).reshape(-1)
                 batch_targets = torch.as_tensor(batch_targets).reshape(-1)
                 if batch_logits.numel() != len(images) or batch_targets.numel() != len(images):
-                    raise ValueError(f"expected one logit and one target per example; a batch of {len(images)} "
-                                     f"images gave {batch_logits.numel()} logits and {batch_targets.numel()} "
-                                     "targets")
+                    raise ValueError(
+                        f"expected one logit and one target per example; a batch of {len(images)} "
+                        f"images gave {batch_logits.numel()} logits and {batch_targets.numel()} "
+                        "targets"
+                    )
                 logits.append(batch_logits.cpu())
                 targets.append(batch_targets.cpu())
     finally:

@@ -2,6 +2,7 @@
 
 A sampler maps a shape to a float64 tensor of independent noise of that shape.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

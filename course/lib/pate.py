@@ -11,6 +11,7 @@ another goes up by one. The privacy accounting of these aggregators lives in `co
 (graded, data-independent) and `course.shown.pate_accounting` (data-dependent bounds, and PATE 2018's
 Confident-GNMax aggregator).
 """
+
 from __future__ import annotations
 
 import math
@@ -52,9 +53,7 @@ def vote_counts(teacher_preds, num_classes: int) -> np.ndarray:
     num_classes = check_positive_int(num_classes, "num_classes")
     preds = np.asarray(teacher_preds)
     if preds.ndim != 2:
-        raise ValueError(
-            f"teacher_preds must have shape (num_teachers, num_queries), got shape {preds.shape}"
-        )
+        raise ValueError(f"teacher_preds must have shape (num_teachers, num_queries), got shape {preds.shape}")
     if preds.size and not np.issubdtype(preds.dtype, np.integer):
         if not np.issubdtype(preds.dtype, np.floating) or not np.all(preds == np.round(preds)):
             raise ValueError("teacher_preds must hold integer class labels")
@@ -141,6 +140,7 @@ def _noisy_max_probabilities(counts: np.ndarray, pdf, cdf, tail: float) -> np.nd
         def integrand(x, count=count, others=others):
             return pdf(x - count) * math.prod(cdf(x - other) for other in others)
 
-        probabilities[j] = integrate.quad(integrand, low, high, points=breakpoints, epsabs=0.0,
-                                          epsrel=1e-10, limit=500)[0]
+        probabilities[j] = integrate.quad(
+            integrand, low, high, points=breakpoints, epsabs=0.0, epsrel=1e-10, limit=500
+        )[0]
     return probabilities

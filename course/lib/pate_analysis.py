@@ -19,6 +19,7 @@ Papers:
 All bounds are evaluated in log space, so any number of moments/orders and any vote margin give a finite
 answer.
 """
+
 from __future__ import annotations
 
 import math

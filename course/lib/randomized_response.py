@@ -8,6 +8,7 @@ Algorithmic Foundations of Differential Privacy", section 3.2) is `p_noise = 0.5
 Neighbour notion: local DP compares two possible values of *one person's* row (replacement of that row), so the
 epsilon below holds per person whatever the rest of the database holds.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ validates its inputs with these so that bad input raises a `ValueError` that say
 silent wrong answer. Each check is written once, here; notebooks that show a helper also show the checks it
 calls, under these same public names.
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ confidence bound on epsilon (shown in notebooks 04 and 07; not graded).
 `course.lib.audit.empirical_epsilon` is the graded point estimate; the bound here is what an audit should
 report, since a correct mechanism exceeds it only with probability 1 - confidence.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,9 @@ def clopper_pearson(counts, totals, alpha: float) -> tuple[np.ndarray, np.ndarra
     return lower, upper
 
 
-def epsilon_lower_bound(counts_x, num_x: int, counts_y, num_y: int, confidence: float = 0.95,
-                        delta: float = 0.0) -> float:
+def epsilon_lower_bound(
+    counts_x, num_x: int, counts_y, num_y: int, confidence: float = 0.95, delta: float = 0.0
+) -> float:
     """A lower confidence bound on a mechanism's epsilon from the bin counts of its outputs on two neighbours.
 
     `counts_x[j]` of the `num_x` outputs on database x fell in bin j, `counts_y[j]` of `num_y` on its
@@ -54,8 +56,10 @@ def epsilon_lower_bound(counts_x, num_x: int, counts_y, num_y: int, confidence: 
     counts_x = np.atleast_1d(np.asarray(counts_x, dtype=np.float64))
     counts_y = np.atleast_1d(np.asarray(counts_y, dtype=np.float64))
     if counts_x.ndim != 1 or counts_x.shape != counts_y.shape or counts_x.size == 0:
-        raise ValueError(f"counts_x and counts_y must be 1-D with one count per bin and the same length, got "
-                         f"shapes {counts_x.shape} and {counts_y.shape}")
+        raise ValueError(
+            f"counts_x and counts_y must be 1-D with one count per bin and the same length, got "
+            f"shapes {counts_x.shape} and {counts_y.shape}"
+        )
     if counts_x.sum() > num_x or counts_y.sum() > num_y:
         raise ValueError("the bins hold more outputs than num_x or num_y: pass the number of all outputs")
     if not 0 < confidence < 1:

@@ -4,6 +4,7 @@ These functions are shown to students in read-only notebook cells, so they use o
 privacy statement here uses Opacus's neighbour notion: add or remove one training example. Images are
 PneumoniaMNIST's `(n, 1, 28, 28)` tensors and labels `(n, 1)` int64, as `pneumonia.to_tensor_dataset` gives.
 """
+
 import torch
 from opacus import PrivacyEngine
 from opacus.accountants import RDPAccountant
@@ -16,9 +17,20 @@ from course.shown.pneumonia import binary_accuracy, binary_cross_entropy_step
 from course.shown.training import train_epochs
 
 
-def train_dp_sgd(model: nn.Module, training: TensorDataset, validation: TensorDataset, private_gradient,
-                 epochs: int, noise_multiplier: float, max_grad_norm: float, expected_batch_size: int,
-                 lr: float, delta: float, momentum: float = 0.9, seed: int = 0):
+def train_dp_sgd(
+    model: nn.Module,
+    training: TensorDataset,
+    validation: TensorDataset,
+    private_gradient,
+    epochs: int,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    expected_batch_size: int,
+    lr: float,
+    delta: float,
+    momentum: float = 0.9,
+    seed: int = 0,
+):
     """DP-SGD (Abadi et al., CCS 2016, Algorithm 1) with a given private-gradient function.
 
     `private_gradient(model, batch_data, criterion, max_grad_norm, noise_multiplier)` is notebook 06's
@@ -52,8 +64,9 @@ def train_dp_sgd(model: nn.Module, training: TensorDataset, validation: TensorDa
             with torch.no_grad():
                 loss = criterion(model(images).reshape(-1), labels.reshape(-1).float()).item()
         else:  # an empty Poisson batch (probability (1 - q)^n) is still a step: the noise alone
-            gradient = {name: torch.randn_like(p) * noise_multiplier * max_grad_norm
-                        for name, p in model.named_parameters()}
+            gradient = {
+                name: torch.randn_like(p) * noise_multiplier * max_grad_norm for name, p in model.named_parameters()
+            }
         for name, parameter in model.named_parameters():
             parameter.grad = gradient[name] * (max(len(images), 1) / expected_batch_size)
         optimizer.step()
@@ -64,8 +77,9 @@ def train_dp_sgd(model: nn.Module, training: TensorDataset, validation: TensorDa
         scheduler.step()
         return epoch, loss, binary_accuracy(model, validation), accountant.get_epsilon(delta)
 
-    history = train_epochs(model, epochs, lambda epoch: batches, step, after_epoch,
-                           progress="DP-SGD with your dp_grads")
+    history = train_epochs(
+        model, epochs, lambda epoch: batches, step, after_epoch, progress="DP-SGD with your dp_grads"
+    )
     return model, history
 
 
@@ -79,15 +93,33 @@ def small_cnn(channels: tuple = (8, 16)) -> nn.Sequential:
     """
     first, second = channels
     return nn.Sequential(
-        nn.Conv2d(1, first, kernel_size=3, padding=1), nn.BatchNorm2d(first), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(first, second, kernel_size=3, padding=1), nn.BatchNorm2d(second), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(second * 7 * 7, 1))
+        nn.Conv2d(1, first, kernel_size=3, padding=1),
+        nn.BatchNorm2d(first),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(first, second, kernel_size=3, padding=1),
+        nn.BatchNorm2d(second),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(second * 7 * 7, 1),
+    )
 
 
-def train_private_virtual_batches(model: nn.Module, training: TensorDataset, validation: TensorDataset,
-                                  epochs: int, target_epsilon: float, delta: float, max_grad_norm: float,
-                                  batch_size: int, max_physical_batch_size: int, lr: float,
-                                  momentum: float = 0.9, seed: int = 0):
+def train_private_virtual_batches(
+    model: nn.Module,
+    training: TensorDataset,
+    validation: TensorDataset,
+    epochs: int,
+    target_epsilon: float,
+    delta: float,
+    max_grad_norm: float,
+    batch_size: int,
+    max_physical_batch_size: int,
+    lr: float,
+    momentum: float = 0.9,
+    seed: int = 0,
+):
     """DP-SGD through Opacus with large logical batches processed in small physical ones.
 
     `make_private_with_epsilon` calibrates the noise so that `epochs` epochs of Poisson batches of expected
@@ -101,14 +133,20 @@ def train_private_virtual_batches(model: nn.Module, training: TensorDataset, val
     torch.manual_seed(seed)
     engine = PrivacyEngine(accountant="prv")
     private_model, optimizer, loader = engine.make_private_with_epsilon(
-        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum),
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum),
         data_loader=DataLoader(training, batch_size=batch_size, shuffle=True),
-        target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm)
+        target_epsilon=target_epsilon,
+        target_delta=delta,
+        epochs=epochs,
+        max_grad_norm=max_grad_norm,
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
 
     def physical_batches(epoch):
-        with BatchMemoryManager(data_loader=loader, max_physical_batch_size=max_physical_batch_size,
-                                optimizer=optimizer) as pieces:
+        with BatchMemoryManager(
+            data_loader=loader, max_physical_batch_size=max_physical_batch_size, optimizer=optimizer
+        ) as pieces:
             yield from pieces
 
     def after_epoch(epoch, loss):
@@ -117,7 +155,13 @@ def train_private_virtual_batches(model: nn.Module, training: TensorDataset, val
 
     # each step clips one piece; the optimizer adds noise and updates only at a logical batch's end
     step = binary_cross_entropy_step(private_model, optimizer)
-    history = train_epochs(private_model, epochs, physical_batches, step, after_epoch,
-                           progress=f"Opacus, virtual batches (epsilon {target_epsilon:g})")
+    history = train_epochs(
+        private_model,
+        epochs,
+        physical_batches,
+        step,
+        after_epoch,
+        progress=f"Opacus, virtual batches (epsilon {target_epsilon:g})",
+    )
     private_model.cleanup()  # detach Opacus's hooks: `model` is a plain model again
     return model, history

@@ -6,6 +6,7 @@ matplotlib; scipy through `audit_bounds.epsilon_lower_bound`) and validate their
 have one output logit (label 1 = pneumonia); datasets yield (image, label) pairs, the label a tensor or array
 of shape (1,) holding 0 or 1.
 """
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -61,8 +62,10 @@ def calibrated_scores(target_logits, reference_logits) -> np.ndarray:
     target_logits = np.asarray(target_logits, dtype=np.float64)
     reference_logits = np.asarray(reference_logits, dtype=np.float64)
     if target_logits.ndim != 1 or reference_logits.ndim != 2 or reference_logits.shape[1] != len(target_logits):
-        raise ValueError(f"expected target_logits of shape (n,) and reference_logits of shape (k, n), got "
-                         f"{target_logits.shape} and {reference_logits.shape}")
+        raise ValueError(
+            f"expected target_logits of shape (n,) and reference_logits of shape (k, n), got "
+            f"{target_logits.shape} and {reference_logits.shape}"
+        )
     if len(reference_logits) < 2:
         raise ValueError("at least two reference models are needed to estimate a standard deviation")
     spread = reference_logits.std(axis=0, ddof=1)
@@ -89,8 +92,7 @@ def dp_tpr_bound(fpr, epsilon: float, delta: float = 0.0) -> np.ndarray:
     return np.clip(bound, 0.0, 1.0)
 
 
-def roc_epsilon_lower_bound(scores_in, scores_out, delta: float = 0.0, confidence: float = 0.95,
-                            seed: int = 0) -> dict:
+def roc_epsilon_lower_bound(scores_in, scores_out, delta: float = 0.0, confidence: float = 0.95, seed: int = 0) -> dict:
     """An empirical lower bound on the epsilon of a training run, from a membership attack's scores.
 
     The attack is "member if score <= tau" (lower means member). Members and non-members are each split at
@@ -112,23 +114,38 @@ def roc_epsilon_lower_bound(scores_in, scores_out, delta: float = 0.0, confidenc
         raise ValueError("scores_in and scores_out need at least two scores each (one per half), none NaN")
     rng = np.random.default_rng(seed)
     shuffled_in, shuffled_out = rng.permutation(scores_in), rng.permutation(scores_out)
-    choose_in, test_in = np.sort(shuffled_in[:len(scores_in) // 2]), shuffled_in[len(scores_in) // 2:]
-    choose_out, test_out = np.sort(shuffled_out[:len(scores_out) // 2]), shuffled_out[len(scores_out) // 2:]
+    choose_in, test_in = np.sort(shuffled_in[: len(scores_in) // 2]), shuffled_in[len(scores_in) // 2 :]
+    choose_out, test_out = np.sort(shuffled_out[: len(scores_out) // 2]), shuffled_out[len(scores_out) // 2 :]
 
     def bound(accused_in: int, total_in: int, accused_out: int, total_out: int) -> float:
-        return epsilon_lower_bound([accused_in, total_in - accused_in], total_in,
-                                   [accused_out, total_out - accused_out], total_out, confidence, delta)
+        return epsilon_lower_bound(
+            [accused_in, total_in - accused_in],
+            total_in,
+            [accused_out, total_out - accused_out],
+            total_out,
+            confidence,
+            delta,
+        )
 
     best_threshold, best = -np.inf, -1.0
     for threshold in np.unique(np.concatenate([choose_in, choose_out])):
-        candidate = bound(int(np.searchsorted(choose_in, threshold, side="right")), len(choose_in),
-                          int(np.searchsorted(choose_out, threshold, side="right")), len(choose_out))
+        candidate = bound(
+            int(np.searchsorted(choose_in, threshold, side="right")),
+            len(choose_in),
+            int(np.searchsorted(choose_out, threshold, side="right")),
+            len(choose_out),
+        )
         if candidate > best:
             best_threshold, best = threshold, candidate
     accused_in, accused_out = int((test_in <= best_threshold).sum()), int((test_out <= best_threshold).sum())
-    return {"epsilon": bound(accused_in, len(test_in), accused_out, len(test_out)),
-            "threshold": float(best_threshold), "tpr": accused_in / len(test_in), "fpr": accused_out / len(test_out),
-            "n_in": len(test_in), "n_out": len(test_out)}
+    return {
+        "epsilon": bound(accused_in, len(test_in), accused_out, len(test_out)),
+        "threshold": float(best_threshold),
+        "tpr": accused_in / len(test_in),
+        "fpr": accused_out / len(test_out),
+        "n_in": len(test_in),
+        "n_out": len(test_out),
+    }
 
 
 def plot_confidence_cdfs(model: torch.nn.Module, members, non_members, title: str = "") -> plt.Figure:
@@ -184,8 +201,14 @@ def plot_attack_rocs(curves: dict, bounds: dict | None = None, title: str = "") 
             axis.plot(fpr, tpr, color=colour, label=name)
             if name in bounds:
                 epsilon, delta = bounds[name]
-                axis.plot(grid, dp_tpr_bound(grid, epsilon, delta), color=colour, linestyle="--", linewidth=1,
-                          label=f"its DP limit (epsilon {epsilon:.3g}, delta {delta:.2g})")
+                axis.plot(
+                    grid,
+                    dp_tpr_bound(grid, epsilon, delta),
+                    color=colour,
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"its DP limit (epsilon {epsilon:.3g}, delta {delta:.2g})",
+                )
     for axis in axes:
         axis.plot([1e-5, 1], [1e-5, 1], color="grey", linestyle=":", label="guessing")
         axis.set_xlabel("false-positive rate (non-members called members)")

@@ -23,6 +23,7 @@ the default, which notebook 05 teaches and [PATE18] uses) or `rdp_to_epsilon_bal
 All bounds are evaluated in log space, so any number of moments/orders and any vote margin give a finite
 answer.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,13 +32,20 @@ import warnings
 import numpy as np
 from scipy.special import log_ndtr, logsumexp
 
-from course.lib.pate_analysis import (check_num_queries, check_orders, gnmax_rdp_data_independent,
-                                      laplace_log_moment_data_independent, moment_orders, rdp_to_epsilon)
+from course.lib.pate_analysis import (
+    check_num_queries,
+    check_orders,
+    gnmax_rdp_data_independent,
+    laplace_log_moment_data_independent,
+    moment_orders,
+    rdp_to_epsilon,
+)
 from course.lib.validators import as_count_matrix, check_delta, check_epsilon, check_finite, numpy_generator
 
 
-def confident_gnmax(counts, threshold: float, sigma1: float, sigma2: float,
-                    rng: np.random.Generator | None = None) -> np.ndarray:
+def confident_gnmax(
+    counts, threshold: float, sigma1: float, sigma2: float, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """The Confident-GNMax aggregator of PATE (2018), Algorithm 1: answer only where the teachers agree.
 
     For each row of `counts` `(num_queries, num_classes)`: if `max_j n_j + N(0, sigma1^2) >= threshold`
@@ -126,8 +134,7 @@ def gnmax_rdp_data_dependent(counts, sigma: float, orders=None) -> np.ndarray:
     return rdp
 
 
-def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None,
-                                 conversion=rdp_to_epsilon) -> float:
+def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None, conversion=rdp_to_epsilon) -> float:
     """Data-dependent (epsilon, delta) of GNMax with noise N(0, sigma^2) on the vote histograms `counts`.
 
     `counts` has shape `(num_queries, num_classes)`. The per-query RDP of `gnmax_rdp_data_dependent` adds up
@@ -146,8 +153,15 @@ def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None
     return conversion(total_rdp, orders, delta)
 
 
-def confident_gnmax_epsilon(num_queries: int, num_answered: int, sigma1: float, sigma2: float, delta: float,
-                            orders=None, conversion=rdp_to_epsilon) -> float:
+def confident_gnmax_epsilon(
+    num_queries: int,
+    num_answered: int,
+    sigma1: float,
+    sigma2: float,
+    delta: float,
+    orders=None,
+    conversion=rdp_to_epsilon,
+) -> float:
     """Data-independent (epsilon, delta) of Confident-GNMax ([PATE18] Section 4.2, Algorithm 1).
 
     Step 1 releases whether `max_j n_j + N(0, sigma1^2)` clears the threshold: a Gaussian mechanism on the
@@ -163,8 +177,9 @@ def confident_gnmax_epsilon(num_queries: int, num_answered: int, sigma1: float, 
         raise ValueError(f"num_answered ({num_answered}) cannot exceed num_queries ({num_queries})")
     sigma1, sigma2 = check_epsilon(sigma1, "sigma1"), check_epsilon(sigma2, "sigma2")
     delta, orders = check_delta(delta), check_orders(orders)
-    rdp = (num_queries * gnmax_rdp_data_independent(math.sqrt(2) * sigma1, orders)
-           + num_answered * gnmax_rdp_data_independent(sigma2, orders))
+    rdp = num_queries * gnmax_rdp_data_independent(
+        math.sqrt(2) * sigma1, orders
+    ) + num_answered * gnmax_rdp_data_independent(sigma2, orders)
     return conversion(rdp, orders, delta)
 
 
@@ -183,8 +198,9 @@ def threshold_rdp_data_dependent(counts, threshold: float, sigma1: float, orders
     return gaussian_rdp_given_log_q(log_q, math.sqrt(2) * sigma1, orders)
 
 
-def confident_gnmax_rdp_data_dependent(counts, answered, threshold: float, sigma1: float, sigma2: float,
-                                       orders=None) -> np.ndarray:
+def confident_gnmax_rdp_data_dependent(
+    counts, answered, threshold: float, sigma1: float, sigma2: float, orders=None
+) -> np.ndarray:
     """Per-query data-dependent RDP of Confident-GNMax; shape `(num_queries, len(orders))`.
 
     Row i is step 1's cost (`threshold_rdp_data_dependent`) plus, if `answered[i]`, step 2's cost
@@ -200,8 +216,16 @@ def confident_gnmax_rdp_data_dependent(counts, answered, threshold: float, sigma
     return rdp
 
 
-def confident_gnmax_epsilon_data_dependent(counts, answered, threshold: float, sigma1: float, sigma2: float,
-                                           delta: float, orders=None, conversion=rdp_to_epsilon) -> float:
+def confident_gnmax_epsilon_data_dependent(
+    counts,
+    answered,
+    threshold: float,
+    sigma1: float,
+    sigma2: float,
+    delta: float,
+    orders=None,
+    conversion=rdp_to_epsilon,
+) -> float:
     """Data-dependent (epsilon, delta) of Confident-GNMax on the vote histograms `counts` ([PATE18] Section 4).
 
     The per-query costs of `confident_gnmax_rdp_data_dependent` add up over queries and convert by
@@ -219,15 +243,17 @@ def confident_gnmax_epsilon_data_dependent(counts, answered, threshold: float, s
     return conversion(total, orders, delta)
 
 
-def laplace_log_moments_where_bounded(counts: np.ndarray, gamma: float,
-                         orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def laplace_log_moments_where_bounded(
+    counts: np.ndarray, gamma: float, orders: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """`(applies, alpha)`: which queries Theorem 2 applies to, shape `(num_queries,)`, and their log moments,
     already capped by the data-independent bound, shape `(applies.sum(), len(orders))`."""
     log_q = log_sum_over_runners_up(log_laplace_beat_probability(vote_gaps(counts), gamma), counts)
     # Theorem 2's condition q < (e^{2g} - 1) / (e^{4g} - 1), simplified to q < 1 / (1 + e^{2g}).
     applies = log_q < -np.logaddexp(0.0, 2 * gamma)
-    alpha = np.minimum(theorem2_log_moment_bound(log_q[applies], gamma, orders),
-                       laplace_log_moment_data_independent(gamma, orders))
+    alpha = np.minimum(
+        theorem2_log_moment_bound(log_q[applies], gamma, orders), laplace_log_moment_data_independent(gamma, orders)
+    )
     return applies, alpha
 
 
@@ -253,8 +279,9 @@ def gnmax_rdp_where_bounded(counts: np.ndarray, sigma: float, orders: np.ndarray
     capped by the data-independent bound, shape `(applies.sum(), len(orders))`."""
     log_q = log_sum_over_runners_up(log_ndtr(-vote_gaps(counts) / (math.sqrt(2) * sigma)), counts)
     applies, mu2 = theorem6_higher_order(log_q, sigma)
-    rdp = np.minimum(theorem6_rdp_bound(log_q[applies], mu2[applies], sigma, orders),
-                     gnmax_rdp_data_independent(sigma, orders))
+    rdp = np.minimum(
+        theorem6_rdp_bound(log_q[applies], mu2[applies], sigma, orders), gnmax_rdp_data_independent(sigma, orders)
+    )
     return applies, rdp
 
 
@@ -293,8 +320,7 @@ def theorem6_higher_order(log_q: np.ndarray, sigma: float) -> tuple[np.ndarray, 
     return applies, mu2
 
 
-def theorem6_rdp_bound(log_q: np.ndarray, mu2: np.ndarray, sigma: float,
-                              orders: np.ndarray) -> np.ndarray:
+def theorem6_rdp_bound(log_q: np.ndarray, mu2: np.ndarray, sigma: float, orders: np.ndarray) -> np.ndarray:
     """[PATE18] Theorem 6 in log space; shape `(len(log_q), len(orders))`.
 
     Orders above mu1 = mu2 + 1, where the theorem does not apply, get the data-independent order / sigma^2.
@@ -348,8 +374,9 @@ def rdp_to_epsilon_balle(rdp: np.ndarray, orders: np.ndarray, delta: float) -> f
 
     with warnings.catch_warnings():  # Opacus warns when the best order is at an end of the grid: not an error here
         warnings.simplefilter("ignore")
-        epsilon, _ = get_privacy_spent(orders=check_orders(orders), rdp=np.asarray(rdp, dtype=np.float64),
-                                       delta=check_delta(delta))
+        epsilon, _ = get_privacy_spent(
+            orders=check_orders(orders), rdp=np.asarray(rdp, dtype=np.float64), delta=check_delta(delta)
+        )
     return float(epsilon)
 
 

@@ -18,6 +18,7 @@ pseudo-labels the unlabelled images it is sure of and hands them to the self-tra
 Everything here sees only public images and the aggregator's noisy labels: it is post-processing of the
 aggregator's output and costs no privacy.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,12 +38,20 @@ class FeatureMatchingDiscriminator(nn.Module):
     narrower by default, about 50 ms a training step on one CPU thread against 133. Returns logits
     `(n, num_classes)`, and with `features=True` also the last hidden layer, which the generator matches."""
 
-    def __init__(self, widths: tuple[int, ...] = (500, 250, 250), num_inputs: int = 784, num_classes: int = 10,
-                 input_noise: float = 0.3, hidden_noise: float = 0.5):
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (500, 250, 250),
+        num_inputs: int = 784,
+        num_classes: int = 10,
+        input_noise: float = 0.3,
+        hidden_noise: float = 0.5,
+    ):
         super().__init__()
         if not widths or min(widths) < 1 or num_classes < 2 or input_noise < 0 or hidden_noise < 0:
-            raise ValueError(f"need positive widths, at least 2 classes and noise >= 0; got widths={widths}, "
-                             f"num_classes={num_classes}, noise {input_noise}, {hidden_noise}")
+            raise ValueError(
+                f"need positive widths, at least 2 classes and noise >= 0; got widths={widths}, "
+                f"num_classes={num_classes}, noise {input_noise}, {hidden_noise}"
+            )
         sizes = (num_inputs, *widths)
         self.hidden = nn.ModuleList(weight_norm(nn.Linear(a, b)) for a, b in zip(sizes, sizes[1:]))
         self.output = weight_norm(nn.Linear(widths[-1], num_classes))
@@ -69,30 +78,50 @@ class FeatureMatchingGenerator(nn.Module):
     def __init__(self, latent: int = 100, image_shape: tuple[int, ...] = (1, 28, 28)):
         super().__init__()
         self.latent, self.image_shape = latent, image_shape
-        self.net = nn.Sequential(nn.Linear(latent, 500), nn.Softplus(), nn.BatchNorm1d(500),
-                                 nn.Linear(500, 500), nn.Softplus(), nn.BatchNorm1d(500),
-                                 weight_norm(nn.Linear(500, math.prod(image_shape))), nn.Sigmoid())
+        self.net = nn.Sequential(
+            nn.Linear(latent, 500),
+            nn.Softplus(),
+            nn.BatchNorm1d(500),
+            nn.Linear(500, 500),
+            nn.Softplus(),
+            nn.BatchNorm1d(500),
+            weight_norm(nn.Linear(500, math.prod(image_shape))),
+            nn.Sigmoid(),
+        )
 
     def forward(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.net(torch.rand(count, self.latent, generator=generator)).view(count, *self.image_shape)
 
 
-def _check_images_and_labels(labelled_images: torch.Tensor, labels: torch.Tensor,
-                             unlabelled_images: torch.Tensor, num_classes: int) -> None:
+def _check_images_and_labels(
+    labelled_images: torch.Tensor, labels: torch.Tensor, unlabelled_images: torch.Tensor, num_classes: int
+) -> None:
     if labelled_images.ndim != 4 or labels.shape != (len(labelled_images),) or len(labelled_images) == 0:
-        raise ValueError(f"expected non-empty labelled images (n, 1, 28, 28) and labels (n,), got "
-                         f"{tuple(labelled_images.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"expected non-empty labelled images (n, 1, 28, 28) and labels (n,), got "
+            f"{tuple(labelled_images.shape)} and {tuple(labels.shape)}"
+        )
     if unlabelled_images.shape[1:] != labelled_images.shape[1:]:
-        raise ValueError(f"unlabelled images {tuple(unlabelled_images.shape)} do not match the labelled ones "
-                         f"{tuple(labelled_images.shape)}")
+        raise ValueError(
+            f"unlabelled images {tuple(unlabelled_images.shape)} do not match the labelled ones "
+            f"{tuple(labelled_images.shape)}"
+        )
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
 
 
-def train_feature_matching_gan(labelled_images: torch.Tensor, labels: torch.Tensor, real_images: torch.Tensor,
-                               steps: int = 9_000, batch_size: int = 100, lr: float = 3e-3,
-                               widths: tuple[int, ...] = (500, 250, 250), num_classes: int = 10, seed: int = 0,
-                               progress: str | None = None) -> FeatureMatchingDiscriminator:
+def train_feature_matching_gan(
+    labelled_images: torch.Tensor,
+    labels: torch.Tensor,
+    real_images: torch.Tensor,
+    steps: int = 9_000,
+    batch_size: int = 100,
+    lr: float = 3e-3,
+    widths: tuple[int, ...] = (500, 250, 250),
+    num_classes: int = 10,
+    seed: int = 0,
+    progress: str | None = None,
+) -> FeatureMatchingDiscriminator:
     """Train a discriminator and a generator by feature matching and return the discriminator, a classifier.
 
     `labelled_images` `(n, 1, 28, 28)` with their noisy `labels` `(n,)`; `real_images` `(m, 1, 28, 28)` are
@@ -105,16 +134,19 @@ def train_feature_matching_gan(labelled_images: torch.Tensor, labels: torch.Tens
     """
     _check_images_and_labels(labelled_images, labels, real_images, num_classes)
     if steps < 1 or batch_size < 1 or lr <= 0 or len(real_images) == 0:
-        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0 and some real images; got steps={steps}, "
-                         f"batch_size={batch_size}, lr={lr}, {len(real_images)} real images")
+        raise ValueError(
+            f"need steps >= 1, batch_size >= 1, lr > 0 and some real images; got steps={steps}, "
+            f"batch_size={batch_size}, lr={lr}, {len(real_images)} real images"
+        )
     torch.manual_seed(seed)  # the initial weights
     randomness = torch.Generator().manual_seed(seed)
     discriminator = FeatureMatchingDiscriminator(widths, math.prod(labelled_images.shape[1:]), num_classes)
     generator = FeatureMatchingGenerator(image_shape=tuple(labelled_images.shape[1:]))
     discriminator.noise = randomness
     optimisers = [torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999)) for m in (discriminator, generator)]
-    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: min(1.0, 3.0 * (1.0 - step / steps)))
-                 for o in optimisers]
+    schedules = [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda step: min(1.0, 3.0 * (1.0 - step / steps))) for o in optimisers
+    ]
     discriminator_optimiser, generator_optimiser = optimisers
     discriminator.train()
     generator.train()
@@ -147,10 +179,17 @@ def train_feature_matching_gan(labelled_images: torch.Tensor, labels: torch.Tens
     return discriminator
 
 
-def train_gan_assisted_student(labelled_images: torch.Tensor, labels: torch.Tensor,
-                               unlabelled_images: torch.Tensor, gan_steps: int = 9_000, confidence: float = 0.95,
-                               rounds: int = 1, seed: int = 0, progress: str | None = None,
-                               **self_training) -> nn.Module:
+def train_gan_assisted_student(
+    labelled_images: torch.Tensor,
+    labels: torch.Tensor,
+    unlabelled_images: torch.Tensor,
+    gan_steps: int = 9_000,
+    confidence: float = 0.95,
+    rounds: int = 1,
+    seed: int = 0,
+    progress: str | None = None,
+    **self_training,
+) -> nn.Module:
     """The PATE student: a feature-matching GAN, then self-training of a CNN on what the GAN is sure of.
 
     1. `train_feature_matching_gan` on the labelled images (noisy labels) with all public images as the real
@@ -166,9 +205,21 @@ def train_gan_assisted_student(labelled_images: torch.Tensor, labels: torch.Tens
     scripts/pate2018_results.py records the measurements.
     """
     _check_images_and_labels(labelled_images, labels, unlabelled_images, num_classes=10)
-    gan = train_feature_matching_gan(labelled_images, labels, torch.cat([labelled_images, unlabelled_images]),
-                                     steps=gan_steps, seed=seed, progress=progress)
+    gan = train_feature_matching_gan(
+        labelled_images,
+        labels,
+        torch.cat([labelled_images, unlabelled_images]),
+        steps=gan_steps,
+        seed=seed,
+        progress=progress,
+    )
     keep, guesses = confident_pseudo_labels(gan, unlabelled_images, confidence)
-    return train_semi_supervised_student(torch.cat([labelled_images, unlabelled_images[keep]]),
-                                         torch.cat([labels, guesses[keep]]), unlabelled_images[~keep],
-                                         rounds=rounds, confidence=confidence, seed=seed, **self_training)
+    return train_semi_supervised_student(
+        torch.cat([labelled_images, unlabelled_images[keep]]),
+        torch.cat([labels, guesses[keep]]),
+        unlabelled_images[~keep],
+        rounds=rounds,
+        confidence=confidence,
+        seed=seed,
+        **self_training,
+    )

@@ -25,6 +25,7 @@ Papers and code:
   published values are reproduced in `tests/shown/test_pate_smooth_sensitivity.py`. This is an independent,
   vectorised implementation (log space throughout), not a copy.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,11 +37,16 @@ from scipy.special import log_ndtr, ndtri_exp
 
 from course.lib.pate_analysis import rdp_to_epsilon
 from course.lib.validators import as_count_matrix, check_delta, check_epsilon, check_finite, check_positive_int
-from course.shown.pate_accounting import (check_answered, gaussian_rdp_given_log_q, log1mexp, threshold_log_q,
-                                          threshold_rdp_data_dependent)
-
+from course.shown.pate_accounting import (
+    check_answered,
+    gaussian_rdp_given_log_q,
+    log1mexp,
+    threshold_log_q,
+    threshold_rdp_data_dependent,
+)
 
 # --- GNMax: the data-dependent bound as a function of q at one order ---
+
 
 def _gnmax_dd_bound(log_q, sigma: float, order: float) -> np.ndarray:
     """[PATE18] Theorem 6 with Proposition 10's mu2 = sigma sqrt(ln 1/q), mu1 = mu2 + 1, at one order, without
@@ -65,7 +71,7 @@ def gnmax_log_q0(sigma: float, order: float) -> float:
     """
     sigma, order = check_epsilon(sigma, "sigma"), _check_order(order)
     independent = order / sigma**2
-    upper = min(-(1 + 1 / sigma) ** 2, -((order - 0.99) / sigma) ** 2, -1 / sigma**2)
+    upper = min(-((1 + 1 / sigma) ** 2), -(((order - 0.99) / sigma) ** 2), -1 / sigma**2)
     if not _theorem6_conditions_hold(upper, sigma, order):
         raise ValueError(f"Theorem 6 does not apply at sigma={sigma}, order={order}")
 
@@ -114,8 +120,9 @@ def _log_bu(log_q: np.ndarray, sigma: float, num_classes: int) -> np.ndarray:
     return np.minimum(0.0, log_share + log_ndtr(ndtri_exp(log_q - log_share) + math.sqrt(2) / sigma))
 
 
-def _gnmax_ls_of_log_q(log_q: np.ndarray, sigma: float, order: float, num_classes: int, log_q0: float,
-                       log_q1: float) -> np.ndarray:
+def _gnmax_ls_of_log_q(
+    log_q: np.ndarray, sigma: float, order: float, num_classes: int, log_q0: float, log_q1: float
+) -> np.ndarray:
     """[PATE18] Algorithm 3: a bound on the local sensitivity of the per-query RDP, given only q.
 
     On the plateau [q1, q0] the bound is `_gnmax_plateau`; elsewhere max(beta(BU(q)) - beta(q), beta(q) - beta(BL(q))).
@@ -126,11 +133,11 @@ def _gnmax_ls_of_log_q(log_q: np.ndarray, sigma: float, order: float, num_classe
     z = ndtri_exp(log_q - log_share)  # shared by BU and BL
     log_bu = np.minimum(0.0, log_share + log_ndtr(z + math.sqrt(2) / sigma))
     log_bl = log_share + log_ndtr(z - math.sqrt(2) / sigma)
-    beta, up, down = np.split(_gnmax_beta(np.concatenate([log_q, log_bu, log_bl]), sigma, order, log_q0),
-                              [n, 2 * n])
+    beta, up, down = np.split(_gnmax_beta(np.concatenate([log_q, log_bu, log_bl]), sigma, order, log_q0), [n, 2 * n])
     on_plateau = (log_q1 <= log_q) & (log_q <= log_q0)
-    return np.where(on_plateau, _gnmax_plateau(sigma, order, num_classes, log_q0, log_q1),
-                    np.maximum(up - beta, beta - down))
+    return np.where(
+        on_plateau, _gnmax_plateau(sigma, order, num_classes, log_q0, log_q1), np.maximum(up - beta, beta - down)
+    )
 
 
 def _gnmax_plateau(sigma: float, order: float, num_classes: int, log_q0: float, log_q1: float) -> float:
@@ -238,6 +245,7 @@ def gnmax_local_sensitivity(counts, sigma: float, order: float) -> np.ndarray:
 
 # --- the threshold step ---
 
+
 def threshold_local_sensitivity(counts, threshold: float, sigma1: float, order: float) -> np.ndarray:
     """Local sensitivity of each query's step-1 RDP at every distance, shape `(num_queries, num_teachers)`.
 
@@ -250,21 +258,23 @@ def threshold_local_sensitivity(counts, threshold: float, sigma1: float, order: 
     order = _check_order(order)
     num_teachers = _num_teachers(counts)
     values = np.arange(num_teachers + 1, dtype=np.float64)
-    beta = gaussian_rdp_given_log_q(threshold_log_q(values, threshold, sigma1), math.sqrt(2) * sigma1,
-                                     np.array([order]))[:, 0]
+    beta = gaussian_rdp_given_log_q(
+        threshold_log_q(values, threshold, sigma1), math.sqrt(2) * sigma1, np.array([order])
+    )[:, 0]
     steps = np.abs(np.diff(beta))
     local = np.maximum(np.concatenate([[0.0], steps]), np.concatenate([steps, [0.0]]))  # LS at each v
     window = np.empty((num_teachers + 1, num_teachers))  # window[v, d] = max of local over [v - d, v + d]
     window[:, 0] = local
     padded = np.concatenate([np.zeros(num_teachers), local, np.zeros(num_teachers)])
     for distance in range(1, num_teachers):
-        below = padded[num_teachers - distance: 2 * num_teachers + 1 - distance]
-        above = padded[num_teachers + distance: 2 * num_teachers + 1 + distance]
+        below = padded[num_teachers - distance : 2 * num_teachers + 1 - distance]
+        above = padded[num_teachers + distance : 2 * num_teachers + 1 + distance]
         window[:, distance] = np.maximum(window[:, distance - 1], np.maximum(below, above))
     return window[np.round(counts.max(axis=1)).astype(np.int64)]
 
 
 # --- smooth sensitivity and the GNSS release ---
+
 
 def smooth_sensitivity(local_sensitivity, beta: float) -> float:
     """SS_beta = max over d of e^{-beta d} LS(d) ([NRS07]); `local_sensitivity` has shape `(num_distances,)`."""
@@ -291,19 +301,28 @@ class SanitisedEpsilon:
     """The outcome of `sanitised_confident_gnmax_epsilon`; every RDP value is at `order`."""
 
     order: float
-    rdp_data_dependent: float   # f(D): the private data-dependent RDP of the labels (not released)
-    smooth_sensitivity: float   # SS_beta(D) (not released)
-    noise_std: float            # SS_beta(D) * sigma_ss, the standard deviation of the added noise
-    rdp_release: float          # the RDP cost of releasing the noisy value (Theorem 23)
-    released_rdp: float         # the published value: f(D) + noise + rdp_release, an RDP bound at `order`
+    rdp_data_dependent: float  # f(D): the private data-dependent RDP of the labels (not released)
+    smooth_sensitivity: float  # SS_beta(D) (not released)
+    noise_std: float  # SS_beta(D) * sigma_ss, the standard deviation of the added noise
+    rdp_release: float  # the RDP cost of releasing the noisy value (Theorem 23)
+    released_rdp: float  # the published value: f(D) + noise + rdp_release, an RDP bound at `order`
     epsilon_data_dependent: float  # f(D) converted to epsilon: the unsanitised epsilon at this order
-    epsilon: float              # released_rdp converted to epsilon
+    epsilon: float  # released_rdp converted to epsilon
 
 
-def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1: float, sigma2: float,
-                                      delta: float, order: float, beta: float, sigma_ss: float,
-                                      rng: np.random.Generator | None = None,
-                                      conversion=rdp_to_epsilon) -> SanitisedEpsilon:
+def sanitised_confident_gnmax_epsilon(
+    counts,
+    answered,
+    threshold: float,
+    sigma1: float,
+    sigma2: float,
+    delta: float,
+    order: float,
+    beta: float,
+    sigma_ss: float,
+    rng: np.random.Generator | None = None,
+    conversion=rdp_to_epsilon,
+) -> SanitisedEpsilon:
     """The data-dependent epsilon of Confident-GNMax, released through GNSS with its own cost counted.
 
     At the fixed `order` (and `beta`, `sigma_ss`), all chosen without looking at the private votes:
@@ -323,8 +342,10 @@ def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1
     release_cost = gnss_rdp(beta, sigma_ss, order)
     c5, c6 = smooth_sensitivity_conditions(sigma2, counts.shape[1], order)
     if not (c5 and c6):
-        raise ValueError(f"conditions C5-C6 of [PATE18] fail at sigma2={sigma2}, order={order}: the smooth "
-                         "sensitivity bound does not apply (use a larger sigma2 or a smaller order)")
+        raise ValueError(
+            f"conditions C5-C6 of [PATE18] fail at sigma2={sigma2}, order={order}: the smooth "
+            "sensitivity bound does not apply (use a larger sigma2 or a smaller order)"
+        )
     rdp, local = confident_gnmax_rdp_and_local_sensitivity(counts, answered, threshold, sigma1, sigma2, order)
     ss = smooth_sensitivity(local, beta)
     generator = np.random if rng is None else rng
@@ -333,13 +354,21 @@ def sanitised_confident_gnmax_epsilon(counts, answered, threshold: float, sigma1
     def epsilon(value):
         return conversion(np.array([value]), np.array([order]), delta)
 
-    return SanitisedEpsilon(order=order, rdp_data_dependent=rdp, smooth_sensitivity=ss, noise_std=ss * sigma_ss,
-                            rdp_release=release_cost, released_rdp=rdp + noise + release_cost,
-                            epsilon_data_dependent=epsilon(rdp), epsilon=epsilon(rdp + noise + release_cost))
+    return SanitisedEpsilon(
+        order=order,
+        rdp_data_dependent=rdp,
+        smooth_sensitivity=ss,
+        noise_std=ss * sigma_ss,
+        rdp_release=release_cost,
+        released_rdp=rdp + noise + release_cost,
+        epsilon_data_dependent=epsilon(rdp),
+        epsilon=epsilon(rdp + noise + release_cost),
+    )
 
 
-def confident_gnmax_rdp_and_local_sensitivity(counts, answered, threshold: float, sigma1: float, sigma2: float,
-                                              order: float) -> tuple[float, np.ndarray]:
+def confident_gnmax_rdp_and_local_sensitivity(
+    counts, answered, threshold: float, sigma1: float, sigma2: float, order: float
+) -> tuple[float, np.ndarray]:
     """`(f, LS)`: the total data-dependent RDP f(D) of Confident-GNMax at `order` and the local sensitivity of f
     at distances 0..num_teachers - 1 (shape `(num_teachers,)`), bounded by the sum over queries of step 1's and,
     for answered queries, step 2's. Both are private; `sanitised_confident_gnmax_epsilon` releases f."""
@@ -357,8 +386,9 @@ def confident_gnmax_rdp_and_local_sensitivity(counts, answered, threshold: float
     return rdp, local
 
 
-def smooth_sensitivity_conditions(sigma: float, num_classes: int, order: float,
-                                  grid_size: int = 4_000) -> tuple[bool, bool]:
+def smooth_sensitivity_conditions(
+    sigma: float, num_classes: int, order: float, grid_size: int = 4_000
+) -> tuple[bool, bool]:
     """Numerical check of [PATE18]'s conditions C5 and C6 for GNMax at (sigma, num_classes, order).
 
     C5: beta(q) is non-decreasing on (0, q0); C6: beta(BU(q)) - beta(q) is non-decreasing on (0, BL(q0)).

@@ -8,6 +8,7 @@ unlabelled student set and the last 1,000 a held-out evaluation set). Images are
 tensors of shape `(n, 1, 28, 28)` scaled to [0, 1], labels as int64 tensors of shape `(n,)`, so that training
 hundreds of small teachers spends its time on arithmetic rather than on data loading.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,8 +42,11 @@ def load_mnist_splits(data_root: str, num_public: int = 9_000, seed: int = 0):
         images = dataset.data[rows].unsqueeze(1).float().div(255)  # uint8 (n, 28, 28) -> float (n, 1, 28, 28)
         return images, dataset.targets[rows].long()
 
-    return (as_tensors(private, slice(None)), as_tensors(test, order[:num_public]),
-            as_tensors(test, order[num_public:]))
+    return (
+        as_tensors(private, slice(None)),
+        as_tensors(test, order[:num_public]),
+        as_tensors(test, order[num_public:]),
+    )
 
 
 class SmallCNN(nn.Module):
@@ -56,8 +60,10 @@ class SmallCNN(nn.Module):
         super().__init__()
         first, second = channels
         self.features = nn.Sequential(
-            nn.Conv2d(1, first, kernel_size=5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv2d(first, second, kernel_size=5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(1, first, kernel_size=5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(first, second, kernel_size=5, stride=2, padding=2),
+            nn.ReLU(),
             nn.Flatten(),
         )
         self.classifier = nn.Linear(second * 7 * 7, num_classes)
@@ -75,11 +81,16 @@ def random_shift(images: torch.Tensor, generator: torch.Generator, max_shift: in
     size = images.shape[-1]
     padded = F.pad(images, (max_shift, max_shift, max_shift, max_shift))
     down, right = torch.randint(0, 2 * max_shift + 1, (2,), generator=generator).tolist()
-    return padded[..., down:down + size, right:right + size]
+    return padded[..., down : down + size, right : right + size]
 
 
-def random_affine(images: torch.Tensor, generator: torch.Generator, max_degrees: float = 15.0,
-                  max_scale: float = 0.1, max_shift: float = 0.1) -> torch.Tensor:
+def random_affine(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    max_degrees: float = 15.0,
+    max_scale: float = 0.1,
+    max_shift: float = 0.1,
+) -> torch.Tensor:
     """The batch `(n, 1, 28, 28)` with an independent random rotation, scaling and shift per image.
 
     Rotation up to `max_degrees`, scale in [1 - max_scale, 1 + max_scale], shift up to `max_shift` of the image
@@ -91,14 +102,28 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, max_degrees:
     angle = uniform[:, 0] * max_degrees * torch.pi / 180
     scale = 1 + uniform[:, 1] * max_scale
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, uniform[:, 2] * 2 * max_shift], dim=1),
-                         torch.stack([sin, cos, uniform[:, 3] * 2 * max_shift], dim=1)], dim=1)
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, uniform[:, 2] * 2 * max_shift], dim=1),
+            torch.stack([sin, cos, uniform[:, 3] * 2 * max_shift], dim=1),
+        ],
+        dim=1,
+    )
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
 
 
-def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, batch_size: int = 32,
-                lr: float = 1e-2, seed: int = 0, augment=True, progress: str | None = None) -> nn.Module:
+def train_model(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int,
+    batch_size: int = 32,
+    lr: float = 1e-2,
+    seed: int = 0,
+    augment=True,
+    progress: str | None = None,
+) -> nn.Module:
     """Train `model` in place on `images` `(n, 1, 28, 28)` with `labels` `(n,)` and return it.
 
     A fresh Adam optimizer is created here, for this model only: two teachers that shared a model or an
@@ -110,11 +135,14 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     is a function (e.g. `random_affine`). `progress` is the label of a progress bar over the epochs (None: no bar).
     """
     if images.ndim != 4 or labels.shape != (len(images),):
-        raise ValueError(f"expected images (n, 1, 28, 28) and labels (n,), got {tuple(images.shape)} and "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"expected images (n, 1, 28, 28) and labels (n,), got {tuple(images.shape)} and {tuple(labels.shape)}"
+        )
     if len(images) == 0 or epochs < 1 or batch_size < 1:
-        raise ValueError(f"need at least one example, epoch and batch size; got {len(images)} examples, "
-                         f"epochs={epochs}, batch_size={batch_size}")
+        raise ValueError(
+            f"need at least one example, epoch and batch size; got {len(images)} examples, "
+            f"epochs={epochs}, batch_size={batch_size}"
+        )
     augmentation = random_shift if augment is True else augment or None
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -124,7 +152,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     def batches(epoch):
         order = torch.randperm(len(images), generator=generator)
         for start in range(0, len(images), batch_size):
-            yield order[start:start + batch_size]
+            yield order[start : start + batch_size]
 
     def step(batch):
         inputs = augmentation(images[batch], generator) if augmentation else images[batch]
@@ -140,11 +168,19 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     return model
 
 
-def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.Tensor,
-                                  unlabelled_images: torch.Tensor, rounds: int = 2, confidence: float = 0.95,
-                                  example_budget: int = 80_000, max_epochs: int = 40,
-                                  channels: tuple[int, int] = (16, 32), augment=True, seed: int = 0,
-                                  progress: str | None = None) -> nn.Module:
+def train_semi_supervised_student(
+    labelled_images: torch.Tensor,
+    labels: torch.Tensor,
+    unlabelled_images: torch.Tensor,
+    rounds: int = 2,
+    confidence: float = 0.95,
+    example_budget: int = 80_000,
+    max_epochs: int = 40,
+    channels: tuple[int, int] = (16, 32),
+    augment=True,
+    seed: int = 0,
+    progress: str | None = None,
+) -> nn.Module:
     """A student trained by self-training (pseudo-labelling with a confidence threshold) on public images only.
 
     `labelled_images` `(n, 1, 28, 28)` carry the aggregator's noisy `labels` `(n,)`; `unlabelled_images`
@@ -178,8 +214,9 @@ def train_semi_supervised_student(labelled_images: torch.Tensor, labels: torch.T
     return model
 
 
-def train_teachers(images: torch.Tensor, labels: torch.Tensor, partitions, epochs: int, seed: int = 0,
-                   **training) -> list[nn.Module]:
+def train_teachers(
+    images: torch.Tensor, labels: torch.Tensor, partitions, epochs: int, seed: int = 0, **training
+) -> list[nn.Module]:
     """One new `SmallCNN` per partition, each trained only on its own examples; returns the teachers in order.
 
     `partitions` is a list of index arrays into `images` `(n, 1, 28, 28)` and `labels` `(n,)` (disjoint, from
@@ -202,9 +239,16 @@ def predict_classes(model: nn.Module, images: torch.Tensor, batch_size: int = 1_
     return batched_logits(model, images, batch_size).argmax(dim=1)
 
 
-def predict_classes_augmented(model: nn.Module, images: torch.Tensor, views: int = 8, seed: int = 0,
-                              max_degrees: float = 8.0, max_scale: float = 0.05, max_shift: float = 0.05,
-                              batch_size: int = 1_000) -> torch.Tensor:
+def predict_classes_augmented(
+    model: nn.Module,
+    images: torch.Tensor,
+    views: int = 8,
+    seed: int = 0,
+    max_degrees: float = 8.0,
+    max_scale: float = 0.05,
+    max_shift: float = 0.05,
+    batch_size: int = 1_000,
+) -> torch.Tensor:
     """Test-time augmentation: per image, the class with the largest softmax averaged over the image itself and
     `views` copies moved by `random_affine` (a milder one than in training by default), seeded with `seed`.
 
@@ -221,8 +265,9 @@ def predict_classes_augmented(model: nn.Module, images: torch.Tensor, views: int
     return probabilities.argmax(dim=1)
 
 
-def confident_pseudo_labels(model: nn.Module, images: torch.Tensor,
-                            confidence: float) -> tuple[torch.Tensor, torch.Tensor]:
+def confident_pseudo_labels(
+    model: nn.Module, images: torch.Tensor, confidence: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`(keep, guesses)`: the model's predicted class for each image and a mask of the predictions whose
     softmax probability is at least `confidence` (in (0, 1])."""
     if not 0 < confidence <= 1:
@@ -237,7 +282,7 @@ def batched_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1_0
     """The model's logits `(n, num_classes)` on `images` `(n, 1, 28, 28)`, in evaluation mode, without gradients."""
     model.eval()
     with torch.no_grad():
-        return torch.cat([model(images[start:start + batch_size]) for start in range(0, len(images), batch_size)])
+        return torch.cat([model(images[start : start + batch_size]) for start in range(0, len(images), batch_size)])
 
 
 def teacher_predictions(teachers: list[nn.Module], images: torch.Tensor) -> np.ndarray:
@@ -255,6 +300,8 @@ def label_accuracy(predicted, labels) -> float:
     """The fraction of positions where `predicted` equals `labels` (1-D tensors or arrays of the same length)."""
     predicted, labels = np.asarray(predicted), np.asarray(labels)
     if predicted.shape != labels.shape or predicted.ndim != 1 or predicted.size == 0:
-        raise ValueError(f"expected two non-empty 1-D label arrays of the same length, got shapes "
-                         f"{predicted.shape} and {labels.shape}")
+        raise ValueError(
+            f"expected two non-empty 1-D label arrays of the same length, got shapes "
+            f"{predicted.shape} and {labels.shape}"
+        )
     return float(np.mean(predicted == labels))

@@ -3,6 +3,7 @@
 These functions are shown to students in read-only notebook cells, so they use only public packages.
 Images are 28x28 chest X-rays; label 0 = normal, 1 = pneumonia.
 """
+
 import os
 
 import medmnist
@@ -65,7 +66,7 @@ def resplit(train: TensorDataset, val: TensorDataset, train_size: int, seed: int
     if not 0 < 2 * train_size < len(images):
         raise ValueError(f"train_size must be between 1 and {(len(images) - 1) // 2}, got {train_size}")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    parts = order[:train_size], order[train_size:2 * train_size], order[2 * train_size:]
+    parts = order[:train_size], order[train_size : 2 * train_size], order[2 * train_size :]
     return tuple(TensorDataset(images[part], labels[part]) for part in parts)
 
 
@@ -98,20 +99,42 @@ def binary_cross_entropy_step(model: nn.Module, optimizer):
     return step
 
 
-def train_non_private(model: nn.Module, training: TensorDataset, validation: TensorDataset, epochs: int,
-                      batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> list:
+def train_non_private(
+    model: nn.Module,
+    training: TensorDataset,
+    validation: TensorDataset,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> list:
     """Train with Adam and BCEWithLogitsLoss; return one (epoch, mean training loss, validation accuracy) per epoch."""
     torch.manual_seed(seed)
     loader = DataLoader(training, batch_size=batch_size, shuffle=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     step = binary_cross_entropy_step(model, optimizer)
-    return train_epochs(model, epochs, lambda epoch: loader, step, progress="non-private training",
-                        after_epoch=lambda epoch, loss: (epoch, loss, binary_accuracy(model, validation)))
+    return train_epochs(
+        model,
+        epochs,
+        lambda epoch: loader,
+        step,
+        progress="non-private training",
+        after_epoch=lambda epoch, loss: (epoch, loss, binary_accuracy(model, validation)),
+    )
 
 
-def train_private_opacus(model: nn.Module, training: TensorDataset, validation: TensorDataset, epochs: int,
-                         target_epsilon: float, delta: float, max_grad_norm: float = 1.0, batch_size: int = 64,
-                         lr: float = 1e-3, seed: int = 0):
+def train_private_opacus(
+    model: nn.Module,
+    training: TensorDataset,
+    validation: TensorDataset,
+    epochs: int,
+    target_epsilon: float,
+    delta: float,
+    max_grad_norm: float = 1.0,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+):
     """DP-SGD (with Adam's update rule) through Opacus, calibrated to reach `target_epsilon` after `epochs`.
 
     Opacus's `make_private_with_epsilon` picks the noise multiplier, samples Poisson batches of expected size
@@ -122,12 +145,21 @@ def train_private_opacus(model: nn.Module, training: TensorDataset, validation: 
     torch.manual_seed(seed)
     engine = PrivacyEngine(accountant="prv")
     private_model, optimizer, loader = engine.make_private_with_epsilon(
-        module=model, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+        module=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=lr),
         data_loader=DataLoader(training, batch_size=batch_size, shuffle=True),
-        target_epsilon=target_epsilon, target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm)
+        target_epsilon=target_epsilon,
+        target_delta=delta,
+        epochs=epochs,
+        max_grad_norm=max_grad_norm,
+    )
     history = train_epochs(
-        private_model, epochs, lambda epoch: loader, binary_cross_entropy_step(private_model, optimizer),
+        private_model,
+        epochs,
+        lambda epoch: loader,
+        binary_cross_entropy_step(private_model, optimizer),
         progress=f"DP-SGD (epsilon {target_epsilon:g})",
-        after_epoch=lambda epoch, loss: (epoch, loss, binary_accuracy(model, validation), engine.get_epsilon(delta)))
+        after_epoch=lambda epoch, loss: (epoch, loss, binary_accuracy(model, validation), engine.get_epsilon(delta)),
+    )
     private_model.cleanup()  # detach Opacus's hooks and per-example gradients: `model` is a plain model again
     return model, history

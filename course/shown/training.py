@@ -4,13 +4,15 @@ Shown to students in read-only cells. What differs between the course's training
 a student's own `dp_grads`, Opacus's virtual batches, PATE's teachers) is how one batch is trained and what
 is recorded after an epoch; the loop itself, its progress bar and its loss bookkeeping are written once, here.
 """
+
 from __future__ import annotations
 
 from tqdm.auto import tqdm
 
 
-def train_epochs(model, epochs: int, batches, step, after_epoch=None, progress: str | None = None,
-                 leave: bool = True) -> list:
+def train_epochs(
+    model, epochs: int, batches, step, after_epoch=None, progress: str | None = None, leave: bool = True
+) -> list:
     """Run `epochs` epochs of training and return the rows `after_epoch` recorded, one per epoch.
 
     Each epoch (numbered 1..epochs) puts `model` in training mode, then calls `step(batch)` for every batch

@@ -16,6 +16,7 @@ seen. The saved notebook file is checked as well.
 Needs the Python package `playwright` and Debian's /usr/bin/chromium (`scripts/install_browser.sh`);
 without them the browser tests are skipped. Never run `playwright install`: the system browser is used.
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,13 +37,14 @@ import pytest
 from nbclient import NotebookClient
 from nbgrader.utils import is_grade, is_solution
 
-from autograder.layout import SOURCE, assignments
 from autograder.commands.demo import solved
+from autograder.layout import CONFIG_FILE, SOURCE, assignments
 
 pytestmark = pytest.mark.slow
 
 from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing, free_port  # noqa: E402
 from locations import REPO  # noqa: E402
+
 # Globbed, not listed: new assignments are covered as soon as they are released.
 RELEASED = sorted((REPO / "release").glob("*/*.ipynb"))
 IDS = [p.parent.name for p in RELEASED]
@@ -62,7 +64,10 @@ FIND_PANEL = """
     }
 """
 # What the kernel and the cells of the open notebook are doing, from the notebook model.
-NOTEBOOK_STATE = """async (path) => {""" + FIND_PANEL + """
+NOTEBOOK_STATE = (
+    """async (path) => {"""
+    + FIND_PANEL
+    + """
     if (!panel) { return null; }
     await panel.context.ready;
     const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
@@ -81,8 +86,12 @@ NOTEBOOK_STATE = """async (path) => {""" + FIND_PANEL + """
     }
     return state;
 }"""
+)
 # Make cell `index` active and bring its last figure (else its last output) into view.
-SHOW_CELL = """([path, index]) => {""" + FIND_PANEL + """
+SHOW_CELL = (
+    """([path, index]) => {"""
+    + FIND_PANEL
+    + """
     panel.content.activeCellIndex = index;
     const node = panel.content.widgets[index].node;
     const outputs = node.querySelectorAll('.jp-OutputArea-output');
@@ -91,8 +100,12 @@ SHOW_CELL = """([path, index]) => {""" + FIND_PANEL + """
     target.scrollIntoView({block: 'center'});
     return node.innerText;
 }"""
+)
 # The cell a screenshot should show: the last one with a figure, else the last one with any output.
-SHOWCASE_CELL = """(path) => {""" + FIND_PANEL + """
+SHOWCASE_CELL = (
+    """(path) => {"""
+    + FIND_PANEL
+    + """
     const cells = panel.content.model.cells;
     let last = 0, figure = -1;
     for (let i = 0; i < cells.length; i++) {
@@ -102,10 +115,15 @@ SHOWCASE_CELL = """(path) => {""" + FIND_PANEL + """
     }
     return figure >= 0 ? figure : last;
 }"""
-SAVE_AND_SHUT_DOWN = """async (path) => {""" + FIND_PANEL + """
+)
+SAVE_AND_SHUT_DOWN = (
+    """async (path) => {"""
+    + FIND_PANEL
+    + """
     await panel.context.save();
     await panel.sessionContext.shutdown();
 }"""
+)
 
 
 def _student_copy(nb):
@@ -119,12 +137,15 @@ def _student_copy(nb):
 def _deliberate_error_notebook():
     nb = nbformat.v4.new_notebook()
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(code) for code in (
-        "import sys, warnings\nprint('progress goes to stderr', file=sys.stderr)\nwarnings.warn('only a warning')",
-        "print('fine')",
-        "raise ValueError('deliberate')",
-        "print('never reached')",
-    )]
+    nb.cells = [
+        nbformat.v4.new_code_cell(code)
+        for code in (
+            "import sys, warnings\nprint('progress goes to stderr', file=sys.stderr)\nwarnings.warn('only a warning')",
+            "print('fine')",
+            "raise ValueError('deliberate')",
+            "print('never reached')",
+        )
+    ]
     return nb
 
 
@@ -133,9 +154,9 @@ def course(tmp_path_factory) -> Path:
     """The folder JupyterLab serves: the course's nbgrader configuration and sources (for formgrader) and
     an empty `student/` folder that tests fill."""
     root = tmp_path_factory.mktemp("lab") / "course"
-    (root / "autograder").mkdir(parents=True)
+    (root / "autograder" / "pipeline").mkdir(parents=True)
     shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
-    shutil.copy(REPO / "autograder" / "nbgrader_config.py", root / "autograder" / "nbgrader_config.py")
+    shutil.copy(CONFIG_FILE, root / "autograder" / "pipeline" / "nbgrader_config.py")
     shutil.copytree(SOURCE, root / "source")
     (root / "student").mkdir()
     return root
@@ -145,8 +166,7 @@ def _write_settings(settings: Path):
     """JupyterLab user settings: keep every cell in the DOM (screenshots, scrolling) and ask for no news."""
     files = {
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none"}',
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-            '{"fetchNews": "false", "checkForUpdates": false}',
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false", "checkForUpdates": false}',  # noqa: E501
     }
     for name, text in files.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
@@ -165,27 +185,43 @@ def lab(course):
     _write_settings(state / "settings")
     # Students do not use nbgrader's exchange; point it at an empty folder so the Assignment List can load.
     (state / "config" / "nbgrader_config.py").write_text(
-        f"c = get_config()\nc.Exchange.root = {str(state / 'exchange')!r}\n")
+        f"c = get_config()\nc.Exchange.root = {str(state / 'exchange')!r}\n"
+    )
     env = {key: value for key, value in os.environ.items() if key not in ("MPLBACKEND", "JUPYTER_PATH")}
     env.update(
-        DP_COURSE_FAST="1", DP_COURSE_DATA=os.environ.get("DP_COURSE_DATA", str(REPO / "data")),
-        JUPYTER_CONFIG_DIR=str(state / "config"), JUPYTER_DATA_DIR=str(state / "data"),
-        JUPYTER_RUNTIME_DIR=str(state / "runtime"), IPYTHONDIR=str(state / "ipython"),
+        DP_COURSE_FAST="1",
+        DP_COURSE_DATA=os.environ.get("DP_COURSE_DATA", str(REPO / "data")),
+        JUPYTER_CONFIG_DIR=str(state / "config"),
+        JUPYTER_DATA_DIR=str(state / "data"),
+        JUPYTER_RUNTIME_DIR=str(state / "runtime"),
+        IPYTHONDIR=str(state / "ipython"),
         # nbgrader runs this environment's scripts (alembic) by name.
         PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     )
     port, token = free_port(), secrets.token_hex(24)
     log = state / "jupyterlab.log"
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-               f"--ServerApp.token={token}", f"--ServerApp.root_dir={course}",
-               "--LabApp.expose_app_in_browser=True",
-               f"--LabApp.user_settings_dir={state / 'settings'}", f"--LabApp.workspaces_dir={state / 'workspaces'}",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.token={token}",
+        f"--ServerApp.root_dir={course}",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={state / 'settings'}",
+        f"--LabApp.workspaces_dir={state / 'workspaces'}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     with open(log, "w") as log_file:
         # cwd = the course root, where nbgrader's formgrader looks for nbgrader_config.py.
-        server = subprocess.Popen(command, cwd=course, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            command, cwd=course, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_answering(server, f"{base}/api/status", token, log)
@@ -220,8 +256,12 @@ def browser(lab):
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000})
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         context.set_default_timeout(PAGE_LOAD * 1000)
         yield context
         context.close()
@@ -285,8 +325,13 @@ def _screenshot(page, name: str) -> Path:
 
 def _saved_errors(path: Path) -> list[str]:
     nb = nbformat.read(path, as_version=4)
-    return [f"cell {i}: {o.ename}: {o.evalue}" for i, c in enumerate(nb.cells) if c.cell_type == "code"
-            for o in c.outputs if o.output_type == "error"]
+    return [
+        f"cell {i}: {o.ename}: {o.evalue}"
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
 
 
 def test_an_error_output_is_detected(page, lab, course):
@@ -391,17 +436,24 @@ def test_untouched_release_fails_only_in_missing_student_code(release, tmp_path,
     monkeypatch.setenv("DP_COURSE_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(release, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     undefined, failed_tests, unexplained = set(), 0, []
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         errors = [o for o in cell.outputs if o.output_type == "error"]
         for error in errors:
             missing = re.fullmatch(r"name '(\w+)' is not defined", error.evalue)
-            if not (error.ename == "NotImplementedError"
-                    or error.ename == "NameError" and missing and missing.group(1) in undefined):
-                unexplained.append(f"{cell.metadata.get('nbgrader', {}).get('grade_id', cell.get('id'))}: "
-                                   f"{error.ename}: {error.evalue}")
+            if not (
+                error.ename == "NotImplementedError"
+                or error.ename == "NameError"
+                and missing
+                and missing.group(1) in undefined
+            ):
+                unexplained.append(
+                    f"{cell.metadata.get('nbgrader', {}).get('grade_id', cell.get('id'))}: "
+                    f"{error.ename}: {error.evalue}"
+                )
         if errors:
             undefined |= _assigned_names(cell.source)
             failed_tests += bool(is_grade(cell))

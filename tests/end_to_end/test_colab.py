@@ -5,6 +5,7 @@ The setup cell of each notebook runs in a fresh interpreter (`python -I`) with `
 `pip` replaced by recorders, so nothing is ever installed; on "Colab" a fake `google.colab` module is
 importable, elsewhere importing it fails as it does off Colab.
 """
+
 import ast
 import json
 import os
@@ -15,11 +16,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from autograder.pipeline.generated_cells import (BADGE_ID, METADATA_KEY, pinned_versions, public_repository,
-                                       render_setup, sync_notebook)
-
 from locations import REPO  # noqa: E402
+
+from autograder.pipeline.generated_cells import (
+    BADGE_ID,
+    METADATA_KEY,
+    pinned_versions,
+    public_repository,
+    render_setup,
+    sync_notebook,
+)
+
 # Globbed, not listed: new assignments are covered as soon as they are released.
 RELEASED = sorted((REPO / "release").glob("*/*.ipynb"))
 IDS = [f"{p.parent.name}/{p.name}" for p in RELEASED]
@@ -29,15 +36,22 @@ COLAB_PREINSTALLED = {"torch", "torchvision", "numpy", "scipy", "matplotlib", "t
 # Top-level modules a student notebook may import (spec, section 1, rule 1), with the distribution that
 # provides each; None marks modules that come with the runtime itself (the Jupyter kernel, Colab).
 ALLOWED_IMPORTS = {
-    "torch": "torch", "torchvision": "torchvision", "opacus": "opacus", "medmnist": "medmnist",
-    "matplotlib": "matplotlib", "numpy": "numpy", "scipy": "scipy", "tqdm": "tqdm",
-    "IPython": None, "google": None,
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "opacus": "opacus",
+    "medmnist": "medmnist",
+    "matplotlib": "matplotlib",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "tqdm": "tqdm",
+    "IPython": None,
+    "google": None,
 }
 # Names the setup cell is documented to define (plus the modules it imports).
 SETUP_NAMES = {"IN_COLAB", "DATA_ROOT", "FAST"}
 
 # Runs one setup cell and prints what it did as JSON. argv: setup-cell file, "colab" or "local".
-DRIVER = r'''
+DRIVER = r"""
 import json, os, subprocess, sys, types
 
 setup_file, where = sys.argv[1], sys.argv[2]
@@ -81,7 +95,7 @@ print(json.dumps({
     "sys_path_changed": sys.path != path_before,
     "new_files": sorted(set(files()) - set(files_before)),
 }))
-'''
+"""
 
 
 def _setup_cell(nb):
@@ -106,8 +120,12 @@ def _run_setup(code: str, where: str, tmp_path: Path, **env) -> dict:
     cwd.mkdir()
     result = subprocess.run(
         [sys.executable, "-I", str(tmp_path / "driver.py"), str(tmp_path / "setup.py"), where],
-        cwd=cwd, env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env},
-        capture_output=True, text=True, timeout=120)
+        cwd=cwd,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -118,8 +136,9 @@ def _pip_installs(report: dict) -> list[list[str]]:
     for call in report["calls"]:
         argv = call["argv"]
         assert call["kind"] == "subprocess.run" and isinstance(argv, list), f"unexpected process: {call}"
-        assert argv[:4] == [report["executable"], "-m", "pip", "install"], \
+        assert argv[:4] == [report["executable"], "-m", "pip", "install"], (
             f"pip must install into the kernel's own interpreter: {argv}"
+        )
         assert call["check"] is True, "a failed install must stop the notebook (check=True)"
         installs.append([a for a in argv[4:] if not a.startswith("-")])
     return installs
@@ -141,8 +160,9 @@ def test_setup_on_colab_installs_exactly_the_pinned_missing_packages(path, tmp_p
     nb = nbformat.read(path, as_version=4)
     packages = _packages(nb)
     assert not {p.lower() for p in packages} & COLAB_PREINSTALLED, "Colab already has these"
-    report = _run_setup(_setup_cell(nb).source, "colab", tmp_path,
-                        DP_COURSE_DATA="/content/dp-data", DP_COURSE_FAST="1")
+    report = _run_setup(
+        _setup_cell(nb).source, "colab", tmp_path, DP_COURSE_DATA="/content/dp-data", DP_COURSE_FAST="1"
+    )
     expected = [_pinned_requirements(packages)] if packages else []
     assert _pip_installs(report) == expected
     assert report["values"] == {"IN_COLAB": True, "DATA_ROOT": "/content/dp-data", "FAST": True}
@@ -157,12 +177,16 @@ def test_setup_generator_pins_what_colab_lacks(tmp_path):
     assert report["values"] == {"IN_COLAB": True, "DATA_ROOT": "./data", "FAST": False}
 
 
-@pytest.mark.parametrize("env, data_root, fast", [
-    ({}, "./data", False),
-    ({"DP_COURSE_DATA": "/tmp/elsewhere", "DP_COURSE_FAST": "1"}, "/tmp/elsewhere", True),
-    ({"DP_COURSE_FAST": "0"}, "./data", False),
-    ({"NBGRADER_EXECUTION": "autograde"}, "./data", True),
-], ids=["defaults", "env-set", "fast-off", "nbgrader"])
+@pytest.mark.parametrize(
+    "env, data_root, fast",
+    [
+        ({}, "./data", False),
+        ({"DP_COURSE_DATA": "/tmp/elsewhere", "DP_COURSE_FAST": "1"}, "/tmp/elsewhere", True),
+        ({"DP_COURSE_FAST": "0"}, "./data", False),
+        ({"NBGRADER_EXECUTION": "autograde"}, "./data", True),
+    ],
+    ids=["defaults", "env-set", "fast-off", "nbgrader"],
+)
 @pytest.mark.parametrize("path", RELEASED, ids=IDS)
 def test_setup_elsewhere_installs_nothing_and_changes_nothing(path, env, data_root, fast, tmp_path):
     report = _run_setup(_setup_cell(nbformat.read(path, as_version=4)).source, "local", tmp_path, **env)
@@ -193,8 +217,13 @@ def test_notebook_needs_only_public_packages(path):
     modules = _imported_modules(nb)
     local = sorted(m for m in modules if m not in ALLOWED_IMPORTS and m not in sys.stdlib_module_names)
     assert not local, f"imports that are neither allowed packages nor the standard library: {local}"
-    loaders = [line for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
-               if re.match(r"\s*%+(run|load|writefile)\b", line)]
+    loaders = [
+        line
+        for c in nb.cells
+        if c.cell_type == "code"
+        for line in c.source.splitlines()
+        if re.match(r"\s*%+(run|load|writefile)\b", line)
+    ]
     assert not loaders, f"magics that need local files: {loaders}"
 
 
@@ -242,8 +271,10 @@ def test_the_badge_follows_the_public_repository_setting(tmp_path):
     nb = nbformat.read(notebook, as_version=4)
     badge = nb.cells[0]
     assert badge.id == BADGE_ID and badge.metadata.nbgrader.locked and badge.metadata.nbgrader.grade_id == BADGE_ID
-    assert ("https://colab.research.google.com/github/example-org/dp-course/blob/spring-2027/release/01_databases/"
-            "01_databases.ipynb") in badge.source
+    assert (
+        "https://colab.research.google.com/github/example-org/dp-course/blob/spring-2027/release/01_databases/"
+        "01_databases.ipynb"
+    ) in badge.source
     assert sync_notebook(notebook, config=config) == []  # in sync: nothing added twice
     config.write_text("[course]\n")
     assert sync_notebook(notebook, config=config) == [BADGE_ID]

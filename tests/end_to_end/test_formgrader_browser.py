@@ -16,6 +16,7 @@ templates' MathJax) are answered with an error, so nothing leaves the machine. A
 leave every grade in the gradebook as it was. A control visit to the same page with the payloads written
 back unsanitised shows the attack works there, so a quiet page means the sanitiser stopped it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,7 +30,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -37,17 +37,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing, free_port
+from hostile_corpus import ASSIGNMENT, GRADING_OPTIONS, NOTEBOOK, cell_by_grade_id, solved
 
 from autograder.layout import RELEASE, REPO
-from hostile_corpus import ASSIGNMENT, GRADING_OPTIONS, NOTEBOOK, cell_by_grade_id, solved
-from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 NAME = NOTEBOOK.removesuffix(".ipynb")
 ANSWER = "threshold_explanation"  # the notebook's written answer (manually graded, 1 point)
 VISIBLE = "mallory-visible-answer"
-PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP4z8DwHwAFAAH/X6W5qQAAAABJRU5ErkJggg==")
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP4z8DwHwAFAAH/X6W5qQAAAABJRU5ErkJggg=="
 SETTLE = 15.0  # seconds a page is watched from its start; the control's payload needs a few on a busy machine
 
 # The attack of the formgrader report: read the _xsrf cookie, list every submission's grades through
@@ -80,36 +80,40 @@ def _payload(marker: str) -> str:
 
 def _outputs_cell(p: str) -> str:
     """Code for the top of a solution cell: every kind of output a kernel can display, each carrying `p`."""
-    return "\n".join([
-        "from IPython.display import HTML, SVG, Javascript, Markdown, display",
-        f"P = {p!r}",
-        "display(HTML(f'<script>{P}</script><b>bold survives</b>'))",
-        "display(HTML(f'<img src=\"x\" onerror=\"{P}\"><svg onload=\"{P}\"></svg><iframe srcdoc=\"<script>parent.'"
-        " + P + '</script>\"></iframe><iframe src=\"/formgrader/api/grades\"></iframe>'))",
-        "display(HTML(f'<form action=\"/formgrader/api/grade/x\" method=\"post\"><input name=\"manual_score\" '"
-        " f'value=\"0\"><button>save</button></form><a href=\"javascript:{P}\">link</a>'"
-        " f'<div onmouseover=\"{P}\" style=\"position:fixed;inset:0\">cover</div>'))",
-        "display(Javascript(P))",
-        "display(SVG(f'<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"{P}\"><script>{P}</script>"
-        "<rect width=\"4\" height=\"4\"/></svg>'))",
-        "display(Markdown(f'<img src=\"x\" onerror=\"{P}\"> and [click](javascript:{P})'))",
-        "display({'text/html': f'<img src=\"x\" onerror=\"{P}\">', 'text/plain': 'a widget',"
-        " 'application/vnd.jupyter.widget-view+json': {'model_id': 'm', 'version_major': 2, 'version_minor': 0}},"
-        " raw=True)",
-        f"display({{'image/png': {PNG!r}}}, metadata={{'image/png': {{'width': '1 onload=' + P}}}}, raw=True)",
-        "import ipywidgets",
-        "display(ipywidgets.HTML(value=f'<img src=\"x\" onerror=\"{P}\">'))",
-    ])
+    return "\n".join(
+        [
+            "from IPython.display import HTML, SVG, Javascript, Markdown, display",
+            f"P = {p!r}",
+            "display(HTML(f'<script>{P}</script><b>bold survives</b>'))",
+            'display(HTML(f\'<img src="x" onerror="{P}"><svg onload="{P}"></svg><iframe srcdoc="<script>parent.\''
+            ' + P + \'</script>"></iframe><iframe src="/formgrader/api/grades"></iframe>\'))',
+            'display(HTML(f\'<form action="/formgrader/api/grade/x" method="post"><input name="manual_score" \''
+            ' f\'value="0"><button>save</button></form><a href="javascript:{P}">link</a>\''
+            ' f\'<div onmouseover="{P}" style="position:fixed;inset:0">cover</div>\'))',
+            "display(Javascript(P))",
+            'display(SVG(f\'<svg xmlns="http://www.w3.org/2000/svg" onload="{P}"><script>{P}</script>'
+            '<rect width="4" height="4"/></svg>\'))',
+            'display(Markdown(f\'<img src="x" onerror="{P}"> and [click](javascript:{P})\'))',
+            "display({'text/html': f'<img src=\"x\" onerror=\"{P}\">', 'text/plain': 'a widget',"
+            " 'application/vnd.jupyter.widget-view+json': {'model_id': 'm', 'version_major': 2, 'version_minor': 0}},"
+            " raw=True)",
+            f"display({{'image/png': {PNG!r}}}, metadata={{'image/png': {{'width': '1 onload=' + P}}}}, raw=True)",
+            "import ipywidgets",
+            'display(ipywidgets.HTML(value=f\'<img src="x" onerror="{P}">\'))',
+        ]
+    )
 
 
 def _answer(p: str) -> str:
     """The written answer: Markdown and math around raw HTML with handlers, scripts, frames and forms."""
-    return (f"My written answer, {VISIBLE}, with $a<b$ and $$\\frac{{1}}{{2}} < 1$$.\n\n"
-            f'<img src="x" onerror="{p}">\n\n<script>{p}</script>\n\n'
-            '<iframe src="/formgrader/api/grades"></iframe>\n\n'
-            '<form action="/formgrader/api/grade/x" method="post"><input name="manual_score" value="0"></form>\n\n'
-            f'An <a href="javascript:{p}">anchor</a>, <svg onload="{p}"><circle r="3"/></svg> and '
-            f'<details open ontoggle="{p}">more</details>.')
+    return (
+        f"My written answer, {VISIBLE}, with $a<b$ and $$\\frac{{1}}{{2}} < 1$$.\n\n"
+        f'<img src="x" onerror="{p}">\n\n<script>{p}</script>\n\n'
+        '<iframe src="/formgrader/api/grades"></iframe>\n\n'
+        '<form action="/formgrader/api/grade/x" method="post"><input name="manual_score" value="0"></form>\n\n'
+        f'An <a href="javascript:{p}">anchor</a>, <svg onload="{p}"><circle r="3"/></svg> and '
+        f'<details open ontoggle="{p}">more</details>.'
+    )
 
 
 def _links(p: str) -> str:
@@ -147,16 +151,20 @@ def marker():
 
 
 # Every grade of the class gradebook with its student and cell (nbgrader's tables).
-GRADES = ("grade JOIN base_cell ON grade.cell_id = base_cell.id JOIN submitted_notebook ON grade.notebook_id = "
-          "submitted_notebook.id JOIN submitted_assignment ON submitted_notebook.assignment_id = "
-          "submitted_assignment.id")
+GRADES = (
+    "grade JOIN base_cell ON grade.cell_id = base_cell.id JOIN submitted_notebook ON grade.notebook_id = "
+    "submitted_notebook.id JOIN submitted_assignment ON submitted_notebook.assignment_id = "
+    "submitted_assignment.id"
+)
 ONE_GRADE = f"id = (SELECT grade.id FROM {GRADES} WHERE submitted_assignment.student_id = ? AND base_cell.name = ?)"
 
 
 def _grades(out: Path) -> dict:
     with sqlite3.connect(out / "gradebook.db") as db:
-        rows = db.execute("SELECT submitted_assignment.student_id, base_cell.name, grade.auto_score, "
-                          f"grade.manual_score, grade.extra_credit FROM {GRADES}").fetchall()
+        rows = db.execute(
+            "SELECT submitted_assignment.student_id, base_cell.name, grade.auto_score, "
+            f"grade.manual_score, grade.extra_credit FROM {GRADES}"
+        ).fetchall()
     return {(student, cell): (auto, manual, extra) for student, cell, auto, manual, extra in rows}
 
 
@@ -177,18 +185,45 @@ def graded(marker, tmp_path_factory):
             answer = cell_by_grade_id(nb, ANSWER)
             answer.source = _answer(p)
             nb.cells.insert(nb.cells.index(answer) + 1, nbformat.v4.new_markdown_cell(_links(p)))
-            nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"version_major": 2,
-                "version_minor": 0, "state": {"m": {"model_name": "HTMLModel", "model_module": "@jupyter-widgets/"
-                                                    "controls", "state": {"value": f'<img src=x onerror="{p}">'}}}}}
+            nb.metadata["widgets"] = {
+                "application/vnd.jupyter.widget-state+json": {
+                    "version_major": 2,
+                    "version_minor": 0,
+                    "state": {
+                        "m": {
+                            "model_name": "HTMLModel",
+                            "model_module": "@jupyter-widgets/controls",
+                            "state": {"value": f'<img src=x onerror="{p}">'},
+                        }
+                    },
+                }
+            }
         else:
             cell_by_grade_id(nb, ANSWER).source = "Removing one person changes the count by one at most."
         path = root / "class" / student / ASSIGNMENT / NOTEBOOK
         path.parent.mkdir(parents=True)
         nbformat.write(nb, path)
     out = root / "out"
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(root / "class"), "--out", str(out),
-                             "--assignment", ASSIGNMENT, "--workers", "1", *GRADING_OPTIONS],
-                            cwd=REPO, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(root / "class"),
+            "--out",
+            str(out),
+            "--assignment",
+            ASSIGNMENT,
+            "--workers",
+            "1",
+            *GRADING_OPTIONS,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out / "grades.csv", newline="") as file:
         rows = {(r["student"], r["cell"]): r for r in csv.DictReader(file)}
@@ -197,8 +232,9 @@ def graded(marker, tmp_path_factory):
     assert "onerror" in rows[("mallory", "test_threshold_query")]["reason"]  # the HTML reaches grades.csv
     assert rows[("mallory", "test_create_db")]["score"] == "1"  # its outputs ran in the sandbox
     with sqlite3.connect(out / "gradebook.db") as db:
-        db.execute(f"UPDATE grade SET manual_score = 1.0, needs_manual_grade = 0 WHERE {ONE_GRADE}",
-                   ("innocent", ANSWER))
+        db.execute(
+            f"UPDATE grade SET manual_score = 1.0, needs_manual_grade = 0 WHERE {ONE_GRADE}", ("innocent", ANSWER)
+        )
     before = _grades(out)
     assert before[("innocent", ANSWER)][1] == 1.0 and before[("mallory", ANSWER)][1] is None
     return out, p, before
@@ -212,18 +248,32 @@ def formgrader(graded, tmp_path_factory):
     assert (out / "nbgrader_config.py").is_file()
     state = tmp_path_factory.mktemp("jupyter")
     env = {key: value for key, value in os.environ.items() if key not in ("JUPYTER_PATH", "JUPYTER_CONFIG_DIR")}
-    env.update(JUPYTER_CONFIG_DIR=str(state / "config"), JUPYTER_DATA_DIR=str(state / "data"),
-               JUPYTER_RUNTIME_DIR=str(state / "runtime"), IPYTHONDIR=str(state / "ipython"),
-               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    env.update(
+        JUPYTER_CONFIG_DIR=str(state / "config"),
+        JUPYTER_DATA_DIR=str(state / "data"),
+        JUPYTER_RUNTIME_DIR=str(state / "runtime"),
+        IPYTHONDIR=str(state / "ipython"),
+        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    )
     port, token = free_port(), secrets.token_hex(24)
     log = state / "formgrader.log"
-    command = [sys.executable, "-m", "jupyter", "server", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.token={token}"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "server",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.token={token}",
+    ]
     if os.geteuid() == 0:
         command.append("--allow-root")  # CI runs as root; the README says not to
     with open(log, "w") as log_file:
-        server = subprocess.Popen(command, cwd=out, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            command, cwd=out, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -231,8 +281,9 @@ def formgrader(graded, tmp_path_factory):
             assert server.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             try:
-                request = urllib.request.Request(f"{base}/formgrader/api/status",
-                                                 headers={"Authorization": f"token {token}"})
+                request = urllib.request.Request(
+                    f"{base}/formgrader/api/status", headers={"Authorization": f"token {token}"}
+                )
                 with urllib.request.urlopen(request, timeout=5) as response:
                     if response.status == 200:
                         break
@@ -280,8 +331,9 @@ ACTIVE_ELEMENTS = """(root) => {
 }"""
 
 
-def _visit(browser, url: str, allowed_origin: str, root: str, marker: tuple, wait: float = SETTLE,
-           login: str | None = None) -> dict:
+def _visit(
+    browser, url: str, allowed_origin: str, root: str, marker: tuple, wait: float = SETTLE, login: str | None = None
+) -> dict:
     """Open `url` in a fresh context (after `login`, a page that sets the session cookie), hover over
     everything, and record what happens for `wait` seconds, or until the payload's last act (its alert, after
     the grade rewrites) has come. Requests go through to the page's own origin and the marker server; all
@@ -307,20 +359,24 @@ def _visit(browser, url: str, allowed_origin: str, root: str, marker: tuple, wai
             page.goto(login, wait_until="load", timeout=120_000)
         start = time.monotonic()
         page.goto(url, wait_until="load", timeout=120_000)
-        for box in page.evaluate("""(root) => Array.from((document.querySelector(root) || document.body)
+        for box in page.evaluate(
+            """(root) => Array.from((document.querySelector(root) || document.body)
                 .querySelectorAll('*')).slice(0, 2000).map(e => e.getBoundingClientRect())
                 .filter(r => r.width > 0 && r.height > 0).map(r => [r.x + r.width / 2, r.y + r.height / 2])""",
-                                 root)[:400]:
+            root,
+        )[:400]:
             page.mouse.move(*box)
         while time.monotonic() - start < wait and "pwned" not in seen["dialogs"]:
             page.wait_for_timeout(250)
         seen["seconds"] = round(time.monotonic() - start, 1)
-        seen["pwned"] = [frame.evaluate("() => window.PWNED || null") for frame in page.frames
-                         if not frame.is_detached()]
+        seen["pwned"] = [
+            frame.evaluate("() => window.PWNED || null") for frame in page.frames if not frame.is_detached()
+        ]
         seen["active"] = page.evaluate(ACTIVE_ELEMENTS, root)
         seen["text"] = page.inner_text("body")
-        seen["images"] = page.evaluate("() => Array.from(document.images).map(i => (i.getAttribute('src') || '')"
-                                       ".slice(0, 30))")
+        seen["images"] = page.evaluate(
+            "() => Array.from(document.images).map(i => (i.getAttribute('src') || '').slice(0, 30))"
+        )
     finally:
         context.close()
     return seen
@@ -328,9 +384,12 @@ def _visit(browser, url: str, allowed_origin: str, root: str, marker: tuple, wai
 
 def _submission_id(out: Path, student: str) -> str:
     with sqlite3.connect(out / "gradebook.db") as db:
-        return db.execute("SELECT submitted_notebook.id FROM submitted_notebook JOIN submitted_assignment ON "
-                          "submitted_notebook.assignment_id = submitted_assignment.id WHERE "
-                          "submitted_assignment.student_id = ?", (student,)).fetchone()[0]
+        return db.execute(
+            "SELECT submitted_notebook.id FROM submitted_notebook JOIN submitted_assignment ON "
+            "submitted_notebook.assignment_id = submitted_assignment.id WHERE "
+            "submitted_assignment.student_id = ?",
+            (student,),
+        ).fetchone()[0]
 
 
 def _assert_quiet(seen: dict, marker: tuple):
@@ -359,8 +418,14 @@ def test_formgrader_runs_nothing_of_the_submission_and_no_grade_changes(graded, 
     # Formgrader's own scripts ran: they asked its API for this submission's grades (GETs, no writes).
     assert any("/formgrader/api/grades" in u for m, u in seen["requests"] if m == "GET"), seen["requests"]
     # And the innocent's page is the same formgrader page, with its grade intact.
-    seen = _visit(browser, f"{base}/formgrader/submissions/{_submission_id(out, 'innocent')}/", base,
-                  "#notebook-container", marker, login=login)
+    seen = _visit(
+        browser,
+        f"{base}/formgrader/submissions/{_submission_id(out, 'innocent')}/",
+        base,
+        "#notebook-container",
+        marker,
+        login=login,
+    )
     _assert_quiet(seen, marker)
     assert _grades(out) == before
 
@@ -373,12 +438,20 @@ def test_the_control_visit_shows_the_attack_would_work_unsanitised(graded, formg
     path = out / "autograded" / "mallory" / ASSIGNMENT / NOTEBOOK
     sanitised = path.read_bytes()
     nb = nbformat.reads(sanitised, as_version=4)
-    cell_by_grade_id(nb, "create_db").outputs.append(nbformat.v4.new_output(
-        "display_data", data={"text/html": f'<img src="x" onerror="{p}">', "text/plain": ""}))
+    cell_by_grade_id(nb, "create_db").outputs.append(
+        nbformat.v4.new_output("display_data", data={"text/html": f'<img src="x" onerror="{p}">', "text/plain": ""})
+    )
     try:
         path.write_text(nbformat.writes(nb))
-        seen = _visit(browser, f"{base}/formgrader/submissions/{_submission_id(out, 'mallory')}/", base,
-                      "#notebook-container", marker, wait=90, login=f"{base}/formgrader?token={token}")
+        seen = _visit(
+            browser,
+            f"{base}/formgrader/submissions/{_submission_id(out, 'mallory')}/",
+            base,
+            "#notebook-container",
+            marker,
+            wait=90,
+            login=f"{base}/formgrader?token={token}",
+        )
     finally:
         path.write_bytes(sanitised)
     try:
@@ -392,8 +465,10 @@ def test_the_control_visit_shows_the_attack_would_work_unsanitised(graded, formg
         marker[1].clear()
         with sqlite3.connect(out / "gradebook.db") as db:  # the grades as they were, for the tests after
             for (student, cell), (auto, manual, extra) in before.items():
-                db.execute(f"UPDATE grade SET auto_score = ?, manual_score = ?, extra_credit = ? WHERE {ONE_GRADE}",
-                           (auto, manual, extra, student, cell))
+                db.execute(
+                    f"UPDATE grade SET auto_score = ?, manual_score = ?, extra_credit = ? WHERE {ONE_GRADE}",
+                    (auto, manual, extra, student, cell),
+                )
     assert _grades(out) == before
 
 
@@ -405,8 +480,16 @@ def test_the_autograded_notebook_opens_in_jupyterlab_as_plain_content(graded):
     assert "widgets" not in nb.metadata
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            assert set(output.get("data", {})) <= {"text/plain", "text/html", "text/markdown", "image/png",
-                                                   "image/svg+xml", "text/latex", "image/jpeg", "image/gif"}
+            assert set(output.get("data", {})) <= {
+                "text/plain",
+                "text/html",
+                "text/markdown",
+                "image/png",
+                "image/svg+xml",
+                "text/latex",
+                "image/jpeg",
+                "image/gif",
+            }
             for mime in ("text/html", "image/svg+xml"):
                 text = output.get("data", {}).get(mime, "")
                 assert "atob" not in text and "<script" not in text and "<iframe" not in text, text
@@ -420,8 +503,11 @@ def test_the_autograded_notebook_opens_in_jupyterlab_as_plain_content(graded):
     assert links.source.startswith("*This cell held content") and "javascript:" in links.source
     innocent = nbformat.read(out / "autograded" / "innocent" / ASSIGNMENT / NOTEBOOK, as_version=4)
     # The course's own text (its locked markdown cells) stays exactly as the release has it.
-    released = {c.id: c.source for c in nbformat.read(RELEASE / ASSIGNMENT / NOTEBOOK, as_version=4).cells
-                if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("locked")}
+    released = {
+        c.id: c.source
+        for c in nbformat.read(RELEASE / ASSIGNMENT / NOTEBOOK, as_version=4).cells
+        if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("locked")
+    }
     shown = {c.id: c.source for c in innocent.cells if c.id in released}
     assert released and shown == released
 
@@ -440,8 +526,9 @@ def test_the_report_runs_nothing_whatever_the_ids_and_reasons(graded, browser, m
     """report.html from the graded class (the HTML reason of mallory's failing test), and from the same
     class with hostile student ids in every file the report reads."""
     out, p, _ = graded
-    result = subprocess.run([sys.executable, "-m", "autograder", "report", str(out)], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "report", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     seen = _visit(browser, (out / "report.html").as_uri(), "file:", "body", marker)
     _assert_quiet(seen, marker)
@@ -463,8 +550,13 @@ def test_the_report_runs_nothing_whatever_the_ids_and_reasons(graded, browser, m
             writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["student"])
             writer.writeheader()
             writer.writerows(rows)
-    result = subprocess.run([sys.executable, "-m", "autograder", "report", str(hostile)], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "report", str(hostile)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     seen = _visit(browser, (hostile / "report.html").as_uri(), "file:", "body", marker)
     _assert_quiet(seen, marker)
@@ -477,5 +569,7 @@ def test_the_formgrader_config_never_holds_a_password(tmp_path):
     assert "db_url" not in write_config(tmp_path, f"sqlite:///{tmp_path / 'gradebook.db'}").read_text()
     text = write_config(tmp_path, "postgresql://grader:s3cret@db.example/course").read_text()
     assert "s3cret" not in text and "# c.CourseDirectory.db_url" in text
-    assert "c.CourseDirectory.db_url = 'postgresql://grader@db.example/course'" in write_config(
-        tmp_path, "postgresql://grader@db.example/course").read_text()
+    assert (
+        "c.CourseDirectory.db_url = 'postgresql://grader@db.example/course'"
+        in write_config(tmp_path, "postgresql://grader@db.example/course").read_text()
+    )

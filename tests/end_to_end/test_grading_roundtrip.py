@@ -1,6 +1,7 @@
 """The autograde round trip through the instructor CLI on a sample class: full marks for the solutions, zero
 for the untouched release, exactly one function's points lost for one mistake, and a reason (never a crash)
 for malformed and missing notebooks, from a folder and from an LMS zip."""
+
 import csv
 import os
 import shutil
@@ -20,8 +21,14 @@ from autograder.layout import REPO, SOURCE, assignments, notebooks
 def _run(*args):
     # As the README's instructor does it: nothing exported, the data found at its one default (REPO/data).
     environment = {name: value for name, value in os.environ.items() if name != "DP_COURSE_DATA"}
-    return subprocess.run([sys.executable, "-m", "autograder", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=1500, env=environment)
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=environment,
+    )
 
 
 def _rows(out):
@@ -67,7 +74,7 @@ def test_csv_has_the_contract_columns(graded):
 
 def test_solutions_earn_every_automatic_point(graded):
     _, rows = graded
-    for assignment, cells in _auto(rows, "perfect").items():
+    for cells in _auto(rows, "perfect").values():
         for row in cells:
             assert float(row["score"]) == float(row["max_score"]) and row["reason"] == "", row
 
@@ -77,8 +84,9 @@ def test_untouched_release_earns_zero(graded):
     for cells in _auto(rows, "untouched").values():
         for row in cells:
             # Missing code raises NotImplementedError; later cells that use its results fail with NameError.
-            assert float(row["score"]) == 0 and ("NotImplementedError" in row["reason"]
-                                                 or "NameError" in row["reason"]), row
+            assert float(row["score"]) == 0 and (
+                "NotImplementedError" in row["reason"] or "NameError" in row["reason"]
+            ), row
 
 
 def test_one_wrong_function_loses_exactly_its_points(graded):
@@ -94,12 +102,14 @@ def test_one_wrong_function_loses_exactly_its_points(graded):
 
 def test_class_gradebook_holds_every_automatic_score(graded):
     from nbgrader.api import Gradebook
+
     out, rows = graded
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gradebook:
         for row in rows:
             if row["kind"] == "auto":
-                grade = gradebook.find_grade(row["cell"], row["notebook"].removesuffix(".ipynb"), row["assignment"],
-                                             row["student"])
+                grade = gradebook.find_grade(
+                    row["cell"], row["notebook"].removesuffix(".ipynb"), row["assignment"], row["student"]
+                )
                 assert grade.auto_score == float(row["score"]), row
 
 
@@ -144,6 +154,7 @@ def test_lms_zip_is_graded_like_a_folder(tmp_path):
     notebook = notebooks(assignment)[0]
     nb_path = tmp_path / "perfect.ipynb"
     import nbformat
+
     nbformat.write(sample_class.solved(assignment, notebook), nb_path)
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -163,17 +174,31 @@ def test_unknown_assignment_is_a_clear_error(tmp_path):
 
 def test_a_hung_notebook_is_stopped_and_the_batch_goes_on(tmp_path):
     import nbformat
+
     assignment = assignments()[0]
     notebook = notebooks(assignment)[0]
-    first_function = next(c.metadata.nbgrader["grade_id"] for c in nbformat.read(SOURCE / assignment / notebook, 4).cells
-                          if is_solution(c) and c.cell_type == "code")
+    first_function = next(
+        c.metadata.nbgrader["grade_id"]
+        for c in nbformat.read(SOURCE / assignment / notebook, 4).cells
+        if is_solution(c) and c.cell_type == "code"
+    )
     hung = sample_class.solved(assignment, notebook, replace={first_function: "while True:\n    pass"})
     for student, nb in (("hung", hung), ("fine", sample_class.solved(assignment, notebook))):
         path = tmp_path / "class" / student / assignment / notebook
         path.parent.mkdir(parents=True)
         nbformat.write(nb, path)
-    result = _run("grade", str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--assignment", assignment,
-                  "--timeout", "120", "--workers", "2")
+    result = _run(
+        "grade",
+        str(tmp_path / "class"),
+        "--out",
+        str(tmp_path / "out"),
+        "--assignment",
+        assignment,
+        "--timeout",
+        "120",
+        "--workers",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     rows = _rows(tmp_path / "out")
     assert all(r["score"] == "0" and r["reason"].startswith("timeout") for r in rows if r["student"] == "hung")

@@ -1,6 +1,7 @@
 """The hostile-submission corpus (tests/hostile_corpus.py), graded in one batch through the CLI with two
 workers: every case gets its expected grade and reason, the innocent students graded beside the attackers
 keep every point, the batch completes, no student process survives it, and nothing changed outside OUT."""
+
 import csv
 import hashlib
 import os
@@ -14,11 +15,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, FIRST_IN_LINE, GRADING_OPTIONS, MARKER, NOTEBOOK
 
 from autograder.commands.grade import graded_cells
 from autograder.layout import REPO, SOURCE
 from autograder.sandbox.bubblewrap import UID_BASE
-from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, FIRST_IN_LINE, GRADING_OPTIONS, MARKER, NOTEBOOK
 
 pytestmark = pytest.mark.timeout(3000)  # a class of 61 submissions, two of them timing out
 SHARED_FOLDERS = [Path(p) for p in ("/tmp", "/dev/shm", "/var/tmp", "/run/lock")]
@@ -38,8 +39,12 @@ def _tree_digest(root: Path) -> str:
 
 
 def _repository_state() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", ".", ":!build"],
-                          cwd=REPO, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--", ".", ":!build"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def _student_processes() -> list[str]:
@@ -89,9 +94,26 @@ def graded(listener):
     for case in CASES:
         case.build(root / "class" / case.name, port)
     before = _listing(), _tree_digest(root / "class"), _repository_state()
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(root / "class"), "--out",
-                             str(root / "out"), "--assignment", ASSIGNMENT, "--workers", "2", *GRADING_OPTIONS],
-                            cwd=REPO, capture_output=True, text=True, timeout=3000)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(root / "class"),
+            "--out",
+            str(root / "out"),
+            "--assignment",
+            ASSIGNMENT,
+            "--workers",
+            "2",
+            *GRADING_OPTIONS,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     after = _listing(), _tree_digest(root / "class"), _repository_state()
     root_survivors = _student_processes()
@@ -114,8 +136,9 @@ def _outcome_matches(case, cells) -> list[str]:
             if score != cell.max_score:
                 problems.append(f"{cell.name}: expected full marks, got {score} ({reason})")
         elif score != 0 or expected_phrase not in reason or not reason:
-            problems.append(f"{cell.name}: expected 0 with a reason containing {expected_phrase!r}, "
-                            f"got {score} ({reason!r})")
+            problems.append(
+                f"{cell.name}: expected 0 with a reason containing {expected_phrase!r}, got {score} ({reason!r})"
+            )
     return problems
 
 
@@ -152,8 +175,9 @@ def test_grades_are_complete(graded):
     assert not any(r["reason"].startswith("grading error") for cells in rows.values() for r in cells.values())
     # Reasons quote submissions; none reaches grades.csv (and so the terminal of `report`) with a control,
     # format (bidi, zero-width) or line-separator character.
-    unprintable = [(name, r["cell"]) for name, cells in rows.items() for r in cells.values()
-                   if not r["reason"].isprintable()]
+    unprintable = [
+        (name, r["cell"]) for name, cells in rows.items() for r in cells.values() if not r["reason"].isprintable()
+    ]
     assert not unprintable, unprintable
 
 
@@ -163,8 +187,10 @@ def test_no_submission_writes_past_the_output_limit(graded):
     root = graded[1]
     bound = 32 * 2**20 + 2 * 2**20
     for case in CASES:
-        for page in (root / "out" / "autograded" / case.name / ASSIGNMENT / NOTEBOOK,
-                     root / "out" / "feedback" / case.name / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")):
+        for page in (
+            root / "out" / "autograded" / case.name / ASSIGNMENT / NOTEBOOK,
+            root / "out" / "feedback" / case.name / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html"),
+        ):
             assert not page.is_file() or page.stat().st_size < bound, f"{case.name}: {page.stat().st_size} bytes"
 
 
@@ -186,9 +212,26 @@ def test_the_first_submission_cannot_stop_a_one_process_batch(listener, tmp_path
     port, connections = listener
     for case in FIRST_IN_LINE:
         case.build(tmp_path / "class" / case.name, port)
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
-                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "1", *GRADING_OPTIONS],
-                            cwd=REPO, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(tmp_path / "class"),
+            "--out",
+            str(tmp_path / "out"),
+            "--assignment",
+            ASSIGNMENT,
+            "--workers",
+            "1",
+            *GRADING_OPTIONS,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = defaultdict(dict)
     with open(tmp_path / "out" / "grades.csv", newline="") as file:

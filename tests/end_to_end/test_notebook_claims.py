@@ -3,6 +3,7 @@
 Each test recomputes one quoted number with the same library the notebook uses, so a new version of torch or
 Opacus that changes it fails here instead of leaving the text stale.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,12 @@ def test_float32_bce_is_exactly_zero_from_logit_minus_14_5561():
     assert (F.binary_cross_entropy_with_logits(zero, target, reduction="none") == 0).all()
     positive = torch.tensor([-14.5560, -14.0, -10.0])
     assert (F.binary_cross_entropy_with_logits(positive, torch.zeros(3), reduction="none") > 0).all()
-    assert F.binary_cross_entropy_with_logits(torch.tensor(-20.0, dtype=torch.float64),
-                                              torch.tensor(0.0, dtype=torch.float64)).item() > 2e-9
+    assert (
+        F.binary_cross_entropy_with_logits(
+            torch.tensor(-20.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)
+        ).item()
+        > 2e-9
+    )
 
 
 def test_one_sided_ks_level_for_the_best_advantage():
@@ -57,8 +62,9 @@ def test_rdp_conversions_quoted_in_06():
     orders = np.array(RDPAccountant.DEFAULT_ALPHAS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sigma = get_noise_multiplier(target_epsilon=1.0, target_delta=1e-5, sample_rate=0.1, epochs=10,
-                                     accountant="rdp")
+        sigma = get_noise_multiplier(
+            target_epsilon=1.0, target_delta=1e-5, sample_rate=0.1, epochs=10, accountant="rdp"
+        )
         rdp = rdp_analysis.compute_rdp(q=0.1, noise_multiplier=sigma, steps=100, orders=orders)
         balle, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=rdp, delta=1e-5)
 
@@ -84,6 +90,7 @@ def test_epsilon_lower_bounds_quoted_in_07():
     """07, section 8: a perfect attack on 125 + 125 held-out examples proves at most 3.18; the default run's loss
     attack on the non-private model (all 125 members and 102 of 125 non-members accused) proves 0.98."""
     from course.shown.audit_bounds import epsilon_lower_bound
+
     assert round(epsilon_lower_bound([125, 0], 125, [0, 125], 125), 2) == 3.18
     assert round(epsilon_lower_bound([125, 0], 125, [102, 23], 125), 2) == 0.98
     # the calibrated attack on it: 72 of 125 members and 44 of 125 non-members accused, which proves nothing
@@ -94,14 +101,17 @@ def test_roc_epsilon_lower_bound_is_honest_for_a_useless_attack_and_catches_a_le
     """Scores that do not depend on membership give a bound of 0 in at least 95% of runs; well separated
     scores give a clearly positive bound."""
     rng = np.random.default_rng(0)
-    bounds = [roc_epsilon_lower_bound(rng.normal(size=250), rng.normal(size=250), seed=seed)["epsilon"]
-              for seed in range(40)]
+    bounds = [
+        roc_epsilon_lower_bound(rng.normal(size=250), rng.normal(size=250), seed=seed)["epsilon"] for seed in range(40)
+    ]
     assert np.mean(np.array(bounds) > 0) <= 0.05 + 4 * math.sqrt(0.05 * 0.95 / 40)
     leak = roc_epsilon_lower_bound(rng.normal(-3, 1, 250), rng.normal(0, 1, 250))
     assert leak["epsilon"] > 1.0 and leak["n_in"] == 125 and leak["n_out"] == 125
     members, non_members = rng.normal(-3, 1, 250), rng.normal(0, 1, 250)
-    assert roc_epsilon_lower_bound(members, non_members, delta=0.05)["epsilon"] < \
-        roc_epsilon_lower_bound(members, non_members)["epsilon"], "a larger delta explains more, so proves less"
+    assert (
+        roc_epsilon_lower_bound(members, non_members, delta=0.05)["epsilon"]
+        < roc_epsilon_lower_bound(members, non_members)["epsilon"]
+    ), "a larger delta explains more, so proves less"
 
 
 @pytest.mark.parametrize("args", [([0.0], [0.0, 1.0]), ([0.0, np.nan], [0.0, 1.0])])

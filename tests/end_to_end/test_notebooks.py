@@ -1,6 +1,5 @@
 """Every source notebook runs top to bottom in fast mode, hidden tests included (so they pass on the
 solutions), and helper cells that are checked against the library behave like it."""
-import os
 
 import nbformat
 import pytest

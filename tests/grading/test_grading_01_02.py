@@ -1,19 +1,25 @@
 """The hidden checks of notebooks 01-02: they pass the reference (and differently written correct answers)
 over many seeds and catch typical mistakes."""
+
 import pytest
 import torch
-
-from course.grading.wrong_answers import nb01_02 as wrong
-from course import lib
-from course.grading import GradingFailure, nb01, nb02
 from grading_harness import assert_fails_with_a_clean_message, reference_failures
 
+from course import lib
+from course.grading import GradingFailure, nb01, nb02
+from course.grading.wrong_answers import nb01_02 as wrong
+
 CHECKS = {
-    "create_db": nb01.check_create_db, "get_parallel_db": nb01.check_get_parallel_db,
-    "get_parallel_dbs": nb01.check_get_parallel_dbs, "create_db_and_parallels": nb01.check_create_db_and_parallels,
-    "sensitivity": nb01.check_sensitivity, "threshold_query": nb01.check_threshold_query,
-    "sum_query": nb02.check_sum_query, "differencing_attack": nb02.check_differencing_attack,
-    "differencing_attack_mean": nb02.check_differencing_attack_mean, "averaging_attack": nb02.check_averaging_attack,
+    "create_db": nb01.check_create_db,
+    "get_parallel_db": nb01.check_get_parallel_db,
+    "get_parallel_dbs": nb01.check_get_parallel_dbs,
+    "create_db_and_parallels": nb01.check_create_db_and_parallels,
+    "sensitivity": nb01.check_sensitivity,
+    "threshold_query": nb01.check_threshold_query,
+    "sum_query": nb02.check_sum_query,
+    "differencing_attack": nb02.check_differencing_attack,
+    "differencing_attack_mean": nb02.check_differencing_attack_mean,
+    "averaging_attack": nb02.check_averaging_attack,
 }
 SEEDS = range(25)
 

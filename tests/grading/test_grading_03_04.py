@@ -5,19 +5,20 @@ each wrong answer in `course.grading.wrong_answers.nb03_04` is caught in at leas
 measured rates are printed (run pytest with -s to see them). The full sweeps are marked slow; a few seeds run
 in the fast suite.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from grading_harness import assert_fails_with_a_clean_message, failure_message, seed_sweeps, student_seeds
 
-from course.grading.wrong_answers import nb03_04 as wrong
 from course.grading import GradingFailure, nb03, nb04, stats
+from course.grading.wrong_answers import nb03_04 as wrong
 from course.lib.audit import empirical_epsilon
 from course.lib.gaussian import gaussian_mechanism
 from course.lib.laplace import laplace_mechanism, private_mean, private_sum, total_epsilon
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
-from grading_harness import assert_fails_with_a_clean_message, failure_message, seed_sweeps, student_seeds
 
 REFERENCE_SEEDS = student_seeds(200, "04_laplace")  # as the grader derives them
 WRONG_ANSWER_SEEDS = student_seeds(100, "03_randomized_response")
@@ -63,9 +64,12 @@ WRONG_ANSWERS = {
 }
 
 
-(test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds, test_wrong_answer_fails_quick,
- test_wrong_answer_caught_in_99_percent_of_seeds) = seed_sweeps(CHECKS, WRONG_ANSWERS, QUICK_SEEDS, REFERENCE_SEEDS,
-                                                                WRONG_ANSWER_SEEDS, REQUIRED_CATCH_RATE)
+(
+    test_reference_passes_quick,
+    test_reference_passes_every_check_for_200_seeds,
+    test_wrong_answer_fails_quick,
+    test_wrong_answer_caught_in_99_percent_of_seeds,
+) = seed_sweeps(CHECKS, WRONG_ANSWERS, QUICK_SEEDS, REFERENCE_SEEDS, WRONG_ANSWER_SEEDS, REQUIRED_CATCH_RATE)
 
 
 def test_messages_name_the_mistake():
@@ -99,6 +103,7 @@ def test_a_crashing_answer_is_reported_not_raised():
 
 # --- calibration of the statistical helpers -------------------------------------------------------------
 
+
 def test_alpha_per_test_splits_the_budget():
     assert stats.alpha_per_test(1) == stats.FALSE_FAILURE_PER_CHECK
     assert stats.alpha_per_test(4) == pytest.approx(stats.FALSE_FAILURE_PER_CHECK / 4)
@@ -119,6 +124,7 @@ def _rejection_count(test, trials: int) -> int:
 def test_ks_helper_rejects_correct_noise_at_its_nominal_rate():
     """At alpha = 0.05 a valid p-value rejects ~5% of correct samples; 400 trials keep the count in [6, 40]
     except with probability below 1e-4 (binomial(400, 0.05) has mean 20 and standard deviation 4.4)."""
+
     def test(rng):
         stats.require_noise_distribution(rng.laplace(0, 2.0, 300), "laplace", 2.0, 0.05, "noise", "", "")
 
@@ -127,6 +133,7 @@ def test_ks_helper_rejects_correct_noise_at_its_nominal_rate():
 
 def test_binomial_helper_rejects_correct_counts_at_most_at_its_nominal_rate():
     """The exact binomial test is conservative: at alpha = 0.05 it rejects at most ~5% (count <= 40 of 400)."""
+
     def test(rng):
         stats.require_binomial(int(rng.binomial(500, 0.3)), 500, 0.3, 0.05, "rate", "")
 

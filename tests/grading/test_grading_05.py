@@ -5,6 +5,7 @@ differently, pass every check (the reference for 200 seeds); (b) each wrong answ
 `course.grading.wrong_answers.nb05` is caught in at least 99% of 100 seeds. The measured rates are printed
 (run pytest with -s to see them). The full sweeps are marked slow; a few seeds run in the fast suite.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,12 +13,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from grading_harness import (
+    assert_fails_with_a_clean_message,
+    failure_message,
+    reference_failures,
+    seed_sweeps,
+    student_seeds,
+)
 
-from course.grading.wrong_answers import nb05 as wrong
 from course.grading import nb05
+from course.grading.wrong_answers import nb05 as wrong
 from course.lib import pate, pate_analysis
-from grading_harness import (assert_fails_with_a_clean_message, failure_message, reference_failures, seed_sweeps,
-                             student_seeds)
 
 REFERENCE_SEEDS = student_seeds(200, "05_pate")  # as the grader derives them
 WRONG_ANSWER_SEEDS = student_seeds(100, "05_pate")
@@ -29,8 +35,10 @@ CHECKS = {
     "vote_counts": (nb05.check_vote_counts, pate.vote_counts),
     "laplace_noisy_max": (nb05.check_laplace_noisy_max, pate.laplace_noisy_max),
     "gaussian_noisy_max": (nb05.check_gaussian_noisy_max, pate.gaussian_noisy_max),
-    "pate_epsilon_data_independent": (nb05.check_pate_epsilon_data_independent,
-                                      pate_analysis.pate_epsilon_data_independent),
+    "pate_epsilon_data_independent": (
+        nb05.check_pate_epsilon_data_independent,
+        pate_analysis.pate_epsilon_data_independent,
+    ),
     "gnmax_epsilon": (nb05.check_gnmax_epsilon, pate_analysis.gnmax_epsilon),
 }
 
@@ -63,6 +71,7 @@ WRONG_ANSWERS = {
 
 
 # ---- correct answers written differently from the reference -----------------------------------------------
+
 
 def partition_torch(num_examples, num_teachers, seed=0):
     """torch.randperm with a seeded generator; a list of int64 tensors."""
@@ -148,9 +157,12 @@ CORRECT_ALTERNATIVES = {
 }
 
 
-(test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds, test_wrong_answer_fails_quick,
- test_wrong_answer_caught_in_99_percent_of_seeds) = seed_sweeps(CHECKS, WRONG_ANSWERS, QUICK_SEEDS, REFERENCE_SEEDS,
-                                                                WRONG_ANSWER_SEEDS, REQUIRED_CATCH_RATE)
+(
+    test_reference_passes_quick,
+    test_reference_passes_every_check_for_200_seeds,
+    test_wrong_answer_fails_quick,
+    test_wrong_answer_caught_in_99_percent_of_seeds,
+) = seed_sweeps(CHECKS, WRONG_ANSWERS, QUICK_SEEDS, REFERENCE_SEEDS, WRONG_ANSWER_SEEDS, REQUIRED_CATCH_RATE)
 
 
 @pytest.mark.parametrize("correct", CORRECT_ALTERNATIVES, ids=lambda function: function.__name__)
@@ -159,19 +171,22 @@ def test_correct_alternatives_pass(correct):
     assert not reference_failures(check, correct, range(5))
 
 
-@pytest.mark.parametrize("check, wrong_answer, phrase", [
-    (nb05.check_partition_indices, wrong.partition_overlapping, "more than one partition"),
-    (nb05.check_partition_indices, wrong.partition_drops_remainder, "remainder"),
-    (nb05.check_partition_indices, wrong.partition_range_from_one, "example 0"),
-    (nb05.check_partition_indices, wrong.partition_ignores_seed, "same seed"),
-    (nb05.check_vote_counts, wrong.vote_counts_reshaped, "transpose"),
-    (nb05.check_laplace_noisy_max, wrong.laplace_noise_truncated, "integer count array"),
-    (nb05.check_laplace_noisy_max, wrong.laplace_scale_gamma, "1/gamma"),
-    (nb05.check_laplace_noisy_max, wrong.laplace_no_noise, "tie"),
-    (nb05.check_gaussian_noisy_max, wrong.gaussian_scale_sigma_squared, "sigma**2"),
-    (nb05.check_pate_epsilon_data_independent, wrong.pate_epsilon_pure_term_gamma, "2 gamma l"),
-    (nb05.check_gnmax_epsilon, wrong.gnmax_epsilon_coarse_default, "default"),
-])
+@pytest.mark.parametrize(
+    "check, wrong_answer, phrase",
+    [
+        (nb05.check_partition_indices, wrong.partition_overlapping, "more than one partition"),
+        (nb05.check_partition_indices, wrong.partition_drops_remainder, "remainder"),
+        (nb05.check_partition_indices, wrong.partition_range_from_one, "example 0"),
+        (nb05.check_partition_indices, wrong.partition_ignores_seed, "same seed"),
+        (nb05.check_vote_counts, wrong.vote_counts_reshaped, "transpose"),
+        (nb05.check_laplace_noisy_max, wrong.laplace_noise_truncated, "integer count array"),
+        (nb05.check_laplace_noisy_max, wrong.laplace_scale_gamma, "1/gamma"),
+        (nb05.check_laplace_noisy_max, wrong.laplace_no_noise, "tie"),
+        (nb05.check_gaussian_noisy_max, wrong.gaussian_scale_sigma_squared, "sigma**2"),
+        (nb05.check_pate_epsilon_data_independent, wrong.pate_epsilon_pure_term_gamma, "2 gamma l"),
+        (nb05.check_gnmax_epsilon, wrong.gnmax_epsilon_coarse_default, "default"),
+    ],
+)
 def test_messages_name_the_mistake(check, wrong_answer, phrase):
     assert_fails_with_a_clean_message(check, wrong_answer, [0], phrase)
 

@@ -1,13 +1,14 @@
 """Tests of the hidden-test checks for notebook 06: correct answers pass, typical mistakes are caught."""
+
 import numpy as np
 import pytest
 import torch
+from grading_harness import assert_fails_with_a_clean_message, catch_rate, reference_failures, student_seeds
 
-from course.grading.wrong_answers import nb06 as wrong
 from course.grading import GradingFailure, nb06
+from course.grading.wrong_answers import nb06 as wrong
 from course.lib.dpsgd import dp_grads, dp_grads_loop
 from course.lib.dpsgd_data import label_fraction
-from grading_harness import assert_fails_with_a_clean_message, catch_rate, reference_failures, student_seeds
 
 CATCH_RATE_SEEDS = 200
 
@@ -23,6 +24,7 @@ def one_thread():
 
 # ---- correct answers written differently from the reference -----------------------------------------------
 
+
 def dp_grads_lab_style(model, batch_data, criterion, max_grad_norm, noise_multiplier):
     """The published lab solution's style: backward per example, clip_grad_norm_, torch.normal noise."""
     summed = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
@@ -33,8 +35,10 @@ def dp_grads_lab_style(model, batch_data, criterion, max_grad_norm, noise_multip
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         for name, p in model.named_parameters():
             summed[name] += p.grad
-    return {name: (value + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape)) / len(batch_data)
-            for name, value in summed.items()}
+    return {
+        name: (value + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape)) / len(batch_data)
+        for name, value in summed.items()
+    }
 
 
 def dp_grads_exact_clipping_autograd(model, batch_data, criterion, max_grad_norm, noise_multiplier):
@@ -44,12 +48,13 @@ def dp_grads_exact_clipping_autograd(model, batch_data, criterion, max_grad_norm
     summed = [torch.zeros_like(p) for p in parameters]
     for x, t in batch_data:
         grads = torch.autograd.grad(criterion(model(x).reshape(1), t.float().reshape(1)), parameters)
-        norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+        norm = torch.sqrt(sum((g**2).sum() for g in grads))
         factor = min(1.0, max_grad_norm / norm.item())
         summed = [s + factor * g for s, g in zip(summed, grads)]
     size = len(batch_data)
-    return {name: s / size + torch.randn_like(s) * noise_multiplier * max_grad_norm / size
-            for name, s in zip(names, summed)}
+    return {
+        name: s / size + torch.randn_like(s) * noise_multiplier * max_grad_norm / size for name, s in zip(names, summed)
+    }
 
 
 CORRECT_DP_GRADS = [dp_grads, dp_grads_loop, dp_grads_lab_style, dp_grads_exact_clipping_autograd]
@@ -112,8 +117,11 @@ def test_result_structure_is_checked():
         result = dp_grads(model, batch_data, criterion, max_grad_norm, noise_multiplier)
         return {name: value.flatten() for name, value in result.items()}
 
-    for answer, message in [(list_of_tensors, "should return a dict"), (renamed, "named_parameters"),
-                            (flattened, "parameter's shape")]:
+    for answer, message in [
+        (list_of_tensors, "should return a dict"),
+        (renamed, "named_parameters"),
+        (flattened, "parameter's shape"),
+    ]:
         with pytest.raises(GradingFailure, match=message):
             nb06.check_dp_grads(answer)
 
@@ -139,8 +147,10 @@ def test_a_stale_grad_on_entry_is_caught():
             for name, p in model.named_parameters():
                 summed[name] += p.grad
             model.zero_grad()
-        return {name: (value + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape))
-                / len(batch_data) for name, value in summed.items()}
+        return {
+            name: (value + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape)) / len(batch_data)
+            for name, value in summed.items()
+        }
 
     with pytest.raises(GradingFailure, match="already held values on entry"):
         nb06.check_dp_grads(clears_after_instead_of_before)
@@ -151,7 +161,7 @@ def test_non_gaussian_noise_of_the_right_scale_is_caught():
         result = dp_grads(model, batch_data, criterion, max_grad_norm, 0.0)
         if noise_multiplier == 0:
             return result
-        scale = noise_multiplier * max_grad_norm / len(batch_data) / 2 ** 0.5  # same std as the Gaussian
+        scale = noise_multiplier * max_grad_norm / len(batch_data) / 2**0.5  # same std as the Gaussian
         laplace = torch.distributions.Laplace(0.0, scale)
         return {name: value + laplace.sample(value.shape) for name, value in result.items()}
 
@@ -177,6 +187,7 @@ def test_check_is_reproducible():
 
 # ---- label_fraction ---------------------------------------------------------------------------------------
 
+
 def label_fraction_from_labels_attribute(dataset, label=0):
     """Uses medmnist's labels array directly."""
     return float(np.mean(np.asarray(dataset.labels).reshape(-1) == label))
@@ -187,8 +198,11 @@ def test_label_fraction_correct_answers_pass():
         assert not reference_failures(nb06.check_label_fraction, answer, range(50))
 
 
-@pytest.mark.parametrize("answer", [wrong.label_fraction_count, wrong.label_fraction_ignores_label,
-                                    wrong.label_fraction_of_positives], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "answer",
+    [wrong.label_fraction_count, wrong.label_fraction_ignores_label, wrong.label_fraction_of_positives],
+    ids=lambda f: f.__name__,
+)
 def test_label_fraction_mistakes_are_caught(answer):
     assert_fails_with_a_clean_message(nb06.check_label_fraction, answer, range(20), "should return the fraction")
 

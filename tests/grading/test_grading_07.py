@@ -7,18 +7,19 @@ The checks are deterministic, so a catch rate is the fraction of seeds whose gen
 mistake; the rates are printed (pytest -s). Full sweeps are marked slow; three seeds of each run in the fast
 suite.
 """
+
 import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
+from grading_harness import assert_fails_with_a_clean_message, catch_rate, reference_failures, student_seeds
 from scipy.stats import rankdata
 from sklearn.metrics import roc_curve
 
-from course.grading.wrong_answers import nb07 as wrong
-from grading_harness import assert_fails_with_a_clean_message, catch_rate, reference_failures, student_seeds
 from course.grading import GradingFailure, nb07
+from course.grading.wrong_answers import nb07 as wrong
 from course.lib import membership
 
 GRADED = ["loss_scores", "attack_roc", "attack_auc", "tpr_at_fpr", "dp_advantage_bound"]
@@ -34,6 +35,7 @@ def _check(name: str):
 
 
 # ---- correct answers written differently from the reference -----------------------------------------------
+
 
 def loss_scores_loop(model, dataset):
     """One example at a time, with the loss module."""
@@ -82,7 +84,7 @@ def attack_auc_pairwise(scores_in, scores_out):
 
 def attack_auc_ranks(scores_in, scores_out):
     """Mann-Whitney U from mid-ranks of the non-members."""
-    ranks = rankdata(np.concatenate([scores_in, scores_out]))[len(scores_in):]
+    ranks = rankdata(np.concatenate([scores_in, scores_out]))[len(scores_in) :]
     return (ranks.sum() - len(scores_out) * (len(scores_out) + 1) / 2) / (len(scores_in) * len(scores_out))
 
 
@@ -133,18 +135,33 @@ ALTERNATIVES = {
 
 # Each typical mistake, with a word its failure message must contain so the student knows what to fix.
 MISTAKES = {
-    "loss_scores": [(wrong.loss_scores_without_eval, "model.eval()"), (wrong.loss_scores_confidence, "probability"),
-                    (wrong.loss_scores_mean, "reduction='none'"),
-                    (wrong.loss_scores_first_batch, "one loss per example")],
-    "attack_roc": [(wrong.attack_roc_reversed, "LOW"), (wrong.attack_roc_ties_split, "tied"),
-                   (wrong.attack_roc_swapped, "swapped"), (wrong.attack_roc_without_origin, "(0, 0)")],
-    "attack_auc": [(wrong.attack_auc_ties_ignored, "1/2"), (wrong.attack_auc_ties_as_wins, "1/2"),
-                   (wrong.attack_auc_reversed, "LOW")],
-    "tpr_at_fpr": [(wrong.tpr_at_fpr_strict, "<="), (wrong.tpr_at_fpr_interpolated, "interpolate"),
-                   (wrong.tpr_at_fpr_reversed, "LOW")],
-    "dp_advantage_bound": [(wrong.dp_advantage_bound_without_delta, "delta is part"),
-                           (wrong.dp_advantage_bound_single_delta, "2 delta"),
-                           (wrong.dp_advantage_bound_delta_outside, "2 delta")],
+    "loss_scores": [
+        (wrong.loss_scores_without_eval, "model.eval()"),
+        (wrong.loss_scores_confidence, "probability"),
+        (wrong.loss_scores_mean, "reduction='none'"),
+        (wrong.loss_scores_first_batch, "one loss per example"),
+    ],
+    "attack_roc": [
+        (wrong.attack_roc_reversed, "LOW"),
+        (wrong.attack_roc_ties_split, "tied"),
+        (wrong.attack_roc_swapped, "swapped"),
+        (wrong.attack_roc_without_origin, "(0, 0)"),
+    ],
+    "attack_auc": [
+        (wrong.attack_auc_ties_ignored, "1/2"),
+        (wrong.attack_auc_ties_as_wins, "1/2"),
+        (wrong.attack_auc_reversed, "LOW"),
+    ],
+    "tpr_at_fpr": [
+        (wrong.tpr_at_fpr_strict, "<="),
+        (wrong.tpr_at_fpr_interpolated, "interpolate"),
+        (wrong.tpr_at_fpr_reversed, "LOW"),
+    ],
+    "dp_advantage_bound": [
+        (wrong.dp_advantage_bound_without_delta, "delta is part"),
+        (wrong.dp_advantage_bound_single_delta, "2 delta"),
+        (wrong.dp_advantage_bound_delta_outside, "2 delta"),
+    ],
 }
 
 
@@ -189,8 +206,12 @@ def test_catch_rate_of_typical_mistakes_over_200_seeds(name, mistake, hint):
     assert catch_rate(_check(name), mistake, MISTAKE_SEEDS, hint) == 1.0
 
 
-FIXED_SCORE_KINDS = {"tied scores", "one member and one non-member", "all scores equal",
-                     "members scoring higher than non-members"}
+FIXED_SCORE_KINDS = {
+    "tied scores",
+    "one member and one non-member",
+    "all scores equal",
+    "members scoring higher than non-members",
+}
 ALL_SCORE_CASES = nb07._score_cases
 
 
@@ -199,8 +220,9 @@ def _random_score_cases(rng: np.random.Generator):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, mistake, hint", [case for case in MISTAKE_CASES if case[0] in SCORE_FUNCTIONS],
-                         ids=_case_id)
+@pytest.mark.parametrize(
+    "name, mistake, hint", [case for case in MISTAKE_CASES if case[0] in SCORE_FUNCTIONS], ids=_case_id
+)
 def test_random_score_sets_alone_catch_every_mistake(name, mistake, hint, monkeypatch):
     """Without the fixed small cases, which catch every mistake on their own, the random ones still do."""
     monkeypatch.setattr(nb07, "_score_cases", _random_score_cases)
@@ -233,4 +255,3 @@ def test_loss_check_rejects_an_answer_that_trains_the_model():
 
     with pytest.raises(GradingFailure, match="must not train"):
         nb07.check_loss_scores(loss_scores)
-

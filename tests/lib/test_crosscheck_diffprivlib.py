@@ -12,6 +12,7 @@
 All draws are seeded, so these tests are deterministic; each p-value threshold (1e-4) sits far in the tail,
 and a deliberately mismatched parameter shows that the tests can fail.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -73,8 +74,9 @@ def _course_laplace(value, sensitivity, epsilon, seed):
     return laplace_mechanism(values, sensitivity, epsilon, torch.Generator().manual_seed(seed)).numpy()
 
 
-@pytest.mark.parametrize("value, sensitivity, epsilon, seed",
-                         [(0.0, 1.0, 1.0, 10), (5.0, 2.0, 0.5, 20), (-3.0, 0.1, 4.0, 30)])
+@pytest.mark.parametrize(
+    "value, sensitivity, epsilon, seed", [(0.0, 1.0, 1.0, 10), (5.0, 2.0, 0.5, 20), (-3.0, 0.1, 4.0, 30)]
+)
 def test_laplace_matches_diffprivlib(mechanisms, value, sensitivity, epsilon, seed):
     ours = _course_laplace(value, sensitivity, epsilon, seed=seed)
     theirs = _diffprivlib_laplace(mechanisms, value, sensitivity, epsilon, seed=seed + 1)
@@ -83,7 +85,7 @@ def test_laplace_matches_diffprivlib(mechanisms, value, sensitivity, epsilon, se
 
 def test_laplace_crosscheck_detects_a_wrong_scale(mechanisms):
     ours = _course_laplace(0.0, 1.0, 1.0, seed=1)
-    theirs = _diffprivlib_laplace(mechanisms, 0.0, 1.0, 0.5, seed=2)   # twice the noise
+    theirs = _diffprivlib_laplace(mechanisms, 0.0, 1.0, 0.5, seed=2)  # twice the noise
     assert stats.ks_2samp(ours, theirs).pvalue < P_VALUE_THRESHOLD
 
 

@@ -1,4 +1,5 @@
 """Unit tests of course.lib for notebooks 01 (databases) and 02 (differencing)."""
+
 import pytest
 import torch
 
@@ -28,11 +29,14 @@ def test_create_db_and_parallels_are_consistent():
     assert [p.tolist() for p in parallels] == [p.tolist() for p in db_lib.get_parallel_dbs(db)]
 
 
-@pytest.mark.parametrize("query, expected", [
-    (lambda d: d.float().sum(), 1.0),
-    (lambda d: 4 * d.float().sum(), 4.0),
-    (lambda d: 1.5, 0.0),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        (lambda d: d.float().sum(), 1.0),
+        (lambda d: 4 * d.float().sum(), 4.0),
+        (lambda d: 1.5, 0.0),
+    ],
+)
 def test_sensitivity_known_values(query, expected):
     assert db_lib.sensitivity(query, 200, generator=torch.Generator().manual_seed(3)) == expected
 
@@ -69,20 +73,23 @@ def test_averaging_attack_calls_twice_per_query_and_converges():
     assert abs(estimate - 1.0) < 0.15
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: db_lib.create_db(0), "num_entries"),
-    (lambda: db_lib.create_db(10, p=1.5), "p must be"),
-    (lambda: db_lib.create_db(2.5), "num_entries"),
-    (lambda: db_lib.get_parallel_db(torch.tensor([True, False]), 2), "remove_index"),
-    (lambda: db_lib.get_parallel_db(torch.tensor([True, False]), -1), "remove_index"),
-    (lambda: db_lib.get_parallel_dbs(torch.tensor([], dtype=torch.bool)), "empty"),
-    (lambda: db_lib.threshold_query(torch.ones(2, 2)), "1-D"),
-    (lambda: db_lib.threshold_query(torch.tensor([0.0, 2.0])), "0/1"),
-    (lambda: db_lib.threshold_query([True, False]), "torch.Tensor"),
-    (lambda: db_lib.sensitivity("sum"), "callable"),
-    (lambda: diff_lib.differencing_attack_mean(torch.tensor([True]), 0), "two rows"),
-    (lambda: diff_lib.averaging_attack(lambda d: d.sum(), torch.tensor([True]), 0, 0), "num_queries"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: db_lib.create_db(0), "num_entries"),
+        (lambda: db_lib.create_db(10, p=1.5), "p must be"),
+        (lambda: db_lib.create_db(2.5), "num_entries"),
+        (lambda: db_lib.get_parallel_db(torch.tensor([True, False]), 2), "remove_index"),
+        (lambda: db_lib.get_parallel_db(torch.tensor([True, False]), -1), "remove_index"),
+        (lambda: db_lib.get_parallel_dbs(torch.tensor([], dtype=torch.bool)), "empty"),
+        (lambda: db_lib.threshold_query(torch.ones(2, 2)), "1-D"),
+        (lambda: db_lib.threshold_query(torch.tensor([0.0, 2.0])), "0/1"),
+        (lambda: db_lib.threshold_query([True, False]), "torch.Tensor"),
+        (lambda: db_lib.sensitivity("sum"), "callable"),
+        (lambda: diff_lib.differencing_attack_mean(torch.tensor([True]), 0), "two rows"),
+        (lambda: diff_lib.averaging_attack(lambda d: d.sum(), torch.tensor([True]), 0, 0), "num_queries"),
+    ],
+)
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()

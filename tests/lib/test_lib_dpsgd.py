@@ -3,6 +3,7 @@
 Noiseless results are compared with an independent oracle written the way the lab teaches it: per-example
 `loss.backward()` on a copy of the model, `torch.nn.utils.clip_grad_norm_`, sum, divide.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,9 +19,9 @@ from torch import nn
 
 from course.lib import dpsgd, ghost_norms
 from course.lib.dpsgd import clipping_factor, dp_grads, dp_grads_fallback_reason, dp_grads_loop, per_example_gradients
-from course.shown.pneumonia import spec_mlp
-from course.shown.dpsgd_training import small_cnn
 from course.lib.dpsgd_data import label_fraction
+from course.shown.dpsgd_training import small_cnn
+from course.shown.pneumonia import spec_mlp
 
 TOLERANCE = 1e-5
 
@@ -64,14 +65,17 @@ def random_mlp(generator):
 
 
 def random_batch(generator, size, shape=(1, 4, 4)):
-    return [(torch.randn(shape, generator=generator), torch.randint(0, 2, (1,), generator=generator))
-            for _ in range(size)]
+    return [
+        (torch.randn(shape, generator=generator), torch.randint(0, 2, (1,), generator=generator)) for _ in range(size)
+    ]
 
 
 def fast_path_only(monkeypatch):
     """Make the per-example loop unreachable from dp_grads, so a passing call proves the fast path ran."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("dp_grads fell back to the per-example loop")
+
     monkeypatch.setattr(dpsgd, "_loop_clipped_sum", forbidden)
 
 
@@ -84,8 +88,9 @@ def test_fast_path_matches_per_example_loop_on_random_mlps(seed, regime, monkeyp
     batch = random_batch(generator, int(torch.randint(1, 13, (1,), generator=generator)))
     criterion = nn.BCEWithLogitsLoss()
     norms = example_norms(model, batch, criterion)
-    bound = {"all clipped": 0.5 * norms.min(), "none clipped": 2 * norms.max(),
-             "mixed": norms.median() * (1 + 1e-3)}[regime].item()
+    bound = {"all clipped": 0.5 * norms.min(), "none clipped": 2 * norms.max(), "mixed": norms.median() * (1 + 1e-3)}[
+        regime
+    ].item()
     expected = oracle_noiseless(model, batch, criterion, bound)
     loop = dp_grads_loop(model, batch, criterion, bound, 0.0)
     fast_path_only(monkeypatch)
@@ -103,15 +108,22 @@ def test_mixed_regime_really_clips_some_examples_and_not_others():
     assert (factors < 1).any() and (factors == 1).any()
 
 
-@pytest.mark.parametrize("model_factory, shape", [
-    # sequence inputs: the Gram form of the per-example weight-gradient norm
-    (lambda: nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Flatten(0), nn.Linear(18, 1)), (3, 4)),
-    (lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU(inplace=True), nn.Flatten(-2), nn.Linear(15, 1)), (5, 2)),
-    # nested Sequential, in-place activation, inactive dropout, a lone Linear layer on vectors
-    (lambda: nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(16, 8), nn.ReLU(inplace=True)),
-                           nn.Dropout(0.0), nn.Linear(8, 1)), (1, 4, 4)),
-    (lambda: nn.Linear(5, 1), (5,)),
-])
+@pytest.mark.parametrize(
+    "model_factory, shape",
+    [
+        # sequence inputs: the Gram form of the per-example weight-gradient norm
+        (lambda: nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Flatten(0), nn.Linear(18, 1)), (3, 4)),
+        (lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU(inplace=True), nn.Flatten(-2), nn.Linear(15, 1)), (5, 2)),
+        # nested Sequential, in-place activation, inactive dropout, a lone Linear layer on vectors
+        (
+            lambda: nn.Sequential(
+                nn.Flatten(), nn.Sequential(nn.Linear(16, 8), nn.ReLU(inplace=True)), nn.Dropout(0.0), nn.Linear(8, 1)
+            ),
+            (1, 4, 4),
+        ),
+        (lambda: nn.Linear(5, 1), (5,)),
+    ],
+)
 def test_fast_path_handles_other_linear_chains(model_factory, shape, monkeypatch):
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
@@ -134,10 +146,16 @@ def test_fast_path_in_eval_mode_dropout_and_frozen_first_layer(monkeypatch):
     assert max_difference(result, expected) <= TOLERANCE
 
 
-@pytest.mark.parametrize("criterion", [
-    nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0])), nn.BCEWithLogitsLoss(weight=torch.tensor(0.5)),
-    nn.BCEWithLogitsLoss(reduction="sum"), nn.MSELoss(), nn.L1Loss(),
-])
+@pytest.mark.parametrize(
+    "criterion",
+    [
+        nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0])),
+        nn.BCEWithLogitsLoss(weight=torch.tensor(0.5)),
+        nn.BCEWithLogitsLoss(reduction="sum"),
+        nn.MSELoss(),
+        nn.L1Loss(),
+    ],
+)
 def test_fast_path_criteria_match_the_loop(criterion, monkeypatch):
     torch.manual_seed(4)
     model, batch = random_mlp(torch.Generator().manual_seed(4)), random_batch(torch.Generator().manual_seed(5), 8)
@@ -160,13 +178,22 @@ class SmallConvNet(nn.Module):
 
 def tied_layers_model():
     shared = nn.Linear(4, 4)
-    return nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.Tanh(), shared, nn.Tanh(), shared, nn.Tanh(),
-                         nn.Linear(4, 1))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(36, 4), nn.Tanh(), shared, nn.Tanh(), shared, nn.Tanh(), nn.Linear(4, 1)
+    )
 
 
 def tied_weights_model():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4),
-                          nn.Tanh(), nn.Linear(4, 1))
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(36, 4),
+        nn.Tanh(),
+        nn.Linear(4, 4),
+        nn.Tanh(),
+        nn.Linear(4, 4),
+        nn.Tanh(),
+        nn.Linear(4, 1),
+    )
     model[5].weight = model[3].weight
     return model
 
@@ -174,8 +201,11 @@ def tied_weights_model():
 def bounds_for(model, batch, criterion):
     """Clipping bounds that clip every example, none, and about half (the three regimes)."""
     norms = example_norms(model, batch, criterion)
-    return {"all clipped": 0.5 * norms.min().item(), "none clipped": 2 * norms.max().item(),
-            "mixed": norms.median().item() * (1 + 1e-3)}
+    return {
+        "all clipped": 0.5 * norms.min().item(),
+        "none clipped": 2 * norms.max().item(),
+        "mixed": norms.median().item() * (1 + 1e-3),
+    }
 
 
 def assert_matches_oracle_in_every_regime(model, batch, criterion=None):
@@ -187,6 +217,7 @@ def assert_matches_oracle_in_every_regime(model, batch, criterion=None):
 
 
 # ---- models written as students write them: the fast path must not depend on nn.Sequential ----------------
+
 
 class LabMLP(nn.Module):
     """The public CSC413 DP-SGD lab's network, written as that lab writes it."""
@@ -205,6 +236,7 @@ class LabMLP(nn.Module):
 def cnn_06():
     """Notebook 06's CNN after `ModuleValidator.fix`: every BatchNorm2d replaced by a GroupNorm."""
     from opacus.validators import ModuleValidator
+
     return ModuleValidator.fix(small_cnn())
 
 
@@ -246,16 +278,19 @@ class ReshapesItsOwnBatch(nn.Module):
         return self.head(self.flatten(torch.relu(self.conv(x.view(-1, 1, 6, 6)))))
 
 
-@pytest.mark.parametrize("model_factory, shape", [
-    (ReshapesItsOwnBatch, (36,)),
-    (LabMLP, (784,)),
-    (LabMLP, (1, 784)),
-    (spec_mlp, (1, 28, 28)),
-    (cnn_06, (1, 1, 28, 28)),  # a batch of one image, as the CNN takes it: the batch is concatenated
-    (SmallConvNet, (1, 6, 6)),
-    (InPlaceMLP, (1, 4, 4)),
-    (UnusedAndFrozen, (1, 4, 4)),
-])
+@pytest.mark.parametrize(
+    "model_factory, shape",
+    [
+        (ReshapesItsOwnBatch, (36,)),
+        (LabMLP, (784,)),
+        (LabMLP, (1, 784)),
+        (spec_mlp, (1, 28, 28)),
+        (cnn_06, (1, 1, 28, 28)),  # a batch of one image, as the CNN takes it: the batch is concatenated
+        (SmallConvNet, (1, 6, 6)),
+        (InPlaceMLP, (1, 4, 4)),
+        (UnusedAndFrozen, (1, 4, 4)),
+    ],
+)
 def test_fast_path_on_models_of_any_structure_matches_the_loop(model_factory, shape, monkeypatch):
     torch.manual_seed(0)
     model = model_factory()
@@ -276,6 +311,7 @@ def test_unused_layer_gets_zeros_and_frozen_parameters_are_left_out(monkeypatch)
 
 # ---- random compositions of the supported layers, through both per-layer routes --------------------------
 
+
 def _pick(generator, options):
     return options[int(torch.randint(len(options), (1,), generator=generator))]
 
@@ -290,10 +326,18 @@ class RandomImageModel(nn.Module):
         channels = _pick(generator, [2, 4])
         stride = _pick(generator, [1, 2])
         padding = _pick(generator, [0, 1] + (["same"] if stride == 1 else []))
-        blocks: list[nn.Module] = [nn.Conv2d(1, channels, _pick(generator, [1, 2, 3]), stride=stride,
-                                             padding=padding, dilation=_pick(generator, [1, 2]),
-                                             padding_mode=_pick(generator, ["zeros", "reflect", "circular"]),
-                                             bias=_pick(generator, [True, False]))]
+        blocks: list[nn.Module] = [
+            nn.Conv2d(
+                1,
+                channels,
+                _pick(generator, [1, 2, 3]),
+                stride=stride,
+                padding=padding,
+                dilation=_pick(generator, [1, 2]),
+                padding_mode=_pick(generator, ["zeros", "reflect", "circular"]),
+                bias=_pick(generator, [True, False]),
+            )
+        ]
         if _pick(generator, [True, False]):
             affine = _pick(generator, [True, True, False])
             blocks.append(nn.GroupNorm(_pick(generator, [1, 2]), channels, affine=affine))
@@ -325,8 +369,7 @@ class RandomSequenceModel(nn.Module):
         super().__init__()
         self.tokens = tokens
         width = _pick(generator, [3, 5])
-        self.embed = (nn.Embedding(7, width, padding_idx=_pick(generator, [None, 0])) if tokens
-                      else nn.Linear(4, width))
+        self.embed = nn.Embedding(7, width, padding_idx=_pick(generator, [None, 0])) if tokens else nn.Linear(4, width)
         self.norm = _pick(generator, [nn.LayerNorm(width), nn.LayerNorm((length, width)), nn.Identity()])
         self.mix = nn.Linear(width, 2, bias=_pick(generator, [True, False]))
         self.head = nn.Linear(2 * length, 1)
@@ -336,8 +379,10 @@ class RandomSequenceModel(nn.Module):
 
 
 def random_tokens(generator, size, length):
-    return [(torch.randint(0, 7, (length,), generator=generator), torch.randint(0, 2, (1,), generator=generator))
-            for _ in range(size)]
+    return [
+        (torch.randint(0, 7, (length,), generator=generator), torch.randint(0, 2, (1,), generator=generator))
+        for _ in range(size)
+    ]
 
 
 def random_composition(seed):
@@ -381,6 +426,7 @@ def test_the_cheaper_route_is_chosen_per_layer():
 
 
 # ---- models the fast path cannot do exactly: the loop, with a reason ------------------------------------
+
 
 class CalledTwice(nn.Module):
     def __init__(self):
@@ -433,22 +479,34 @@ def quartic_loss(output, target):
     return ((output - target) ** 4).mean()
 
 
-@pytest.mark.parametrize("model_factory, shape, criterion, reason", [
-    (tied_layers_model, (1, 6, 6), nn.BCEWithLogitsLoss(), "'5' (Linear) is registered more than once"),
-    (tied_weights_model, (1, 6, 6), nn.BCEWithLogitsLoss(), "'3.weight' and '5.weight' are one tensor"),
-    (CalledTwice, (1, 6, 6), nn.BCEWithLogitsLoss(), "'same' (Linear) is called 2 times"),
-    (batchnorm_model, (1, 1, 6, 6), nn.BCEWithLogitsLoss(), "'1' (BatchNorm2d) is BatchNorm in training mode"),
-    (lambda: batchnorm_model().eval(), (1, 1, 6, 6), nn.BCEWithLogitsLoss(),
-     "'1' (BatchNorm2d) has trainable parameters and is not a layer type the fast path supports"),
-    (lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.PReLU(), nn.Linear(4, 1)), (1, 6, 6),
-     nn.BCEWithLogitsLoss(), "'2' (PReLU) has trainable parameters"),
-    (MeanCentred, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard: example 0's gradient"),
-    (LastExamplesMixed, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard: example 0's gradient"),
-    (WeightUsedOutsideItsLayer, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard"),
-    (lambda: spec_mlp(36, (5,)), (1, 6, 6), quartic_loss, "the criterion <function quartic_loss"),
-])
-def test_models_the_fast_path_cannot_do_exactly_take_the_loop_with_a_reason(model_factory, shape, criterion,
-                                                                             reason, monkeypatch):
+@pytest.mark.parametrize(
+    "model_factory, shape, criterion, reason",
+    [
+        (tied_layers_model, (1, 6, 6), nn.BCEWithLogitsLoss(), "'5' (Linear) is registered more than once"),
+        (tied_weights_model, (1, 6, 6), nn.BCEWithLogitsLoss(), "'3.weight' and '5.weight' are one tensor"),
+        (CalledTwice, (1, 6, 6), nn.BCEWithLogitsLoss(), "'same' (Linear) is called 2 times"),
+        (batchnorm_model, (1, 1, 6, 6), nn.BCEWithLogitsLoss(), "'1' (BatchNorm2d) is BatchNorm in training mode"),
+        (
+            lambda: batchnorm_model().eval(),
+            (1, 1, 6, 6),
+            nn.BCEWithLogitsLoss(),
+            "'1' (BatchNorm2d) has trainable parameters and is not a layer type the fast path supports",
+        ),
+        (
+            lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 4), nn.PReLU(), nn.Linear(4, 1)),
+            (1, 6, 6),
+            nn.BCEWithLogitsLoss(),
+            "'2' (PReLU) has trainable parameters",
+        ),
+        (MeanCentred, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard: example 0's gradient"),
+        (LastExamplesMixed, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard: example 0's gradient"),
+        (WeightUsedOutsideItsLayer, (1, 6, 6), nn.BCEWithLogitsLoss(), "runtime guard"),
+        (lambda: spec_mlp(36, (5,)), (1, 6, 6), quartic_loss, "the criterion <function quartic_loss"),
+    ],
+)
+def test_models_the_fast_path_cannot_do_exactly_take_the_loop_with_a_reason(
+    model_factory, shape, criterion, reason, monkeypatch
+):
     torch.manual_seed(7)
     model = model_factory()
     batch = random_batch(torch.Generator().manual_seed(8), 6, shape)
@@ -530,8 +588,11 @@ def test_active_dropout_takes_the_loop(monkeypatch):
 def test_inputs_of_different_shapes_take_the_loop():
     torch.manual_seed(9)
     model = nn.Linear(3, 1)
-    batch = [(torch.randn(3), torch.tensor([1])), (torch.randn(1, 3), torch.tensor([0])),
-             (torch.randn(3), torch.tensor([0]))]
+    batch = [
+        (torch.randn(3), torch.tensor([1])),
+        (torch.randn(1, 3), torch.tensor([0])),
+        (torch.randn(3), torch.tensor([0])),
+    ]
     expected = oracle_noiseless(model, batch, nn.BCEWithLogitsLoss(), 0.3)
     assert max_difference(dp_grads(model, batch, nn.BCEWithLogitsLoss(), 0.3, 0.0), expected) <= TOLERANCE
 
@@ -587,8 +648,7 @@ def test_the_7_49_arithmetic_gradient_1_to_5_with_bias_1():
 
 @pytest.mark.parametrize("function", [dp_grads, dp_grads_loop])
 @pytest.mark.parametrize("noise_multiplier, max_grad_norm, batch_size", [(1.0, 0.5, 4), (2.5, 3.0, 7)])
-def test_noise_std_per_coordinate_is_sigma_c_over_batch_size(function, noise_multiplier, max_grad_norm,
-                                                            batch_size):
+def test_noise_std_per_coordinate_is_sigma_c_over_batch_size(function, noise_multiplier, max_grad_norm, batch_size):
     torch.manual_seed(0)
     model = spec_mlp(36, (64, 32))  # 4,481 coordinates of noise per call
     batch = random_batch(torch.Generator().manual_seed(1), batch_size, (1, 6, 6))
@@ -596,8 +656,9 @@ def test_noise_std_per_coordinate_is_sigma_c_over_batch_size(function, noise_mul
     noiseless = function(model, batch, criterion, max_grad_norm, 0.0)
     noises = []
     for seed in range(4):
-        noisy = function(model, batch, criterion, max_grad_norm, noise_multiplier,
-                         generator=torch.Generator().manual_seed(seed))
+        noisy = function(
+            model, batch, criterion, max_grad_norm, noise_multiplier, generator=torch.Generator().manual_seed(seed)
+        )
         noises.append(torch.cat([(noisy[name] - noiseless[name]).flatten() for name in noiseless]))
     noise = torch.cat(noises).double()
     expected_std = noise_multiplier * max_grad_norm / batch_size
@@ -628,8 +689,7 @@ def test_generator_makes_noise_reproducible_and_global_generator_is_the_default(
 def test_grad_is_left_as_it_was_found(model_factory):
     torch.manual_seed(0)
     model = model_factory()
-    batch = random_batch(torch.Generator().manual_seed(1), 5, (1, 6, 6) if model_factory is SmallConvNet
-                         else (1, 4, 4))
+    batch = random_batch(torch.Generator().manual_seed(1), 5, (1, 6, 6) if model_factory is SmallConvNet else (1, 4, 4))
     criterion = nn.BCEWithLogitsLoss()
     dp_grads(model, batch, criterion, 0.1, 1.0)
     assert all(p.grad is None for p in model.parameters())
@@ -661,8 +721,10 @@ def test_targets_may_be_numpy_arrays_as_medmnist_gives():
     batch = random_batch(torch.Generator().manual_seed(1), 4)
     as_arrays = [(x, np.array([int(t)])) for x, t in batch]
     criterion = nn.BCEWithLogitsLoss()
-    assert max_difference(dp_grads(model, as_arrays, criterion, 0.2, 0.0),
-                          dp_grads(model, batch, criterion, 0.2, 0.0)) == 0
+    assert (
+        max_difference(dp_grads(model, as_arrays, criterion, 0.2, 0.0), dp_grads(model, batch, criterion, 0.2, 0.0))
+        == 0
+    )
 
 
 def test_spec_mlp_architecture():
@@ -677,27 +739,36 @@ def test_spec_mlp_architecture():
         spec_mlp(0)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"batch_data": []}, "empty"),
-    ({"batch_data": torch.zeros(3, 5)}, "list of"),
-    ({"batch_data": [(torch.zeros(5),)]}, "pair"),
-    ({"batch_data": [([0.0] * 5, torch.tensor([1]))]}, "x must be a torch.Tensor"),
-    ({"batch_data": [(torch.zeros(5), torch.tensor([1, 0]))]}, "one number"),
-    ({"max_grad_norm": 0.0}, "max_grad_norm"),
-    ({"max_grad_norm": -1.0}, "max_grad_norm"),
-    ({"max_grad_norm": float("nan")}, "max_grad_norm"),
-    ({"noise_multiplier": -0.1}, "noise_multiplier"),
-    ({"noise_multiplier": float("inf")}, "noise_multiplier"),
-    ({"generator": 3}, "generator"),
-    ({"model": lambda x: x.sum()}, "nn.Module"),
-    ({"model": nn.Linear(5, 2)}, "one logit"),
-    ({"model": nn.Linear(5, 1).requires_grad_(False)}, "requires_grad"),
-    ({"criterion": "bce"}, "criterion"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"batch_data": []}, "empty"),
+        ({"batch_data": torch.zeros(3, 5)}, "list of"),
+        ({"batch_data": [(torch.zeros(5),)]}, "pair"),
+        ({"batch_data": [([0.0] * 5, torch.tensor([1]))]}, "x must be a torch.Tensor"),
+        ({"batch_data": [(torch.zeros(5), torch.tensor([1, 0]))]}, "one number"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm"),
+        ({"max_grad_norm": float("nan")}, "max_grad_norm"),
+        ({"noise_multiplier": -0.1}, "noise_multiplier"),
+        ({"noise_multiplier": float("inf")}, "noise_multiplier"),
+        ({"generator": 3}, "generator"),
+        ({"model": lambda x: x.sum()}, "nn.Module"),
+        ({"model": nn.Linear(5, 2)}, "one logit"),
+        ({"model": nn.Linear(5, 1).requires_grad_(False)}, "requires_grad"),
+        ({"criterion": "bce"}, "criterion"),
+    ],
+)
 @pytest.mark.parametrize("function", [dp_grads, dp_grads_loop])
 def test_bad_arguments_raise_value_error(function, change, message):
-    arguments = {"model": nn.Linear(5, 1), "batch_data": VISIBLE_BATCH, "criterion": nn.BCEWithLogitsLoss(),
-                 "max_grad_norm": 1.0, "noise_multiplier": 1.0, "generator": None}
+    arguments = {
+        "model": nn.Linear(5, 1),
+        "batch_data": VISIBLE_BATCH,
+        "criterion": nn.BCEWithLogitsLoss(),
+        "max_grad_norm": 1.0,
+        "noise_multiplier": 1.0,
+        "generator": None,
+    }
     arguments.update(change)
     with pytest.raises(ValueError, match=message):
         function(**arguments)
@@ -713,6 +784,7 @@ def test_clipping_factor_validates():
 
 # ---- label_fraction (course.lib.dpsgd_data) -----------------------------------------------------------------
 
+
 def test_label_fraction_counts_targets_of_any_form():
     dataset = [(torch.zeros(1, 2, 2), np.array([label])) for label in (0, 1, 1, 0, 1)]
     assert label_fraction(dataset) == pytest.approx(0.4)
@@ -723,14 +795,17 @@ def test_label_fraction_counts_targets_of_any_form():
     assert label_fraction([(None, 3), (None, 3)], 3) == 1.0
 
 
-@pytest.mark.parametrize("dataset, label, message", [
-    ([], 0, "empty"),
-    ([(None, 0)], 0.5, "integer"),
-    ([(None, 0)], True, "integer"),
-    (5, 0, "len"),
-    ([(None, torch.tensor([0, 1]))], 0, "one label"),
-    ([(None, 0, 1)], 0, "pair"),
-])
+@pytest.mark.parametrize(
+    "dataset, label, message",
+    [
+        ([], 0, "empty"),
+        ([(None, 0)], 0.5, "integer"),
+        ([(None, 0)], True, "integer"),
+        (5, 0, "len"),
+        ([(None, torch.tensor([0, 1]))], 0, "one label"),
+        ([(None, 0, 1)], 0, "pair"),
+    ],
+)
 def test_label_fraction_rejects_bad_input(dataset, label, message):
     with pytest.raises(ValueError, match=message):
         label_fraction(dataset, label)

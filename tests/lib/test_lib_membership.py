@@ -1,4 +1,5 @@
 """Tests of course.lib.membership: the loss-threshold attack, its ROC summaries and the DP advantage bound."""
+
 import itertools
 import math
 import warnings
@@ -107,8 +108,7 @@ def _advantage_by_linear_program(epsilon: float, delta: float) -> float:
 @pytest.mark.parametrize("epsilon", [0.0, 0.01, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0])
 @pytest.mark.parametrize("delta", [0.0, 1e-6, 1e-3, 0.05, 0.3, 0.9])
 def test_dp_advantage_bound_is_the_maximum_over_the_dp_region(epsilon, delta):
-    assert dp_advantage_bound(epsilon, delta) == pytest.approx(_advantage_by_linear_program(epsilon, delta),
-                                                               abs=1e-9)
+    assert dp_advantage_bound(epsilon, delta) == pytest.approx(_advantage_by_linear_program(epsilon, delta), abs=1e-9)
 
 
 def test_dp_advantage_bound_is_stable_at_the_extremes():
@@ -141,8 +141,9 @@ class _XrayLike(torch.utils.data.Dataset):
 def _tiny_model(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     # Dropout makes train-mode outputs random, so a scorer that forgot eval() would not be reproducible.
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.ReLU(),
-                               torch.nn.Dropout(0.5), torch.nn.Linear(16, 1))
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 1)
+    )
 
 
 def _per_example_losses(model, dataset):

@@ -1,12 +1,19 @@
 """Unit tests of the PATE aggregation reference, `course.lib.pate`."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from course.lib.pate import (gaussian_noisy_max, gaussian_noisy_max_probabilities, laplace_noisy_max,
-                             laplace_noisy_max_probabilities, partition_indices, vote_counts)
+from course.lib.pate import (
+    gaussian_noisy_max,
+    gaussian_noisy_max_probabilities,
+    laplace_noisy_max,
+    laplace_noisy_max_probabilities,
+    partition_indices,
+    vote_counts,
+)
 from course.shown.pate_accounting import confident_gnmax
 
 # Significance level of the distribution tests below: they run on fixed seeds, so a pass is reproducible,
@@ -27,6 +34,7 @@ def _goodness_of_fit_p_value(labels, probabilities):
 
 
 # --- partition_indices ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("num_examples, num_teachers", [(10, 3), (1, 1), (7, 7), (60_000, 250), (1001, 10)])
 def test_partition_is_disjoint_covering_and_balanced(num_examples, num_teachers):
@@ -55,8 +63,7 @@ def test_partition_is_shuffled():
 
 
 def test_example_zero_lands_with_every_teacher_for_some_seed():
-    owners = {next(t for t, part in enumerate(partition_indices(20, 4, seed=seed)) if 0 in part)
-              for seed in range(200)}
+    owners = {next(t for t, part in enumerate(partition_indices(20, 4, seed=seed)) if 0 in part) for seed in range(200)}
     assert owners == {0, 1, 2, 3}
 
 
@@ -68,6 +75,7 @@ def test_partition_rejects_bad_arguments(args):
 
 # --- vote_counts ---------------------------------------------------------------------------------------------
 
+
 def _vote_counts_loop(teacher_preds, num_classes):
     num_teachers, num_queries = teacher_preds.shape
     counts = np.zeros((num_queries, num_classes), dtype=np.int64)
@@ -77,8 +85,7 @@ def _vote_counts_loop(teacher_preds, num_classes):
     return counts
 
 
-@pytest.mark.parametrize("num_teachers, num_queries, num_classes",
-                         [(250, 40, 10), (3, 7, 5), (1, 1, 2), (6, 6, 3)])
+@pytest.mark.parametrize("num_teachers, num_queries, num_classes", [(250, 40, 10), (3, 7, 5), (1, 1, 2), (6, 6, 3)])
 def test_vote_counts_matches_a_loop(num_teachers, num_queries, num_classes):
     preds = np.random.default_rng(0).integers(0, num_classes, (num_teachers, num_queries))
     counts = vote_counts(preds, num_classes)
@@ -111,13 +118,16 @@ def test_vote_counts_accepts_integer_valued_floats():
     assert np.array_equal(vote_counts(preds, 2), [[1, 1], [0, 2]])
 
 
-@pytest.mark.parametrize("preds, num_classes", [
-    (np.array([0, 1, 2]), 3),  # 1-D
-    (np.array([[0, 3]]), 3),  # label out of range
-    (np.array([[0, -1]]), 3),  # negative label
-    (np.array([[0.5, 1.0]]), 3),  # not a label
-    (np.array([[0, 1]]), 0),  # no classes
-])
+@pytest.mark.parametrize(
+    "preds, num_classes",
+    [
+        (np.array([0, 1, 2]), 3),  # 1-D
+        (np.array([[0, 3]]), 3),  # label out of range
+        (np.array([[0, -1]]), 3),  # negative label
+        (np.array([[0.5, 1.0]]), 3),  # not a label
+        (np.array([[0, 1]]), 0),  # no classes
+    ],
+)
 def test_vote_counts_rejects_bad_arguments(preds, num_classes):
     with pytest.raises(ValueError):
         vote_counts(preds, num_classes)
@@ -125,8 +135,10 @@ def test_vote_counts_rejects_bad_arguments(preds, num_classes):
 
 # --- laplace_noisy_max and gaussian_noisy_max -----------------------------------------------------------------
 
-AGGREGATORS = [(laplace_noisy_max, 1000.0, laplace_noisy_max_probabilities),
-               (gaussian_noisy_max, 1e-3, gaussian_noisy_max_probabilities)]
+AGGREGATORS = [
+    (laplace_noisy_max, 1000.0, laplace_noisy_max_probabilities),
+    (gaussian_noisy_max, 1e-3, gaussian_noisy_max_probabilities),
+]
 
 
 @pytest.mark.parametrize("aggregator, precise, _", AGGREGATORS)
@@ -162,12 +174,15 @@ def test_laplace_noisy_max_matches_direct_simulation():
     assert _two_sample_p_value(reference, wrong, counts.size) < ALPHA
 
 
-@pytest.mark.parametrize("aggregator, value, probabilities", [
-    (laplace_noisy_max, 0.5, laplace_noisy_max_probabilities),
-    (laplace_noisy_max, 2.0, laplace_noisy_max_probabilities),
-    (gaussian_noisy_max, 3.0, gaussian_noisy_max_probabilities),
-    (gaussian_noisy_max, 0.7, gaussian_noisy_max_probabilities),
-])
+@pytest.mark.parametrize(
+    "aggregator, value, probabilities",
+    [
+        (laplace_noisy_max, 0.5, laplace_noisy_max_probabilities),
+        (laplace_noisy_max, 2.0, laplace_noisy_max_probabilities),
+        (gaussian_noisy_max, 3.0, gaussian_noisy_max_probabilities),
+        (gaussian_noisy_max, 0.7, gaussian_noisy_max_probabilities),
+    ],
+)
 def test_noisy_max_follows_its_exact_distribution(aggregator, value, probabilities):
     counts = np.array([10, 9, 8, 3, 0])
     labels = aggregator(np.tile(counts, (20_000, 1)), value, np.random.default_rng(5))
@@ -194,8 +209,9 @@ def test_noisy_max_is_reproducible_with_a_generator_and_with_the_global_seed(agg
     assert not np.array_equal(global_first, aggregator(counts, value))
 
 
-@pytest.mark.parametrize("counts, value", [(np.array([[1, 2]]), 4.0), (np.array([[5, 5, 4]]), 1.0),
-                                           (np.array([[0, 3, 1, 2]]), 0.4)])
+@pytest.mark.parametrize(
+    "counts, value", [(np.array([[1, 2]]), 4.0), (np.array([[5, 5, 4]]), 1.0), (np.array([[0, 3, 1, 2]]), 0.4)]
+)
 def test_exact_probabilities_sum_to_one_and_respect_symmetry(counts, value):
     for probabilities in (laplace_noisy_max_probabilities, gaussian_noisy_max_probabilities):
         exact = probabilities(counts[0], value)
@@ -216,21 +232,25 @@ def test_two_class_laplace_probability_has_the_closed_form():
 
 
 @pytest.mark.parametrize("aggregator", [laplace_noisy_max, gaussian_noisy_max])
-@pytest.mark.parametrize("counts, value, rng", [
-    (np.array([1, 2, 3]), 1.0, None),  # 1-D counts
-    (np.array([[1, -2, 3]]), 1.0, None),  # negative count
-    (np.array([[1, np.nan]]), 1.0, None),
-    (np.array([[1, 2]]), 0.0, None),
-    (np.array([[1, 2]]), -1.0, None),
-    (np.array([[1, 2]]), float("inf"), None),
-    (np.array([[1, 2]]), 1.0, 42),  # an int is not a numpy Generator
-])
+@pytest.mark.parametrize(
+    "counts, value, rng",
+    [
+        (np.array([1, 2, 3]), 1.0, None),  # 1-D counts
+        (np.array([[1, -2, 3]]), 1.0, None),  # negative count
+        (np.array([[1, np.nan]]), 1.0, None),
+        (np.array([[1, 2]]), 0.0, None),
+        (np.array([[1, 2]]), -1.0, None),
+        (np.array([[1, 2]]), float("inf"), None),
+        (np.array([[1, 2]]), 1.0, 42),  # an int is not a numpy Generator
+    ],
+)
 def test_noisy_max_rejects_bad_arguments(aggregator, counts, value, rng):
     with pytest.raises(ValueError):
         aggregator(counts, value, rng)
 
 
 # --- confident_gnmax ---------------------------------------------------------------------------------------------
+
 
 def test_confident_gnmax_answers_with_the_threshold_probability_and_then_like_gnmax():
     # max count 20, threshold 22, sigma1 2: step 1 passes with probability P(N(0, 4) >= 2) = 0.1587
@@ -255,12 +275,15 @@ def test_confident_gnmax_with_tiny_noise_is_a_sharp_threshold():
     assert np.array_equal(first, confident_gnmax(counts, 6.0, 1.0, 1.0))  # the global generator when rng is None
 
 
-@pytest.mark.parametrize("args", [
-    (np.array([[1, 2]]), np.nan, 1.0, 1.0),
-    (np.array([[1, 2]]), 1.0, 0.0, 1.0),
-    (np.array([[1, 2]]), 1.0, 1.0, -1.0),
-    (np.array([1, 2]), 1.0, 1.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (np.array([[1, 2]]), np.nan, 1.0, 1.0),
+        (np.array([[1, 2]]), 1.0, 0.0, 1.0),
+        (np.array([[1, 2]]), 1.0, 1.0, -1.0),
+        (np.array([1, 2]), 1.0, 1.0, 1.0),
+    ],
+)
 def test_confident_gnmax_rejects_bad_arguments(args):
     with pytest.raises(ValueError):
         confident_gnmax(*args)

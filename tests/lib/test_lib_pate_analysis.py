@@ -1,4 +1,5 @@
 """Unit tests of the PATE privacy accounting: `course.lib.pate_analysis` (graded) and `course.shown.pate_accounting`."""
+
 from __future__ import annotations
 
 import itertools
@@ -11,11 +12,18 @@ from scipy import special
 
 from course.lib.pate import gaussian_noisy_max_probabilities, laplace_noisy_max_probabilities, vote_counts
 from course.lib.pate_analysis import DEFAULT_RDP_ORDERS, gnmax_epsilon, pate_epsilon_data_independent, rdp_to_epsilon
-from course.shown.pate_accounting import (confident_gnmax, confident_gnmax_epsilon,
-                                          confident_gnmax_epsilon_data_dependent, confident_gnmax_rdp_data_dependent,
-                                          gnmax_epsilon_data_dependent, gnmax_rdp_data_dependent,
-                                          pate_epsilon_data_dependent, pate_log_moments_data_dependent,
-                                          rdp_to_epsilon_balle, threshold_rdp_data_dependent)
+from course.shown.pate_accounting import (
+    confident_gnmax,
+    confident_gnmax_epsilon,
+    confident_gnmax_epsilon_data_dependent,
+    confident_gnmax_rdp_data_dependent,
+    gnmax_epsilon_data_dependent,
+    gnmax_rdp_data_dependent,
+    pate_epsilon_data_dependent,
+    pate_log_moments_data_dependent,
+    rdp_to_epsilon_balle,
+    threshold_rdp_data_dependent,
+)
 
 LOG_INV_DELTA = math.log(1e5)
 
@@ -37,6 +45,7 @@ def _agreeing_votes(rng, num_queries=10_000, num_teachers=250, num_classes=10):
 
 # --- data-independent bounds ---------------------------------------------------------------------------------
 
+
 def test_published_pate_values_exactly():
     assert pate_epsilon_data_independent(100, 0.1, 1e-5) == 11.756462732485115
     assert pate_epsilon_data_independent(100, 0.1, 1e-5, moments=8) == 11.756462732485115
@@ -49,8 +58,10 @@ def test_data_independent_pate_follows_the_formula_term_by_term():
     for _ in range(200):
         num_queries, moments = int(rng.integers(0, 10_000)), int(rng.integers(1, 60))
         gamma, delta = float(np.exp(rng.uniform(-6, 2))), float(np.exp(rng.uniform(-25, -3)))
-        expected = min((num_queries * min(2 * gamma**2 * l * (l + 1), 2 * gamma * l) + math.log(1 / delta)) / l
-                       for l in range(1, moments + 1))
+        expected = min(
+            (num_queries * min(2 * gamma**2 * l * (l + 1), 2 * gamma * l) + math.log(1 / delta)) / l
+            for l in range(1, moments + 1)
+        )
         assert pate_epsilon_data_independent(num_queries, gamma, delta, moments) == expected
 
 
@@ -70,10 +81,13 @@ def test_default_orders_are_a_sensible_grid():
     assert np.all(DEFAULT_RDP_ORDERS > 1) and np.all(np.diff(DEFAULT_RDP_ORDERS) > 0)
 
 
-@pytest.mark.parametrize("function, noise_levels", [
-    (lambda noise: pate_epsilon_data_independent(500, 1 / noise, 1e-5, 20), [1, 2, 5, 10, 20, 50, 100]),
-    (lambda noise: gnmax_epsilon(500, noise, 1e-5), [1, 2, 5, 10, 20, 50, 100]),
-])
+@pytest.mark.parametrize(
+    "function, noise_levels",
+    [
+        (lambda noise: pate_epsilon_data_independent(500, 1 / noise, 1e-5, 20), [1, 2, 5, 10, 20, 50, 100]),
+        (lambda noise: gnmax_epsilon(500, noise, 1e-5), [1, 2, 5, 10, 20, 50, 100]),
+    ],
+)
 def test_data_independent_epsilon_falls_as_the_noise_grows(function, noise_levels):
     epsilons = [function(noise) for noise in noise_levels]
     assert all(later < earlier for earlier, later in zip(epsilons, epsilons[1:]))
@@ -88,6 +102,7 @@ def test_zero_queries_cost_only_the_tail_term():
 
 # --- data-dependent bounds: agreement with the papers' formulas ------------------------------------------------
 
+
 def _theorem2_direct(counts_row, gamma, moment):
     """[PATE17] Theorem 2 with the q bound, in plain floating point (fine for moderate values)."""
     winner = int(np.argmax(counts_row))
@@ -96,8 +111,7 @@ def _theorem2_direct(counts_row, gamma, moment):
     data_independent = min(2 * gamma**2 * moment * (moment + 1), 2 * gamma * moment)
     if q >= (math.exp(2 * gamma) - 1) / (math.exp(4 * gamma) - 1):
         return data_independent
-    bound = math.log((1 - q) * ((1 - q) / (1 - math.exp(2 * gamma) * q)) ** moment
-                     + q * math.exp(2 * gamma * moment))
+    bound = math.log((1 - q) * ((1 - q) / (1 - math.exp(2 * gamma) * q)) ** moment + q * math.exp(2 * gamma * moment))
     return min(bound, data_independent)
 
 
@@ -112,8 +126,12 @@ def _theorem6_direct(counts_row, sigma, order):
     mu2 = sigma * math.sqrt(math.log(1 / q))
     mu1 = mu2 + 1
     eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
-    if (mu2 <= 1 or order > mu1 or q * math.exp(eps2) >= 1
-            or q > math.exp((mu2 - 1) * eps2) / (mu1 / (mu1 - 1) * mu2 / (mu2 - 1)) ** mu2):
+    if (
+        mu2 <= 1
+        or order > mu1
+        or q * math.exp(eps2) >= 1
+        or q > math.exp((mu2 - 1) * eps2) / (mu1 / (mu1 - 1) * mu2 / (mu2 - 1)) ** mu2
+    ):
         return data_independent
     a = (1 - q) / (1 - (q * math.exp(eps2)) ** ((mu2 - 1) / mu2))
     b = math.exp(eps1) / q ** (1 / (mu1 - 1))
@@ -155,8 +173,7 @@ def _replacement_neighbours(counts_row):
             yield neighbour
 
 
-@pytest.mark.parametrize("counts_row, gamma", [([10, 1, 0], 1.0), ([10, 3, 0], 0.5), ([20, 5, 5], 0.3),
-                                               ([6, 0], 2.0)])
+@pytest.mark.parametrize("counts_row, gamma", [([10, 1, 0], 1.0), ([10, 3, 0], 0.5), ([20, 5, 5], 0.3), ([6, 0], 2.0)])
 def test_laplace_moments_bound_the_exact_log_moments(counts_row, gamma):
     counts_row = np.array(counts_row)
     moments = np.arange(1, 16)
@@ -170,8 +187,7 @@ def test_laplace_moments_bound_the_exact_log_moments(counts_row, gamma):
         assert np.all(bound >= exact * (1 - 1e-7))
 
 
-@pytest.mark.parametrize("counts_row, sigma", [([12, 2, 0], 2.0), ([30, 5, 0], 4.0), ([8, 0], 1.0),
-                                               ([50, 10, 5], 6.0)])
+@pytest.mark.parametrize("counts_row, sigma", [([12, 2, 0], 2.0), ([30, 5, 0], 4.0), ([8, 0], 1.0), ([50, 10, 5], 6.0)])
 def test_gnmax_rdp_bounds_the_exact_renyi_divergence(counts_row, sigma):
     counts_row = np.array(counts_row)
     orders = np.array([1.1, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0])
@@ -186,16 +202,19 @@ def test_gnmax_rdp_bounds_the_exact_renyi_divergence(counts_row, sigma):
 
 # --- data-dependent bounds: behaviour ------------------------------------------------------------------------
 
+
 def test_data_dependent_never_exceeds_data_independent():
     rng = np.random.default_rng(3)
-    for trial in range(150):
+    for _ in range(150):
         num_classes, num_teachers = int(rng.integers(2, 12)), int(rng.integers(1, 300))
-        counts = _random_histograms(rng, int(rng.integers(1, 60)), num_teachers, num_classes,
-                                    rng.choice([0.05, 0.3, 1.0, 5.0]))
+        counts = _random_histograms(
+            rng, int(rng.integers(1, 60)), num_teachers, num_classes, rng.choice([0.05, 0.3, 1.0, 5.0])
+        )
         gamma, sigma = float(np.exp(rng.uniform(-7, 3))), float(np.exp(rng.uniform(-3, 6)))
         delta, moments = float(np.exp(rng.uniform(-25, -3))), int(rng.integers(1, 120))
-        assert (pate_epsilon_data_dependent(counts, gamma, delta, moments)
-                <= pate_epsilon_data_independent(len(counts), gamma, delta, moments))
+        assert pate_epsilon_data_dependent(counts, gamma, delta, moments) <= pate_epsilon_data_independent(
+            len(counts), gamma, delta, moments
+        )
         assert gnmax_epsilon_data_dependent(counts, sigma, delta) <= gnmax_epsilon(len(counts), sigma, delta)
         moments_table = pate_log_moments_data_dependent(counts, gamma, moments)
         assert moments_table.shape == (len(counts), moments) and np.all(moments_table >= 0)
@@ -209,17 +228,19 @@ def test_epsilon_is_the_tail_bound_of_the_summed_per_query_costs():
     alpha = pate_log_moments_data_dependent(counts, 0.05, moments=30).sum(axis=0)
     moments = np.arange(1, 31)
     assert pate_epsilon_data_dependent(counts, 0.05, 1e-5, 30) == pytest.approx(
-        np.min((alpha + LOG_INV_DELTA) / moments), rel=1e-12)
+        np.min((alpha + LOG_INV_DELTA) / moments), rel=1e-12
+    )
     rdp = gnmax_rdp_data_dependent(counts, 20.0).sum(axis=0)
     assert gnmax_epsilon_data_dependent(counts, 20.0, 1e-5) == pytest.approx(
-        np.min(rdp + LOG_INV_DELTA / (DEFAULT_RDP_ORDERS - 1)), rel=1e-12)
+        np.min(rdp + LOG_INV_DELTA / (DEFAULT_RDP_ORDERS - 1)), rel=1e-12
+    )
 
 
 def _histograms_with_top_votes(top_votes, num_queries=1000, num_teachers=250, num_classes=10):
     """Every query: `top_votes` for class 0, the other votes spread as evenly as possible over the rest."""
     rest = num_teachers - top_votes
     row = np.full(num_classes, rest // (num_classes - 1))
-    row[1:1 + rest % (num_classes - 1)] += 1
+    row[1 : 1 + rest % (num_classes - 1)] += 1
     row[0] = top_votes
     return np.tile(row, (num_queries, 1))
 
@@ -242,16 +263,16 @@ def test_unanimous_answers_with_little_noise_cost_nothing_beyond_the_tail_term()
     unanimous = _histograms_with_top_votes(250)
     assert pate_epsilon_data_dependent(unanimous, 1.0, 1e-5, 100) == pytest.approx(LOG_INV_DELTA / 100, rel=1e-6)
     orders = np.arange(2.0, 51.0)
-    assert gnmax_epsilon_data_dependent(unanimous, 5.0, 1e-5, orders) == pytest.approx(LOG_INV_DELTA / 49,
-                                                                                        rel=1e-6)
+    assert gnmax_epsilon_data_dependent(unanimous, 5.0, 1e-5, orders) == pytest.approx(LOG_INV_DELTA / 49, rel=1e-6)
 
 
 @pytest.mark.parametrize("num_teachers, num_classes", [(250, 10), (7, 7), (0, 3)])
 def test_uniform_votes_give_exactly_the_data_independent_epsilon(num_teachers, num_classes):
     counts = np.full((400, num_classes), num_teachers // num_classes)
     for gamma in (0.01, 0.1, 1.0):
-        assert (pate_epsilon_data_dependent(counts, gamma, 1e-5, 50)
-                == pate_epsilon_data_independent(400, gamma, 1e-5, 50))
+        assert pate_epsilon_data_dependent(counts, gamma, 1e-5, 50) == pate_epsilon_data_independent(
+            400, gamma, 1e-5, 50
+        )
     for sigma in (1.0, 40.0):
         assert gnmax_epsilon_data_dependent(counts, sigma, 1e-5) == gnmax_epsilon(400, sigma, 1e-5)
 
@@ -279,42 +300,46 @@ def test_large_analyses_stay_finite_and_warning_free():
 GOOD_COUNTS = np.array([[3, 1, 0], [0, 4, 0]])
 
 
-@pytest.mark.parametrize("call", [
-    lambda: pate_epsilon_data_independent(10, 0.0, 1e-5),
-    lambda: pate_epsilon_data_independent(10, -0.1, 1e-5),
-    lambda: pate_epsilon_data_independent(10, 0.1, 0.0),
-    lambda: pate_epsilon_data_independent(10, 0.1, 1.0),
-    lambda: pate_epsilon_data_independent(-1, 0.1, 1e-5),
-    lambda: pate_epsilon_data_independent(2.5, 0.1, 1e-5),
-    lambda: pate_epsilon_data_independent(10, 0.1, 1e-5, moments=0),
-    lambda: gnmax_epsilon(10, 0.0, 1e-5),
-    lambda: gnmax_epsilon(10, 1.0, 1.5),
-    lambda: gnmax_epsilon(-3, 1.0, 1e-5),
-    lambda: gnmax_epsilon(10, 1.0, 1e-5, orders=[1.0, 2.0]),
-    lambda: gnmax_epsilon(10, 1.0, 1e-5, orders=[0.5]),
-    lambda: gnmax_epsilon(10, 1.0, 1e-5, orders=[]),
-    lambda: gnmax_epsilon(10, 1.0, 1e-5, orders=[[2.0]]),
-    lambda: pate_epsilon_data_dependent(np.array([3, 1, 0]), 0.1, 1e-5),  # counts not 2-D
-    lambda: pate_epsilon_data_dependent(np.array([[3, -1, 0]]), 0.1, 1e-5),  # negative count
-    lambda: pate_epsilon_data_dependent(np.array([[3]]), 0.1, 1e-5),  # one class
-    lambda: pate_epsilon_data_dependent(GOOD_COUNTS, 0.0, 1e-5),
-    lambda: pate_epsilon_data_dependent(GOOD_COUNTS, 0.1, 0.0),
-    lambda: pate_epsilon_data_dependent(GOOD_COUNTS, 0.1, 1e-5, moments=0),
-    lambda: pate_log_moments_data_dependent(GOOD_COUNTS, -1.0),
-    lambda: gnmax_epsilon_data_dependent(np.array([[np.inf, 1.0]]), 1.0, 1e-5),
-    lambda: gnmax_epsilon_data_dependent(np.array([[3, -1, 0]]), 1.0, 1e-5),
-    lambda: gnmax_epsilon_data_dependent(np.zeros((2, 3, 4)), 1.0, 1e-5),
-    lambda: gnmax_epsilon_data_dependent(GOOD_COUNTS, -2.0, 1e-5),
-    lambda: gnmax_epsilon_data_dependent(GOOD_COUNTS, 1.0, 2.0),
-    lambda: gnmax_epsilon_data_dependent(GOOD_COUNTS, 1.0, 1e-5, orders=[1.0]),
-    lambda: gnmax_rdp_data_dependent(GOOD_COUNTS, 1.0, orders=[np.nan]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: pate_epsilon_data_independent(10, 0.0, 1e-5),
+        lambda: pate_epsilon_data_independent(10, -0.1, 1e-5),
+        lambda: pate_epsilon_data_independent(10, 0.1, 0.0),
+        lambda: pate_epsilon_data_independent(10, 0.1, 1.0),
+        lambda: pate_epsilon_data_independent(-1, 0.1, 1e-5),
+        lambda: pate_epsilon_data_independent(2.5, 0.1, 1e-5),
+        lambda: pate_epsilon_data_independent(10, 0.1, 1e-5, moments=0),
+        lambda: gnmax_epsilon(10, 0.0, 1e-5),
+        lambda: gnmax_epsilon(10, 1.0, 1.5),
+        lambda: gnmax_epsilon(-3, 1.0, 1e-5),
+        lambda: gnmax_epsilon(10, 1.0, 1e-5, orders=[1.0, 2.0]),
+        lambda: gnmax_epsilon(10, 1.0, 1e-5, orders=[0.5]),
+        lambda: gnmax_epsilon(10, 1.0, 1e-5, orders=[]),
+        lambda: gnmax_epsilon(10, 1.0, 1e-5, orders=[[2.0]]),
+        lambda: pate_epsilon_data_dependent(np.array([3, 1, 0]), 0.1, 1e-5),  # counts not 2-D
+        lambda: pate_epsilon_data_dependent(np.array([[3, -1, 0]]), 0.1, 1e-5),  # negative count
+        lambda: pate_epsilon_data_dependent(np.array([[3]]), 0.1, 1e-5),  # one class
+        lambda: pate_epsilon_data_dependent(GOOD_COUNTS, 0.0, 1e-5),
+        lambda: pate_epsilon_data_dependent(GOOD_COUNTS, 0.1, 0.0),
+        lambda: pate_epsilon_data_dependent(GOOD_COUNTS, 0.1, 1e-5, moments=0),
+        lambda: pate_log_moments_data_dependent(GOOD_COUNTS, -1.0),
+        lambda: gnmax_epsilon_data_dependent(np.array([[np.inf, 1.0]]), 1.0, 1e-5),
+        lambda: gnmax_epsilon_data_dependent(np.array([[3, -1, 0]]), 1.0, 1e-5),
+        lambda: gnmax_epsilon_data_dependent(np.zeros((2, 3, 4)), 1.0, 1e-5),
+        lambda: gnmax_epsilon_data_dependent(GOOD_COUNTS, -2.0, 1e-5),
+        lambda: gnmax_epsilon_data_dependent(GOOD_COUNTS, 1.0, 2.0),
+        lambda: gnmax_epsilon_data_dependent(GOOD_COUNTS, 1.0, 1e-5, orders=[1.0]),
+        lambda: gnmax_rdp_data_dependent(GOOD_COUNTS, 1.0, orders=[np.nan]),
+    ],
+)
 def test_bad_arguments_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
 
 
 # --- cross-check against Opacus's RDP accountant ----------------------------------------------------------------
+
 
 def test_gnmax_rdp_curve_equals_opacus_gaussian_mechanism_at_sigma_over_root_two():
     """GNMax's data-independent RDP order / sigma^2 is the Gaussian mechanism's order / (2 s^2) at s = sigma / sqrt 2.
@@ -334,7 +359,8 @@ def test_gnmax_rdp_curve_equals_opacus_gaussian_mechanism_at_sigma_over_root_two
         step1 = rdp_analysis.compute_rdp(q=1.0, noise_multiplier=sigma, steps=7, orders=orders)
         step2 = rdp_analysis.compute_rdp(q=1.0, noise_multiplier=20.0 / math.sqrt(2), steps=3, orders=orders)
         assert confident_gnmax_epsilon(7, 3, sigma, 20.0, 1e-5, orders) == pytest.approx(
-            float(np.min(step1 + step2 + LOG_INV_DELTA / (orders - 1))), rel=1e-12)
+            float(np.min(step1 + step2 + LOG_INV_DELTA / (orders - 1))), rel=1e-12
+        )
 
 
 def test_mironov_conversion_is_never_below_opacus_balle_conversion():
@@ -350,7 +376,6 @@ def test_mironov_conversion_is_never_below_opacus_balle_conversion():
         assert ours == pytest.approx(float(np.min(rdp + math.log(1 / delta) / (orders - 1))), rel=1e-12)
 
 
-
 def test_balle_conversion_is_below_mironov_by_the_closed_form_gap_at_one_order():
     """[Balle20] Theorem 21 at one order: rdp + ln((order - 1)/order) - (ln delta + ln order)/(order - 1), that is
     Mironov's value minus ln(order)/(order - 1) - ln((order - 1)/order) (0.36 at order 10)."""
@@ -360,7 +385,8 @@ def test_balle_conversion_is_below_mironov_by_the_closed_form_gap_at_one_order()
         gap = math.log(order) / (order - 1) - math.log((order - 1) / order)
         assert balle == pytest.approx(mironov - gap, rel=1e-12, abs=1e-12)
     assert rdp_to_epsilon(np.array([0.0]), np.array([10.0]), 1e-5) - rdp_to_epsilon_balle(
-        np.array([0.0]), np.array([10.0]), 1e-5) == pytest.approx(0.361, abs=1e-3)
+        np.array([0.0]), np.array([10.0]), 1e-5
+    ) == pytest.approx(0.361, abs=1e-3)
 
 
 def test_every_confident_gnmax_epsilon_takes_the_balle_conversion_and_it_is_smaller():
@@ -379,14 +405,17 @@ def test_every_confident_gnmax_epsilon_takes_the_balle_conversion_and_it_is_smal
     answered = confident_gnmax(counts, 200.0, 150.0, 40.0, rng) >= 0
     for delta in (1e-5, 1e-6):
         mironov = confident_gnmax_epsilon_data_dependent(counts, answered, 200.0, 150.0, 40.0, delta)
-        balle = confident_gnmax_epsilon_data_dependent(counts, answered, 200.0, 150.0, 40.0, delta,
-                                                       conversion=rdp_to_epsilon_balle)
+        balle = confident_gnmax_epsilon_data_dependent(
+            counts, answered, 200.0, 150.0, 40.0, delta, conversion=rdp_to_epsilon_balle
+        )
         curve = confident_gnmax_rdp_data_dependent(counts, answered, 200.0, 150.0, 40.0, orders).sum(axis=0)
-        assert balle == pytest.approx(rdp_analysis.get_privacy_spent(orders=orders, rdp=curve, delta=delta)[0],
-                                      rel=1e-12)
+        assert balle == pytest.approx(
+            rdp_analysis.get_privacy_spent(orders=orders, rdp=curve, delta=delta)[0], rel=1e-12
+        )
         assert 0 < balle < mironov
-        assert gnmax_epsilon_data_dependent(counts, 40.0, delta, conversion=rdp_to_epsilon_balle) < \
-            gnmax_epsilon_data_dependent(counts, 40.0, delta)
+        assert gnmax_epsilon_data_dependent(
+            counts, 40.0, delta, conversion=rdp_to_epsilon_balle
+        ) < gnmax_epsilon_data_dependent(counts, 40.0, delta)
 
 
 def test_balle_conversion_rejects_bad_input():
@@ -394,7 +423,9 @@ def test_balle_conversion_rejects_bad_input():
         with pytest.raises(ValueError):
             rdp_to_epsilon_balle(np.zeros(len(orders)), orders, delta)
 
+
 # --- Confident-GNMax ---------------------------------------------------------------------------------------------
+
 
 def test_confident_gnmax_data_independent_bound_adds_both_steps():
     orders = np.array([2.0, 10.0, 40.0])
@@ -402,7 +433,8 @@ def test_confident_gnmax_data_independent_bound_adds_both_steps():
     assert confident_gnmax_epsilon(1000, 300, 150.0, 40.0, 1e-5, orders) == pytest.approx(expected, rel=1e-14)
     # no answers: only step 1; all answered with sigma1 = inf-like noise: GNMax alone
     assert confident_gnmax_epsilon(50, 0, 10.0, 1.0, 1e-5, orders) == pytest.approx(
-        gnmax_epsilon(50, 10.0 * math.sqrt(2), 1e-5, orders), rel=1e-14)
+        gnmax_epsilon(50, 10.0 * math.sqrt(2), 1e-5, orders), rel=1e-14
+    )
 
 
 def _threshold_rdp_direct(max_count, threshold, sigma1, order):
@@ -414,8 +446,12 @@ def _threshold_rdp_direct(max_count, threshold, sigma1, order):
     mu2 = sigma * math.sqrt(math.log(1 / q))
     mu1 = mu2 + 1
     eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
-    if (mu2 <= 1 or order > mu1 or q * math.exp(eps2) >= 1
-            or q > math.exp((mu2 - 1) * eps2) / (mu1 / (mu1 - 1) * mu2 / (mu2 - 1)) ** mu2):
+    if (
+        mu2 <= 1
+        or order > mu1
+        or q * math.exp(eps2) >= 1
+        or q > math.exp((mu2 - 1) * eps2) / (mu1 / (mu1 - 1) * mu2 / (mu2 - 1)) ** mu2
+    ):
         return data_independent
     a = (1 - q) / (1 - (q * math.exp(eps2)) ** ((mu2 - 1) / mu2))
     b = math.exp(eps1) / q ** (1 / (mu1 - 1))
@@ -468,17 +504,20 @@ def test_confident_gnmax_data_dependent_adds_step_two_only_for_answered_queries(
     assert dd < 0.1 * confident_gnmax_epsilon(1000, 1000, 20.0, 10.0, 1e-5)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: confident_gnmax_epsilon(10, 11, 1.0, 1.0, 1e-5),
-    lambda: confident_gnmax_epsilon(10, -1, 1.0, 1.0, 1e-5),
-    lambda: confident_gnmax_epsilon(10, 5, 0.0, 1.0, 1e-5),
-    lambda: confident_gnmax_epsilon(10, 5, 1.0, 1.0, 0.0),
-    lambda: threshold_rdp_data_dependent(GOOD_COUNTS, np.nan, 1.0),
-    lambda: threshold_rdp_data_dependent(GOOD_COUNTS, 2.0, -1.0),
-    lambda: confident_gnmax_rdp_data_dependent(GOOD_COUNTS, [True], 2.0, 1.0, 1.0),
-    lambda: confident_gnmax_rdp_data_dependent(GOOD_COUNTS, [0.5, 1.0], 2.0, 1.0, 1.0),
-    lambda: confident_gnmax_epsilon_data_dependent(GOOD_COUNTS, [True, False], 2.0, 1.0, 1.0, 1.5),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: confident_gnmax_epsilon(10, 11, 1.0, 1.0, 1e-5),
+        lambda: confident_gnmax_epsilon(10, -1, 1.0, 1.0, 1e-5),
+        lambda: confident_gnmax_epsilon(10, 5, 0.0, 1.0, 1e-5),
+        lambda: confident_gnmax_epsilon(10, 5, 1.0, 1.0, 0.0),
+        lambda: threshold_rdp_data_dependent(GOOD_COUNTS, np.nan, 1.0),
+        lambda: threshold_rdp_data_dependent(GOOD_COUNTS, 2.0, -1.0),
+        lambda: confident_gnmax_rdp_data_dependent(GOOD_COUNTS, [True], 2.0, 1.0, 1.0),
+        lambda: confident_gnmax_rdp_data_dependent(GOOD_COUNTS, [0.5, 1.0], 2.0, 1.0, 1.0),
+        lambda: confident_gnmax_epsilon_data_dependent(GOOD_COUNTS, [True, False], 2.0, 1.0, 1.0, 1.5),
+    ],
+)
 def test_confident_gnmax_bad_arguments_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
@@ -486,8 +525,10 @@ def test_confident_gnmax_bad_arguments_raise_value_error(call):
 
 # --- the committed PATE 2018 results table (scripts/pate2018_results.py) and the numbers notebook 05 quotes ---------
 
+
 def _results_table():
     from pathlib import Path
+
     path = Path(__file__).resolve().parents[1] / "results" / "pate2018_mnist.md"
     if not path.exists():
         pytest.skip("results/pate2018_mnist.md not generated yet")
@@ -497,8 +538,11 @@ def _results_table():
 def _summary_rows(text, delta, conversion):
     """The rows of the table for `delta` and `conversion` ("Balle" or "Mironov"), as lists of cell texts."""
     section = text.split(f"## δ = {delta:g}, {conversion}")[1].split("##")[0]
-    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| Confident") or
-            line.startswith("| GNMax")]
+    rows = [
+        line.split("|")[1:-1]
+        for line in section.splitlines()
+        if line.startswith("| Confident") or line.startswith("| GNMax")
+    ]
     return [[cell.strip() for cell in row] for row in rows]
 
 
@@ -508,11 +552,15 @@ def _mean(cell):
 
 def test_committed_pate2018_table_data_independent_column_recomputes():
     text = _results_table()
-    per_seed = [line.split("|")[1:-1] for line in text.split("## Per seed")[1].splitlines()
-                if line.startswith("| ") and line[2].isdigit()]
+    per_seed = [
+        line.split("|")[1:-1]
+        for line in text.split("## Per seed")[1].splitlines()
+        if line.startswith("| ") and line[2].isdigit()
+    ]
     orders = DEFAULT_RDP_ORDERS
-    for delta, (conversion, convert) in itertools.product((1e-5, 1e-6), [("Balle", rdp_to_epsilon_balle),
-                                                                          ("Mironov", rdp_to_epsilon)]):
+    for delta, (conversion, convert) in itertools.product(
+        (1e-5, 1e-6), [("Balle", rdp_to_epsilon_balle), ("Mironov", rdp_to_epsilon)]
+    ):
         rows = _summary_rows(text, delta, conversion)
         assert len(rows) == 3
         for row in rows:
@@ -523,21 +571,26 @@ def test_committed_pate2018_table_data_independent_column_recomputes():
                 if conversion == "Mironov":
                     assert expected[0] == pytest.approx(gnmax_epsilon(asked, 40.0, delta), rel=1e-12)
             else:
-                expected = [confident_gnmax_epsilon(asked, int(r[3]), 150.0, 40.0, delta, conversion=convert)
-                            for r in seeds]
+                expected = [
+                    confident_gnmax_epsilon(asked, int(r[3]), 150.0, 40.0, delta, conversion=convert) for r in seeds
+                ]
             assert _mean(row[5]) == pytest.approx(float(np.mean(expected)), abs=6e-4)
 
 
 def test_notebook_05_quotes_the_committed_pate2018_table():
-    import nbformat
     from pathlib import Path
+
+    import nbformat
+
     text = _results_table()
     notebook = nbformat.read(Path(__file__).resolve().parents[1] / "source" / "05_pate" / "05_pate.ipynb", 4)
-    quoted = next(cell.source for cell in notebook.cells
-                  if cell.metadata.get("nbgrader", {}).get("grade_id") == "md-pate18-read")
+    quoted = next(
+        cell.source for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == "md-pate18-read"
+    )
     for conversion in ("Balle", "Mironov"):
-        headline = next(row for row in _summary_rows(text, 1e-5, conversion)
-                        if row[0] == "Confident-GNMax" and "/ 1000" in row[2])
+        headline = next(
+            row for row in _summary_rows(text, 1e-5, conversion) if row[0] == "Confident-GNMax" and "/ 1000" in row[2]
+        )
         student_mean, _ = (float(x) for x in headline[4].split("±"))
         sanitised_mean, sanitised_std = (float(x) for x in headline[7].split("±"))
         assert f"{100 * student_mean:.1f}%" in quoted

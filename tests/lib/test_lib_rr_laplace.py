@@ -3,6 +3,7 @@
 Statistical assertions use fixed generators and tolerances of at least 5 standard errors, so they are
 deterministic and far from their thresholds.
 """
+
 from __future__ import annotations
 
 import math
@@ -10,14 +11,13 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from scipy import stats
 
 from course.lib.audit import empirical_epsilon
 from course.lib.gaussian import gaussian_mechanism, gaussian_sigma
 from course.lib.laplace import laplace_mechanism, private_mean, private_sum, total_epsilon
-from course.shown.audit_bounds import clopper_pearson, epsilon_lower_bound
 from course.lib.randomized_response import debias_mean, randomized_response, rr_epsilon
+from course.shown.audit_bounds import clopper_pearson, epsilon_lower_bound
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -25,6 +25,7 @@ def _generator(seed: int = 0) -> torch.Generator:
 
 
 # --- randomized_response ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.bool, torch.float32, torch.float64, torch.int64])
 def test_randomized_response_keeps_shape_and_dtype(dtype):
@@ -80,14 +81,17 @@ def test_randomized_response_rejects_bad_p_noise(p_noise):
         randomized_response(torch.ones(5, dtype=torch.bool), p_noise)
 
 
-@pytest.mark.parametrize("db", [torch.zeros(0, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool),
-                                torch.tensor([0.0, 2.0]), [True, False]])
+@pytest.mark.parametrize(
+    "db",
+    [torch.zeros(0, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool), torch.tensor([0.0, 2.0]), [True, False]],
+)
 def test_randomized_response_rejects_bad_databases(db):
     with pytest.raises(ValueError, match="db"):
         randomized_response(db)
 
 
 # --- debias_mean and rr_epsilon ---------------------------------------------------------------------------
+
 
 def test_debias_mean_values():
     assert debias_mean(0.75) == pytest.approx(1.0)
@@ -104,8 +108,9 @@ def test_debias_mean_inverts_the_expected_noisy_mean(p_noise):
         assert debias_mean((1 - p_noise) * true_mean + p_noise / 2, p_noise) == pytest.approx(true_mean)
 
 
-@pytest.mark.parametrize("args", [(1.2,), (-0.1,), (0.5, 1.0), (0.5, -0.2), (torch.tensor([0.5, 0.5]),),
-                                  (float("inf"),)])
+@pytest.mark.parametrize(
+    "args", [(1.2,), (-0.1,), (0.5, 1.0), (0.5, -0.2), (torch.tensor([0.5, 0.5]),), (float("inf"),)]
+)
 def test_debias_mean_rejects_bad_input(args):
     with pytest.raises(ValueError):
         debias_mean(*args)
@@ -133,6 +138,7 @@ def test_rr_epsilon_rejects_bad_p_noise(p_noise):
 
 
 # --- laplace_mechanism -------------------------------------------------------------------------------------
+
 
 def test_laplace_mechanism_on_a_number_returns_a_float():
     released = laplace_mechanism(3, 1.0, 1.0, _generator())
@@ -171,15 +177,26 @@ def test_laplace_mechanism_is_reproducible_with_a_generator():
     assert laplace_mechanism(1.0, 1.0, 1.0, _generator(3)) == laplace_mechanism(1.0, 1.0, 1.0, _generator(3))
 
 
-@pytest.mark.parametrize("args", [(1.0, 0.0, 1.0), (1.0, -1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 1.0, -2.0),
-                                  (1.0, 1.0, float("inf")), (float("nan"), 1.0, 1.0), ("3", 1.0, 1.0),
-                                  (torch.tensor([1.0, float("inf")]), 1.0, 1.0)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (1.0, 0.0, 1.0),
+        (1.0, -1.0, 1.0),
+        (1.0, 1.0, 0.0),
+        (1.0, 1.0, -2.0),
+        (1.0, 1.0, float("inf")),
+        (float("nan"), 1.0, 1.0),
+        ("3", 1.0, 1.0),
+        (torch.tensor([1.0, float("inf")]), 1.0, 1.0),
+    ],
+)
 def test_laplace_mechanism_rejects_bad_input(args):
     with pytest.raises(ValueError):
         laplace_mechanism(*args)
 
 
 # --- private_sum, private_mean, total_epsilon --------------------------------------------------------------
+
 
 def test_private_sum_and_mean_are_centred_with_the_right_scale():
     db = torch.rand(200, generator=_generator(1)) < 0.4
@@ -201,8 +218,15 @@ def test_private_sum_accepts_float_databases():
 
 
 @pytest.mark.parametrize("function", [private_sum, private_mean])
-@pytest.mark.parametrize("args", [(torch.zeros(0, dtype=torch.bool), 1.0), (torch.ones(3, dtype=torch.bool), 0.0),
-                                  (torch.tensor([0.5, 1.0]), 1.0), (torch.ones(3, dtype=torch.bool), -1.0)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (torch.zeros(0, dtype=torch.bool), 1.0),
+        (torch.ones(3, dtype=torch.bool), 0.0),
+        (torch.tensor([0.5, 1.0]), 1.0),
+        (torch.ones(3, dtype=torch.bool), -1.0),
+    ],
+)
 def test_private_queries_reject_bad_input(function, args):
     with pytest.raises(ValueError):
         function(*args)
@@ -225,6 +249,7 @@ def test_total_epsilon_rejects_bad_input(epsilons):
 
 # --- gaussian_mechanism ---------------------------------------------------------------------------------------
 
+
 def test_gaussian_sigma_is_the_classic_calibration():
     assert gaussian_sigma(1.0, 0.5, 1e-5) == pytest.approx(math.sqrt(2 * math.log(1.25e5)) / 0.5)
     assert gaussian_sigma(3.0, 0.5, 1e-5) == pytest.approx(3 * gaussian_sigma(1.0, 0.5, 1e-5))
@@ -238,9 +263,18 @@ def test_gaussian_mechanism_noise_has_standard_deviation_sigma():
     assert isinstance(gaussian_mechanism(2.0, 1.0, 0.5, 1e-5, _generator()), float)
 
 
-@pytest.mark.parametrize("args", [(1.0, 1.0, 1.0, 1e-5), (1.0, 1.0, 2.0, 1e-5), (1.0, 1.0, 0.0, 1e-5),
-                                  (1.0, 1.0, 0.5, 0.0), (1.0, 1.0, 0.5, 1.0), (1.0, 0.0, 0.5, 1e-5),
-                                  (1.0, -1.0, 0.5, 1e-5)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (1.0, 1.0, 1.0, 1e-5),
+        (1.0, 1.0, 2.0, 1e-5),
+        (1.0, 1.0, 0.0, 1e-5),
+        (1.0, 1.0, 0.5, 0.0),
+        (1.0, 1.0, 0.5, 1.0),
+        (1.0, 0.0, 0.5, 1e-5),
+        (1.0, -1.0, 0.5, 1e-5),
+    ],
+)
 def test_gaussian_mechanism_rejects_bad_parameters(args):
     with pytest.raises(ValueError):
         gaussian_mechanism(*args)
@@ -248,9 +282,10 @@ def test_gaussian_mechanism_rejects_bad_parameters(args):
 
 # --- empirical_epsilon ----------------------------------------------------------------------------------------
 
+
 def test_empirical_epsilon_hand_computed():
-    samples_x = np.array([0.5] * 30 + [1.5] * 10)   # bins [0,1), [1,2]: counts 30, 10 of 40
-    samples_y = np.array([0.5] * 20 + [1.5] * 60)   # counts 20, 60 of 80
+    samples_x = np.array([0.5] * 30 + [1.5] * 10)  # bins [0,1), [1,2]: counts 30, 10 of 40
+    samples_y = np.array([0.5] * 20 + [1.5] * 60)  # counts 20, 60 of 80
     expected = max(abs(math.log(30 / 40) - math.log(20 / 80)), abs(math.log(10 / 40) - math.log(60 / 80)))
     assert empirical_epsilon(samples_x, samples_y, [0, 1, 2], min_count=10) == pytest.approx(expected)
     # with min_count 20 only the first bin qualifies
@@ -263,7 +298,7 @@ def test_empirical_epsilon_normalises_by_sample_size():
 
 
 def test_empirical_epsilon_counts_samples_outside_the_bins_in_the_size():
-    samples_x = np.array([0.5] * 40 + [9.0] * 40)   # half of x lies outside the bins
+    samples_x = np.array([0.5] * 40 + [9.0] * 40)  # half of x lies outside the bins
     samples_y = np.array([0.5] * 40)
     assert empirical_epsilon(samples_x, samples_y, [0, 1]) == pytest.approx(math.log(2))
 
@@ -282,16 +317,19 @@ def test_empirical_epsilon_audits_the_laplace_mechanism():
     assert isinstance(empirical_epsilon(torch.from_numpy(honest_x), honest_y, bins), float)
 
 
-@pytest.mark.parametrize("args", [
-    (np.zeros(10), np.zeros(10), [0, 1]),                           # no bin reaches min_count 20
-    (np.zeros(50), np.zeros(50), 10),                               # a bin count is refused
-    (np.zeros(50), np.zeros(50), [1, 0]),                           # edges must increase
-    (np.zeros(50), np.zeros(50), [0]),                              # at least two edges
-    (np.zeros(0), np.zeros(50), [0, 1]),                            # empty samples
-    (np.zeros((5, 10)), np.zeros(50), [0, 1]),                      # not 1-D
-    (np.array([0.0, np.nan]), np.zeros(50), [0, 1]),                # not finite
-    (np.zeros(50), np.zeros(50), [0, 1], 0),                        # min_count must be positive
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (np.zeros(10), np.zeros(10), [0, 1]),  # no bin reaches min_count 20
+        (np.zeros(50), np.zeros(50), 10),  # a bin count is refused
+        (np.zeros(50), np.zeros(50), [1, 0]),  # edges must increase
+        (np.zeros(50), np.zeros(50), [0]),  # at least two edges
+        (np.zeros(0), np.zeros(50), [0, 1]),  # empty samples
+        (np.zeros((5, 10)), np.zeros(50), [0, 1]),  # not 1-D
+        (np.array([0.0, np.nan]), np.zeros(50), [0, 1]),  # not finite
+        (np.zeros(50), np.zeros(50), [0, 1], 0),  # min_count must be positive
+    ],
+)
 def test_empirical_epsilon_rejects_bad_input(args):
     with pytest.raises(ValueError):
         empirical_epsilon(*args)
@@ -303,6 +341,7 @@ def test_empirical_epsilon_explains_when_no_bin_qualifies():
 
 
 # --- the audit's lower confidence bound (notebook 04, section 6) ---------------------------------------------
+
 
 def test_clopper_pearson_matches_known_intervals_and_edges():
     lower, upper = clopper_pearson([0, 5, 10], 10, 0.05)
@@ -338,10 +377,16 @@ def test_epsilon_lower_bound_by_hand():
     assert epsilon_lower_bound([0], 10, [0], 10) == 0.0
 
 
-@pytest.mark.parametrize("args, kwargs", [
-    (([1, 2], 10, [1], 10), {}), (([8, 8], 10, [1, 1], 10), {}), (([1], 10, [1], 10), {"confidence": 1.0}),
-    (([1], 10, [1], 10), {"delta": 1.0}), (([], 10, [], 10), {}),
-])
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        (([1, 2], 10, [1], 10), {}),
+        (([8, 8], 10, [1, 1], 10), {}),
+        (([1], 10, [1], 10), {"confidence": 1.0}),
+        (([1], 10, [1], 10), {"delta": 1.0}),
+        (([], 10, [], 10), {}),
+    ],
+)
 def test_epsilon_lower_bound_rejects_bad_input(args, kwargs):
     with pytest.raises(ValueError):
         epsilon_lower_bound(*args, **kwargs)
@@ -355,8 +400,10 @@ def _audit(seed: int, scale: float, releases: int = 200_000):
     outputs_y = laplace_mechanism(torch.full((releases,), 51.0, dtype=torch.float64), scale, 1.0, generator).numpy()
     counts_x, _ = np.histogram(outputs_x, bins=bins)
     counts_y, _ = np.histogram(outputs_y, bins=bins)
-    return (empirical_epsilon(outputs_x, outputs_y, bins, releases // 1000),
-            epsilon_lower_bound(counts_x, releases, counts_y, releases, 0.99))
+    return (
+        empirical_epsilon(outputs_x, outputs_y, bins, releases // 1000),
+        epsilon_lower_bound(counts_x, releases, counts_y, releases, 0.99),
+    )
 
 
 def test_audit_point_estimate_is_biased_up_and_the_lower_bound_is_not():

@@ -3,6 +3,7 @@
 All on small synthetic 1x28x28 images whose label is whether the left half is brighter than the right, so
 every test runs in seconds and is seeded.
 """
+
 import warnings
 
 import pytest
@@ -13,9 +14,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from course.lib.dpsgd import dp_grads
-from course.shown.pneumonia import spec_mlp
 from course.shown.dpsgd_training import small_cnn, train_dp_sgd, train_private_virtual_batches
-from course.shown.pneumonia import binary_accuracy
+from course.shown.pneumonia import binary_accuracy, spec_mlp
 
 DELTA = 1e-5
 
@@ -52,14 +52,20 @@ class Recorder:
 def test_train_dp_sgd_learns_within_its_epsilon_with_poisson_batches():
     training, validation = bright_left_images(600, 0), bright_left_images(300, 1)
     epochs, expected_batch_size, target = 4, 60, 4.0
-    sigma = get_noise_multiplier(target_epsilon=target, target_delta=DELTA, sample_rate=expected_batch_size / 600,
-                                 epochs=epochs, accountant="rdp")
+    sigma = get_noise_multiplier(
+        target_epsilon=target,
+        target_delta=DELTA,
+        sample_rate=expected_batch_size / 600,
+        epochs=epochs,
+        accountant="rdp",
+    )
     torch.manual_seed(0)
     model = spec_mlp(784, (16,))
     untrained = binary_accuracy(model, validation)
     recorder = Recorder(dp_grads)
-    trained, history = train_dp_sgd(model, training, validation, recorder, epochs, sigma, 0.5, expected_batch_size,
-                                    lr=0.5, delta=DELTA)
+    trained, history = train_dp_sgd(
+        model, training, validation, recorder, epochs, sigma, 0.5, expected_batch_size, lr=0.5, delta=DELTA
+    )
     assert trained is model and [h[0] for h in history] == [1, 2, 3, 4]
     epsilons = [h[3] for h in history]
     assert all(a < b for a, b in zip(epsilons, epsilons[1:])) and epsilons[-1] <= target * 1.01
@@ -81,8 +87,20 @@ def test_train_dp_sgd_divides_the_sum_by_the_expected_batch_size_and_steps_on_em
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 1))
     before = model[1].bias.detach().clone()
     # q = 1/20: 20 steps, about a third of them with an empty batch; no noise, no momentum
-    train_dp_sgd(model, training, training, ones, epochs=1, noise_multiplier=0.0, max_grad_norm=1.0,
-                 expected_batch_size=1, lr=0.1, delta=DELTA, momentum=0.0, seed=3)
+    train_dp_sgd(
+        model,
+        training,
+        training,
+        ones,
+        epochs=1,
+        noise_multiplier=0.0,
+        max_grad_norm=1.0,
+        expected_batch_size=1,
+        lr=0.1,
+        delta=DELTA,
+        momentum=0.0,
+        seed=3,
+    )
     assert len(calls) < 20
     # each step moved the bias by lr * (batch size / expected batch size) = 0.1 * len(batch)
     assert model[1].bias.item() == pytest.approx(before.item() - 0.1 * sum(calls), abs=1e-5)
@@ -99,14 +117,26 @@ def test_empty_batches_still_take_a_noisy_step():
         return {name: torch.zeros_like(p) for name, p in model_.named_parameters()}
 
     # q = 1/20: each of the 20 steps has an empty batch with probability 0.95^20 = 0.36
-    train_dp_sgd(model, training, training, zeros, epochs=1, noise_multiplier=2.0, max_grad_norm=0.5,
-                 expected_batch_size=1, lr=1.0, delta=DELTA, momentum=0.0, seed=0)
+    train_dp_sgd(
+        model,
+        training,
+        training,
+        zeros,
+        epochs=1,
+        noise_multiplier=2.0,
+        max_grad_norm=0.5,
+        expected_batch_size=1,
+        lr=1.0,
+        delta=DELTA,
+        momentum=0.0,
+        seed=0,
+    )
     empty_steps = 20 - len(calls)
     assert empty_steps >= 1
     # only the empty steps moved the weights: each by noise of sd lr * sigma * C / expected batch size = 1 per
     # coordinate. 784 coordinates: the sample sd is within 15% (6 standard errors) but for probability 1e-8.
     change = (model[1].weight.detach() - before).flatten()
-    assert change.std().item() == pytest.approx(empty_steps ** 0.5, rel=0.15)
+    assert change.std().item() == pytest.approx(empty_steps**0.5, rel=0.15)
 
 
 def test_small_cnn_is_rejected_by_opacus_and_fixed_with_group_norm():
@@ -128,9 +158,18 @@ def test_virtual_batches_keep_physical_batches_small_and_reach_the_epsilon():
     physical = []
     model[0].register_forward_hook(lambda module, inputs, output: physical.append(len(inputs[0])))
     # (the PRV accountant's noise search is slow at large epsilons, so the test uses epsilon 1)
-    trained, history = train_private_virtual_batches(model, training, validation, epochs=3, target_epsilon=1.0,
-                                                     delta=DELTA, max_grad_norm=0.1, batch_size=48,
-                                                     max_physical_batch_size=16, lr=1.0)
+    trained, history = train_private_virtual_batches(
+        model,
+        training,
+        validation,
+        epochs=3,
+        target_epsilon=1.0,
+        delta=DELTA,
+        max_grad_norm=0.1,
+        batch_size=48,
+        max_physical_batch_size=16,
+        lr=1.0,
+    )
     assert trained is model and len(history) == 3
     epsilons = [h[3] for h in history]
     assert all(a < b for a, b in zip(epsilons, epsilons[1:])) and epsilons[-1] <= 1.0 * 1.05

@@ -1,4 +1,5 @@
 """The helpers shown in notebook 07 agree with the reference membership library and keep their promises."""
+
 import math
 
 import matplotlib
@@ -18,8 +19,9 @@ def _model_and_data(seed: int = 0, size: int = 300):
     """A one-logit model with dropout (so eval mode matters) and a medmnist-shaped dataset of `size` examples."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.Tanh(), torch.nn.Dropout(0.5),
-                                torch.nn.Linear(16, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.Tanh(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 1)
+    )
     with torch.no_grad():
         model[-1].weight.mul_(20.0)  # logits of several units, as after training
     images = torch.rand(size, 1, 28, 28, generator=generator)

@@ -3,6 +3,7 @@
 The synthetic task: class 0 images are bright in the top half, class 1 images in the bottom half (plus a
 little noise), so a few epochs of training must separate them perfectly.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,19 @@ import pytest
 import torch
 import torchvision
 
-from course.shown.pate_training import (SmallCNN, label_accuracy, load_mnist_splits, predict_classes,
-                                        predict_classes_augmented, random_affine, random_shift, teacher_predictions, train_model,
-                                        train_semi_supervised_student, train_teachers)
+from course.shown.pate_training import (
+    SmallCNN,
+    label_accuracy,
+    load_mnist_splits,
+    predict_classes,
+    predict_classes_augmented,
+    random_affine,
+    random_shift,
+    teacher_predictions,
+    train_model,
+    train_semi_supervised_student,
+    train_teachers,
+)
 
 
 def _halves(num_per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,6 +100,7 @@ def test_random_affine_transforms_each_image_on_its_own_and_is_the_identity_at_z
 def test_test_time_augmentation_averages_the_softmax_over_moved_copies():
     class MeanBrightness(torch.nn.Module):
         """Class 1 when the top-left quarter is bright: a model whose answer a move of the image can change."""
+
         def forward(self, images):
             score = 40 * (images[:, 0, :14, :14].mean(dim=(1, 2)) - 0.05)
             return torch.stack([-score, score], dim=1)
@@ -118,8 +130,16 @@ def test_semi_supervised_student_uses_the_unlabelled_images():
     images, labels = _halves(33)
     labelled = torch.cat([torch.arange(3), torch.arange(33, 36)])
     unlabelled = torch.cat([torch.arange(3, 33), torch.arange(36, 66)])
-    student = train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], rounds=1,
-                                            example_budget=600, max_epochs=60, channels=(4, 8), seed=0)
+    student = train_semi_supervised_student(
+        images[labelled],
+        labels[labelled],
+        images[unlabelled],
+        rounds=1,
+        example_budget=600,
+        max_epochs=60,
+        channels=(4, 8),
+        seed=0,
+    )
     assert label_accuracy(predict_classes(student, images), labels) == 1.0
     with pytest.raises(ValueError):
         train_semi_supervised_student(images[labelled], labels[labelled], images[unlabelled], rounds=-1)
@@ -127,12 +147,15 @@ def test_semi_supervised_student_uses_the_unlabelled_images():
         train_semi_supervised_student(images[:0], labels[:0], images, rounds=1)
 
 
-@pytest.mark.parametrize("images, labels, epochs", [
-    (torch.zeros(4, 1, 28, 28), torch.zeros(3).long(), 1),  # one label short
-    (torch.zeros(4, 28, 28), torch.zeros(4).long(), 1),  # no channel dimension
-    (torch.zeros(4, 1, 28, 28), torch.zeros(4).long(), 0),  # no epoch
-    (torch.zeros(0, 1, 28, 28), torch.zeros(0).long(), 1),  # no example
-])
+@pytest.mark.parametrize(
+    "images, labels, epochs",
+    [
+        (torch.zeros(4, 1, 28, 28), torch.zeros(3).long(), 1),  # one label short
+        (torch.zeros(4, 28, 28), torch.zeros(4).long(), 1),  # no channel dimension
+        (torch.zeros(4, 1, 28, 28), torch.zeros(4).long(), 0),  # no epoch
+        (torch.zeros(0, 1, 28, 28), torch.zeros(0).long(), 1),  # no example
+    ],
+)
 def test_train_model_rejects_bad_input(images, labels, epochs):
     with pytest.raises(ValueError):
         train_model(SmallCNN(), images, labels, epochs)

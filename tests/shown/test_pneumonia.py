@@ -1,4 +1,5 @@
 """The PneumoniaMNIST helpers shown in notebooks 06 and 07, on the real offline data."""
+
 import os
 
 import pytest
@@ -8,8 +9,10 @@ from torch import nn
 from course.shown import pneumonia
 
 DATA_ROOT = os.environ["DP_COURSE_DATA"]
-pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(DATA_ROOT, "medmnist", "pneumoniamnist.npz")),
-                                reason="PneumoniaMNIST is not in DP_COURSE_DATA (make data copies it)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(os.path.join(DATA_ROOT, "medmnist", "pneumoniamnist.npz")),
+    reason="PneumoniaMNIST is not in DP_COURSE_DATA (make data copies it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,9 @@ def test_private_training_reaches_its_epsilon(splits):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 1))
     training, _, validation = pneumonia.resplit(splits["train"], splits["val"], 1000)
-    trained, history = pneumonia.train_private_opacus(model, training, validation, epochs=2, target_epsilon=2.0,
-                                                      delta=1e-5)
+    trained, history = pneumonia.train_private_opacus(
+        model, training, validation, epochs=2, target_epsilon=2.0, delta=1e-5
+    )
     assert trained is model and len(history) == 2
     epsilons = [h[3] for h in history]
     assert epsilons[0] < epsilons[1] <= 2.0 * 1.05

@@ -3,6 +3,7 @@
 `test_grading_03_04.py` checks that the hidden-test checks catch each of them. Every function here has a
 deliberate bug, named in its docstring; none of them is course material.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ def _laplace(scale: float, shape=()) -> torch.Tensor:
 
 
 # --- notebook 03: randomized response ---------------------------------------------------------------------
+
 
 def rr_probabilities_swapped(db, p_noise=0.5):
     """Bug: tells the truth with probability p_noise and tosses the coin with probability 1 - p_noise."""
@@ -71,6 +73,7 @@ def rr_epsilon_half_missing(p_noise):
 
 
 # --- notebook 04: Laplace and Gaussian mechanisms ---------------------------------------------------------
+
 
 def laplace_scale_inverted(value, sensitivity, epsilon):
     """Bug: scale epsilon / sensitivity instead of sensitivity / epsilon."""

@@ -4,6 +4,7 @@
 deliberate bug, named in its docstring; none of them is course material. Several copy mistakes found in public
 versions of this material (spec section 5).
 """
+
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ def _sampler(rng):
 
 # --- partition_indices ---------------------------------------------------------------------------------------
 
+
 def partition_overlapping(num_examples, num_teachers, seed=0):
     """Bug: every teacher draws its own random subset, so subsets overlap (and some examples go unused)."""
     rng = np.random.default_rng(seed)
@@ -28,7 +30,7 @@ def partition_drops_remainder(num_examples, num_teachers, seed=0):
     """Bug: equal chunks of num_examples // num_teachers; the remainder is never used."""
     permutation = np.random.default_rng(seed).permutation(num_examples)
     size = num_examples // num_teachers
-    return [permutation[teacher * size:(teacher + 1) * size] for teacher in range(num_teachers)]
+    return [permutation[teacher * size : (teacher + 1) * size] for teacher in range(num_teachers)]
 
 
 def partition_range_from_one(num_examples, num_teachers, seed=0):
@@ -50,6 +52,7 @@ def partition_ignores_seed(num_examples, num_teachers, seed=0):
 
 # --- vote_counts ---------------------------------------------------------------------------------------------
 
+
 def vote_counts_reshaped(teacher_preds, num_classes):
     """Bug: reshapes (num_teachers, num_queries) to (num_queries, num_teachers) instead of transposing."""
     num_teachers, num_queries = teacher_preds.shape
@@ -70,6 +73,7 @@ def vote_counts_per_teacher(teacher_preds, num_classes):
 
 
 # --- laplace_noisy_max ---------------------------------------------------------------------------------------
+
 
 def laplace_noise_truncated(counts, gamma, rng=None):
     """Bug: noise written into the integer count array (as `counts[i] += np.random.laplace(...)` does), which
@@ -102,6 +106,7 @@ def laplace_one_noise_per_query(counts, gamma, rng=None):
 
 # --- gaussian_noisy_max --------------------------------------------------------------------------------------
 
+
 def gaussian_scale_sigma_squared(counts, sigma, rng=None):
     """Bug: passes the variance sigma**2 as numpy's scale (the standard deviation)."""
     return np.argmax(counts + _sampler(rng).normal(0.0, sigma**2, size=np.shape(counts)), axis=1)
@@ -120,6 +125,7 @@ def gaussian_scale_sqrt_sigma(counts, sigma, rng=None):
 
 
 # --- pate_epsilon_data_independent ---------------------------------------------------------------------------
+
 
 def _pate_epsilon(num_queries, delta, moments, alpha):
     return min((num_queries * alpha(l) + math.log(1 / delta)) / l for l in range(1, moments + 1))
@@ -142,11 +148,14 @@ def pate_epsilon_double_counted(num_queries, gamma, delta, moments=8):
 
 def pate_epsilon_moments_off_by_one(num_queries, gamma, delta, moments=8):
     """Bug: range(1, moments) leaves out the last moment."""
-    return min((num_queries * min(2 * gamma**2 * l * (l + 1), 2 * gamma * l) + math.log(1 / delta)) / l
-               for l in range(1, moments))
+    return min(
+        (num_queries * min(2 * gamma**2 * l * (l + 1), 2 * gamma * l) + math.log(1 / delta)) / l
+        for l in range(1, moments)
+    )
 
 
 # --- gnmax_epsilon -------------------------------------------------------------------------------------------
+
 
 def gnmax_epsilon_half_rdp(num_queries, sigma, delta, orders=None):
     """Bug: order / (2 sigma^2), the RDP of a sensitivity-1 Gaussian; a changed vote moves two counts."""

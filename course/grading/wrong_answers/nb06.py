@@ -3,6 +3,7 @@
 Each is the lab's own style (per-example `loss.backward()`, `clip_grad_norm_`, `torch.normal`) with exactly
 one mistake.
 """
+
 import torch
 
 
@@ -11,11 +12,14 @@ def _loss(model, criterion, x, t):
 
 
 def _noisy_average(total, max_grad_norm, noise_multiplier, batch_size):
-    return {name: (value + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape)) / batch_size
-            for name, value in total.items()}
+    return {
+        name: (value + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape)) / batch_size
+        for name, value in total.items()
+    }
 
 
 # ---- dp_grads -------------------------------------------------------------------------------------------
+
 
 def dp_grads_batch_clipping(model, batch_data, criterion, max_grad_norm, noise_multiplier):
     """One backward pass for the whole batch (summed loss), clipped once."""
@@ -55,22 +59,28 @@ def _lab_loop(model, batch_data, criterion, max_grad_norm):
 def dp_grads_noise_without_clipping_bound(model, batch_data, criterion, max_grad_norm, noise_multiplier):
     """Noise standard deviation noise_multiplier instead of noise_multiplier * max_grad_norm."""
     total = _lab_loop(model, batch_data, criterion, max_grad_norm)
-    return {name: (value + torch.normal(0.0, noise_multiplier, size=value.shape)) / len(batch_data)
-            for name, value in total.items()}
+    return {
+        name: (value + torch.normal(0.0, noise_multiplier, size=value.shape)) / len(batch_data)
+        for name, value in total.items()
+    }
 
 
 def dp_grads_noise_not_divided(model, batch_data, criterion, max_grad_norm, noise_multiplier):
     """Divides the clipped sum by the batch size, then adds the noise meant for the sum."""
     total = _lab_loop(model, batch_data, criterion, max_grad_norm)
-    return {name: value / len(batch_data) + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape)
-            for name, value in total.items()}
+    return {
+        name: value / len(batch_data) + torch.normal(0.0, noise_multiplier * max_grad_norm, size=value.shape)
+        for name, value in total.items()
+    }
 
 
 def dp_grads_noise_variance_as_std(model, batch_data, criterion, max_grad_norm, noise_multiplier):
     """Passes the variance (noise_multiplier * max_grad_norm)^2 where torch.normal wants the std."""
     total = _lab_loop(model, batch_data, criterion, max_grad_norm)
-    return {name: (value + torch.normal(0.0, (noise_multiplier * max_grad_norm) ** 2, size=value.shape))
-            / len(batch_data) for name, value in total.items()}
+    return {
+        name: (value + torch.normal(0.0, (noise_multiplier * max_grad_norm) ** 2, size=value.shape)) / len(batch_data)
+        for name, value in total.items()
+    }
 
 
 def dp_grads_reseeded_noise(model, batch_data, criterion, max_grad_norm, noise_multiplier):
@@ -107,6 +117,7 @@ def dp_grads_accumulated_left_on_model(model, batch_data, criterion, max_grad_no
 
 
 # ---- label_fraction -------------------------------------------------------------------------------------
+
 
 def label_fraction_count(dataset, label=0):
     """Returns how many examples have the label, not the fraction."""

@@ -2,6 +2,7 @@
 
 Each is written the way a student might plausibly write it, with exactly one mistake.
 """
+
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ def _targets_and_logits(model, batch):
 
 
 # ---- loss_scores ------------------------------------------------------------------------------------------
+
 
 def loss_scores_without_eval(model, dataset):
     """Forgets model.eval(): dropout stays on while scoring."""
@@ -43,8 +45,10 @@ def loss_scores_mean(model, dataset):
     """Uses the default reduction: one mean loss per batch instead of one loss per example."""
     model.eval()
     with torch.no_grad():
-        losses = [F.binary_cross_entropy_with_logits(*_targets_and_logits(model, batch))
-                  for batch in DataLoader(dataset, batch_size=256)]
+        losses = [
+            F.binary_cross_entropy_with_logits(*_targets_and_logits(model, batch))
+            for batch in DataLoader(dataset, batch_size=256)
+        ]
     return torch.stack(losses).numpy()
 
 
@@ -57,6 +61,7 @@ def loss_scores_first_batch(model, dataset):
 
 
 # ---- attack_roc -------------------------------------------------------------------------------------------
+
 
 def _rates(scores_in, scores_out, thresholds, member):
     fpr = [np.mean(member(np.asarray(scores_out), tau)) for tau in thresholds]
@@ -94,6 +99,7 @@ def attack_roc_without_origin(scores_in, scores_out):
 
 # ---- attack_auc -------------------------------------------------------------------------------------------
 
+
 def attack_auc_ties_ignored(scores_in, scores_out):
     """Counts only strict wins: ties count 0 instead of 1/2."""
     return float(np.mean(np.asarray(scores_in)[:, None] < np.asarray(scores_out)[None, :]))
@@ -111,6 +117,7 @@ def attack_auc_reversed(scores_in, scores_out):
 
 
 # ---- tpr_at_fpr -------------------------------------------------------------------------------------------
+
 
 def _roc_points(scores_in, scores_out):
     thresholds = np.concatenate([[-np.inf], np.unique(np.concatenate([scores_in, scores_out]))])
@@ -136,6 +143,7 @@ def tpr_at_fpr_reversed(scores_in, scores_out, fpr):
 
 
 # ---- dp_advantage_bound -----------------------------------------------------------------------------------
+
 
 def dp_advantage_bound_without_delta(epsilon, delta=0.0):
     """Leaves delta out: the pure-DP bound whatever delta is."""

@@ -1,5 +1,6 @@
 """Bundles are made once per assignment version: the template is cached under a digest of the source and
 the grading code, and the class gradebook learns an assignment's cells only when it lacks them."""
+
 import nbformat
 import pytest
 

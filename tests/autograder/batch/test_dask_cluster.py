@@ -9,6 +9,7 @@ The processes (client and workers) import the course's code from a snapshot take
 so that an edit of the working tree while the tests run cannot make the versions differ by accident; the
 version-refusal test makes them differ on purpose, with a worker that runs an edited copy.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,22 +26,25 @@ import cloudpickle
 import pytest
 
 from autograder.batch import cluster
+from autograder.batch.submission import Job, bundle_cells, failed
 from autograder.commands import demo as sample_class
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.settings import Grading
-from autograder.batch.submission import Job, bundle_cells, failed
 
 ALLOWED_FAILURES = Grading.allowed_failures.default_value  # the LocalCluster's, as the grader sets it
 
 from locations import REPO  # noqa: E402
+
 DASK = Path(sys.executable).with_name("dask")
 ASSIGNMENT = "01_databases"
 GRADE_TIMEOUT = 900  # seconds for one `python -m autograder grade` of the small class on a loaded machine
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not DASK.exists(),
-                       reason="needs root (a mount namespace that keeps it), unshare and the venv's dask"),
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("unshare") or not DASK.exists(),
+        reason="needs root (a mount namespace that keeps it), unshare and the venv's dask",
+    ),
 ]
 
 
@@ -57,9 +61,13 @@ def _snapshot(target: Path, edit: bool = False) -> Path:
 
 
 def _environment(code: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(code), "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA",
-                                                                                     str(REPO / "data")),
-            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(code),
+        "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(REPO / "data")),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 class Processes:
@@ -73,12 +81,27 @@ class Processes:
     def start_scheduler(self, code: Path) -> str:
         log = open(self.base / "scheduler.log", "w")
         # The fault settings of autograder.batch.cluster, given to the scheduler as the README says.
-        settings = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES),
-                    "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": str(cluster.WORKER_SATURATION)}
+        settings = {
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES),
+            "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": str(cluster.WORKER_SATURATION),
+        }
         self.started["scheduler"] = subprocess.Popen(
-            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(self.scheduler_file)], env={**_environment(code), **settings}, cwd=code,
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                str(DASK),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(self.scheduler_file),
+            ],
+            env={**_environment(code), **settings},
+            cwd=code,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.scheduler_file.exists():
@@ -96,10 +119,31 @@ class Processes:
         log = open(self.base / f"{name}.log", "w")
         script = 'mount -t tmpfs -o size=1m,mode=0700 dp-course-hidden "$0" && exec "$@"'
         worker = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(self.hidden),
-             str(DASK), "worker", "--scheduler-file", str(self.scheduler_file), "--nthreads", "1", "--no-nanny",
-             "--no-dashboard", "--name", name], env=_environment(code), cwd=code, stdout=log,
-            stderr=subprocess.STDOUT)
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                str(self.hidden),
+                str(DASK),
+                "worker",
+                "--scheduler-file",
+                str(self.scheduler_file),
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--name",
+                name,
+            ],
+            env=_environment(code),
+            cwd=code,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.started[name] = worker
         return worker
 
@@ -137,18 +181,36 @@ def world(tmp_path_factory):
         address = processes.start_scheduler(code)
         workers = {name: processes.start_worker(name, code) for name in ("w1", "w2")}
         _client(processes, 2).close()
-        yield dict(base=base, code=code, hidden=hidden, students=students, address=address,
-                   processes=processes, workers=workers)
+        yield dict(
+            base=base,
+            code=code,
+            hidden=hidden,
+            students=students,
+            address=address,
+            processes=processes,
+            workers=workers,
+        )
     finally:
         processes.stop()
 
 
 def _grade(world, out: Path, *options: str, wait: bool = True):
-    command = [sys.executable, "-m", "autograder", "grade", str(world["students"]), "--out", str(out),
-               "--assignment", ASSIGNMENT, *options]
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(world["students"]),
+        "--out",
+        str(out),
+        "--assignment",
+        ASSIGNMENT,
+        *options,
+    ]
     log = open(out.with_suffix(".log"), "w")
-    process = subprocess.Popen(command, env=_environment(world["code"]), cwd=world["code"], stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, env=_environment(world["code"]), cwd=world["code"], stdout=log, stderr=subprocess.STDOUT
+    )
     if not wait:
         return process
     return _finish(process, out)
@@ -292,8 +354,14 @@ def test_a_task_that_keeps_killing_workers_ends_as_a_grading_error(tmp_path):
     client, local = cluster.connect(settings)
     finished = []
     try:
-        results = cluster.collect(client, jobs, {ASSIGNMENT: bundle}, {"tries_file": str(tmp_path / "tries")},
-                                  lambda: finished.append(1), task=_deadly)
+        results = cluster.collect(
+            client,
+            jobs,
+            {ASSIGNMENT: bundle},
+            {"tries_file": str(tmp_path / "tries")},
+            lambda: finished.append(1),
+            task=_deadly,
+        )
     finally:
         client.close()
         local.close()
@@ -314,11 +382,37 @@ def test_a_tls_scheduler_needs_credentials():
 def _certificates(folder: Path) -> dict:
     """A throw-away certificate authority and one certificate it signed, for every role (PEM files)."""
     run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=folder)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key", "-out", "ca.pem",
-        "-subj", "/CN=dp-course test CA")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=dp-course test CA",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=grader")
-    run("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-        "-out", "node.pem")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "node.pem",
+    )
     return {"ca": folder / "ca.pem", "cert": folder / "node.pem", "key": folder / "node.key"}
 
 
@@ -327,14 +421,45 @@ def test_a_tls_scheduler_is_reached_with_the_security_file(tmp_path):
     pem = _certificates(tmp_path)
     tls = ["--tls-ca-file", str(pem["ca"]), "--tls-cert", str(pem["cert"]), "--tls-key", str(pem["key"])]
     security_file = tmp_path / "dask-tls.yaml"
-    security_file.write_text(json.dumps({"distributed": {"comm": {"require-encryption": True, "tls": {
-        "ca-file": str(pem["ca"]), "client": {"cert": str(pem["cert"]), "key": str(pem["key"])}}}}}))  # JSON is YAML
+    security_file.write_text(
+        json.dumps(
+            {
+                "distributed": {
+                    "comm": {
+                        "require-encryption": True,
+                        "tls": {
+                            "ca-file": str(pem["ca"]),
+                            "client": {"cert": str(pem["cert"]), "key": str(pem["key"])},
+                        },
+                    }
+                }
+            }
+        )
+    )  # JSON is YAML
     scheduler_file = tmp_path / "scheduler.json"
     log = open(tmp_path / "dask.log", "w")
     env = _environment(REPO)
-    processes = [subprocess.Popen([str(DASK), "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", "0",
-                                   "--no-dashboard", "--scheduler-file", str(scheduler_file), *tls], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)]
+    processes = [
+        subprocess.Popen(
+            [
+                str(DASK),
+                "scheduler",
+                "--protocol",
+                "tls",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(scheduler_file),
+                *tls,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    ]
     try:
         deadline = time.monotonic() + 120
         while not scheduler_file.exists():
@@ -343,9 +468,25 @@ def test_a_tls_scheduler_is_reached_with_the_security_file(tmp_path):
         time.sleep(0.5)
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tls://")
-        processes.append(subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--no-nanny",
-                                           "--no-dashboard", "--name", "w-tls", *tls], env=env, stdout=log,
-                                          stderr=subprocess.STDOUT))
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(DASK),
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--name",
+                    "w-tls",
+                    *tls,
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         settings = Grading(scheduler=address)
         settings.security_file = str(security_file)  # read with getattr: also before Grading has the traitlet
         client, local = cluster.connect(settings)

@@ -1,17 +1,18 @@
 """Per-student seeds for hidden checks (autograder.batch.seeds): secret kept private, seeds reproducible and
 different between students, failure messages that differ, thresholds that do not depend on the seed."""
+
 import importlib
 import inspect
 import stat
 
 import pytest
+from grading_harness import failure_message, student_seeds
 
-from course.grading.wrong_answers import nb03_04
+import course.lib as lib
 from autograder.batch import seeds
 from course.grading import GradingFailure, nb01, nb03, nb04, nb05, nb06
+from course.grading.wrong_answers import nb03_04
 from course.lib.dpsgd import dp_grads
-import course.lib as lib
-from grading_harness import failure_message, student_seeds
 
 
 def test_secret_is_made_once_and_private(tmp_path):
@@ -41,16 +42,20 @@ def test_failure_messages_differ_between_students():
     assert None not in messages and len(messages) > 1, messages
 
 
-@pytest.mark.parametrize("check, reference", [
-    (nb01.check_create_db, lib.create_db),
-    (nb01.check_create_db_and_parallels, lib.create_db_and_parallels),
-    (nb03.check_randomized_response, lib.randomized_response),
-    (nb04.check_laplace_mechanism, lib.laplace_mechanism),
-    (nb04.check_private_sum, lib.private_sum),
-    (nb04.check_gaussian_mechanism, lib.gaussian_mechanism),
-    (nb05.check_laplace_noisy_max, lib.laplace_noisy_max),
-    (nb06.check_dp_grads, dp_grads),
-], ids=lambda value: getattr(value, "__name__", ""))
+@pytest.mark.parametrize(
+    "check, reference",
+    [
+        (nb01.check_create_db, lib.create_db),
+        (nb01.check_create_db_and_parallels, lib.create_db_and_parallels),
+        (nb03.check_randomized_response, lib.randomized_response),
+        (nb04.check_laplace_mechanism, lib.laplace_mechanism),
+        (nb04.check_private_sum, lib.private_sum),
+        (nb04.check_gaussian_mechanism, lib.gaussian_mechanism),
+        (nb05.check_laplace_noisy_max, lib.laplace_noisy_max),
+        (nb06.check_dp_grads, dp_grads),
+    ],
+    ids=lambda value: getattr(value, "__name__", ""),
+)
 def test_thresholds_do_not_depend_on_the_seed(monkeypatch, check, reference):
     """Every significance level a statistical check uses is the same for every student's seed, so the
     false-failure bound of 1e-6 per check holds whatever the seed."""
@@ -58,10 +63,12 @@ def test_thresholds_do_not_depend_on_the_seed(monkeypatch, check, reference):
     levels: list = []
     for name, function in inspect.getmembers(module, inspect.isfunction):
         if name == "alpha_per_test" or name.startswith("require_"):
+
             def recording(*args, _function=function, _name=name, **kwargs):
                 bound = inspect.signature(_function).bind(*args, **kwargs)
                 levels.append((_name, bound.arguments.get("alpha", bound.arguments.get("num_tests"))))
                 return _function(*args, **kwargs)
+
             monkeypatch.setattr(module, name, recording)
     recorded = []
     for seed in student_seeds(3, check.__module__):
@@ -77,7 +84,14 @@ def test_thresholds_do_not_depend_on_the_seed(monkeypatch, check, reference):
 
 def test_every_statistical_check_is_calibrated_in_stats():
     """One calibration (course.grading.stats): no check module runs a scipy test or sets a level of its own."""
-    for module in (nb01, nb03, nb04, nb05, nb06, importlib.import_module("course.grading.nb02"),
-                   importlib.import_module("course.grading.nb07")):
+    for module in (
+        nb01,
+        nb03,
+        nb04,
+        nb05,
+        nb06,
+        importlib.import_module("course.grading.nb02"),
+        importlib.import_module("course.grading.nb07"),
+    ):
         source = inspect.getsource(module)
         assert "scipy" not in source and "ALPHA" not in source and "FALSE_FAILURE" not in source, module.__name__

@@ -1,4 +1,5 @@
 """`python -m autograder manual`: sheets of written answers out, checked scores back into the gradebook."""
+
 from __future__ import annotations
 
 import csv
@@ -12,17 +13,17 @@ import pytest
 from nbgrader.api import Gradebook
 
 from autograder.commands import manual
-from autograder.sinks import safe_text
-from autograder.pipeline.config import gradebook_url
 from autograder.commands.grade import COLUMNS
 from autograder.layout import REPO
+from autograder.pipeline.config import gradebook_url
+from autograder.sinks import safe_text
 
 ASSIGNMENT, NOTEBOOK, CELL = "01_databases", "01_databases.ipynb", "threshold_why"
 ANSWERS = {
     "alice": "It is **1** only when more than $5$ rows are true: $P(X > 5)$ is small for $p = 0.5$... no, large.",
-    "bob": 'Because <img src=x onerror="fetch(\'/formgrader/api/grade/1\', {method: \'PUT\'})"> and '
-           "<script>document.title = 'pwned'</script> $a < b$",
-    "=HYPERLINK(\"http://evil.example/\",\"x\")": "formula student",
+    "bob": "Because <img src=x onerror=\"fetch('/formgrader/api/grade/1', {method: 'PUT'})\"> and "
+    "<script>document.title = 'pwned'</script> $a < b$",
+    '=HYPERLINK("http://evil.example/","x")': "formula student",
 }
 
 
@@ -36,10 +37,10 @@ def out(tmp_path) -> Path:
     with Gradebook(url) as gradebook:
         gradebook.update_or_create_assignment(ASSIGNMENT)
         gradebook.add_notebook(NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT)
-        gradebook.add_grade_cell(CELL, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, max_score=1.0,
-                                 cell_type="markdown")
-        gradebook.add_grade_cell("test_create_db", NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, max_score=2.0,
-                                 cell_type="code")
+        gradebook.add_grade_cell(CELL, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, max_score=1.0, cell_type="markdown")
+        gradebook.add_grade_cell(
+            "test_create_db", NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, max_score=2.0, cell_type="code"
+        )
         for student in ANSWERS:
             gradebook.add_student(student)
             gradebook.add_submission(ASSIGNMENT, student)
@@ -60,8 +61,13 @@ def out(tmp_path) -> Path:
 
 
 def _manual(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autograder", "manual", *map(str, arguments)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", "manual", *map(str, arguments)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _fill(sheet: Path, scores: dict[str, str], target: Path | None = None) -> Path:
@@ -78,8 +84,9 @@ def _fill(sheet: Path, scores: dict[str, str], target: Path | None = None) -> Pa
 
 def _manual_scores(out: Path) -> dict[str, float | None]:
     with Gradebook(gradebook_url(out / "gradebook.db")) as gradebook:
-        return {s: gradebook.find_grade(CELL, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, s).manual_score
-                for s in ANSWERS}
+        return {
+            s: gradebook.find_grade(CELL, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, s).manual_score for s in ANSWERS
+        }
 
 
 def test_sheets_list_every_answer_ungraded_and_formula_safe(out):
@@ -115,12 +122,15 @@ def test_scores_read_back_into_the_gradebook_and_grades_csv(out):
     assert rows["bob", CELL]["score"] == "0.5"
     assert rows["bob", "test_create_db"]["score"] == "2"  # automatic scores untouched
     assert _manual(out).returncode == 0  # sheets written again show the scores given
-    assert {r["student"]: r["score"] for r in safe_text.read_rows(out / "manual" / ASSIGNMENT / f"{CELL}.csv")
-            }["bob"] == "0.5"
+    assert {r["student"]: r["score"] for r in safe_text.read_rows(out / "manual" / ASSIGNMENT / f"{CELL}.csv")}[
+        "bob"
+    ] == "0.5"
 
 
-@pytest.mark.parametrize("score, phrase", [("2", "outside 0 to 1"), ("-0.5", "outside 0 to 1"),
-                                           ("nan", "outside 0 to 1"), ("one", "not a number")])
+@pytest.mark.parametrize(
+    "score, phrase",
+    [("2", "outside 0 to 1"), ("-0.5", "outside 0 to 1"), ("nan", "outside 0 to 1"), ("one", "not a number")],
+)
 def test_a_bad_score_writes_nothing(out, score, phrase):
     assert _manual(out).returncode == 0
     sheet = _fill(out / "manual" / ASSIGNMENT / f"{CELL}.csv", {"alice": "1", "bob": score})
@@ -167,7 +177,8 @@ def test_read_scores_skips_empty_scores(out):
     assert manual.read_scores(sheet, out) == []
     shutil.copy(sheet, out / "copy.csv")
     assert manual.read_scores(_fill(out / "copy.csv", {"bob": " 1 "}), out) == [
-        manual.ManualScore("bob", ASSIGNMENT, NOTEBOOK, CELL, 1.0)]
+        manual.ManualScore("bob", ASSIGNMENT, NOTEBOOK, CELL, 1.0)
+    ]
 
 
 def test_an_answer_cannot_reach_past_its_own_box_in_a_browser(out, tmp_path):
@@ -182,8 +193,10 @@ def test_an_answer_cannot_reach_past_its_own_box_in_a_browser(out, tmp_path):
         pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
-    forged = ("<table><tr><td><details><summary> </summary>\n\n## bob\n\n"
-              '<font color="#555555">awaiting grading</font>\n\nno idea lol <font color="#ffffff"><s>')
+    forged = (
+        "<table><tr><td><details><summary> </summary>\n\n## bob\n\n"
+        '<font color="#555555">awaiting grading</font>\n\nno idea lol <font color="#ffffff"><s>'
+    )
     nb_path = out / "autograded" / "alice" / ASSIGNMENT / NOTEBOOK
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells[0].source = forged

@@ -6,6 +6,7 @@ through the CLI, with 2 Dask workers and the sandbox, into the same database: th
 nothing but keep a manual score a grader gave in between. Skipped, with the reason, only where no PostgreSQL
 server binaries are installed (Debian: `apt-get install postgresql`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,11 @@ def _server_bin_dir() -> Path | None:
     if shutil.which("pg_ctl"):
         candidates.append(Path(shutil.which("pg_ctl")).parent)
     # Newest major version first; Debian keeps the server out of PATH.
-    candidates += sorted((Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
-                         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
+    candidates += sorted(
+        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
     candidates += [Path("/usr/local/bin"), Path("/usr/local/pgsql/bin"), Path("/usr/bin")]
     for folder in candidates:
         if all(os.access(folder / tool, os.X_OK) for tool in SERVER_TOOLS):
@@ -60,8 +64,10 @@ def postgres_url():
     """postgresql://... of an empty database on a throwaway server on 127.0.0.1, stopped at teardown."""
     bin_dir = _server_bin_dir()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH, in /usr/lib/postgresql/*/bin "
-                    "or /usr/local/bin: install them (Debian: apt-get install postgresql) to run this test")
+        pytest.skip(
+            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH, in /usr/lib/postgresql/*/bin "
+            "or /usr/local/bin: install them (Debian: apt-get install postgresql) to run this test"
+        )
     run_as = {}
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root
         try:
@@ -78,17 +84,36 @@ def postgres_url():
     data, log, port = root / "data", root / "server.log", _free_port()
 
     def pg(*args, **kwargs):
-        return subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=root, capture_output=True, text=True,
-                              timeout=120, **run_as, **kwargs)
+        return subprocess.run(
+            [str(bin_dir / args[0]), *args[1:]],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **run_as,
+            **kwargs,
+        )
 
     try:
         initdb = pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8")
         assert initdb.returncode == 0, f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}"
         # fsync off: a test database need not survive a power cut, and it saves seconds per run.
-        start = pg("pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                   "-o", f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off", "start")
+        start = pg(
+            "pg_ctl",
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off",
+            "start",
+        )
         assert start.returncode == 0, f"pg_ctl start failed:\n{start.stderr}\n{log.read_text() if log.exists() else ''}"
         import psycopg
+
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as connection:
             connection.execute("CREATE DATABASE gradebook")
         yield f"postgresql://postgres@127.0.0.1:{port}/gradebook"
@@ -99,9 +124,27 @@ def postgres_url():
 
 
 def _grade(submissions: Path, out: Path, url: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
-                             "--assignment", ASSIGNMENT, "--workers", "2", "--gradebook", url],
-                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(submissions),
+            "--out",
+            str(out),
+            "--assignment",
+            ASSIGNMENT,
+            "--workers",
+            "2",
+            "--gradebook",
+            url,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -113,11 +156,14 @@ def _rows(out: Path) -> list[dict]:
 def _table_counts(url: str) -> dict[str, int]:
     """Rows in every table of the gradebook: a regrade that duplicated anything would change one."""
     import sqlalchemy as sa
+
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            return {table: connection.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one()
-                    for table in sa.inspect(connection).get_table_names()}
+            return {
+                table: connection.execute(sa.text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+                for table in sa.inspect(connection).get_table_names()
+            }
     finally:
         engine.dispose()
 
@@ -126,6 +172,7 @@ def _table_counts(url: str) -> dict[str, int]:
 def graded(postgres_url, tmp_path_factory):
     """Grade the class, give one manual score, grade it again; the counts and rows of both runs."""
     from nbgrader.api import Gradebook
+
     root = tmp_path_factory.mktemp("postgres-class")
     versions = {
         "perfect": sample_class.solved(ASSIGNMENT, NOTEBOOK),
@@ -141,7 +188,9 @@ def graded(postgres_url, tmp_path_factory):
     first = {"rows": _rows(out), "counts": _table_counts(postgres_url)}
     manual_cell = next(c.name for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "manual")
     with Gradebook(postgres_url) as gradebook:
-        gradebook.find_grade(manual_cell, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, "perfect").manual_score = MANUAL_SCORE
+        gradebook.find_grade(
+            manual_cell, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, "perfect"
+        ).manual_score = MANUAL_SCORE
         gradebook.db.commit()
     _grade(root / "submissions", out, postgres_url)
     second = {"rows": _rows(out), "counts": _table_counts(postgres_url)}
@@ -170,6 +219,7 @@ def test_grades_csv_scores_each_student(graded):
 
 def test_postgres_gradebook_holds_students_submissions_and_scores(graded):
     from nbgrader.api import Gradebook
+
     rows = graded["first"]["rows"]
     with Gradebook(graded["url"]) as gradebook:
         assert gradebook.engine.dialect.name == "postgresql"
@@ -193,8 +243,10 @@ def test_grading_again_duplicates_nothing(graded):
     assert second["counts"] == first["counts"]
     assert first["counts"]["student"] == len(STUDENTS)
     assert first["counts"]["submitted_assignment"] == len(STUDENTS)
+
     def automatic(rows):  # all but the cell whose manual score changed in between
         return [r for r in rows if not (r["student"] == "perfect" and r["cell"] == graded["manual_cell"])]
+
     assert automatic(second["rows"]) == automatic(first["rows"])
 
 

@@ -1,24 +1,40 @@
 """Regrading only what changed: --student restricts a run, a rerun keeps the grades of unchanged submissions
 (grading errors are always redone), --force regrades, and rows outside a run stay in OUT as they were."""
+
 import csv
 import subprocess
 import sys
 
 import nbformat
 import pytest
+from hostile_corpus import WRONG_THRESHOLD, cell_by_grade_id, solved
 from nbgrader.api import Gradebook
 
 from autograder.commands.grade import graded_cells
 from autograder.layout import REPO, SOURCE
-from hostile_corpus import WRONG_THRESHOLD, cell_by_grade_id, solved
 
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
 
 
 def _grade(submissions, out, *options):
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
-                             "--assignment", ASSIGNMENT, *options], cwd=REPO, capture_output=True, text=True,
-                            timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(submissions),
+            "--out",
+            str(out),
+            "--assignment",
+            ASSIGNMENT,
+            *options,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -84,9 +100,23 @@ def test_one_student_with_force_leaves_the_others_in_place(graded):
 
 def test_an_unknown_student_is_an_error(graded):
     root, _, _ = graded
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(root / "class"), "--out",
-                             str(root / "out"), "--student", "nobody-here"], cwd=REPO, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(root / "class"),
+            "--out",
+            str(root / "out"),
+            "--student",
+            "nobody-here",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 1 and "nobody-here" in result.stderr
 
 
@@ -112,12 +142,13 @@ def test_manual_scores_from_the_manual_command_survive_a_rerun(graded, tmp_path)
         writer = safe_text.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    result = subprocess.run([*command, "--scores", str(sheet)], cwd=REPO, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([*command, "--scores", str(sheet)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gradebook:
-        given = {s: gradebook.find_grade(manual_cells[0], NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, s).manual_score
-                 for s in ("ada", "bob")}
+        given = {
+            s: gradebook.find_grade(manual_cells[0], NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, s).manual_score
+            for s in ("ada", "bob")
+        }
     assert given == {"ada": float(rows[0]["max_score"]), "bob": 0.0}
     _grade(root / "class", out)
     after = _rows(out)

@@ -1,4 +1,5 @@
 """release/ is exactly what `python -m autograder release` makes from source/, and it leaks nothing."""
+
 import ast
 import json
 import re
@@ -8,10 +9,9 @@ import nbformat
 import pytest
 from nbgrader.utils import is_solution
 
-from autograder.pipeline import generated_cells
-from autograder.pipeline import leaks
 from autograder.commands import release
 from autograder.layout import RELEASE, SOURCE, assignments, notebooks
+from autograder.pipeline import generated_cells, leaks
 
 
 def test_source_notebooks_have_no_outputs():
@@ -67,11 +67,14 @@ def test_derived_imports_are_exactly_what_the_shown_code_uses():
     assert text.splitlines()[1:3] == ["from tqdm.auto import tqdm", ""]
 
 
-@pytest.mark.parametrize("names, complaint", [
-    (["_gaussian_sampler"], "only public names"),                       # a private name
-    (["random_shift", "train_model"], "uses 'train_epochs' from course.shown.training"),  # a course import left out
-    (["predict_classes"], "uses 'batched_logits' of course.shown.pate_training"),  # a module helper left out
-])
+@pytest.mark.parametrize(
+    "names, complaint",
+    [
+        (["_gaussian_sampler"], "only public names"),  # a private name
+        (["random_shift", "train_model"], "uses 'train_epochs' from course.shown.training"),  # a course import left out
+        (["predict_classes"], "uses 'batched_logits' of course.shown.pate_training"),  # a module helper left out
+    ],
+)
 def test_helper_cells_refuse_what_would_not_run_in_a_notebook(names, complaint):
     module = "gaussian" if names == ["_gaussian_sampler"] else "pate_training"
     with pytest.raises(ValueError, match=re.escape(complaint)):
@@ -95,8 +98,9 @@ def test_release_is_regenerated_identically(tmp_path):
     committed = sorted(p.relative_to(RELEASE) for p in RELEASE.rglob("*") if p.is_file())
     assert made == committed
     for relative in made:
-        assert (tmp_path / "release" / relative).read_bytes() == (RELEASE / relative).read_bytes(), \
+        assert (tmp_path / "release" / relative).read_bytes() == (RELEASE / relative).read_bytes(), (
             f"release/{relative} is stale: run `python -m autograder release`"
+        )
 
 
 def test_every_assignment_is_released():
@@ -129,13 +133,16 @@ def _plant(tmp_path, text):
     return leaks.scan_release(tmp_path / "release", SOURCE)
 
 
-@pytest.mark.parametrize("planted", [
-    "### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
-    "from course.grading import nb01",
-    'check("nb01.check_create_db", create_db)',
-    "import course",
-    "return torch.cat((db[:remove_index], db[remove_index + 1:]))",
-])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
+        "from course.grading import nb01",
+        'check("nb01.check_create_db", create_db)',
+        "import course",
+        "return torch.cat((db[:remove_index], db[remove_index + 1:]))",
+    ],
+)
 def test_leak_scan_finds_planted_leaks(tmp_path, planted):
     assert _plant(tmp_path, planted)
 

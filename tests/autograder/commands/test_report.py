@@ -1,22 +1,23 @@
 """The class report from hand-written OUT files: text, statistics without grading errors, the HTML page, and
-that page rendered in the headless Debian Chromium of tests/end_to_end/test_browser.py (screenshot in build/screenshots)."""
+that page rendered in the headless Debian Chromium of tests/end_to_end/test_browser.py (screenshot in
+build/screenshots)."""
+
 import base64
 import csv
 import random
 import re
 import struct
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from autograder.term import late
-from autograder.commands import report as reporting
 from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing
-
-from locations import REPO  # noqa: E402
 from locations import FIXTURES as ALL_FIXTURES  # noqa: E402
+from locations import REPO  # noqa: E402
+
+from autograder.commands import report as reporting
+from autograder.term import late
 
 FIXTURES = ALL_FIXTURES / "lms"
 SCREENSHOT = REPO / "build" / "screenshots" / "report.png"
@@ -25,12 +26,12 @@ SCREENSHOT = REPO / "build" / "screenshots" / "report.png"
 @pytest.fixture
 def config(tmp_path):
     path = tmp_path / "course.toml"
-    path.write_text('[course]\ntime_zone = "UTC"\n[due]\n"01_databases" = "2027-03-01 22:59"\n'
-                    '"02_differencing" = "2027-03-08 22:59"\n'
-                    '[late]\nplugin = "autograder.term.late.PerDayPenalty"\n')
+    path.write_text(
+        '[course]\ntime_zone = "UTC"\n[due]\n"01_databases" = "2027-03-01 22:59"\n'
+        '"02_differencing" = "2027-03-08 22:59"\n'
+        '[late]\nplugin = "autograder.term.late.PerDayPenalty"\n'
+    )
     return late.load_config(path)
-
-
 
 
 def _images(page: str) -> list[bytes]:
@@ -75,8 +76,10 @@ def test_html_page_has_the_text_and_its_figures(out, config):
 
 def test_late_counts_follow_todays_due_dates(out, tmp_path):
     path = tmp_path / "extended.toml"
-    path.write_text('[course]\ntime_zone = "UTC"\n[due]\n"02_differencing" = "2027-03-08 22:59"\n'
-                    '[extensions.ada]\n"02_differencing" = 2\n')
+    path.write_text(
+        '[course]\ntime_zone = "UTC"\n[due]\n"02_differencing" = "2027-03-08 22:59"\n'
+        '[extensions.ada]\n"02_differencing" = 2\n'
+    )
     text = reporting.report(out, late.load_config(path))
     assert "01_databases: 2 no due date" in text and "02_differencing: 2 on time" in text
     assert "penalty" not in text and "check by hand" not in text
@@ -88,18 +91,28 @@ def test_report_without_late_file(out, config):
     assert "no late.csv" in text and len(_images((out / "report.html").read_text())) == 2
 
 
-ASSIGNMENTS = ["01_databases", "02_differencing", "03_randomized_response", "04_laplace", "05_pate", "06_dpsgd",
-               "07_membership"]
-FIRST_DUE = datetime(2027, 3, 1, 22, 59, tzinfo=timezone.utc)  # one assignment a week
+ASSIGNMENTS = [
+    "01_databases",
+    "02_differencing",
+    "03_randomized_response",
+    "04_laplace",
+    "05_pate",
+    "06_dpsgd",
+    "07_membership",
+]
+FIRST_DUE = datetime(2027, 3, 1, 22, 59, tzinfo=UTC)  # one assignment a week
 
 
 def _synthetic_class(out: Path, students: int = 28) -> None:
     """A hand-built class in grades.csv/late.csv form (fixed seed): 7 assignments, 3 cells each, a few
     grading errors, ungraded answers and late notebooks."""
     rng = random.Random(16)
-    reasons = ["AssertionError: the noise scale should be sensitivity / epsilon",
-               "AssertionError: the noise is added to the mean instead of the sum",
-               "NameError: name 'laplace_mechanism' is not defined", "the test cell did not pass"]
+    reasons = [
+        "AssertionError: the noise scale should be sensitivity / epsilon",
+        "AssertionError: the noise is added to the mean instead of the sum",
+        "NameError: name 'laplace_mechanism' is not defined",
+        "the test cell did not pass",
+    ]
     assignments = ASSIGNMENTS
     grades, lateness = [], []
     for i in range(students):
@@ -109,24 +122,46 @@ def _synthetic_class(out: Path, students: int = 28) -> None:
             notebook = f"{assignment}.ipynb"
             for cell, points in (("test_a", 2), ("test_b", 3), ("test_c", 5)):
                 if rng.random() < 0.02:
-                    grades.append([student, assignment, notebook, cell, "auto", "", points,
-                                   "grading error: the grading worker died; regrade this submission"])
+                    grades.append(
+                        [
+                            student,
+                            assignment,
+                            notebook,
+                            cell,
+                            "auto",
+                            "",
+                            points,
+                            "grading error: the grading worker died; regrade this submission",
+                        ]
+                    )
                 elif rng.random() < 0.35 + 0.6 * skill:
                     grades.append([student, assignment, notebook, cell, "auto", points, points, ""])
                 else:
                     grades.append([student, assignment, notebook, cell, "auto", 0, points, rng.choice(reasons)])
-            grades.append([student, assignment, notebook, "written", "manual",
-                           "" if rng.random() < 0.2 else 1, 1, ""])
+            grades.append([student, assignment, notebook, "written", "manual", "" if rng.random() < 0.2 else 1, 1, ""])
             roll = rng.random()
             due = FIRST_DUE + timedelta(weeks=assignments.index(assignment))
             seconds = -rng.randint(60, 200000) if roll < 0.8 else rng.randint(600, 200000) if roll < 0.95 else None
             submitted = "" if seconds is None else (due + timedelta(seconds=seconds)).isoformat()
-            lateness.append([student, assignment, notebook, submitted, "zip" if submitted else "", due.isoformat(),
-                             "" if seconds is None else max(seconds, 0), int(roll >= 0.8), "", "0",
-                             "late, time unknown" if seconds is None else ""])
+            lateness.append(
+                [
+                    student,
+                    assignment,
+                    notebook,
+                    submitted,
+                    "zip" if submitted else "",
+                    due.isoformat(),
+                    "" if seconds is None else max(seconds, 0),
+                    int(roll >= 0.8),
+                    "",
+                    "0",
+                    "late, time unknown" if seconds is None else "",
+                ]
+            )
     with open(out / "grades.csv", "w", newline="") as file:
-        csv.writer(file).writerows([["student", "assignment", "notebook", "cell", "kind", "score", "max_score",
-                                     "reason"], *grades])
+        csv.writer(file).writerows(
+            [["student", "assignment", "notebook", "cell", "kind", "score", "max_score", "reason"], *grades]
+        )
     with open(out / "late.csv", "w", newline="") as file:
         csv.writer(file).writerows([late.LATE_COLUMNS, *lateness])
 
@@ -141,22 +176,29 @@ def test_report_renders_in_chromium(tmp_path):
     out.mkdir()
     _synthetic_class(out)
     course = tmp_path / "course.toml"
-    course.write_text('[course]\ntime_zone = "UTC"\n[due]\n' + "".join(
-        f'"{a}" = "{(FIRST_DUE + timedelta(weeks=i)).isoformat()}"\n' for i, a in enumerate(ASSIGNMENTS))
-        + '[late]\nplugin = "autograder.term.late.PerDayPenalty"\n')
+    course.write_text(
+        '[course]\ntime_zone = "UTC"\n[due]\n'
+        + "".join(f'"{a}" = "{(FIRST_DUE + timedelta(weeks=i)).isoformat()}"\n' for i, a in enumerate(ASSIGNMENTS))
+        + '[late]\nplugin = "autograder.term.late.PerDayPenalty"\n'
+    )
     text = reporting.report(out, late.load_config(course))
     assert "penalty" in text
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000})
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         try:
             page = context.new_page()
             page.goto((out / "report.html").as_uri())
             page.wait_for_load_state("load")
-            images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, "
-                                                      "e.getBoundingClientRect().width])")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.complete, e.naturalWidth, e.getBoundingClientRect().width])"
+            )
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             headings = page.eval_on_selector_all("h2", "els => els.map(e => e.innerText)")
             page.screenshot(path=str(SCREENSHOT), full_page=True)

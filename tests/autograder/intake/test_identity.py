@@ -5,23 +5,24 @@ Zips are laid out as the LMSs write them: Moodle's "Download all submissions" pu
 upload time as its zip time; Canvas's names each file `<sortable name>_[LATE_]<user id>_<attachment id>_<file>`
 (canvas-lms lib/content_zipper.rb).
 """
+
 import csv
 import hashlib
 import os
 import subprocess
 import sys
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import nbformat
 import pytest
+from hostile_corpus import ASSIGNMENT, NOTEBOOK, WRONG_THRESHOLD, cell_by_grade_id, solved, untouched
 
+from autograder.batch import seeds
 from autograder.commands import export as exporting
 from autograder.intake import submissions as intake
-from autograder.term import late
-from autograder.batch import seeds
 from autograder.layout import REPO, SOURCE, assignments, notebooks
-from hostile_corpus import ASSIGNMENT, NOTEBOOK, WRONG_THRESHOLD, cell_by_grade_id, solved, untouched
+from autograder.term import late
 
 EXPECTED = {a: notebooks(a) for a in assignments()}
 HOSTILE = "\x1b]0;owned\x07\x1b[2J\x1b[31mred\u202eevil\u200b"  # title, clear screen, colour, bidi, zero-width
@@ -53,33 +54,46 @@ WHEN = (2027, 3, 2, 10, 0, 0)
 def test_moodle_namesakes_stay_two_students(tmp_path):
     """Two participants called John Smith (one renamed himself after the other) are two students; neither
     notebook is a "duplicate"."""
-    archive = _zip(tmp_path / "moodle.zip", [
-        (f"John Smith_101_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN),
-        (f"John Smith_102_assignsubmission_file_/{NOTEBOOK}", untouched(), WHEN),
-        (f"Ada Lovelace_103_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN)])
+    archive = _zip(
+        tmp_path / "moodle.zip",
+        [
+            (f"John Smith_101_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN),
+            (f"John Smith_102_assignsubmission_file_/{NOTEBOOK}", untouched(), WHEN),
+            (f"Ada Lovelace_103_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN),
+        ],
+    )
     found, notes = _collect(archive, tmp_path / "scratch")
     by_student = {s.student: s for s in found}
     assert sorted(by_student) == ["participant_101", "participant_102", "participant_103"]
     assert all(s.path is not None and not s.problem for s in found), [s.problem for s in found]
-    assert [by_student[f"participant_{i}"].name for i in (101, 102, 103)] == ["John Smith", "John Smith",
-                                                                              "Ada Lovelace"]
+    assert [by_student[f"participant_{i}"].name for i in (101, 102, 103)] == [
+        "John Smith",
+        "John Smith",
+        "Ada Lovelace",
+    ]
     assert notes == []
 
 
 def test_a_canvas_namesake_changes_nobody_elses_id_seed_or_extension(tmp_path):
     """smithjohn's id, seed and extension are the same whether or not a second smithjohn submits."""
-    config = _course(tmp_path, '[due]\n"01_databases" = "2027-03-01 23:00"\n'
-                               '[extensions.1234]\n"01_databases" = "2027-03-03 23:00"\n')
+    config = _course(
+        tmp_path, '[due]\n"01_databases" = "2027-03-01 23:00"\n[extensions.1234]\n"01_databases" = "2027-03-03 23:00"\n'
+    )
     secret = b"a test secret"
     late_time = (2027, 3, 2, 12, 0, 0)  # late, but within John's extension
     alone = _zip(tmp_path / "first.zip", [(f"smithjohn_1234_777_{NOTEBOOK}", solved(), late_time)])
-    both = _zip(tmp_path / "second.zip", [(f"smithjohn_1234_777_{NOTEBOOK}", solved(), late_time),
-                                           (f"smithjohn_LATE_5001_778_{NOTEBOOK}", solved(), late_time)])
+    both = _zip(
+        tmp_path / "second.zip",
+        [
+            (f"smithjohn_1234_777_{NOTEBOOK}", solved(), late_time),
+            (f"smithjohn_LATE_5001_778_{NOTEBOOK}", solved(), late_time),
+        ],
+    )
     first, _ = _collect(alone, tmp_path / "a")
     intake.write_students(first, tmp_path / "students.csv")
     second, _ = _collect(both, tmp_path / "b")
     intake.check_ids_unchanged(tmp_path / "students.csv", second)  # nothing renamed
-    john_alone, = first
+    (john_alone,) = first
     john, namesake = sorted(second, key=lambda s: s.student)
     assert john.student == john_alone.student == "1234" and namesake.student == "5001"
     assert john.name == namesake.name == "smithjohn"
@@ -91,8 +105,7 @@ def test_a_canvas_namesake_changes_nobody_elses_id_seed_or_extension(tmp_path):
 def test_an_out_graded_under_the_old_ids_is_refused_with_a_message(tmp_path):
     """Earlier versions named Canvas students by sortable name and Moodle ones by full name: grading into
     such an OUT would orphan their rows and manual grades, so it stops and says what to do."""
-    (tmp_path / "students.csv").write_text("student,lms_id,email,name\nsmithjohn,1234,,\n"
-                                           "Ada Lovelace,,,Ada Lovelace\n")
+    (tmp_path / "students.csv").write_text("student,lms_id,email,name\nsmithjohn,1234,,\nAda Lovelace,,,Ada Lovelace\n")
     canvas = _zip(tmp_path / "c.zip", [(f"smithjohn_1234_777_{NOTEBOOK}", solved(), WHEN)])
     found, _ = _collect(canvas, tmp_path / "c")
     with pytest.raises(ValueError, match=r"'smithjohn' -> 1234.*new OUT folder"):
@@ -111,12 +124,17 @@ def test_an_uploaded_timestamp_txt_does_not_remove_a_late_penalty(tmp_path, layo
     late_time = (2027, 3, 4, 12, 0, 0)
     folder = {"moodle": "Eve Late_201_assignsubmission_file_", "folders": f"eve/{ASSIGNMENT}"}[layout]
     innocent = {"moodle": "Ada Lovelace_202_assignsubmission_file_", "folders": f"ada/{ASSIGNMENT}"}[layout]
-    archive = _zip(tmp_path / "class.zip", [(f"{folder}/{NOTEBOOK}", solved(), late_time),
-                                            (f"{folder}/timestamp.txt", yesterday, late_time),
-                                            (f"{innocent}/{NOTEBOOK}", solved(), (2027, 3, 1, 20, 0, 0))])
+    archive = _zip(
+        tmp_path / "class.zip",
+        [
+            (f"{folder}/{NOTEBOOK}", solved(), late_time),
+            (f"{folder}/timestamp.txt", yesterday, late_time),
+            (f"{innocent}/{NOTEBOOK}", solved(), (2027, 3, 1, 20, 0, 0)),
+        ],
+    )
     found, notes = _collect(archive, tmp_path / "scratch")
     eve, ada = sorted(found, key=lambda s: s.name or s.student, reverse=True)
-    assert eve.timestamp == datetime(2027, 3, 4, 12, tzinfo=timezone.utc) and eve.timestamp_source == "zip"
+    assert eve.timestamp == datetime(2027, 3, 4, 12, tzinfo=UTC) and eve.timestamp_source == "zip"
     assert late.assess(eve, 10.0, 10.0, config).penalty == pytest.approx(3.0)  # 3 started days x 10%
     assert late.assess(ada, 10.0, 10.0, config).penalty == 0
     assert [n.file.rsplit("/", 1)[-1] for n in notes] == ["timestamp.txt"] and "not read" in notes[0].note
@@ -138,26 +156,34 @@ def _out(tmp_path, found, scores):
 def test_a_participant_named_after_a_classmates_email_does_not_take_the_classmates_row(tmp_path):
     """Mallory calls himself bob@example.edu (and 1002, Bob's ID number) in Moodle. Neither the grade export
     nor the grading worksheet gives Bob's row Mallory's grade; Bob's own row gets Bob's."""
-    archive = _zip(tmp_path / "moodle.zip", [
-        (f"bob@example.edu_301_assignsubmission_file_/{NOTEBOOK}", untouched(), WHEN),
-        (f"1002_302_assignsubmission_file_/{NOTEBOOK}", untouched(), WHEN),
-        (f"Bob Babbage_303_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN)])
+    archive = _zip(
+        tmp_path / "moodle.zip",
+        [
+            (f"bob@example.edu_301_assignsubmission_file_/{NOTEBOOK}", untouched(), WHEN),
+            (f"1002_302_assignsubmission_file_/{NOTEBOOK}", untouched(), WHEN),
+            (f"Bob Babbage_303_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN),
+        ],
+    )
     found, _ = _collect(archive, tmp_path / "scratch")
     out = _out(tmp_path, found, {"participant_301": 0, "participant_302": 1, "participant_303": 6})
     config = _course(tmp_path, "")
     gradebook = tmp_path / "moodle_grades.csv"
-    gradebook.write_text("First name,Last name,ID number,Institution,Department,Email address,"
-                         "Assignment: 01_databases (Real)\n"
-                         "Bob,Babbage,1002,Example University,CS,bob@example.edu,-\n")
+    gradebook.write_text(
+        "First name,Last name,ID number,Institution,Department,Email address,"
+        "Assignment: 01_databases (Real)\n"
+        "Bob,Babbage,1002,Example University,CS,bob@example.edu,-\n"
+    )
     summary = exporting.export(out, "moodle", tmp_path / "import.csv", gradebook, config)
     rows = list(csv.reader(open(tmp_path / "import.csv", newline="")))
     assert rows[1][6] == "-" and summary.exported == 0  # Moodle's own value kept: no participant id matches it
     assert len(summary.not_on_roster) == 3
     worksheet = tmp_path / "worksheet.csv"
-    worksheet.write_text("Identifier,Full name,Email address,Status,Grade,Maximum Grade,Grade can be changed\n"
-                         "Participant 303,Bob Babbage,bob@example.edu,Submitted,,6.00,Yes\n"
-                         "Participant 301,bob@example.edu,mallory@example.edu,Submitted,,6.00,Yes\n"
-                         "Participant 302,1002,mallory2@example.edu,Submitted,,6.00,Yes\n")
+    worksheet.write_text(
+        "Identifier,Full name,Email address,Status,Grade,Maximum Grade,Grade can be changed\n"
+        "Participant 303,Bob Babbage,bob@example.edu,Submitted,,6.00,Yes\n"
+        "Participant 301,bob@example.edu,mallory@example.edu,Submitted,,6.00,Yes\n"
+        "Participant 302,1002,mallory2@example.edu,Submitted,,6.00,Yes\n"
+    )
     summary = exporting.export(out, "moodle", tmp_path / "filled.csv", worksheet, config)
     grades = {row[0]: row[4] for row in csv.reader(open(tmp_path / "filled.csv", newline=""))}
     assert grades == {"Identifier": "Grade", "Participant 303": "6", "Participant 301": "0", "Participant 302": "1"}
@@ -184,8 +210,9 @@ def test_a_worksheet_is_one_assignments(tmp_path):
     found, _ = _collect(archive, tmp_path / "scratch")
     out = _out(tmp_path, found, {"participant_303": 6})
     with open(out / "grades.csv", "a", newline="") as file:
-        csv.writer(file).writerow(["participant_303", "02_differencing", "02_differencing.ipynb", "t", "auto", 1,
-                                   1, ""])
+        csv.writer(file).writerow(
+            ["participant_303", "02_differencing", "02_differencing.ipynb", "t", "auto", 1, 1, ""]
+        )
     worksheet = tmp_path / "worksheet.csv"
     worksheet.write_text("Identifier,Full name,Grade\nParticipant 303,Bob Babbage,\n")
     with pytest.raises(ValueError, match="grading worksheet"):
@@ -199,25 +226,43 @@ def test_canvas_roster_is_matched_by_user_id_only(tmp_path):
     found = _collect(moodle, tmp_path / "m")[0] + _collect(canvas, tmp_path / "c")[0]
     out = _out(tmp_path, found, {"participant_1001": 0, "1002": 6})
     roster = tmp_path / "canvas.csv"
-    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section,01_databases\n"
-                      "\"Lovelace, Ada\",1001,S1,ada,DP,\n\"Babbage, Bob\",1002,S2,bob,DP,\n")
+    roster.write_text(
+        "Student,ID,SIS User ID,SIS Login ID,Section,01_databases\n"
+        '"Lovelace, Ada",1001,S1,ada,DP,\n"Babbage, Bob",1002,S2,bob,DP,\n'
+    )
     exporting.export(out, "canvas", tmp_path / "filled.csv", roster, _course(tmp_path, ""))
     rows = {row[1]: row[5] for row in csv.reader(open(tmp_path / "filled.csv", newline=""))}
     assert rows["1001"] == "" and rows["1002"] == "6"
 
 
-@pytest.mark.parametrize("raw", [HOSTILE, "-rf", "..", "a\\b", "tab\there", "x" * 101, " padded",
-                                 "line\u2028break", "nbsp\u00a0name",
-                                 # formgrader prints the id as HTML; nbgrader globs the submitted folder
-                                 "<img src=x onerror=alert(document.cookie)>", "Lee [2]", "a*b?", "@SUM(1)",
-                                 # a stand-in's form, which would take the student it stands for
-                                 "student_9adaa876a241"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        HOSTILE,
+        "-rf",
+        "..",
+        "a\\b",
+        "tab\there",
+        "x" * 101,
+        " padded",
+        "line\u2028break",
+        "nbsp\u00a0name",
+        # formgrader prints the id as HTML; nbgrader globs the submitted folder
+        "<img src=x onerror=alert(document.cookie)>",
+        "Lee [2]",
+        "a*b?",
+        "@SUM(1)",
+        # a stand-in's form, which would take the student it stands for
+        "student_9adaa876a241",
+    ],
+)
 def test_a_hostile_id_is_mapped_to_a_stable_safe_one(tmp_path, raw):
     """Folder names a terminal, a file system or a spreadsheet could misread become `student_<hash>`, the
     original kept as the name; the innocent student beside them keeps his id."""
     regexp = r"^(?P<student_id>.+)--(?P<file_id>.+)$"
-    archive = _zip(tmp_path / "class.zip", [(f"{raw}--{NOTEBOOK}", solved(), WHEN),
-                                            (f"ada--{NOTEBOOK}", solved(), WHEN)])
+    archive = _zip(
+        tmp_path / "class.zip", [(f"{raw}--{NOTEBOOK}", solved(), WHEN), (f"ada--{NOTEBOOK}", solved(), WHEN)]
+    )
     found, notes = _collect(archive, tmp_path / "scratch", student_regexp=regexp)
     again, _ = _collect(archive, tmp_path / "again", student_regexp=regexp)
     hostile, ada = sorted(found, key=lambda s: s.student != "ada", reverse=True)
@@ -225,7 +270,7 @@ def test_a_hostile_id_is_mapped_to_a_stable_safe_one(tmp_path, raw):
     assert hostile.student.startswith("student_") and hostile.name == raw and not hostile.problem
     assert hostile.student != raw
     assert [s.student for s in again] == [s.student for s in found]  # the same id every run
-    note, = notes
+    (note,) = notes
     assert note.student == hostile.student and note.note.startswith("student id ")
     assert all(ch.isprintable() for ch in note.note + note.file), note
 
@@ -251,14 +296,33 @@ def graded_moodle_class(tmp_path_factory):
     root = tmp_path_factory.mktemp("moodle_class")
     wrong = solved()
     cell_by_grade_id(wrong, "threshold_query").source = WRONG_THRESHOLD
-    archive = _zip(root / "moodle.zip", [
-        (f"John Smith_101_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN),
-        (f"John Smith_102_assignsubmission_file_/{NOTEBOOK}", wrong, WHEN),
-        (f"{HOSTILE}_103_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN)])
+    archive = _zip(
+        root / "moodle.zip",
+        [
+            (f"John Smith_101_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN),
+            (f"John Smith_102_assignsubmission_file_/{NOTEBOOK}", wrong, WHEN),
+            (f"{HOSTILE}_103_assignsubmission_file_/{NOTEBOOK}", solved(), WHEN),
+        ],
+    )
     environment = {**os.environ, "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(REPO / "data"))}
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(archive), "--out", str(root / "out"),
-                             "--assignment", ASSIGNMENT], cwd=REPO, capture_output=True, text=True, timeout=900,
-                            env=environment)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(archive),
+            "--out",
+            str(root / "out"),
+            "--assignment",
+            ASSIGNMENT,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=environment,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "out"
 
@@ -285,14 +349,20 @@ def test_moodle_files_without_folders_are_read_by_participant_id(tmp_path):
     """Without "download submissions in folders" Moodle names each file `<name>_<id>_assignsubmission_file_<file>`;
     a name has no underscore (Moodle makes them spaces), so a file named like another participant's changes
     nothing."""
-    archive = _zip(tmp_path / "moodle.zip", [
-        (f"Export/John Smith_101_assignsubmission_file_{NOTEBOOK}", solved(), WHEN),
-        (f"Export/John Smith_102_assignsubmission_file_{NOTEBOOK}", untouched(), WHEN),
-        (f"Export/Eve_103_assignsubmission_file_x_101_assignsubmission_file_{NOTEBOOK}", solved(), WHEN)])
+    archive = _zip(
+        tmp_path / "moodle.zip",
+        [
+            (f"Export/John Smith_101_assignsubmission_file_{NOTEBOOK}", solved(), WHEN),
+            (f"Export/John Smith_102_assignsubmission_file_{NOTEBOOK}", untouched(), WHEN),
+            (f"Export/Eve_103_assignsubmission_file_x_101_assignsubmission_file_{NOTEBOOK}", solved(), WHEN),
+        ],
+    )
     found, notes = _collect(archive, tmp_path / "scratch")
     assert sorted((s.student, s.name, bool(s.path), s.problem) for s in found) == [
-        ("participant_101", "John Smith", True, ""), ("participant_102", "John Smith", True, ""),
-        ("participant_103", "Eve", True, "")]
+        ("participant_101", "John Smith", True, ""),
+        ("participant_102", "John Smith", True, ""),
+        ("participant_103", "Eve", True, ""),
+    ]
     assert notes == []
 
 

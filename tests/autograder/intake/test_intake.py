@@ -1,7 +1,8 @@
 """Intake: folders, LMS zips (Canvas names, Moodle folders), renamed, duplicate and extra notebooks."""
+
 import json
-from datetime import datetime, timezone
 import zipfile
+from datetime import UTC, datetime
 
 import nbformat
 
@@ -85,8 +86,9 @@ def test_canvas_flat_zip_with_wrapper_folder(tmp_path):
 def test_moodle_folders_and_custom_regexp(tmp_path):
     _write(tmp_path / "moodle" / "Ada Lovelace_991_assignsubmission_file_" / NOTEBOOK)
     found, _ = _collect(tmp_path / "moodle")
-    assert [(s.student, s.name, s.lms_id, s.lms) for s in found] == [("participant_991", "Ada Lovelace", "991",
-                                                                      "moodle")]
+    assert [(s.student, s.name, s.lms_id, s.lms) for s in found] == [
+        ("participant_991", "Ada Lovelace", "991", "moodle")
+    ]
     _write(tmp_path / "flat" / f"{NOTEBOOK[:-6]}-by-ada.ipynb")
     found, _ = _collect(tmp_path / "flat", student_regexp=r".*-by-(?P<student_id>\w+)\.ipynb$")
     assert [s.student for s in found] == ["ada"]
@@ -116,16 +118,21 @@ def _zip(archive, members):
 def test_canvas_ids_late_marker_and_zip_time_in_the_course_zone(tmp_path):
     _write(tmp_path / "nb.ipynb")
     archive = tmp_path / "submissions.zip"
-    _zip(archive, [(f"export/lovelaceada_LATE_1234_5678_{NOTEBOOK}", tmp_path / "nb.ipynb", (2027, 3, 2, 9, 30, 0)),
-                   ("export/babbagebob_2345_6789_renamed.ipynb", tmp_path / "nb.ipynb", (2027, 7, 1, 12, 0, 0))])
+    _zip(
+        archive,
+        [
+            (f"export/lovelaceada_LATE_1234_5678_{NOTEBOOK}", tmp_path / "nb.ipynb", (2027, 3, 2, 9, 30, 0)),
+            ("export/babbagebob_2345_6789_renamed.ipynb", tmp_path / "nb.ipynb", (2027, 7, 1, 12, 0, 0)),
+        ],
+    )
     root = intake.unpack(archive, tmp_path / "scratch")
     found, notes = _collect(root, time_zone="Europe/Zurich")
     by_student = {s.student: s for s in found}
     ada, bob = by_student["1234"], by_student["2345"]
     assert (ada.name, ada.lms, bob.name) == ("lovelaceada", "canvas", "babbagebob")
     assert (ada.lms_id, ada.late_marker, bob.lms_id, bob.late_marker) == ("1234", True, "2345", False)
-    assert ada.timestamp == datetime(2027, 3, 2, 8, 30, tzinfo=timezone.utc) and ada.timestamp_source == "zip"
-    assert bob.timestamp == datetime(2027, 7, 1, 10, 0, tzinfo=timezone.utc)  # summer time: UTC+2
+    assert ada.timestamp == datetime(2027, 3, 2, 8, 30, tzinfo=UTC) and ada.timestamp_source == "zip"
+    assert bob.timestamp == datetime(2027, 7, 1, 10, 0, tzinfo=UTC)  # summer time: UTC+2
     assert notes == []
 
 
@@ -134,7 +141,9 @@ def test_same_canvas_name_two_user_ids_are_two_students(tmp_path):
     _write(tmp_path / "root" / f"smithjo_222_2_{NOTEBOOK}")
     found, _ = _collect(tmp_path / "root")
     assert sorted((s.student, s.lms_id, s.name, bool(s.path)) for s in found) == [
-        ("111", "111", "smithjo", True), ("222", "222", "smithjo", True)]
+        ("111", "111", "smithjo", True),
+        ("222", "222", "smithjo", True),
+    ]
 
 
 def test_anonymous_canvas_names(tmp_path):
@@ -142,7 +151,9 @@ def test_anonymous_canvas_names(tmp_path):
     _write(tmp_path / "root" / f"LATE_anon_Q9z1a_5679_{NOTEBOOK}")
     found, _ = _collect(tmp_path / "root")
     assert sorted((s.student, s.lms_id, s.late_marker) for s in found) == [
-        ("anon_Q9z1a", "anon_Q9z1a", True), ("anon_X7k2p", "anon_X7k2p", False)]
+        ("anon_Q9z1a", "anon_Q9z1a", True),
+        ("anon_X7k2p", "anon_X7k2p", False),
+    ]
 
 
 def test_regexp_timestamp_beats_zip_and_timestamp_txt_is_never_read(tmp_path):
@@ -152,21 +163,27 @@ def test_regexp_timestamp_beats_zip_and_timestamp_txt_is_never_read(tmp_path):
     archive = tmp_path / "class.zip"
     (tmp_path / "stamp.txt").write_text("2027-03-01 21:00:00.000000 UTC\n")
     when = (2027, 3, 5, 0, 0, 0)
-    _zip(archive, [(f"ada/{FIRST}/{NOTEBOOK}", tmp_path / "nb.ipynb", when),
-                   (f"ada/{FIRST}/timestamp.txt", tmp_path / "stamp.txt", when),
-                   (f"bob/{FIRST}/{NOTEBOOK}", tmp_path / "nb.ipynb", when)])
+    _zip(
+        archive,
+        [
+            (f"ada/{FIRST}/{NOTEBOOK}", tmp_path / "nb.ipynb", when),
+            (f"ada/{FIRST}/timestamp.txt", tmp_path / "stamp.txt", when),
+            (f"bob/{FIRST}/{NOTEBOOK}", tmp_path / "nb.ipynb", when),
+        ],
+    )
     found, notes = _collect(intake.unpack(archive, tmp_path / "scratch"), time_zone="UTC")
     by_student = {s.student: s for s in found}
-    assert by_student["ada"].timestamp == datetime(2027, 3, 5, tzinfo=timezone.utc)
+    assert by_student["ada"].timestamp == datetime(2027, 3, 5, tzinfo=UTC)
     assert by_student["ada"].timestamp_source == "zip"
-    assert by_student["bob"].timestamp == datetime(2027, 3, 5, tzinfo=timezone.utc)
+    assert by_student["bob"].timestamp == datetime(2027, 3, 5, tzinfo=UTC)
     assert [(n.student, n.file) for n in notes] == [("ada", f"ada/{FIRST}/timestamp.txt")]
     assert notes[0].note.startswith("not read") and not by_student["ada"].problem
     flat = tmp_path / "flat"
     _write(flat / f"{NOTEBOOK[:-6]}-by-cy-at-2027-03-02-10-00-00.ipynb")
-    found, _ = _collect(flat, time_zone="UTC",
-                        student_regexp=r".*-by-(?P<student_id>\w+)-at-(?P<timestamp>[\d-]+)\.ipynb$")
-    assert found[0].timestamp == datetime(2027, 3, 2, 10, tzinfo=timezone.utc)
+    found, _ = _collect(
+        flat, time_zone="UTC", student_regexp=r".*-by-(?P<student_id>\w+)-at-(?P<timestamp>[\d-]+)\.ipynb$"
+    )
+    assert found[0].timestamp == datetime(2027, 3, 2, 10, tzinfo=UTC)
     assert found[0].timestamp_source == "file name"
 
 
@@ -185,14 +202,24 @@ def test_write_students(tmp_path):
     found, _ = _collect(tmp_path / "root")
     intake.write_students(found, tmp_path / "students.csv")
     rows = intake.read_students(tmp_path / "students.csv")
-    assert rows == [{"student": "1234", "lms_id": "1234", "email": "", "name": "lovelaceada", "lms": "canvas"},
-                    {"student": "participant_77", "lms_id": "77", "email": "", "name": "Grace Hopper",
-                     "lms": "moodle"}]
+    assert rows == [
+        {"student": "1234", "lms_id": "1234", "email": "", "name": "lovelaceada", "lms": "canvas"},
+        {"student": "participant_77", "lms_id": "77", "email": "", "name": "Grace Hopper", "lms": "moodle"},
+    ]
     flat = tmp_path / "flat"
     _write(flat / f"ada.lovelace@example.edu--Ada--Lovelace--{NOTEBOOK}")
-    found, _ = _collect(flat, student_regexp=r"^(?P<email>(?P<student_id>[^@]+)@[^-]+)--(?P<first_name>\w+)--"
-                                             r"(?P<last_name>\w+)--(?P<file_id>.+)$")
+    found, _ = _collect(
+        flat,
+        student_regexp=r"^(?P<email>(?P<student_id>[^@]+)@[^-]+)--(?P<first_name>\w+)--"
+        r"(?P<last_name>\w+)--(?P<file_id>.+)$",
+    )
     intake.write_students(found, tmp_path / "students2.csv")
     assert intake.read_students(tmp_path / "students2.csv") == [
-        {"student": "ada.lovelace", "lms_id": "", "email": "ada.lovelace@example.edu", "name": "Ada Lovelace",
-         "lms": ""}]
+        {
+            "student": "ada.lovelace",
+            "lms_id": "",
+            "email": "ada.lovelace@example.edu",
+            "name": "Ada Lovelace",
+            "lms": "",
+        }
+    ]

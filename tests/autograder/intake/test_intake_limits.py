@@ -4,6 +4,7 @@ A student controls the size and shape of the notebook (about 100 times smaller z
 empty); the grader must refuse what is over the limits before it builds anything, and grade the innocent
 students beside it as usual.
 """
+
 import json
 import time
 import tracemalloc
@@ -11,11 +12,11 @@ import zipfile
 
 import nbformat
 import pytest
+from hostile_corpus import ASSIGNMENT, NOTEBOOK, solved
 
 from autograder.intake import submissions as intake
 from autograder.layout import SOURCE, assignments, notebooks
 from autograder.settings import Grading
-from hostile_corpus import ASSIGNMENT, NOTEBOOK, solved
 
 EXPECTED = {a: notebooks(a) for a in assignments()}
 EMPTY_CELL = '{"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": []}'
@@ -35,7 +36,8 @@ def _class(root, hostile: bytes, name: str = NOTEBOOK):
     return root
 
 
-def _collect(root, limits=intake.Limits()):
+def _collect(root, limits=None):
+    limits = limits or intake.Limits()
     found, notes = intake.collect(root, [ASSIGNMENT], EXPECTED, SOURCE, time_zone="UTC", limits=limits)
     return {s.student: s for s in found}, notes
 
@@ -54,8 +56,10 @@ def _collect_measured(root):
 def test_the_defaults_are_grading_settings_and_fit_the_course():
     settings = Grading()
     assert intake.Limits.of(settings) == intake.Limits()
-    largest = max((SOURCE.parent / "release" / a / nb for a in assignments() for nb in notebooks(a)),
-                  key=lambda path: path.stat().st_size)
+    largest = max(
+        (SOURCE.parent / "release" / a / nb for a in assignments() for nb in notebooks(a)),
+        key=lambda path: path.stat().st_size,
+    )
     cells = len(json.loads(largest.read_text())["cells"])
     assert largest.stat().st_size * 100 < settings.notebook_size_limit and cells * 100 < settings.notebook_cell_limit
 
@@ -84,9 +88,12 @@ def test_the_cell_count_cannot_be_hidden_from_the_scan(tmp_path, shape):
     elif shape == "NaN first":
         hostile = _many_cells(10_001, extra='"x": NaN, ')
     else:
-        cells = ", ".join('{"cell_type": "code", "input": [], "outputs": [], "language": "python"}'
-                          for _ in range(10_001))
-        hostile = f'{{"metadata": {{}}, "nbformat": 3, "nbformat_minor": 0, "worksheets": [{{"cells": [{cells}]}}]}}'.encode()
+        cells = ", ".join(
+            '{"cell_type": "code", "input": [], "outputs": [], "language": "python"}' for _ in range(10_001)
+        )
+        hostile = (
+            f'{{"metadata": {{}}, "nbformat": 3, "nbformat_minor": 0, "worksheets": [{{"cells": [{cells}]}}]}}'.encode()
+        )
     found, _ = _collect(_class(tmp_path / "class", hostile))
     assert "Grading.notebook_cell_limit" in found["eve"].problem, found["eve"].problem
     assert found["ada"].problem == ""
@@ -103,12 +110,18 @@ def test_a_notebook_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
     read = []
     original = intake._read_quietly
     monkeypatch.setattr(intake, "_read_quietly", lambda path: read.append(path.parent.parent.name) or original(path))
-    read_submitted = lambda: [name for name in read if name in ("ada", "eve")]  # not the source notebooks
+
+    def read_submitted():  # not the source notebooks
+        return [name for name in read if name in ("ada", "eve")]
+
     # Renamed, so that only its cell ids could say which notebook it is: they are not read either.
     root = _class(tmp_path / "class", nbformat.writes(solved()).encode() + b" " * 200_000, name=f"eve_{NOTEBOOK}")
     limits = intake.Limits(notebook_bytes=150_000)
     found, notes = _collect(root, limits)
-    assert found["eve"].problem.startswith("malformed notebook: ") and "Grading.notebook_size_limit" in found["eve"].problem
+    assert (
+        found["eve"].problem.startswith("malformed notebook: ")
+        and "Grading.notebook_size_limit" in found["eve"].problem
+    )
     assert "150,000 bytes" in found["eve"].problem and notes == []
     assert read_submitted() == ["ada"]  # nbformat never saw eve's notebook
     assert found["ada"].problem == ""
@@ -125,12 +138,19 @@ def test_a_zip_bomb_member_is_not_extracted(tmp_path):
     """A member of 64 MB of spaces (64 KB compressed): its size is read from the zip's directory and it is
     never written; the student's notebook scores 0 as malformed, the others are graded."""
     bomb = nbformat.writes(solved()).encode() + b" " * (64 * 1024**2)
-    archive = _zipped(tmp_path / "class.zip", [(f"eve/{ASSIGNMENT}/{NOTEBOOK}", bomb),
-                                               (f"ada/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved())),
-                                               ("eve/data.bin", b"\0" * (40 * 1024**2))])
+    archive = _zipped(
+        tmp_path / "class.zip",
+        [
+            (f"eve/{ASSIGNMENT}/{NOTEBOOK}", bomb),
+            (f"ada/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved())),
+            ("eve/data.bin", b"\0" * (40 * 1024**2)),
+        ],
+    )
     assert archive.stat().st_size < 1024**2
     root = intake.unpack(archive, tmp_path / "scratch")
-    assert (root / "eve" / ASSIGNMENT / NOTEBOOK).stat().st_size == 0 and (root / "eve" / "data.bin").stat().st_size == 0
+    assert (root / "eve" / ASSIGNMENT / NOTEBOOK).stat().st_size == 0 and (
+        root / "eve" / "data.bin"
+    ).stat().st_size == 0
     found, notes = _collect(root)
     assert found["eve"].problem.startswith("malformed notebook: 67,")
     assert "over Grading.notebook_size_limit" in found["eve"].problem and "not extracted" in found["eve"].problem
@@ -138,8 +158,13 @@ def test_a_zip_bomb_member_is_not_extracted(tmp_path):
     assert found["ada"].problem == ""
 
 
-@pytest.mark.parametrize("limits, message", [(intake.Limits(zip_members=3), "Grading.zip_member_limit"),
-                                             (intake.Limits(zip_bytes=1000), "Grading.zip_size_limit")])
+@pytest.mark.parametrize(
+    "limits, message",
+    [
+        (intake.Limits(zip_members=3), "Grading.zip_member_limit"),
+        (intake.Limits(zip_bytes=1000), "Grading.zip_size_limit"),
+    ],
+)
 def test_a_zip_over_its_limits_is_refused_before_extraction(tmp_path, limits, message):
     archive = _zipped(tmp_path / "class.zip", [(f"s{i}/{NOTEBOOK}", b"x" * 300) for i in range(4)])
     with pytest.raises(ValueError, match=message):
@@ -149,20 +174,26 @@ def test_a_zip_over_its_limits_is_refused_before_extraction(tmp_path, limits, me
 
 def test_members_compressed_unlike_an_lms_are_not_extracted(tmp_path):
     """bzip2 can expand a few bytes into gigabytes in memory before zipfile cuts it at the declared size."""
-    archive = _zipped(tmp_path / "class.zip", [(f"eve/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved()))],
-                      zipfile.ZIP_BZIP2)
+    archive = _zipped(
+        tmp_path / "class.zip", [(f"eve/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved()))], zipfile.ZIP_BZIP2
+    )
     found, _ = _collect(intake.unpack(archive, tmp_path / "scratch"))
     assert "compressed with method 12" in found["eve"].problem
 
 
 def test_a_damaged_member_is_listed_and_the_batch_goes_on(tmp_path):
-    archive = _zipped(tmp_path / "class.zip", [(f"eve/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved())),
-                                               (f"ada/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved()))])
+    archive = _zipped(
+        tmp_path / "class.zip",
+        [
+            (f"eve/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved())),
+            (f"ada/{ASSIGNMENT}/{NOTEBOOK}", nbformat.writes(solved())),
+        ],
+    )
     data = bytearray(archive.read_bytes())
     with zipfile.ZipFile(archive) as zf:
         info = zf.getinfo(f"eve/{ASSIGNMENT}/{NOTEBOOK}")
     start = info.header_offset + 30 + len(info.filename) + len(info.extra)
-    data[start + 10:start + 20] = b"\xff" * 10  # corrupt eve's deflated data
+    data[start + 10 : start + 20] = b"\xff" * 10  # corrupt eve's deflated data
     archive.write_bytes(bytes(data))
     found, _ = _collect(intake.unpack(archive, tmp_path / "scratch"))
     assert "could not be extracted" in found["eve"].problem and found["ada"].problem == ""
@@ -181,15 +212,31 @@ def test_grade_refuses_a_200000_cell_notebook_and_grades_the_class(tmp_path):
 
     root = _class(tmp_path / "class", _many_cells(200_000))
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(root), "--out", str(tmp_path / "out"),
-                             "--assignment", ASSIGNMENT], cwd=REPO, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(REPO / "data"))})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(root),
+            "--out",
+            str(tmp_path / "out"),
+            "--assignment",
+            ASSIGNMENT,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(REPO / "data"))},
+    )
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv", newline="")))
     eve = [r for r in rows if r["student"] == "eve"]
-    assert eve and all(r["score"] in ("0", "") and "Grading.notebook_value_limit" in r["reason"] for r in eve
-                       if r["kind"] == "auto")
+    assert eve and all(
+        r["score"] in ("0", "") and "Grading.notebook_value_limit" in r["reason"] for r in eve if r["kind"] == "auto"
+    )
     ada = [r for r in rows if r["student"] == "ada" and r["kind"] == "auto"]
     assert ada and all(r["score"] == r["max_score"] for r in ada), ada
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far

@@ -1,13 +1,12 @@
 """LMS export from hand-written OUT files (tests/fixtures/lms): Canvas gradebook, Moodle import, wide CSV."""
+
 import csv
-from pathlib import Path
 
 import pytest
+from locations import FIXTURES as ALL_FIXTURES  # noqa: E402
 
 from autograder.commands import export as exporting
 from autograder.term import late
-
-from locations import FIXTURES as ALL_FIXTURES  # noqa: E402
 
 FIXTURES = ALL_FIXTURES / "lms"
 COURSE = """
@@ -23,8 +22,6 @@ fraction_per_day = 0.1
 [lms.canvas.columns]
 "01_databases" = "Databases and reconstruction (48213)"
 """
-
-
 
 
 @pytest.fixture
@@ -45,7 +42,7 @@ def test_canvas_fills_the_gradebook_by_user_id(out, config, tmp_path):
     original, filled = _rows(FIXTURES / "canvas_gradebook.csv"), _rows(dest)
     header = filled[0]
     # Canvas's own header and rows are kept, in order; the new assignment is appended under its id.
-    assert header[:len(original[0])] == original[0] and header[len(original[0]):] == ["02_differencing"]
+    assert header[: len(original[0])] == original[0] and header[len(original[0]) :] == ["02_differencing"]
     assert [row[0] for row in filled] == [row[0] for row in original]
     assert filled[1][5] == "Manual Posting"
     db, new = header.index("Databases and reconstruction (48213)"), header.index("02_differencing")
@@ -70,7 +67,7 @@ def test_canvas_fills_the_gradebook_by_user_id(out, config, tmp_path):
 def test_canvas_needs_its_own_export(out, config, tmp_path):
     with pytest.raises(ValueError, match="needs --roster"):
         exporting.export(out, "canvas", tmp_path / "x.csv", None, config)
-    with pytest.raises(ValueError, match="no \"ID\" column"):
+    with pytest.raises(ValueError, match='no "ID" column'):
         exporting.export(out, "canvas", tmp_path / "x.csv", FIXTURES / "moodle_grades.csv", config)
     with pytest.raises(ValueError, match="unknown export format"):
         exporting.export(out, "blackboard", tmp_path / "x.csv", None, config)
@@ -149,6 +146,7 @@ def test_no_due_date_no_penalty(out, tmp_path):
 
 def test_cli_subcommand(out, config, tmp_path, capsys, monkeypatch):
     import argparse
+
     parser = argparse.ArgumentParser()
     exporting.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["export", str(out), "--to", "csv", "--out", str(tmp_path / "c.csv")])

@@ -3,6 +3,7 @@
 The "kernel" here is a plain Python subprocess that calls autograder.kernel_side.check_client.check, as a hidden test
 cell does; the grading round trip and the hostile corpus exercise the same path inside nbgrader.
 """
+
 from __future__ import annotations
 
 import io
@@ -50,11 +51,24 @@ def server(tmp_path):
         yield running
 
 
-@pytest.mark.parametrize("value", [
-    torch.tensor([True, False, True]), torch.arange(6, dtype=torch.float64).reshape(2, 3), torch.tensor(2.5),
-    torch.zeros(0, 3), torch.ones(3, dtype=torch.bfloat16), torch.tensor([1 + 2j]), np.arange(5, dtype=np.int32),
-    np.float32(1.5), np.bool_(True), [1, (2.0, "x"), {"a": None, 3: b"raw"}], {1, 2}, 3 + 4j, torch.Size([2, 3]),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        torch.tensor([True, False, True]),
+        torch.arange(6, dtype=torch.float64).reshape(2, 3),
+        torch.tensor(2.5),
+        torch.zeros(0, 3),
+        torch.ones(3, dtype=torch.bfloat16),
+        torch.tensor([1 + 2j]),
+        np.arange(5, dtype=np.int32),
+        np.float32(1.5),
+        np.bool_(True),
+        [1, (2.0, "x"), {"a": None, 3: b"raw"}],
+        {1, 2},
+        3 + 4j,
+        torch.Size([2, 3]),
+    ],
+)
 def test_values_cross_the_wire_unchanged(value):
     back = wire.from_plain(wire.load_plain(wire.dump_plain(wire.to_plain(value))))
     if isinstance(value, torch.Tensor):
@@ -155,8 +169,12 @@ def test_a_frame_that_names_memo_slots_is_refused_before_the_memo_grows():
     """CPython's unpickler grows its memo table to the slot a BINPUT names: 9 bytes asking for slot 1e8
     cost the grader 1.5 GB (red team, round 3). Plain pickles fill the memo in order (MEMOIZE) and refer
     only to filled slots."""
-    for payload in (b"\x80\x04Nr" + struct.pack("<I", 10**8) + b".", b"\x80\x04Nq\xff.",
-                    b"\x80\x05Nj" + struct.pack("<I", 10**8) + b".", b"\x80\x05N\x94h\x01."):
+    for payload in (
+        b"\x80\x04Nr" + struct.pack("<I", 10**8) + b".",
+        b"\x80\x04Nq\xff.",
+        b"\x80\x05Nj" + struct.pack("<I", 10**8) + b".",
+        b"\x80\x05N\x94h\x01.",
+    ):
         refusal, peak = _refusal_and_peak_bytes(payload)
         assert peak < 2**20 and refusal, payload
     shared = ("x", "x")
@@ -171,6 +189,7 @@ def test_what_the_kernel_names_or_says_reaches_the_grader_bounded():
     assert isinstance(error, ValueError) and len(type(error).__name__) <= wire.MAX_NAME
     assert len(str(error)) == wire.MAX_MESSAGE
     from autograder.pipeline.check_server import Verdict
+
     assert len(Verdict(False, "v" * 10**7).message) == wire.MAX_MESSAGE
     with pytest.raises(wire.WireError, match="without its data"):  # torch.empty would reserve 4 GB
         wire.from_plain(("tensor", "float32", [1 << 30], b"", False))
@@ -182,7 +201,11 @@ def test_what_the_kernel_names_or_says_reaches_the_grader_bounded():
 
 def test_a_reply_that_fans_out_fails_its_check_with_a_reason(server):
     server.open_window(["nb01.check_create_db"])
-    printed = run_kernel(server, "nb01.check_create_db", "create_db", """
+    printed = run_kernel(
+        server,
+        "nb01.check_create_db",
+        "create_db",
+        """
         import autograder.kernel_side.wire as _wire
         _plain = _wire.to_plain
 
@@ -201,17 +224,23 @@ def test_a_reply_that_fans_out_fails_its_check_with_a_reason(server):
 
         def create_db(num_entries, p=0.5):
             return _Bomb()
-    """)
+    """,
+    )
     verdict = server.close_window()["nb01.check_create_db"]
     assert not verdict.passed and "unpacks to more than" in verdict.message, (verdict, printed)
 
 
 def test_a_correct_function_passes_and_the_verdict_is_recorded(server):
     server.open_window(["nb01.check_create_db"])
-    printed = run_kernel(server, "nb01.check_create_db", "create_db", """
+    printed = run_kernel(
+        server,
+        "nb01.check_create_db",
+        "create_db",
+        """
         def create_db(num_entries, p=0.5):
             return torch.rand(num_entries) < p
-    """)
+    """,
+    )
     assert "kernel: passed" in printed, printed
     assert server.close_window()["nb01.check_create_db"].passed
 
@@ -268,30 +297,45 @@ def test_a_check_that_never_ran_counts_as_failed(server):
 def test_grader_objects_are_called_back_and_count_their_calls(server):
     """check_averaging_attack passes a noisy query that counts how often the student asks it."""
     server.open_window(["nb02.check_averaging_attack"])
-    printed = run_kernel(server, "nb02.check_averaging_attack", "averaging_attack", """
+    printed = run_kernel(
+        server,
+        "nb02.check_averaging_attack",
+        "averaging_attack",
+        """
         def averaging_attack(noisy_query, db, index, num_queries):
             parallel = torch.cat([db[:index], db[index + 1:]])
             return sum(float(noisy_query(db)) - float(noisy_query(parallel)) for _ in range(num_queries)) / num_queries
-    """)
+    """,
+    )
     assert "kernel: passed" in printed, printed
     server.open_window(["nb02.check_averaging_attack"])
-    printed = run_kernel(server, "nb02.check_averaging_attack", "averaging_attack", """
+    printed = run_kernel(
+        server,
+        "nb02.check_averaging_attack",
+        "averaging_attack",
+        """
         def averaging_attack(noisy_query, db, index, num_queries):
             parallel = torch.cat([db[:index], db[index + 1:]])
             return float(noisy_query(db)) - float(noisy_query(parallel))
-    """)
+    """,
+    )
     assert "should ask the noisy query" in server.close_window()["nb02.check_averaging_attack"].message
 
 
 def test_changes_to_arguments_come_back_to_the_grader(server):
     """The kernel works on a copy; a function that overwrites its input must still be caught."""
     server.open_window(["nb03.check_randomized_response"])
-    run_kernel(server, "nb03.check_randomized_response", "randomized_response", """
+    run_kernel(
+        server,
+        "nb03.check_randomized_response",
+        "randomized_response",
+        """
         def randomized_response(db, p_noise=0.5):
             coins = torch.rand(db.shape) < p_noise
             db[coins] = torch.rand(int(coins.sum())) < 0.5
             return db
-    """)
+    """,
+    )
     assert "modified its input database" in server.close_window()["nb03.check_randomized_response"].message
 
 
@@ -333,25 +377,32 @@ def test_course_objects_stay_in_the_grader():
 def test_plain_tensors_reach_the_kernel_as_their_bytes():
     """A dense tensor travels as wire's encoding (no torch.save per call); dtype, shape, values and
     requires_grad survive, a tensor the kernel receives owns its memory, and others keep torch's reduction."""
-    sent = (torch.arange(12, dtype=torch.float32).reshape(3, 4).t(), torch.rand(5) < 0.5,
-            torch.ones(2, dtype=torch.float64, requires_grad=True), torch.zeros(0, 3, dtype=torch.int16),
-            torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (4,)), torch.nn.Parameter(torch.ones(2)))
+    sent = (
+        torch.arange(12, dtype=torch.float32).reshape(3, 4).t(),
+        torch.rand(5) < 0.5,
+        torch.ones(2, dtype=torch.float64, requires_grad=True),
+        torch.zeros(0, 3, dtype=torch.int16),
+        torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (4,)),
+        torch.nn.Parameter(torch.ones(2)),
+    )
     payload = pickle_for_kernel(("call", sent, {}))
     assert b"rebuild_tensor" in payload
     _, received, _ = pickle.loads(payload)
     for before, after in zip(sent, received):
         assert type(after) is type(before) and after.dtype == before.dtype and after.shape == before.shape
         assert after.requires_grad == before.requires_grad
-        assert torch.equal(after.to_dense() if after.is_sparse else after.detach(),
-                           before.to_dense() if before.is_sparse else before.detach())
+        assert torch.equal(
+            after.to_dense() if after.is_sparse else after.detach(),
+            before.to_dense() if before.is_sparse else before.detach(),
+        )
     received[0][0, 0] = 99.0  # writable, and not a view of the payload's bytes
     assert sent[0][0, 0] == 0.0
 
 
 def test_names_the_sandboxed_client_repeats_match_their_homes():
     """check_client cannot import the grader's modules inside the sandbox, so it repeats two names."""
-    from autograder.kernel_side import check_client
     from autograder import settings
+    from autograder.kernel_side import check_client
 
     assert check_client.CHECKER_VARIABLE == settings.CHECKER_VARIABLE
     assert check_client.GradingFailure.__name__ == GradingFailure.__name__

@@ -1,22 +1,22 @@
 """A submission's kernel starts before nbgrader is ready for it, and TrustedExecute adopts it: nothing is left
 running whether or not it is adopted, and the adopted kernel is graded exactly as one started by nbclient."""
+
 import os
 
 import nbformat
 import pytest
 import zmq
+from hostile_corpus import cell_by_grade_id, solved
 from jupyter_core.utils import run_sync
 from traitlets.config import Config
 
-from autograder.batch import bundles
-from autograder.pipeline import early_kernel
+from autograder.batch import bundles, submission
 from autograder.commands import grade
-from autograder.sandbox import bubblewrap as sandbox
-from autograder.batch import submission
 from autograder.layout import SOURCE
+from autograder.pipeline import early_kernel
 from autograder.pipeline.preprocessors import TrustedExecute
+from autograder.sandbox import bubblewrap as sandbox
 from autograder.settings import load_grading
-from hostile_corpus import cell_by_grade_id, solved
 
 needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
 
@@ -86,8 +86,10 @@ def test_grading_adopts_the_early_kernel(tmp_path, monkeypatch):
     create_db = cell_by_grade_id(nb, "create_db")
     # A notebook that names another kernel is still run by the sandbox's: the repository is out of its sight.
     nb.metadata.kernelspec = {"name": "host-python", "display_name": "Python (host)", "language": "python"}
-    create_db.source = ("import os\nassert os.environ.get('NBGRADER_EXECUTION') == 'autograde'\n"
-                        f"assert not os.path.exists({str(SOURCE)!r})\n" + create_db.source)
+    create_db.source = (
+        "import os\nassert os.environ.get('NBGRADER_EXECUTION') == 'autograde'\n"
+        f"assert not os.path.exists({str(SOURCE)!r})\n" + create_db.source
+    )
     job = submission.Job("student", "01_databases", "01_databases.ipynb", nbformat.writes(nb).encode())
     result = submission.grade_submission(job, bundle, grade.limits_of(load_grading()))
     assert len(taken) == 1 and taken[0] is not None, "the sandboxed kernel was not started early"

@@ -1,4 +1,5 @@
 """The feedback exporter compiles each template once per process, and again only when its source changes."""
+
 from pathlib import Path
 
 import jinja2
@@ -14,9 +15,11 @@ RESOURCES = {"nbgrader": {"notebook": "nb", "score": 1, "max_score": 2, "late_pe
 
 def _exporter() -> feedback.FeedbackExporter:
     # As nbgrader's GenerateFeedback sets it up.
-    return feedback.FeedbackExporter(template_name="feedback", extra_template_basedirs=[str(FORMGRADER / "templates")],
-                                     extra_template_paths=[str(FORMGRADER / "static" / "node_modules" / "bootstrap"
-                                                               / "dist" / "css")])
+    return feedback.FeedbackExporter(
+        template_name="feedback",
+        extra_template_basedirs=[str(FORMGRADER / "templates")],
+        extra_template_paths=[str(FORMGRADER / "static" / "node_modules" / "bootstrap" / "dist" / "css")],
+    )
 
 
 def _count_compiles(monkeypatch) -> list[str]:
@@ -32,7 +35,9 @@ def _count_compiles(monkeypatch) -> list[str]:
 
 
 def test_a_second_exporter_compiles_no_template(monkeypatch):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Feedback"), nbformat.v4.new_code_cell("1 + 1")])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# Feedback"), nbformat.v4.new_code_cell("1 + 1")]
+    )
     compiled = _count_compiles(monkeypatch)
     first, _ = _exporter().from_notebook_node(nb, resources=RESOURCES)
     before = len(compiled)
@@ -46,7 +51,9 @@ def test_a_changed_template_is_compiled_again(tmp_path, monkeypatch):
     template.write_text("hello {{ name }}")
 
     def render() -> str:
-        environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tmp_path)), bytecode_cache=feedback.TEMPLATES)
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(tmp_path)), bytecode_cache=feedback.TEMPLATES
+        )
         return environment.get_template("page.j2").render(name="ada")
 
     compiled = _count_compiles(monkeypatch)
@@ -58,7 +65,9 @@ def test_a_changed_template_is_compiled_again(tmp_path, monkeypatch):
 
 def test_after_the_warm_up_the_first_page_compiles_no_template(monkeypatch):
     monkeypatch.setattr(feedback, "TEMPLATES", feedback._ProcessBytecodeCache())  # a process that made no page yet
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Feedback"), nbformat.v4.new_code_cell("1 + 1")])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# Feedback"), nbformat.v4.new_code_cell("1 + 1")]
+    )
     compiled = _count_compiles(monkeypatch)
     feedback.warm_up()
     warmed = len(compiled)

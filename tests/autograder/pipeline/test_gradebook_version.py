@@ -1,11 +1,12 @@
 """The gradebook's alembic stamp is read from nbgrader's migration files, and agrees with alembic itself."""
+
 from pathlib import Path
 
+import nbgrader.api
 import pytest
 from alembic.script import ScriptDirectory
 
 import autograder.pipeline.config  # noqa: F401  (installs the stamp)
-import nbgrader.api
 from autograder.pipeline import gradebook_version
 
 
@@ -18,6 +19,7 @@ def test_the_head_is_alembics_own():
 def test_a_new_gradebook_is_stamped_without_a_subprocess(tmp_path, monkeypatch):
     def no_subprocess(*args, **kwargs):
         raise AssertionError("nbgrader started a subprocess")
+
     monkeypatch.setattr(nbgrader.api.sp, "check_output", no_subprocess)
     with nbgrader.api.Gradebook(f"sqlite:///{tmp_path / 'g.db'}") as gradebook:
         stamp = gradebook.db.execute(nbgrader.api.text("SELECT version_num FROM alembic_version")).scalar()

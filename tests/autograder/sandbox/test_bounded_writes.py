@@ -4,6 +4,7 @@
 A submission that writes a tree thousands of levels deep, tens of thousands of files and files past the
 limit into every writable place still gets its grade (never a grading error), the innocent graded beside
 it keeps every point, and nothing of either private folder stays on the host."""
+
 import csv
 import os
 import subprocess
@@ -13,17 +14,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from hostile_corpus import ASSIGNMENT, LITTER, MARKER, NOTEBOOK, cell_by_grade_id, solved
 
-from autograder.pipeline import autograde
-from autograder.batch import bundles
-from autograder.sandbox import cleanup
+from autograder.batch import bundles, submission
 from autograder.commands import grade
-from autograder.sandbox import bubblewrap as sandbox
-from autograder.batch import submission
 from autograder.commands.grade import graded_cells
 from autograder.layout import REPO, SOURCE
+from autograder.pipeline import autograde
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.sandbox import cleanup
 from autograder.settings import load_grading
-from hostile_corpus import ASSIGNMENT, LITTER, MARKER, NOTEBOOK, cell_by_grade_id, solved
 
 needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
 DISK_LIMIT = 64 * 2**20
@@ -61,12 +61,29 @@ def test_a_littering_submission_keeps_its_grade_and_leaves_nothing(tmp_path):
     students = [f"a_litterer_{token}", f"b_innocent_{token}"]
     for student in students:
         (tmp_path / "class" / student / ASSIGNMENT).mkdir(parents=True)
-        nbformat.write(_littering() if student.startswith("a_") else solved(),
-                       tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK)
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
-                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "2",
-                             f"--Grading.disk_limit={DISK_LIMIT}"],
-                            cwd=REPO, capture_output=True, text=True, timeout=900)
+        nbformat.write(
+            _littering() if student.startswith("a_") else solved(), tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK
+        )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(tmp_path / "class"),
+            "--out",
+            str(tmp_path / "out"),
+            "--assignment",
+            ASSIGNMENT,
+            "--workers",
+            "2",
+            f"--Grading.disk_limit={DISK_LIMIT}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     rows = defaultdict(dict)
     with open(tmp_path / "out" / "grades.csv", newline="") as file:
@@ -74,8 +91,11 @@ def test_a_littering_submission_keeps_its_grade_and_leaves_nothing(tmp_path):
             rows[row["student"]][row["cell"]] = row
     auto = [c for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "auto"]
     for student in students:  # the litter costs no point: it broke nothing it may not
-        problems = [f"{c.name}: {rows[student][c.name]['score']!r} ({rows[student][c.name]['reason']})"
-                    for c in auto if float(rows[student][c.name]["score"] or -1) != c.max_score]
+        problems = [
+            f"{c.name}: {rows[student][c.name]['score']!r} ({rows[student][c.name]['reason']})"
+            for c in auto
+            if float(rows[student][c.name]["score"] or -1) != c.max_score
+        ]
         assert not problems, f"{student}: {problems}"
     left = _left_behind(students)
     assert not left, f"left behind: {left}"

@@ -4,6 +4,7 @@ autograder.sandbox.timelimits).
 Each sandbox is one CPU share and at most its cores, however many processes or sessions it starts; the time
 limits count the sandbox's own CPU time, and a wall-clock backstop that fires on an overloaded machine is a
 grading error, while a submission that spins or sleeps past its limit keeps its zero."""
+
 import csv
 import os
 import subprocess
@@ -14,23 +15,23 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from autograder.pipeline import autograde
-from autograder.batch import bundles
-from autograder.commands import grade
-from autograder.batch import preflight
-from autograder.sandbox import bubblewrap as sandbox
-from autograder.batch import submission
-from autograder.sandbox import timelimits
-from autograder.commands.grade import graded_cells
-from autograder.layout import REPO, SOURCE
-from autograder.settings import load_grading
 from hostile_corpus import ASSIGNMENT, NOTEBOOK, cell_by_grade_id, solved
 from test_bounded_writes import _left_behind
 
+from autograder.batch import bundles, preflight, submission
+from autograder.commands import grade
+from autograder.commands.grade import graded_cells
+from autograder.layout import REPO, SOURCE
+from autograder.pipeline import autograde
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.sandbox import timelimits
+from autograder.settings import load_grading
+
 MARKER = "dp-fair-cpu-marker"
-counts_cpu = pytest.mark.skipif(sandbox.unavailable_reason() != "" or sandbox.cpu_clock(autograde.sandbox_uid()) is None,
-                                reason="needs the sandbox, as root, on a machine with cgroups")
+counts_cpu = pytest.mark.skipif(
+    sandbox.unavailable_reason() != "" or sandbox.cpu_clock(autograde.sandbox_uid()) is None,
+    reason="needs the sandbox, as root, on a machine with cgroups",
+)
 
 # 200 busy loops, each in a session of its own (os.setsid, which escapes the kernel's autogroup), within the
 # process limit of 256; started at once (no fork of the whole kernel each), they run until the sandbox dies.
@@ -57,11 +58,30 @@ def _marked_processes() -> list[str]:
 
 def _graded_on_two_workers(tmp_path: Path, notebook_timeout: float) -> dict[str, dict[str, dict]]:
     """tmp_path/class graded through the CLI on two workers, each sandbox one core, cells 20 s of CPU."""
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "class"), "--out",
-                             str(tmp_path / "out"), "--assignment", ASSIGNMENT, "--workers", "2",
-                             "--cell-timeout", "20", "--timeout", str(notebook_timeout),
-                             "--Grading.cores_per_sandbox=1"], cwd=REPO, capture_output=True, text=True,
-                            timeout=1200)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(tmp_path / "class"),
+            "--out",
+            str(tmp_path / "out"),
+            "--assignment",
+            ASSIGNMENT,
+            "--workers",
+            "2",
+            "--cell-timeout",
+            "20",
+            "--timeout",
+            str(notebook_timeout),
+            "--Grading.cores_per_sandbox=1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return _rows(tmp_path / "out")
 
@@ -90,8 +110,11 @@ def test_an_innocent_keeps_full_marks_beside_200_setsid_busy_loops(tmp_path):
     rows = _graded_on_two_workers(tmp_path, notebook_timeout=90)
     auto = [c for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "auto"]
     innocent = rows[innocent_student]
-    problems = [f"{c.name}: {innocent[c.name]['score']} ({innocent[c.name]['reason']})" for c in auto
-                if float(innocent[c.name]["score"] or -1) != c.max_score]
+    problems = [
+        f"{c.name}: {innocent[c.name]['score']} ({innocent[c.name]['reason']})"
+        for c in auto
+        if float(innocent[c.name]["score"] or -1) != c.max_score
+    ]
     assert not problems, problems
     assert all(r["sandbox"] == "on" for r in innocent.values())
     assert not _marked_processes(), "the spinner's busy loops outlived its sandbox"
@@ -103,9 +126,19 @@ def test_an_innocent_keeps_full_marks_beside_200_setsid_busy_loops(tmp_path):
 def test_the_cgroup_files_get_the_cpu_share_and_quota(tmp_path, monkeypatch, unified):
     """enter_cgroups writes one share and the quota of `cores` into whichever files the hierarchy has."""
     root = tmp_path / "cgroup"
-    files = (("cgroup.procs", "memory.max", "pids.max", "cpu.weight", "cpu.max", "cpu.stat") if unified else
-             ("cgroup.procs", "memory.limit_in_bytes", "pids.max", "cpu.shares", "cpu.cfs_period_us",
-              "cpu.cfs_quota_us", "cpuacct.usage"))
+    files = (
+        ("cgroup.procs", "memory.max", "pids.max", "cpu.weight", "cpu.max", "cpu.stat")
+        if unified
+        else (
+            "cgroup.procs",
+            "memory.limit_in_bytes",
+            "pids.max",
+            "cpu.shares",
+            "cpu.cfs_period_us",
+            "cpu.cfs_quota_us",
+            "cpuacct.usage",
+        )
+    )
     if unified:
         folder = root / sandbox.CGROUP_NAME / "sandbox-7"
         folders = {controller: folder for controller in sandbox.V1_CONTROLLERS}
@@ -114,16 +147,27 @@ def test_the_cgroup_files_get_the_cpu_share_and_quota(tmp_path, monkeypatch, uni
             (level / "cgroup.subtree_control").write_text("")
         (root / "cgroup.controllers").write_text("cpu memory pids")
     else:
-        folders = {controller: root / controller / sandbox.CGROUP_NAME / "sandbox-7"
-                   for controller in sandbox.V1_CONTROLLERS}
+        folders = {
+            controller: root / controller / sandbox.CGROUP_NAME / "sandbox-7" for controller in sandbox.V1_CONTROLLERS
+        }
     for folder in set(folders.values()):
         folder.mkdir(parents=True, exist_ok=True)
         for name in files:
             (folder / name).write_text("")
     monkeypatch.setattr(sandbox, "CGROUP_ROOT", root)
     monkeypatch.setattr(sandbox, "cgroup_folders", lambda uid: folders)
-    spec = sandbox.Spec(sockets="", checker="", client="", data_root="", stage="", uid=7, memory_limit=2**30,
-                        process_limit=99, disk_limit=2**20, cores=1.5)
+    spec = sandbox.Spec(
+        sockets="",
+        checker="",
+        client="",
+        data_root="",
+        stage="",
+        uid=7,
+        memory_limit=2**30,
+        process_limit=99,
+        disk_limit=2**20,
+        cores=1.5,
+    )
     assert sandbox.enter_cgroups(spec)
     read = {name: (folders["cpu"] / name).read_text() for name in files if (folders["cpu"] / name).exists()}
     if unified:
@@ -141,8 +185,11 @@ def test_a_real_sandbox_gets_its_share_and_quota():
     settings = load_grading(argv=["--Grading.cores_per_sandbox=0.5"])
     with preflight.sandboxed_kernel(settings) as (client, manager):
         pid = manager.provisioner.process.pid
-        uid = int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                       if line.startswith("Uid:")).split()[1])
+        uid = int(
+            next(
+                line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
+            ).split()[1]
+        )
         folders = sandbox.cgroup_folders(uid)
         cpu = folders["cpu"]
         if (cpu / "cpu.max").exists():
@@ -172,8 +219,15 @@ class _Clock:
         return self.value
 
 
-def _judged(monkeypatch, cpu: float, wall: float, host_busy: float, waited: float, cores: float = 1.0,
-            in_sandboxes: float | None = None):
+def _judged(
+    monkeypatch,
+    cpu: float,
+    wall: float,
+    host_busy: float,
+    waited: float,
+    cores: float = 1.0,
+    in_sandboxes: float | None = None,
+):
     """The limit of 10 s after `wall` seconds, in which the sandbox used `cpu` s of CPU and its threads waited
     `waited` s for one, while the host's CPUs were `host_busy` busy, `in_sandboxes` of that time (a share of
     the host's CPU time) in all the sandboxes together (None: the machine does not count it)."""
@@ -181,8 +235,9 @@ def _judged(monkeypatch, cpu: float, wall: float, host_busy: float, waited: floa
     monkeypatch.setattr(timelimits.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(timelimits, "host_cpu_times", lambda: host[0])
     monkeypatch.setattr(timelimits, "usable_cpus", lambda: 4)
-    limit = timelimits.TimeLimit(10, clock, cores, 2.0, waits=lambda: waits[0],
-                                 sandboxes_clock=sandboxes if in_sandboxes is not None else None)
+    limit = timelimits.TimeLimit(
+        10, clock, cores, 2.0, waits=lambda: waits[0], sandboxes_clock=sandboxes if in_sandboxes is not None else None
+    )
     now[0] += wall
     clock.value = cpu
     host[0] = (int(host_busy * 1000), 1000)
@@ -316,12 +371,19 @@ def test_a_colluding_classmate_cannot_make_a_timeout_the_machines_fault(tmp_path
         (tmp_path / "class" / student / ASSIGNMENT).mkdir(parents=True)
         nbformat.write(nb, tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK)
     rows = _graded_on_two_workers(tmp_path, notebook_timeout=400)
-    errors = [(s, c, r["reason"]) for s, cells in rows.items() for c, r in cells.items()
-              if r["reason"].startswith("grading error")]
+    errors = [
+        (s, c, r["reason"])
+        for s, cells in rows.items()
+        for c, r in cells.items()
+        if r["reason"].startswith("grading error")
+    ]
     assert not errors, errors
     auto = [c for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "auto"]
     for student in (colluder, innocent):
-        lost = [(c.name, rows[student][c.name]["reason"]) for c in auto
-                if float(rows[student][c.name]["score"]) != c.max_score]
+        lost = [
+            (c.name, rows[student][c.name]["reason"])
+            for c in auto
+            if float(rows[student][c.name]["score"]) != c.max_score
+        ]
         assert not lost, (student, lost)
     assert not _left_behind([sleeper, colluder, innocent])

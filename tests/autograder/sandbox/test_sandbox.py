@@ -1,5 +1,6 @@
 """The grading sandbox attacked from inside a real sandboxed kernel: what it sees, what it may write, what
 it may reach, and that nothing it starts survives it (autograder.sandbox.bubblewrap, autograder.batch.preflight)."""
+
 import json
 import os
 import signal
@@ -11,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile_corpus import DETACH
 
 from autograder.batch import preflight
-from autograder.sandbox import bubblewrap as sandbox
 from autograder.layout import REPO
+from autograder.sandbox import bubblewrap as sandbox
 from autograder.settings import load_grading
-from hostile_corpus import DETACH
 
 pytestmark = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
 MARKER = "dp-sandbox-test-marker"
@@ -60,17 +61,20 @@ def kernel(settings):
 
 def test_sees_only_the_allow_list(kernel, settings):
     client, _ = kernel
-    printed, errors = run(client, f"""
+    printed, errors = run(
+        client,
+        f"""
         import json, os, sys
-        checks = {{p: os.path.exists(p) for p in ({str(REPO / '.git')!r}, {str(REPO / 'course')!r},
-                  {str(REPO / 'source')!r}, {str(REPO / 'build')!r}, {str(REPO / 'autograder' / 'grade.py')!r},
+        checks = {{p: os.path.exists(p) for p in ({str(REPO / ".git")!r}, {str(REPO / "course")!r},
+                  {str(REPO / "source")!r}, {str(REPO / "build")!r}, {str(REPO / "autograder" / "grade.py")!r},
                   '/home', '/var/tmp', '/run/lock', '/etc/shadow', '/etc/hostname')}}
         import numpy, torch, autograder.kernel_side.check_client
         repo = sorted(os.listdir({str(REPO)!r})) if os.path.isdir({str(REPO)!r}) else []
         print(json.dumps({{"exists": checks, "repo": repo, "uid": os.getuid(), "cwd": os.getcwd(), "root": sorted(os.listdir('/')),
                           "pids": sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),
                           "client": autograder.kernel_side.check_client.__file__, "course": __import__('importlib').util.find_spec('course') is not None}}))
-    """)
+    """,
+    )
     assert not errors, errors
     seen = json.loads(printed)
     assert not any(seen["exists"].values()), seen["exists"]
@@ -78,8 +82,21 @@ def test_sees_only_the_allow_list(kernel, settings):
     # The Python installation at its own paths; a virtual environment and the datasets at fixed ones, so that
     # where the repository lives shows nowhere (and nothing of it at all).
     installation = [Path(p) for p in sandbox.python_paths() if p != sandbox.virtual_environment()]
-    tops = {p.parts[1] for p in installation} | {"usr", "bin", "sbin", "lib", "lib32", "lib64", "etc", "proc",
-                                                 "dev", "scratch", "tmp", "venv", "data"}
+    tops = {p.parts[1] for p in installation} | {
+        "usr",
+        "bin",
+        "sbin",
+        "lib",
+        "lib32",
+        "lib64",
+        "etc",
+        "proc",
+        "dev",
+        "scratch",
+        "tmp",
+        "venv",
+        "data",
+    }
     assert set(seen["root"]) <= tops, seen["root"]
     assert not seen["repo"] or any(REPO in p.parents for p in installation), seen["repo"]
     assert len(seen["pids"]) <= 4, f"the kernel sees processes outside its sandbox: {seen['pids']}"
@@ -90,13 +107,16 @@ def test_no_network(kernel):
     client, _ = kernel
     server = socket.create_server(("127.0.0.1", 0))
     try:
-        printed, _ = run(client, f"""
+        printed, _ = run(
+            client,
+            f"""
             import socket
             try:
                 socket.create_connection(("127.0.0.1", {server.getsockname()[1]}), timeout=2); print("connected")
             except OSError as error:
                 print("refused", error)
-        """)
+        """,
+        )
     finally:
         server.close()
     assert printed.startswith("refused"), printed
@@ -107,7 +127,9 @@ def test_writable_places_share_one_disk_limit(kernel, settings):
     folder on the host: together no more than the disk limit, and the socket folder holds a few files only."""
     client, _ = kernel
     root = os.geteuid() == 0
-    printed, errors = run(client, f"""
+    printed, errors = run(
+        client,
+        f"""
         import json, os
         written = {{}}
         sockets = os.path.dirname(json.load(open("/scratch/.jupyter/kernel.json"))["ip"])
@@ -136,7 +158,9 @@ def test_writable_places_share_one_disk_limit(kernel, settings):
         for folder in ("/scratch", os.environ["TMPDIR"], "/dev/shm", *([sockets] if {root} else [])):
             os.remove(os.path.join(folder, "fill"))
         print(written)
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert not errors, errors
     written = eval(printed)  # noqa: S307 (our own kernel's dict of ints)
     assert not any(key.startswith("WRITABLE") for key in written), written
@@ -163,7 +187,9 @@ def test_runs_as_its_own_host_uid_with_limits(kernel, settings):
 
 def test_fork_bomb_is_bounded(kernel, settings):
     client, _ = kernel
-    printed, _ = run(client, """
+    printed, _ = run(
+        client,
+        """
         import os, time
         children = []
         for _ in range(5000):
@@ -177,7 +203,9 @@ def test_fork_bomb_is_bounded(kernel, settings):
         for pid in children:
             os.waitpid(pid, 0)
         print(len(children))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert int(printed) < settings.process_limit
 
 
@@ -185,12 +213,15 @@ DAEMON = DETACH + "time.sleep(600)\n"  # leaves its session, forks twice, ignore
 
 
 def _start_daemon(client) -> None:
-    run(client, f"""
+    run(
+        client,
+        f"""
         import subprocess, sys
         subprocess.Popen([sys.executable, "-c", {DAEMON!r}, {MARKER!r}], start_new_session=True,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import time; time.sleep(1)
-    """)
+    """,
+    )
 
 
 def test_nothing_survives_the_kernel(settings):
@@ -204,7 +235,8 @@ def test_nothing_survives_the_kernel(settings):
 def test_nothing_survives_the_grader(tmp_path):
     """The grading process is killed outright: bubblewrap's --die-with-parent takes the sandbox down."""
     script = tmp_path / "grader.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from autograder.batch import preflight
@@ -214,7 +246,8 @@ def test_nothing_survives_the_grader(tmp_path):
             _start_daemon(client)
             print("ready", flush=True)
             time.sleep(600)
-    """))
+    """)
+    )
     grader = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert grader.stdout.readline().strip() == "ready"
@@ -236,7 +269,9 @@ def test_host_abstract_sockets_and_kernel_files_are_out_of_reach(kernel):
     host.bind("\0dp-sandbox-abstract-probe")
     host.listen(1)
     try:
-        printed, _ = run(client, """
+        printed, _ = run(
+            client,
+            """
             import socket
             results = []
             try:
@@ -250,7 +285,8 @@ def test_host_abstract_sockets_and_kernel_files_are_out_of_reach(kernel):
                 except OSError as error:
                     results.append(type(error).__name__)
             print(results)
-        """)
+        """,
+        )
     finally:
         host.close()
     assert "CONNECTED" not in printed and "WRITABLE" not in printed, printed

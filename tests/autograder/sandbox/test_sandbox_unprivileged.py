@@ -1,8 +1,10 @@
-"""The same sandbox without root, as on an instructor's laptop: tests/autograder/sandbox/test_sandbox.py run again by an ordinary
-user who already runs more processes than one sandbox may (a desktop session, a browser's threads).
+"""The same sandbox without root, as on an instructor's laptop: tests/autograder/sandbox/test_sandbox.py run
+again by an ordinary user who already runs more processes than one sandbox may (a desktop session, a
+browser's threads).
 
 Root starts that user's run in a private mount namespace where root's home, which hides this Python from
 every other user, is replaced by a folder holding only the Python installation."""
+
 import os
 import shutil
 import subprocess
@@ -12,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.sandbox import bubblewrap as sandbox
 from autograder.layout import REPO
+from autograder.sandbox import bubblewrap as sandbox
 from autograder.settings import load_grading
 
 USER = 54321  # an ordinary uid that nothing else on the machine uses
@@ -31,14 +33,16 @@ pytestmark = [
 def _as_user(command: list[str], home: Path) -> list[str]:
     """`command` as USER, with this Python's folders under root's home visible again (and nothing else there)."""
     hidden = [p for p in sandbox.python_paths() if HOME in Path(p).parents]
-    script = ["set -e", 'stage=$(mktemp -d)']
+    script = ["set -e", "stage=$(mktemp -d)"]
     for index, path in enumerate(hidden):
         script += [f'mkdir "$stage/{index}"', f'mount --bind "{path}" "$stage/{index}"']
     script += [f'mount -t tmpfs -o mode=755 tmpfs "{HOME}"']
     for index, path in enumerate(hidden):
         script += [f'mkdir -p "{path}"', f'mount --move "$stage/{index}" "{path}"']
-    script += [f"for i in $(seq {BUSY}); do setpriv --reuid {USER} --regid {USER} --clear-groups sleep 900 </dev/null >/dev/null 2>&1 & done",
-               f'exec setpriv --reuid {USER} --regid {USER} --clear-groups env HOME="{home}" "$@"']
+    script += [
+        f"for i in $(seq {BUSY}); do setpriv --reuid {USER} --regid {USER} --clear-groups sleep 900 </dev/null >/dev/null 2>&1 & done",  # noqa: E501
+        f'exec setpriv --reuid {USER} --regid {USER} --clear-groups env HOME="{home}" "$@"',
+    ]
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script), "sh", *command]
 
 
@@ -46,10 +50,24 @@ def test_the_sandbox_suite_passes_for_a_busy_ordinary_user():
     base = Path(tempfile.mkdtemp(prefix="dp-unprivileged-"))
     try:
         os.chown(base, USER, USER)
-        command = [sys.executable, "-m", "pytest", str(REPO / "tests" / "autograder" / "sandbox" / "test_sandbox.py"), "-q", "-p",
-                   "no:cacheprovider", f"--basetemp={base / 'pytest'}"]
-        result = subprocess.run(_as_user(command, base), cwd=REPO, capture_output=True, text=True, timeout=1200,
-                                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(REPO / "tests" / "autograder" / "sandbox" / "test_sandbox.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--basetemp={base / 'pytest'}",
+        ]
+        result = subprocess.run(
+            _as_user(command, base),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
     finally:
         subprocess.run(["pkill", "-KILL", "-u", str(USER)], check=False)
         shutil.rmtree(base, ignore_errors=True)

