@@ -16,6 +16,10 @@ Papers:
 - [Mironov17] Mironov, "Renyi differential privacy", CSF 2017 (composition and conversion to (eps, delta)).
 - [Balle20] Balle, Barthe, Gaboardi, Hsu, Sato, "Hypothesis testing interpretations and Renyi differential
   privacy", AISTATS 2020 (Theorem 21: a tighter conversion to (eps, delta), the one Opacus uses).
+- [RRUV16] Rogers, Roth, Ullman, Vadhan, "Privacy odometers and filters: pay-as-you-go composition", NeurIPS 2016
+  (a filter: a budget fixed in advance, and the mechanism stops before it is exceeded).
+- [FZ21] Feldman, Zrnic, "Individual privacy accounting via a Renyi filter", NeurIPS 2021 (Theorem 3.1: adaptively
+  chosen RDP costs whose sum never exceeds a budget fixed in advance compose to that budget).
 
 The RDP epsilon functions take `conversion`, the RDP-to-(epsilon, delta) conversion: `rdp_to_epsilon` (Mironov's,
 the default, which notebook 05 teaches and [PATE18] uses) or `rdp_to_epsilon_balle` ([Balle20]).
@@ -44,16 +48,24 @@ from course.lib.validators import as_count_matrix, check_delta, check_epsilon, c
 
 
 def confident_gnmax(
-    counts, threshold: float, sigma1: float, sigma2: float, rng: np.random.Generator | None = None
+    counts,
+    threshold: float,
+    sigma1: float,
+    sigma2: float,
+    rng: np.random.Generator | None = None,
+    max_answers: int | None = None,
 ) -> np.ndarray:
     """The Confident-GNMax aggregator of PATE (2018), Algorithm 1: answer only where the teachers agree.
 
-    For each row of `counts` `(num_queries, num_classes)`: if `max_j n_j + N(0, sigma1^2) >= threshold`
+    For each row of `counts` `(num_queries, num_classes)`, in order: if `max_j n_j + N(0, sigma1^2) >= threshold`
     (step 1, the noisy check of consensus), release the GNMax answer `argmax_j (n_j + N(0, sigma2^2))`
-    (step 2, fresh noise); otherwise release nothing. Returns int64 labels of shape `(num_queries,)`, with
-    -1 where the query was not answered. Replacement neighbours: step 1 is a Gaussian mechanism on the
-    maximum count (sensitivity 1), step 2 is GNMax; see `confident_gnmax_epsilon`.
-    `rng` is a `numpy.random.Generator` (the global one when None).
+    (step 2, fresh noise); otherwise release nothing. With `max_answers` = M, fixed before any vote is seen, the
+    aggregator stops once it has released M answers: the later queries are not answered (a filter, so that
+    `confident_gnmax_epsilon(num_queries, M, ...)` bounds the cost whatever the votes). Returns int64 labels of
+    shape `(num_queries,)`, with -1 where the query was not answered. Replacement neighbours: step 1 is a Gaussian
+    mechanism on the maximum count (sensitivity 1), step 2 is GNMax; see `confident_gnmax_epsilon`.
+    `rng` is a `numpy.random.Generator` (the global one when None); the noise drawn does not depend on
+    `max_answers`, so a cap that is never reached changes nothing.
     """
     counts = as_count_matrix(counts)
     threshold = check_finite(threshold, "threshold")
@@ -61,6 +73,8 @@ def confident_gnmax(
     generator = numpy_generator(rng)
     answered = counts.max(axis=1) + generator.normal(0.0, sigma1, size=counts.shape[0]) >= threshold
     labels = np.argmax(counts + generator.normal(0.0, sigma2, size=counts.shape), axis=1)
+    if max_answers is not None:
+        answered &= np.cumsum(answered) <= check_num_queries(max_answers)
     return np.where(answered, labels, -1)
 
 
@@ -155,31 +169,37 @@ def gnmax_epsilon_data_dependent(counts, sigma: float, delta: float, orders=None
 
 def confident_gnmax_epsilon(
     num_queries: int,
-    num_answered: int,
+    max_answers: int,
     sigma1: float,
     sigma2: float,
     delta: float,
     orders=None,
     conversion=rdp_to_epsilon,
 ) -> float:
-    """Data-independent (epsilon, delta) of Confident-GNMax ([PATE18] Section 4.2, Algorithm 1).
+    """Data-independent (epsilon, delta) of Confident-GNMax ([PATE18] Algorithm 1) asked `num_queries` queries
+    and stopped after `max_answers` answers, a cap fixed before any vote is seen (`confident_gnmax(...,
+    max_answers=...)`). It holds for any votes and may be published.
 
     Step 1 releases whether `max_j n_j + N(0, sigma1^2)` clears the threshold: a Gaussian mechanism on the
-    maximum count, whose sensitivity is 1 under replacement, so it is (order, order / (2 sigma1^2))-RDP. Every
-    one of the `num_queries` queries pays it. Step 2, GNMax with N(0, sigma2^2), costs order / sigma2^2, paid only
-    by the `num_answered` queries that passed step 1: whether a query is answered is itself a released output
-    of step 1, and step 2 releases nothing on the others ([PATE18] Section 4.2). RDP adds up and converts by
-    `conversion` (Mironov's by default, as in `gnmax_epsilon`; or `rdp_to_epsilon_balle`). Replacement
-    neighbours; the threshold does not enter the bound.
+    maximum count, whose sensitivity is 1 under replacement, so it is (order, order / (2 sigma1^2))-RDP; every
+    query pays it. Step 2, GNMax with N(0, sigma2^2), costs order / sigma2^2 and runs only when step 1 said yes.
+    How many queries pass step 1 is a random function of the private votes, so the realised count may not be
+    billed ([Mironov17] Proposition 1 needs each step's bound to hold whatever the earlier outputs were; billing
+    what was spent is an odometer, [RRUV16]). With the cap, the costs chosen adaptively add up to at most
+    num_queries * order / (2 sigma1^2) + max_answers * order / sigma2^2 at every order, on every run: a Renyi
+    filter ([FZ21] Theorem 3.1, [RRUV16]), whose composition is RDP with that bound. `max_answers = num_queries`
+    is the uncapped aggregator, every query charged both steps. RDP converts by `conversion` (Mironov's by
+    default, as in `gnmax_epsilon`; or `rdp_to_epsilon_balle`). Replacement neighbours; the threshold does not
+    enter the bound.
     """
-    num_queries, num_answered = check_num_queries(num_queries), check_num_queries(num_answered)
-    if num_answered > num_queries:
-        raise ValueError(f"num_answered ({num_answered}) cannot exceed num_queries ({num_queries})")
+    num_queries, max_answers = check_num_queries(num_queries), check_num_queries(max_answers)
+    if max_answers > num_queries:
+        raise ValueError(f"max_answers ({max_answers}) cannot exceed num_queries ({num_queries})")
     sigma1, sigma2 = check_epsilon(sigma1, "sigma1"), check_epsilon(sigma2, "sigma2")
     delta, orders = check_delta(delta), check_orders(orders)
     rdp = num_queries * gnmax_rdp_data_independent(
         math.sqrt(2) * sigma1, orders
-    ) + num_answered * gnmax_rdp_data_independent(sigma2, orders)
+    ) + max_answers * gnmax_rdp_data_independent(sigma2, orders)
     return conversion(rdp, orders, delta)
 
 
