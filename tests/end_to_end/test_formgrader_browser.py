@@ -7,7 +7,7 @@ has already graded, and `mallory`, whose notebook tries every way of running a s
 <script> in an HTML output, <img onerror>, <svg onload>, iframes, forms and `javascript:` links in HTML,
 Markdown and SVG outputs, application/javascript, a widget view, image metadata that breaks out of its
 attribute, and the same in the Markdown of the written answer; a failing function whose error message is
-HTML (so it reaches grades.csv, the feedback page and the report). Formgrader runs as the README says
+HTML (so it reaches grades.csv, the feedback page and the report). Formgrader runs as docs/INSTRUCTOR.md says
 (`jupyter server` started in OUT, on 127.0.0.1, with a token; `--allow-root` only because CI is root).
 
 Every request the page makes, every dialog and console line is recorded; requests to other hosts (the
@@ -242,7 +242,7 @@ def graded(marker, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def formgrader(graded, tmp_path_factory):
-    """nbgrader's formgrader as the README runs it: a Jupyter server started in OUT, on 127.0.0.1, with a
+    """nbgrader's formgrader as docs/INSTRUCTOR.md runs it: a Jupyter server started in OUT, on 127.0.0.1, with a
     token; OUT/nbgrader_config.py (written by grade) makes OUT the course root."""
     out = graded[0]
     assert (out / "nbgrader_config.py").is_file()
@@ -269,7 +269,7 @@ def formgrader(graded, tmp_path_factory):
         f"--ServerApp.token={token}",
     ]
     if os.geteuid() == 0:
-        command.append("--allow-root")  # CI runs as root; the README says not to
+        command.append("--allow-root")  # CI runs as root; docs/INSTRUCTOR.md says not to
     with open(log, "w") as log_file:
         server = subprocess.Popen(
             command, cwd=out, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
@@ -405,7 +405,7 @@ def _assert_quiet(seen: dict, marker: tuple):
 def test_formgrader_runs_nothing_of_the_submission_and_no_grade_changes(graded, formgrader, browser, marker):
     out, p, before = graded
     base, token, log = formgrader
-    login = f"{base}/formgrader?token={token}"  # as the README says; it sets the session cookie
+    login = f"{base}/formgrader?token={token}"  # as docs/INSTRUCTOR.md says; it sets the session cookie
     url = f"{base}/formgrader/submissions/{_submission_id(out, 'mallory')}/"
     seen = _visit(browser, url, base, "#notebook-container", marker, login=login)
     _assert_quiet(seen, marker)

@@ -80,7 +80,7 @@ class Processes:
 
     def start_scheduler(self, code: Path) -> str:
         log = open(self.base / "scheduler.log", "w")
-        # The fault settings of autograder.batch.cluster, given to the scheduler as the README says.
+        # The fault settings of autograder.batch.cluster, given to the scheduler as docs/INSTRUCTOR.md says.
         settings = {
             "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(ALLOWED_FAILURES),
             "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": str(cluster.WORKER_SATURATION),
