@@ -529,15 +529,17 @@ def test_confident_gnmax_bad_arguments_raise_value_error(call):
 def _results_table():
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "results" / "pate2018_mnist.md"
+    path = Path(__file__).resolve().parents[2] / "results" / "pate2018_mnist.md"
     if not path.exists():
         pytest.skip("results/pate2018_mnist.md not generated yet")
     return path.read_text()
 
 
 def _summary_rows(text, delta, conversion):
-    """The rows of the table for `delta` and `conversion` ("Balle" or "Mironov"), as lists of cell texts."""
-    section = text.split(f"## δ = {delta:g}, {conversion}")[1].split("##")[0]
+    """The rows of the release table for `delta` and `conversion` ("Balle" or "Mironov"), as lists of cell texts."""
+    section = next(
+        part for part in text.split("## Release: ")[1:] if part.startswith(f"δ = {delta:g} ") and conversion in part
+    ).split("##")[0]
     rows = [
         line.split("|")[1:-1]
         for line in section.splitlines()
@@ -551,12 +553,11 @@ def _mean(cell):
 
 
 def test_committed_pate2018_table_data_independent_column_recomputes():
+    import re
+
     text = _results_table()
-    per_seed = [
-        line.split("|")[1:-1]
-        for line in text.split("## Per seed")[1].splitlines()
-        if line.startswith("| ") and line[2].isdigit()
-    ]
+    if "## Release: " not in text:
+        pytest.skip("results/pate2018_mnist.md not regenerated with the cap yet")
     orders = DEFAULT_RDP_ORDERS
     for delta, (conversion, convert) in itertools.product(
         (1e-5, 1e-6), [("Balle", rdp_to_epsilon_balle), ("Mironov", rdp_to_epsilon)]
@@ -565,34 +566,36 @@ def test_committed_pate2018_table_data_independent_column_recomputes():
         assert len(rows) == 3
         for row in rows:
             aggregator, asked = row[0], int(row[2].split("/")[1])
-            seeds = [r for r in per_seed if r[1].strip() == aggregator and int(r[2]) == asked]
             if aggregator == "GNMax":
-                expected = [convert(asked * orders / 40.0**2, orders, delta)]
+                expected = convert(asked * orders / 40.0**2, orders, delta)
                 if conversion == "Mironov":
-                    assert expected[0] == pytest.approx(gnmax_epsilon(asked, 40.0, delta), rel=1e-12)
+                    assert expected == pytest.approx(gnmax_epsilon(asked, 40.0, delta), rel=1e-12)
             else:
-                expected = [
-                    confident_gnmax_epsilon(asked, int(r[3]), 150.0, 40.0, delta, conversion=convert) for r in seeds
-                ]
-            assert _mean(row[5]) == pytest.approx(float(np.mean(expected)), abs=6e-4)
+                cap = int(re.search(r"cap M=(\d+)", row[1]).group(1))
+                expected = confident_gnmax_epsilon(asked, cap, 150.0, 40.0, delta, conversion=convert)
+            assert _mean(row[5]) == pytest.approx(expected, abs=6e-4)
 
 
 def test_notebook_05_quotes_the_committed_pate2018_table():
+    """Section 7's reading quotes the headline row (1,000 queries) at the course's delta 1e-6 with both conversions:
+    the student's mean ± spread over its training runs, the data-independent guarantee and the sanitised estimate;
+    and the paper's delta 1e-5 comparison values."""
     from pathlib import Path
 
     import nbformat
 
     text = _results_table()
-    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "source" / "05_pate" / "05_pate.ipynb", 4)
+    if "## Release: " not in text:
+        pytest.skip("results/pate2018_mnist.md not regenerated with the cap yet")
+    notebook = nbformat.read(Path(__file__).resolve().parents[2] / "source" / "05_pate" / "05_pate.ipynb", 4)
     quoted = next(
         cell.source for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == "md-pate18-read"
     )
-    for conversion in ("Balle", "Mironov"):
+    for delta, conversion in itertools.product((1e-6, 1e-5), ("Balle", "Mironov")):
         headline = next(
-            row for row in _summary_rows(text, 1e-5, conversion) if row[0] == "Confident-GNMax" and "/ 1000" in row[2]
+            row for row in _summary_rows(text, delta, conversion) if row[0] == "Confident-GNMax" and "/ 1000" in row[2]
         )
-        student_mean, _ = (float(x) for x in headline[4].split("±"))
-        sanitised_mean, sanitised_std = (float(x) for x in headline[7].split("±"))
-        assert f"{100 * student_mean:.1f}%" in quoted
-        assert f"{sanitised_mean:.2f} ± {sanitised_std:.2f}" in quoted, conversion
-        assert f"{_mean(headline[5]):.2f}" in quoted and f"{_mean(headline[6]):.2f}" in quoted, conversion
+        student_mean, student_std = (float(x) for x in headline[4].split("±"))
+        assert f"{100 * student_mean:.1f} ± {100 * student_std:.1f}%" in quoted
+        assert f"{float(headline[5]):.2f}" in quoted, (delta, conversion)
+        assert f"{float(headline[6]):.2f}" in quoted, (delta, conversion)
