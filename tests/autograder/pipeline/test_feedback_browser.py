@@ -1,0 +1,78 @@
+"""A feedback page opened in headless Chromium with every network request refused: the formulas are typeset by
+the output folder's own MathJax, nothing leaves the machine, and the summary reads on a phone."""
+
+from __future__ import annotations
+
+import tempfile
+
+import pytest
+from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing
+from locations import REPO
+from test_feedback_summary import ASSIGNMENT, NAME, NOTEBOOK, make_out
+
+from autograder.pipeline import feedback
+
+SCREENSHOTS = REPO / "docs" / "screenshots"
+LOCAL = ("file:", "data:", "about:")
+
+
+@pytest.fixture(scope="module")
+def page_path(tmp_path_factory):
+    missing = browser_missing()
+    if missing:
+        pytest.skip(missing)
+    out = make_out(tmp_path_factory.mktemp("graded") / "out")
+    feedback.regenerate(out, [("ada", ASSIGNMENT, NOTEBOOK)])
+    return out / "feedback" / "ada" / ASSIGNMENT / f"{NAME}.html"
+
+
+def _open(playwright, profile: str, width: int):
+    context = playwright.chromium.launch_persistent_context(
+        profile,
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_FLAGS,
+        viewport={"width": width, "height": 900},
+        offline=True,
+    )
+    requests: list[str] = []
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(LOCAL) else route.abort())
+    context.on("request", lambda request: requests.append(request.url))
+    return context, requests
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_formulas_are_typeset_offline_and_nothing_leaves(page_path, width):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        context, requests = _open(playwright, profile, width)
+        try:
+            page = context.new_page()
+            violations: list[str] = []
+            page.on("console", lambda message: violations.append(message.text) if "violates" in message.text else None)
+            page.goto(page_path.as_uri())
+            page.wait_for_function(
+                "() => window.MathJax && MathJax.Hub && MathJax.Hub.queue && MathJax.Hub.queue.pending === 0"
+                " && document.querySelectorAll('.MathJax, .MathJax_Display').length > 0",
+                timeout=30_000,
+            )
+            rendered = page.evaluate("() => document.querySelectorAll('span.MathJax').length")
+            # every $...$ of the page's text typeset: no TeX source left in what a reader sees
+            shown = page.evaluate(
+                "() => Array.from(document.querySelectorAll('.rendered_html')).map(e => e.innerText).join('\\n')"
+            )
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            summary_width = page.evaluate("() => document.getElementById('standing').getBoundingClientRect().right")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"feedback-offline-{width}.png"), full_page=False)
+        finally:
+            context.close()
+    assert rendered >= 3, "the formulas were not typeset"
+    assert "$" not in shown and "\\varepsilon" not in shown, shown
+    outside = [url for url in requests if not url.startswith(LOCAL)]
+    assert not outside, f"requests left the machine: {outside}"
+    assert any(url.endswith("MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe") for url in requests)
+    # the policy blocks only MathJax's own probe of a font at about:blank
+    assert all("about:blank" in text for text in violations), violations
+    assert overflow <= 0 and summary_width <= width
