@@ -27,9 +27,9 @@ For each seed s (teachers, aggregator noise and release noise seeded from s):
      et al., NeurIPS 2016), which holds for any votes; and the one value that smooth sensitivity releases
      (`sanitised_confident_gnmax_epsilon`, PATE 2018 Section 4.3 and Theorem 23): the data-dependent RDP at a
      fixed order plus Gaussian noise scaled to its smooth sensitivity plus the release's own RDP cost. That
-     value is a noisy estimate of the data-dependent loss, not a bound: its noise is symmetric, so it can fall
-     below the loss it estimates. Its order, beta and sigma_ss are chosen by `choose_release_parameters` on
-     simulated votes (no private data).
+     value is a noisy estimate of the total data-dependent loss (the labels' plus the release's own cost), not a
+     bound: its noise is symmetric, so it is below that total about half the time. Its order, beta and sigma_ss
+     are chosen by `choose_release_parameters` on simulated votes (no private data).
    - The instructor's internal view, computed from the private votes and not publishable: the data-dependent
      epsilon (PATE 2018 Theorem 6), the noise standard deviation SS_beta(D) sigma_ss of the release, and the
      expected data-dependent epsilon over step 1's noise (`expected_confident_gnmax_rdp`), the quantity the
@@ -366,8 +366,9 @@ def markdown(results: dict[int, list[dict]], seconds: float, command: str) -> st
         "(a Rényi filter: Feldman & Zrnic, NeurIPS 2021; Rogers, Roth, Ullman & Vadhan, NeurIPS 2016). *Sanitised "
         "ε estimate* is the one value the smooth-sensitivity release publishes (PATE 2018, Section 4.3 and Theorem "
         "23): the data-dependent RDP at a fixed order, plus Gaussian noise scaled to its smooth sensitivity, plus "
-        "the RDP cost of that release, converted. It is a noisy estimate of the data-dependent loss (below it about "
-        "half the time), not a bound, and even the loss it estimates concerns only neighbours of this dataset.",
+        "the RDP cost of that release, converted. It is a noisy estimate of the total data-dependent loss (the "
+        "labels' plus the release's own cost), below that total about half the time: not a bound, and even the "
+        "loss it estimates concerns only neighbours of this dataset.",
         "",
         f"Teachers: {NUM_TEACHERS} `SmallCNN()` (channels (8, 16)), each trained by `train_teachers` on its own "
         f"240 private images for {TEACHER_EPOCHS} epochs with "

@@ -12,9 +12,10 @@ added to the reported epsilon.
 Neighbour notion: *replacement*, in units of teachers: one private example changes one teacher's vote.
 Distance d between vote histograms is the number of teachers whose vote differs.
 
-What a sanitised epsilon means: a noisy upper estimate of the privacy loss against neighbours of *this*
-dataset. Sanitising makes the release of the number private; it does not make the number an (epsilon,
-delta)-DP guarantee for every dataset, which only the data-independent bound is.
+What a sanitised epsilon means: a noisy estimate, not a bound, of the total privacy loss (the labels' data-dependent
+RDP plus the release's own cost) against neighbours of *this* dataset: the noise is symmetric, so the released
+value is below that total about half the time. Sanitising makes the release of the number private; it does not
+make the number an (epsilon, delta)-DP guarantee for every dataset, which only the data-independent bound is.
 
 Papers and code:
 - [PATE18] Papernot, Song, Mironov, Raghunathan, Talwar, Erlingsson, "Scalable private learning with PATE",
@@ -305,7 +306,7 @@ class SanitisedEpsilon:
     smooth_sensitivity: float  # SS_beta(D) (not released)
     noise_std: float  # SS_beta(D) * sigma_ss, the standard deviation of the added noise
     rdp_release: float  # the RDP cost of releasing the noisy value (Theorem 23)
-    released_rdp: float  # the published value: f(D) + noise + rdp_release, an RDP bound at `order`
+    released_rdp: float  # the published value: f(D) + noise + rdp_release, a noisy RDP estimate at `order`
     epsilon_data_dependent: float  # f(D) converted to epsilon: the unsanitised epsilon at this order
     epsilon: float  # released_rdp converted to epsilon
 
