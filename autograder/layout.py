@@ -9,6 +9,7 @@ SOURCE = REPO / "source"
 RELEASE = REPO / "release"
 CONFIG_FILE = Path(__file__).resolve().parent / "pipeline" / "nbgrader_config.py"
 LOCK_FILE = REPO / "requirements.lock"
+DATA = REPO / "data"  # the datasets' default root: where `make data` copies ../shared/data
 
 
 def assignments(source: Path = SOURCE) -> list[str]:

@@ -1,27 +1,38 @@
-"""Every grading limit and default in one place: the traitlets of `Grading`, set in nbgrader_config.py.
+"""Every grading limit and default in one place: the traitlets of `Grading`, set in nbgrader_config.py, and
+the one typed, frozen object made from them, `GradingSettings`, that every part of the grader reads.
 
 `python -m autograder grade` reads them from autograder/pipeline/nbgrader_config.py (as `c.Grading.<name>`); its
-command-line options override them through the same traitlets, as nbgrader's own apps do. Environment
-variable names shared by the grader, the sandbox and the kernel are defined here too.
+command-line options override them through the same traitlets, as nbgrader's own apps do (`--help-all` lists
+them). `load_grading` turns the result into a `GradingSettings`, which travels as it is to the sandbox, the
+check server, the wire, intake, the sanitiser and the Dask workers. Environment variable names shared by the
+grader, the sandbox and the kernel are defined here too.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from traitlets import Bool, Float, Int, Unicode
-from traitlets.config import Config, Configurable
+from traitlets.config import Config, Configurable, PyFileConfigLoader
 
-from autograder.layout import REPO
+from autograder.layout import CONFIG_FILE, DATA
+
+if TYPE_CHECKING:
+    from autograder.kernel_side.wire import Wire
 
 DATA_VARIABLE = "DP_COURSE_DATA"  # the datasets' root, read by the notebooks' setup cell
-FAST_VARIABLE = "DP_COURSE_FAST"
-GRADING_VARIABLE = "NBGRADER_EXECUTION"  # set by nbgrader while autograding; the notebooks run in fast mode
 CHECKER_VARIABLE = "DP_COURSE_CHECKER"  # path of the grader's check socket inside the kernel's view
 CHECK_NAME = re.compile(r"nb\d\d\.check_\w+")  # a hidden check as test cells name it: course.grading.<module>.<check>
-DEFAULT_DATA_ROOT = REPO / "data"  # where `make data` puts the copy of ../shared/data
+# What the grader sets itself, per submission, from Grading: a config line for them would be ignored.
+GRADER_OWNED = {
+    "Execute": {"timeout": "cell_timeout", "startup_timeout": "startup_timeout"},
+    "TrustedExecute": {"timeout": "cell_timeout", "startup_timeout": "startup_timeout"},
+}
 
 
 class Grading(Configurable):
@@ -117,6 +128,46 @@ class Grading(Configurable):
         help="Uncompressed bytes of all the members of a submissions zip together, "
         "from its directory before anything is extracted; a zip over it is refused whole.",
     ).tag(config=True)
+    wire_depth_limit = Int(
+        40,
+        help="Levels of nested containers a student's function may return to a hidden test; deeper values "
+        "arrive as opaque stand-ins (autograder.kernel_side.wire).",
+    ).tag(config=True)
+    wire_value_limit = Int(
+        1 << 20,
+        help="Values (numbers, strings, containers) one message from a kernel may unpack to; a message "
+        "with more fails that hidden test. Its pickle may also hold at most twice as many instructions.",
+    ).tag(config=True)
+    wire_int_bits_limit = Int(
+        4096, help="Bits of an integer in a message from a kernel; a bigger one fails that hidden test."
+    ).tag(config=True)
+    name_limit = Int(100, help="Characters kept of a type, function or exception name that a kernel sends.").tag(
+        config=True
+    )
+    message_limit = Int(
+        2000, help="Characters kept of an exception message from a kernel, and of a hidden test's verdict."
+    ).tag(config=True)
+    repr_limit = Int(200, help="Characters kept of the repr of a value that does not cross to the grader as data.").tag(
+        config=True
+    )
+    reason_limit = Int(
+        400, help="Characters of one grading error's reason in grades.csv (the log keeps the whole story)."
+    ).tag(config=True)
+    student_id_limit = Int(
+        100,
+        help="Characters of a student id read from a submission's file name or an LMS export; a longer "
+        "one is refused at intake.",
+    ).tag(config=True)
+    markup_size_limit = Int(
+        1_000_000,
+        help="Characters of one HTML, SVG or Markdown text of a submission that the sanitiser parses; "
+        "a longer one is not shown as such in formgrader or the feedback (autograder.sinks.sanitise).",
+    ).tag(config=True)
+    markup_notebook_limit = Int(
+        4_000_000,
+        help="Characters of HTML, SVG and Markdown outputs the sanitiser parses per notebook (about "
+        "a second); outputs past it are shown as text.",
+    ).tag(config=True)
     reply_limit = Int(
         256 * 1024**2,
         help="Bytes the check server accepts in one message from a kernel; a bigger reply fails that hidden test.",
@@ -141,6 +192,7 @@ class Grading(Configurable):
         "retried (distributed.scheduler.allowed-failures); one more and the "
         "submission is a grading error.",
     ).tag(config=True)
+    connect_timeout = Float(30.0, help="Seconds to reach a Dask scheduler before grading stops.").tag(config=True)
     worker_timeout = Float(60.0, help="Seconds to wait for a first worker on an external scheduler.").tag(config=True)
     sandbox = Bool(
         True,
@@ -163,28 +215,141 @@ class Grading(Configurable):
         512 * 1024**2, help="Bytes that must be free in OUT and the temporary folder before a batch starts."
     ).tag(config=True)
 
-    def resolved_bundle_cache(self) -> Path | None:
-        return Path(self.bundle_cache).expanduser() if self.bundle_cache else None
 
-    def resolved_data_root(self) -> Path:
-        return Path(self.data_root or os.environ.get(DATA_VARIABLE) or DEFAULT_DATA_ROOT).resolve()
+_NOT_GRADE_INPUTS = frozenset(
+    {
+        "data_root",
+        "scheduler",
+        "security_file",
+        "secret_file",
+        "bundle_cache",
+        "min_free_disk",
+        "connect_timeout",
+        "worker_timeout",
+        "allowed_failures",
+    }
+)
 
 
-def load_grading(config: Config | None = None, argv: list[str] | None = None, **overrides) -> Grading:
-    """The course's `Grading` settings from nbgrader_config.py (or `config`), then `--Grading.<name>=<value>`
-    options in `argv`, then keyword overrides (None: keep)."""
+@dataclasses.dataclass(frozen=True)
+class GradingSettings:
+    """`Grading`'s traitlets, resolved and frozen: what every part of the grader reads (the fields are the
+    traitlets, with the same names and help). Picklable, so that it travels to Dask workers as it is."""
+
+    notebook_timeout: float
+    cell_timeout: float
+    wall_clock_factor: float
+    cores_per_sandbox: float
+    startup_timeout: float
+    kernel_probe: str
+    memory_limit: int
+    process_limit: int
+    disk_limit: int
+    output_limit: int
+    notebook_size_limit: int
+    notebook_cell_limit: int
+    notebook_value_limit: int
+    notebook_depth_limit: int
+    zip_member_limit: int
+    zip_size_limit: int
+    wire_depth_limit: int
+    wire_value_limit: int
+    wire_int_bits_limit: int
+    name_limit: int
+    message_limit: int
+    repr_limit: int
+    reason_limit: int
+    student_id_limit: int
+    markup_size_limit: int
+    markup_notebook_limit: int
+    reply_limit: int
+    data_root: Path  # resolved: Grading.data_root, else $DP_COURSE_DATA, else the repository's data/
+    workers: int
+    scheduler: str
+    security_file: str
+    allowed_failures: int
+    connect_timeout: float
+    worker_timeout: float
+    sandbox: bool
+    secret_file: str
+    bundle_cache: Path | None  # None: no cache
+    min_free_disk: int
+
+    @classmethod
+    def of(cls, grading: Grading) -> GradingSettings:
+        values = {field.name: getattr(grading, field.name) for field in dataclasses.fields(cls)}
+        values["data_root"] = Path(grading.data_root or os.environ.get(DATA_VARIABLE) or DATA).resolve()
+        values["bundle_cache"] = Path(grading.bundle_cache).expanduser() if grading.bundle_cache else None
+        values["workers"] = max(grading.workers, 1)
+        return cls(**values)
+
+    def grade_inputs(self) -> dict:
+        """The settings a grade can depend on (the limits, the sandbox, its cores), for a regrade's digest:
+        not where things are, nor how workers are reached."""
+        return {name: value for name, value in dataclasses.asdict(self).items() if name not in _NOT_GRADE_INPUTS}
+
+    def replace(self, **changes) -> GradingSettings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def wire(self) -> Wire:
+        """The limits of every frame between a kernel and the check server."""
+        from autograder.kernel_side.wire import Wire  # late: it imports torch
+
+        return Wire(
+            frame_bytes=self.reply_limit,
+            depth=self.wire_depth_limit,
+            values=self.wire_value_limit,
+            int_bits=self.wire_int_bits_limit,
+            name_chars=self.name_limit,
+            message_chars=self.message_limit,
+            repr_chars=self.repr_limit,
+        )
+
+
+def load_grading(config: Config | None = None, argv: list[str] | None = None, **overrides) -> GradingSettings:
+    """The course's settings from nbgrader_config.py (or `config`), then `--Grading.<name>=<value>` options in
+    `argv`, then keyword overrides (None: keep). A config line for something the grader sets itself from
+    Grading (`c.Execute.timeout`, ...) is refused with a message naming the traitlet to set instead."""
     from traitlets.config.loader import KVArgParseConfigLoader
 
-    from autograder.pipeline.config import nbgrader_config  # late: config imports nothing of this module's users
-
-    config = config if config is not None else nbgrader_config(REPO)
+    config = (
+        config
+        if config is not None
+        else PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
+    )
     if argv:
         unknown = [a for a in argv if not a.startswith("--Grading.")]
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}; settings are given as --Grading.<name>=<value>")
         config.merge(KVArgParseConfigLoader(argv=argv).load_config())
+    _refuse_grader_owned(config)
     grading = Grading(config=config)
     for name, value in overrides.items():
         if value is not None:
             setattr(grading, name, value)
-    return grading
+    return GradingSettings.of(grading)
+
+
+def _refuse_grader_owned(config: Config) -> None:
+    for section, names in GRADER_OWNED.items():
+        if section not in config:
+            continue
+        for name in config[section]:
+            if name in names:
+                raise ValueError(
+                    f"c.{section}.{name} is set by the grader for every submission; set c.Grading.{names[name]} "
+                    "in autograder/pipeline/nbgrader_config.py instead"
+                )
+            if section == "TrustedExecute":
+                raise ValueError(
+                    f"c.TrustedExecute.{name} is set by the grader for every submission from Grading's "
+                    "traitlets (python -m autograder grade --help-all lists them)"
+                )
+
+
+@functools.cache
+def course_settings() -> GradingSettings:
+    """The settings of nbgrader_config.py alone, for code that nbgrader or formgrader runs outside
+    `python -m autograder grade` (the sanitiser in formgrader's own feedback, for example)."""
+    return load_grading()

@@ -43,7 +43,6 @@ from autograder.batch import cluster
 from autograder.batch.bundles import make_bundle
 from autograder.batch.submission import Job
 from autograder.commands import demo as sample_class
-from autograder.commands.grade import limits_of
 from autograder.layout import RELEASE, SOURCE, assignments, notebooks
 from autograder.settings import Grading, load_grading
 
@@ -204,7 +203,6 @@ def main() -> None:
     ids = args.assignments or assignments()
     os.environ.setdefault("DP_COURSE_DATA", str(SOURCE.parent / "data"))
     settings = load_grading()
-    limits = limits_of(settings)
     jobs = make_jobs(args.students, ids)
     print(f"class: {args.students} students x {len(ids)} assignment(s) = {len(jobs)} submissions; {machine()}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -216,12 +214,11 @@ def main() -> None:
                 folder = scratch / "real"
                 folder.mkdir()
                 with RealCluster(folder) as address:
-                    settings.scheduler = address
-                    runs[name] = grade_on(name, settings, jobs, bundles, limits)
-                settings.scheduler = ""
+                    on_scheduler = settings.replace(scheduler=address)
+                    runs[name] = grade_on(name, on_scheduler, jobs, bundles, on_scheduler)
             else:
-                settings.workers = 2
-                runs[name] = grade_on(name, settings, jobs, bundles, limits)
+                local = settings.replace(workers=2)
+                runs[name] = grade_on(name, local, jobs, bundles, local)
             print(
                 f"{name}: {runs[name]['wall']:.1f} s for {len(jobs)} notebooks "
                 f"({len(jobs) / runs[name]['wall'] * 60:.2f} per minute), start-up {runs[name]['startup']:.1f} s; "

@@ -34,7 +34,6 @@ from nbclient import NotebookClient
 
 from autograder.batch import bundles, submission
 from autograder.commands import demo as sample_class
-from autograder.commands import grade
 from autograder.layout import REPO, SOURCE, assignments, notebooks
 from autograder.settings import load_grading
 
@@ -60,7 +59,7 @@ def time_plain(path: Path) -> float:
 def time_in_batch(path: Path, assignment: str, scratch: Path, repeats: int) -> list[float]:
     """Per submission in a warm grading process: the first call pays the imports and is not counted."""
     bundle = bundles.make_bundle(SOURCE, assignment, f"sqlite:///{scratch / 'class.db'}", scratch)
-    limits = grade.limits_of(load_grading())
+    limits = load_grading()
     job = submission.Job("student", assignment, path.name, path.read_bytes(), seed=1)
     times = []
     for _ in range(repeats + 1):

@@ -697,12 +697,12 @@ CASES = [
         "a_fans_out_its_reply",
         _answering_the_grader(
             (
-                "import autograder.kernel_side.wire as _wire\n_plain = _wire.to_plain\n"
+                "import autograder.kernel_side.wire as _wire\n_plain = _wire.Wire.to_plain\n"
                 "class _Bomb:\n    pass\n"
-                "def _fanning_out(value, depth=0):\n"
-                "    if not isinstance(value, _Bomb):\n        return _plain(value, depth)\n"
+                "def _fanning_out(self, value, depth=0):\n"
+                "    if not isinstance(value, _Bomb):\n        return _plain(self, value, depth)\n"
                 "    node = 0\n    for _ in range(8):\n        node = ('dict', [(0, node)] * 100)\n    return node\n"
-                "_wire.to_plain = _fanning_out\n"
+                "_wire.Wire.to_plain = _fanning_out\n"
             ),
             "_Bomb()",
         ),
@@ -729,11 +729,11 @@ CASES = [
         "a_replies_with_sets",
         _answering_the_grader(
             (
-                "import autograder.kernel_side.wire as _wire\n_plain = _wire.to_plain\n"
+                "import autograder.kernel_side.wire as _wire\n_plain = _wire.Wire.to_plain\n"
                 "class _Sets:\n    pass\n"
-                "def _as_sets(value, depth=0):\n"
-                "    return [set() for _ in range(1_000_000)] if isinstance(value, _Sets) else _plain(value, depth)\n"
-                "_wire.to_plain = _as_sets\n"
+                "def _as_sets(self, value, depth=0):\n"
+                "    return [set() for _ in range(1_000_000)] if isinstance(value, _Sets) else _plain(self, value, depth)\n"
+                "_wire.Wire.to_plain = _as_sets\n"
             ),
             "_Sets()",
         ),
@@ -760,7 +760,7 @@ CASES = [
         _answering_the_grader(
             (
                 "import autograder.kernel_side.wire as _wire\n"
-                "_wire.describe_exception = lambda error: ('ValueError', ['ValueError'], 'm' * 15_000_000)\n"
+                "_wire.Wire.describe_exception = lambda self, error: ('ValueError', ['ValueError'], 'm' * 15_000_000)\n"
                 "def _raise():\n    raise ValueError('short')\n"
             ),
             "_raise()",

@@ -18,7 +18,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.batch.submission import Bundle
 from autograder.batch.version import VERSION
-from autograder.commands.release import generate
+from autograder.pipeline.generate import generate
 
 
 def make_bundle(

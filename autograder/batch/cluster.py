@@ -1,6 +1,6 @@
 """Grading on Dask: a LocalCluster of `Grading.workers` processes, or a running scheduler (`Grading.scheduler`).
 
-Tasks carry data, not paths: each is `autograder.batch.submission.grade_submission(job, bundle, limits)`, with the
+Tasks carry data, not paths: each is `autograder.batch.submission.grade_submission(job, bundle, settings)`, with the
 submission's bytes and its assignment's bundle (sent once per worker), and returns its result as
 data; only the client process writes OUT and the class gradebook. A worker therefore needs no shared file
 system: only the installed project, the same requirements.lock and the datasets at the data root.
@@ -57,7 +57,7 @@ from autograder.batch.submission import (
 )
 from autograder.batch.version import VERSION, VERSION_NAMES
 from autograder.sandbox import bubblewrap as sandbox
-from autograder.settings import Grading
+from autograder.settings import GradingSettings
 
 # Where another library set up the root logger before Dask was imported, Dask leaves its loggers
 # propagating there (distributed.config), and its INFO lines about schedulers, nannies and workers would
@@ -67,7 +67,6 @@ logging.getLogger("distributed").propagate = False
 # A task may lose this many workers and still be tried again; one more and it ends as a grading error.
 # Tasks per worker thread the scheduler hands out ahead: 1.0 sends a worker only the task it runs.
 WORKER_SATURATION = 1.0
-CONNECT_TIMEOUT = 30.0  # seconds to reach the scheduler
 IN_FLIGHT_PER_THREAD, MIN_IN_FLIGHT = 4, 16  # tasks submitted ahead of their results
 
 
@@ -121,7 +120,7 @@ def worker_report(data_root: str, sandboxed: bool) -> dict:
 def compare(
     reports: dict[str, dict | BaseException],
     nthreads: dict[str, int],
-    limits: dict,
+    settings: GradingSettings,
     names: dict[str, str] | None = None,
 ) -> list[str]:
     """One line per worker that differs from this process or cannot grade ([] when all agree)."""
@@ -152,17 +151,17 @@ def compare(
         if report.get("sandbox"):
             problems.append(f"{worker}: cannot build the grading sandbox: {report['sandbox']}")
         if not report.get("data_root"):
-            problems.append(f"{worker}: has no data root at {limits['data_root']} (the datasets)")
+            problems.append(f"{worker}: has no data root at {settings.data_root} (the datasets)")
     return problems
 
 
-def check_workers(client: Client, limits: dict) -> dict[str, dict]:
+def check_workers(client: Client, settings: GradingSettings) -> dict[str, dict]:
     """Refuse (WorkerMismatch) unless every worker runs this process's code, lock file and Python."""
-    reports = client.run(worker_report, limits["data_root"], limits["sandbox"], on_error="return")
+    reports = client.run(worker_report, str(settings.data_root), settings.sandbox, on_error="return")
     if not reports:
         raise ClusterError("the scheduler has no workers")
     names = {address: str(info.get("name", "")) for address, info in client.scheduler_info()["workers"].items()}
-    problems = compare(reports, client.nthreads(), limits, names)
+    problems = compare(reports, client.nthreads(), settings, names)
     if problems:
         raise WorkerMismatch(
             f"{len(problems)} problem(s) with {len(reports)} worker(s); nothing was graded:\n  "
@@ -170,7 +169,7 @@ def check_workers(client: Client, limits: dict) -> dict[str, dict]:
             + "\nInstall the same commit and requirements.lock on every "
             "worker (see the README, 'Grading across machines')."
         )
-    if limits["sandbox"] and os.geteuid() == 0 and not all(r["root"] for r in reports.values()):
+    if settings.sandbox and os.geteuid() == 0 and not all(r["root"] for r in reports.values()):
         warnings.warn(
             "some workers do not run as root: their sandboxes share one uid and have no cgroup limits (see the README)",
             stacklevel=2,
@@ -178,7 +177,7 @@ def check_workers(client: Client, limits: dict) -> dict[str, dict]:
     return reports
 
 
-def grade_checked(job: Job, bundle: Bundle, limits: dict, expected: dict) -> SubmissionResult:
+def grade_checked(job: Job, bundle: Bundle, settings: GradingSettings, expected: dict) -> SubmissionResult:
     """The grading task: `grade_submission`, on a worker that runs the client's versions only."""
     if VERSION != expected:
         differing = ", ".join(VERSION_NAMES[key] for key in VERSION if VERSION[key] != expected.get(key))
@@ -186,12 +185,13 @@ def grade_checked(job: Job, bundle: Bundle, limits: dict, expected: dict) -> Sub
             job,
             bundle_cells(bundle, job.notebook),
             f"{GRADING_ERROR}the worker runs other versions than the client ({differing})",
+            settings.reason_limit,
             grading_error=True,
         )
-    return grade_submission(job, bundle, limits)
+    return grade_submission(job, bundle, settings)
 
 
-def security(settings: Grading) -> Security:
+def security(settings: GradingSettings) -> Security:
     """Dask's TLS settings: from `Grading.security_file` (Dask configuration YAML) if set, else Dask's own."""
     path = settings.security_file
     if not path:
@@ -216,7 +216,7 @@ def _dotted(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def connect(settings: Grading) -> tuple[Client, LocalCluster | None]:
+def connect(settings: GradingSettings) -> tuple[Client, LocalCluster | None]:
     """A client of the configured scheduler, or of a new LocalCluster with this module's fault settings."""
     address = settings.scheduler
     if address:
@@ -235,7 +235,7 @@ def connect(settings: Grading) -> tuple[Client, LocalCluster | None]:
                 stacklevel=2,
             )
         try:
-            client = Client(address, security=secure, timeout=CONNECT_TIMEOUT)
+            client = Client(address, security=secure, timeout=settings.connect_timeout)
         except (TimeoutError, OSError) as error:
             raise ClusterError(f"cannot reach the scheduler at {address}: {error}") from None
         try:
@@ -286,12 +286,12 @@ def _fault_settings(dask_scheduler) -> dict:
 
 
 def run(
-    jobs: list[Job], bundles: dict[str, Bundle], limits: dict, settings: Grading, done: Callable[[], None]
+    jobs: list[Job], bundles: dict[str, Bundle], settings: GradingSettings, done: Callable[[], None]
 ) -> list[SubmissionResult]:
     """Every job's result, in order; `done()` is called as each one finishes."""
     client, cluster = connect(settings)
     try:
-        check_workers(client, limits)
+        check_workers(client, settings)
         if settings.scheduler:
             faults = scheduler_fault_settings(client)
             print(
@@ -300,7 +300,7 @@ def run(
                 f"{faults['allowed_failures']})",
                 file=sys.stderr,
             )
-        return collect(client, jobs, bundles, limits, done)
+        return collect(client, jobs, bundles, settings, done)
     finally:
         client.close()
         if cluster is not None:
@@ -315,7 +315,7 @@ def collect(
     client: Client,
     jobs: list[Job],
     bundles: dict[str, Bundle],
-    limits: dict,
+    settings: GradingSettings,
     done: Callable[[], None],
     task: Callable = grade_checked,
 ) -> list[SubmissionResult]:
@@ -344,7 +344,7 @@ def collect(
                 task,
                 job,
                 shipped[job.assignment],
-                limits,
+                settings,
                 dict(VERSION),
                 key=f"grade_{job.assignment}-{uuid.uuid4().hex}",
             )
@@ -366,6 +366,7 @@ def collect(
                 job,
                 bundle_cells(bundles[job.assignment], job.notebook),
                 f"{GRADING_ERROR}the grading task failed: {type(error).__name__}: {error}",
+                settings.reason_limit,
                 grading_error=True,
             )
         future.release()  # the result is ours now: the cluster may forget it

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from autograder.sandbox import bubblewrap as sandbox
-from autograder.settings import Grading
+from autograder.settings import GradingSettings
 
 # The datasets each assignment's notebook reads, and a file that shows each one is in place.
 DATASETS = {"05_pate": ["mnist"], "06_dpsgd": ["pneumonia"], "07_membership": ["pneumonia"]}
@@ -27,7 +27,7 @@ class PreflightError(RuntimeError):
     """The batch cannot start; the message says why."""
 
 
-def check(settings: Grading, assignments: list[str], out: Path, kernel: bool = True) -> None:
+def check(settings: GradingSettings, assignments: list[str], out: Path, kernel: bool = True) -> None:
     """`kernel=False` leaves the kernel check to the first submission graded in this process: see
     autograder.commands.grade.run_jobs. Whatever fails here, the batch stops with a PreflightError, never a
     traceback."""
@@ -39,11 +39,11 @@ def check(settings: Grading, assignments: list[str], out: Path, kernel: bool = T
         raise PreflightError(f"the preflight failed: {type(error).__name__}: {error}") from error
 
 
-def _check(settings: Grading, assignments: list[str], out: Path, kernel: bool) -> None:
+def _check(settings: GradingSettings, assignments: list[str], out: Path, kernel: bool) -> None:
     _check_disk(settings, out)
     if settings.scheduler:
         return  # the workers grade: autograder.batch.cluster checks their sandbox, data and versions instead
-    _check_datasets(settings.resolved_data_root(), assignments)
+    _check_datasets(settings.data_root, assignments)
     if settings.sandbox:
         reason = sandbox.unavailable_reason()
         if reason:
@@ -55,7 +55,7 @@ def _check(settings: Grading, assignments: list[str], out: Path, kernel: bool) -
             _check_kernel(settings)
 
 
-def _check_disk(settings: Grading, out: Path) -> None:
+def _check_disk(settings: GradingSettings, out: Path) -> None:
     for folder in (out, Path(tempfile.gettempdir())):
         free = shutil.disk_usage(folder).free
         if free < settings.min_free_disk:
@@ -86,7 +86,7 @@ def _check_datasets(data_root: Path, assignments: list[str]) -> None:
         ) from None
 
 
-def _check_kernel(settings: Grading) -> None:
+def _check_kernel(settings: GradingSettings) -> None:
     """Start one sandboxed kernel, as grading will, and run the kernels' probe in it."""
     try:
         with sandboxed_kernel(settings) as (client, _):
@@ -103,12 +103,11 @@ def _check_kernel(settings: Grading) -> None:
 
 
 @contextlib.contextmanager
-def sandboxed_kernel(settings: Grading):
+def sandboxed_kernel(settings: GradingSettings):
     """A kernel in a grading sandbox, as nbgrader starts it: yields (client, manager); gone on exit."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
-    from autograder.commands.grade import limits_of
     from autograder.pipeline.autograde import prepare_sandbox, release_sandbox, sandbox_uid
 
     base = Path(tempfile.mkdtemp(prefix="dpg-"))
@@ -118,7 +117,7 @@ def sandboxed_kernel(settings: Grading):
         base.chmod(0o711)
         course = base / "course"
         course.mkdir(mode=0o700)
-        prepare_sandbox(base, course, limits_of(settings), uid)
+        prepare_sandbox(base, course, settings, uid)
         specs = KernelSpecManager(kernel_dirs=[str(course / ".jupyter" / "kernels")], ensure_native_kernel=False)
         manager = KernelManager(
             kernel_name=sandbox.KERNEL_NAME,

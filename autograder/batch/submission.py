@@ -1,4 +1,4 @@
-"""Grade one submission and return its result as data: `grade_submission(job, bundle, limits)`.
+"""Grade one submission and return its result as data: `grade_submission(job, bundle, settings)`.
 
 This is the task a Dask worker runs. It takes bytes, not paths: the submitted notebook, and the assignment's
 `Bundle` (its source files and gradebook template). It lays them out in a fresh private folder (mode 700,
@@ -36,9 +36,9 @@ from nbgrader.utils import is_grade, is_solution
 from autograder.pipeline import autograde
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox.timelimits import TimeLimit
+from autograder.settings import GradingSettings
 
 GRADING_ERROR = "grading error: "
-MAX_REASON = 400
 # A terminal's control sequence (CSI, as in colours, or OSC, as in window titles), removed whole.
 _ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?)")
 # The marker, letter by letter, where any letter outside ASCII may stand in for one (a look-alike), after
@@ -127,19 +127,20 @@ def bundle_cells(bundle: Bundle, notebook: str) -> list[GradedCell]:
     return graded_cells(nbformat.reads(bundle.files[notebook].decode(), as_version=4))
 
 
-def grade_submission(job: Job, bundle: Bundle, limits: dict) -> SubmissionResult:
+def grade_submission(job: Job, bundle: Bundle, settings: GradingSettings) -> SubmissionResult:
     """Grade one submission; never raises: every outcome is a SubmissionResult."""
     cells = bundle_cells(bundle, job.notebook)
     if job.problem:
-        return failed(job, cells, job.problem)
+        return failed(job, cells, job.problem, settings.reason_limit)
     # What nbformat and nbgrader warn about a submitted file (duplicate cell ids, say) goes into its log,
     # not into the grader's terminal.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = _autograde(job, bundle, cells, limits)
+            result = _autograde(job, bundle, cells, settings)
         except Exception as error:  # noqa: BLE001 (a fault of the grader: never a student's zero)
-            result = failed(job, cells, f"{GRADING_ERROR}{type(error).__name__}: {error}", grading_error=True)
+            reason = f"{GRADING_ERROR}{type(error).__name__}: {error}"
+            result = failed(job, cells, reason, settings.reason_limit, grading_error=True)
     result.log += "".join(f"[WARNING] {w.category.__name__}: {w.message}\n" for w in caught)
     return result
 
@@ -149,9 +150,9 @@ def is_grading_error(row: dict) -> bool:
     return row["score"] == "" and row["reason"].startswith(GRADING_ERROR)
 
 
-def reason_text(reason: str, grading_error: bool = False) -> str:
-    """A reason as grades.csv, the summary and `report` show it: one line of printable text, at most
-    MAX_REASON characters.
+def reason_text(reason: str, limit: int, grading_error: bool = False) -> str:
+    """A reason as grades.csv, the summary and `report` show it: one line of printable text, at most `limit`
+    characters (Grading.reason_limit).
 
     Most reasons quote the submission (its errors' names and messages), which could hold terminal control
     sequences, characters that reorder or hide text (bidi overrides, zero-width characters, line separators),
@@ -165,7 +166,7 @@ def reason_text(reason: str, grading_error: bool = False) -> str:
         text = f"submission: {text}"
     if reason.strip() and not text:
         text = "(a reason without printable text)"
-    return text[:MAX_REASON]
+    return text[:limit]
 
 
 def _looks_like_the_marker(text: str) -> bool:
@@ -177,13 +178,14 @@ def failed(
     job: Job,
     cells: list[GradedCell],
     reason: str,
+    limit: int,
     grading_error: bool = False,
     log: str = "",
     kernel_failed: bool = False,
 ) -> SubmissionResult:
     """Every cell without points: 0 with the reason, or empty scores for a grading error."""
     score = None if grading_error else 0.0
-    rows = [CellResult(c.name, c.kind, score, c.max_score, reason_text(reason, grading_error)) for c in cells]
+    rows = [CellResult(c.name, c.kind, score, c.max_score, reason_text(reason, limit, grading_error)) for c in cells]
     return SubmissionResult(
         job.student,
         job.assignment,
@@ -195,13 +197,13 @@ def failed(
     )
 
 
-def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) -> SubmissionResult:
+def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], settings: GradingSettings) -> SubmissionResult:
     # Short and private: the kernel's Unix socket paths (about 100 characters at most) live under it.
     base = Path(tempfile.mkdtemp(prefix="dpg-", dir="/tmp" if os.path.isdir("/tmp") else None))
-    uid = autograde.sandbox_uid() if limits["sandbox"] else None
-    watchdog = _Watchdog(base, uid, limits)
+    uid = autograde.sandbox_uid() if settings.sandbox else None
+    watchdog = _Watchdog(base, uid, settings)
     try:
-        result = _grade_in(base, uid, watchdog, job, bundle, cells, limits)
+        result = _grade_in(base, uid, watchdog, job, bundle, cells, settings)
     finally:
         watchdog.stop()
         try:  # a failure to clean up is logged, never the result
@@ -213,7 +215,13 @@ def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict) 
 
 
 def _grade_in(
-    base: Path, uid: int | None, watchdog: _Watchdog, job: Job, bundle: Bundle, cells: list[GradedCell], limits: dict
+    base: Path,
+    uid: int | None,
+    watchdog: _Watchdog,
+    job: Job,
+    bundle: Bundle,
+    cells: list[GradedCell],
+    settings: GradingSettings,
 ) -> SubmissionResult:
     base.chmod(0o711)
     course = base / "course"
@@ -227,9 +235,7 @@ def _grade_in(
     submitted.write_bytes(job.content)
     course.chmod(0o700)
     watchdog.start()
-    outcome = autograde.run_nbgrader(
-        base, course, {**limits, "assignment": job.assignment, "student": job.student, "seed": job.seed}, uid
-    )
+    outcome = autograde.run_nbgrader(base, course, settings, job.assignment, job.student, job.seed, uid)
     watchdog.stop()
     if watchdog.expiry is not None:
         if watchdog.expiry.overloaded:
@@ -237,11 +243,13 @@ def _grade_in(
                 job,
                 cells,
                 f"{GRADING_ERROR}{watchdog.expiry.message}; the notebook was stopped and is regraded by the next run",
+                settings.reason_limit,
                 grading_error=True,
                 log=_log_of(outcome),
             )
-        return failed(job, cells, f"timeout: {watchdog.expiry.message}; it was stopped", log=_log_of(outcome))
-    return _read_result(job, cells, course, base, outcome)
+        reason = f"timeout: {watchdog.expiry.message}; it was stopped"
+        return failed(job, cells, reason, settings.reason_limit, log=_log_of(outcome))
+    return _read_result(job, cells, course, base, outcome, settings.reason_limit)
 
 
 class _Watchdog:
@@ -250,21 +258,21 @@ class _Watchdog:
 
     POLL = 0.5  # seconds between two looks at the clocks
 
-    def __init__(self, base: Path, uid: int | None, limits: dict):
-        self.base, self.limits = base, limits
-        self.cpu_clock = sandbox.cpu_clock(uid) if limits["sandbox"] else None
-        self.waits = sandbox.waits(uid) if limits["sandbox"] else None
-        self.sandboxes_clock = sandbox.all_sandboxes_cpu_clock(uid) if limits["sandbox"] else None
+    def __init__(self, base: Path, uid: int | None, settings: GradingSettings):
+        self.base, self.settings = base, settings
+        self.cpu_clock = sandbox.cpu_clock(uid) if settings.sandbox else None
+        self.waits = sandbox.waits(uid) if settings.sandbox else None
+        self.sandboxes_clock = sandbox.all_sandboxes_cpu_clock(uid) if settings.sandbox else None
         self.expiry = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="notebook-timeout", daemon=True)
 
     def start(self) -> None:
         self._limit = TimeLimit(
-            self.limits["notebook_timeout"],
+            self.settings.notebook_timeout,
             self.cpu_clock,
-            autograde.sandbox_cores(self.limits),
-            self.limits.get("wall_clock_factor", 2.0),
+            autograde.sandbox_cores(self.settings),
+            self.settings.wall_clock_factor,
             what="the notebook",
             waits=self.waits,
             sandboxes_clock=self.sandboxes_clock,
@@ -290,17 +298,30 @@ def _log_of(outcome: dict) -> str:
     return "".join((part.get("log") or "") + (part.get("error") or "") for part in outcome.values())
 
 
-def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, outcome: dict) -> SubmissionResult:
+def _read_result(
+    job: Job, cells: list[GradedCell], course: Path, base: Path, outcome: dict, limit: int
+) -> SubmissionResult:
     log = _log_of(outcome)
     record = base / "verdicts.json"  # TrustedExecute's, in the grader's private folder
     record = json.loads(record.read_text()) if record.is_file() else {"cells": {}, "kernel_error": ""}
     if record["kernel_error"]:  # before the submission's first cell, so never its fault
         return failed(
-            job, cells, f"{GRADING_ERROR}{record['kernel_error']}", grading_error=True, log=log, kernel_failed=True
+            job,
+            cells,
+            f"{GRADING_ERROR}{record['kernel_error']}",
+            limit,
+            grading_error=True,
+            log=log,
+            kernel_failed=True,
         )
     if record.get("overloaded"):  # a cell's time limit fired because the machine was overloaded
         return failed(
-            job, cells, f"{GRADING_ERROR}{record['overloaded']}; regraded by the next run", grading_error=True, log=log
+            job,
+            cells,
+            f"{GRADING_ERROR}{record['overloaded']}; regraded by the next run",
+            limit,
+            grading_error=True,
+            log=log,
         )
     if not outcome["autograde"]["success"]:
         if "DeadKernelError" in log:
@@ -309,9 +330,10 @@ def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, ou
                 cells,
                 "the kernel died while running the notebook (it crashed, exited or ran "
                 "out of memory); every cell scores 0",
+                limit,
                 log=log,
             )
-        return failed(job, cells, "autograding failed: " + _root_cause(log), log=log)
+        return failed(job, cells, "autograding failed: " + _root_cause(log), limit, log=log)
     verdicts = record["cells"]
     name = job.notebook.removesuffix(".ipynb")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
@@ -335,7 +357,9 @@ def _read_result(job: Job, cells: list[GradedCell], course: Path, base: Path, ou
             continue
         passed, reason = verdicts.get(cell.name, (False, "the hidden test never ran"))
         score = cell.max_score if passed else 0.0
-        rows.append(CellResult(cell.name, cell.kind, score, cell.max_score, "" if passed else reason_text(reason)))
+        rows.append(
+            CellResult(cell.name, cell.kind, score, cell.max_score, "" if passed else reason_text(reason, limit))
+        )
     autograded = course / "autograded" / job.student / job.assignment / job.notebook
     feedback = course / "feedback" / job.student / job.assignment / f"{name}.html"
     result = SubmissionResult(
@@ -364,9 +388,9 @@ def _root_cause(log: str) -> str:
         for line in log.splitlines()
         if re.match(r"^\s*[\w.]+(Error|Exception|Exit)\b.*:", line) and "NbGraderException" not in line
     ]
-    return (causes[-1] if causes else _last_line(log))[:MAX_REASON]
+    return causes[-1] if causes else _last_line(log)
 
 
 def _last_line(text: str | None) -> str:
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "no details")[:MAX_REASON]
+    return lines[-1] if lines else "no details"

@@ -20,6 +20,16 @@ from autograder.settings import load_grading
 from autograder.sinks.safe_text import for_terminal, read_rows
 
 
+class _GradingHelp(argparse.Action):
+    """`grade --help-all`: every traitlet of Grading (every limit), as traitlets describes it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from autograder.settings import Grading
+
+        print(Grading.class_get_help())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -29,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         help="autograde SUBMISSIONS (folder or zip) into OUT; any setting of "
         "autograder.settings.Grading can also be given as "
         "--Grading.<name>=<value>",
+    )
+    grade.add_argument(
+        "--help-all", action=_GradingHelp, nargs=0, help="list every Grading setting, with its default, and exit"
     )
     grade.add_argument("submissions", type=Path)
     grade.add_argument("--out", type=Path, required=True)

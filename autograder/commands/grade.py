@@ -48,7 +48,7 @@ from autograder.layout import SOURCE, notebooks
 from autograder.layout import assignments as all_assignments
 from autograder.pipeline import feedback, formgrader
 from autograder.pipeline.config import gradebook_url
-from autograder.settings import Grading, load_grading
+from autograder.settings import GradingSettings, load_grading
 from autograder.sinks import safe_text
 from autograder.term import late
 
@@ -95,22 +95,18 @@ def grade(
     gradebook: str | None = None,
     student_regexp: str = intake.CANVAS_FILE,
     sandbox: bool | None = None,
-    settings: Grading | None = None,
+    settings: GradingSettings | None = None,
     progress: bool = False,
 ) -> list[Row]:
     """Grade every submission found; write OUT/grades.csv, OUT/intake.csv and OUT/feedback; return the rows.
 
     Keyword arguments left None take their value from `settings` (default: nbgrader_config.py's `Grading`).
     """
-    settings = settings or load_grading()
-    for name, value in (
-        ("workers", workers),
-        ("notebook_timeout", timeout),
-        ("scheduler", scheduler),
-        ("sandbox", sandbox),
-    ):
-        if value is not None:
-            setattr(settings, name, value)
+    changes = dict(workers=workers, notebook_timeout=timeout, scheduler=scheduler, sandbox=sandbox)
+    changes = {name: value for name, value in changes.items() if value is not None}
+    if "workers" in changes:
+        changes["workers"] = max(changes["workers"], 1)
+    settings = (settings or load_grading()).replace(**changes)
     return grade_class(submissions, out, assignment_ids, source, gradebook, student_regexp, settings, progress)[0]
 
 
@@ -121,7 +117,7 @@ def grade_class(
     source: Path,
     gradebook: str | None,
     student_regexp: str,
-    settings: Grading,
+    settings: GradingSettings,
     progress: bool = False,
     students: list[str] | None = None,
     force: bool = False,
@@ -143,9 +139,8 @@ def grade_class(
     expected = {a: notebooks(a, source) for a in all_assignments(source)}
     term = late.load_config()
     with tempfile.TemporaryDirectory(dir=out) as scratch:
-        bounds = intake.Limits.of(settings)
-        root = intake.unpack(Path(submissions).resolve(), Path(scratch), student_regexp, bounds)
-        found, notes = intake.collect(root, ids, expected, source, student_regexp, term.time_zone, bounds)
+        root = intake.unpack(Path(submissions).resolve(), Path(scratch), student_regexp, settings)
+        found, notes = intake.collect(root, ids, expected, source, student_regexp, term.time_zone, settings)
         intake.check_ids_unchanged(out / "students.csv", found)
         if students is not None:
             unknown_students = sorted(set(students) - {s.student for s in found})
@@ -153,7 +148,7 @@ def grade_class(
                 raise ValueError(f"no submissions of student(s) {unknown_students} in {submissions}")
             found = [s for s in found if s.student in students]
             notes = [n for n in notes if n.student in students]
-        cache = settings.resolved_bundle_cache()
+        cache = settings.bundle_cache
         bundles = {
             a: make_bundle(source, a, class_gradebook, Path(scratch), cache)
             for a in sorted({s.assignment for s in found})
@@ -199,10 +194,9 @@ def grade_class(
     return rows, summary
 
 
-def input_digest(job: Job, bundle: Bundle, settings: Grading, term: late.CourseConfig) -> str:
+def input_digest(job: Job, bundle: Bundle, settings: GradingSettings, term: late.CourseConfig) -> str:
     """Everything a submission's grade depends on, hashed: what an incremental regrade compares."""
     hasher = hashlib.sha256()
-    limits = {name: value for name, value in limits_of(settings).items() if name != "data_root"}
     for part in (
         job.content or b"",
         job.problem.encode(),
@@ -211,7 +205,7 @@ def input_digest(job: Job, bundle: Bundle, settings: Grading, term: late.CourseC
         VERSION["code"].encode(),
         VERSION["lock"].encode(),
         term.digest.encode(),
-        json.dumps(limits, sort_keys=True).encode(),
+        json.dumps(settings.grade_inputs(), sort_keys=True).encode(),
     ):
         hasher.update(hashlib.sha256(part).digest())
     return hasher.hexdigest()
@@ -294,28 +288,8 @@ def _assess_lateness(found: intake.Submission, result: SubmissionResult, term: l
     return late.assess(found, score, sum(c.max_score for c in result.cells), term)
 
 
-def limits_of(settings: Grading) -> dict:
-    """The plain settings a grading task needs (they travel to Dask workers with it)."""
-    return dict(
-        notebook_timeout=settings.notebook_timeout,
-        cell_timeout=settings.cell_timeout,
-        startup_timeout=settings.startup_timeout,
-        kernel_probe=settings.kernel_probe,
-        memory_limit=settings.memory_limit,
-        process_limit=settings.process_limit,
-        disk_limit=settings.disk_limit,
-        output_limit=settings.output_limit,
-        reply_limit=settings.reply_limit,
-        data_root=str(settings.resolved_data_root()),
-        sandbox=settings.sandbox,
-        cores_per_sandbox=settings.cores_per_sandbox,
-        workers=max(settings.workers, 1),
-        wall_clock_factor=settings.wall_clock_factor,
-    )
-
-
 def run_jobs(
-    jobs: list[Job], bundles: dict[str, Bundle], settings: Grading, out: Path, progress: bool = False
+    jobs: list[Job], bundles: dict[str, Bundle], settings: GradingSettings, out: Path, progress: bool = False
 ) -> list[SubmissionResult]:
     """Every job's result, in order: on Dask for several workers or a scheduler, else in this process.
 
@@ -329,7 +303,6 @@ def run_jobs(
     """
     if not jobs:
         return []
-    limits = limits_of(settings)
     in_process = settings.workers <= 1 and not settings.scheduler
     assignments = sorted({j.assignment for j in jobs})
     preflight.check(settings, assignments, out, kernel=not in_process)
@@ -340,21 +313,23 @@ def run_jobs(
         if in_process:  # this process runs the hidden checks: import them (and torch) while the first kernel boots
             imports.before_warm_up()
             warming.submit(_warm_up, assignments)
-            return _grade_here(jobs, bundles, limits, bar.update)
+            return _grade_here(jobs, bundles, settings, bar.update)
         from autograder.batch import cluster  # Dask is imported only when it is used
 
-        return cluster.run(jobs, bundles, limits, settings, bar.update)
+        return cluster.run(jobs, bundles, settings, bar.update)
     finally:
         bar.close()
         warming.shutdown(wait=True)
 
 
-def _grade_here(jobs: list[Job], bundles: dict[str, Bundle], limits: dict, graded) -> list[SubmissionResult]:
+def _grade_here(
+    jobs: list[Job], bundles: dict[str, Bundle], settings: GradingSettings, graded
+) -> list[SubmissionResult]:
     """Grade in this process, one job after another; until a kernel has worked, a kernel failure (which
     happens before any student code) stops the batch as the preflight would."""
     results, kernel_worked = [], False
     for job in jobs:
-        result = grade_submission(job, bundles[job.assignment], limits)
+        result = grade_submission(job, bundles[job.assignment], settings)
         if result.kernel_failed and not kernel_worked:
             raise preflight.PreflightError(
                 result.grading_error.removeprefix(GRADING_ERROR)

@@ -47,8 +47,8 @@ The file-name regexp is applied by nbgrader's own `nbgrader.plugins.FileNameColl
 `nbgrader zip_collect` uses), so its groups mean what they mean there: `student_id`, `file_id`, and optionally
 `first_name`, `last_name`, `email`, `timestamp`; this module adds `lms_id` and `late`.
 
-Interface: `unpack(submissions, scratch, regexp, limits=Limits()) -> root`, `collect(root, assignments,
-expected, source, regexp, time_zone=None, limits=Limits()) -> (submissions, notes)`,
+Interface: `unpack(submissions, scratch, regexp, limits) -> root`, `collect(root, assignments,
+expected, source, regexp, time_zone=None, limits) -> (submissions, notes)`, `limits` a GradingSettings,
 `write_students(submissions, OUT / "students.csv")`, `check_ids_unchanged(OUT / "students.csv", submissions)`.
 """
 
@@ -73,6 +73,7 @@ import nbformat
 from nbgrader.plugins import FileNameCollectorPlugin
 from nbgrader.utils import is_grade
 
+from autograder.settings import GradingSettings, course_settings
 from autograder.sinks import safe_text
 from autograder.term import late
 
@@ -94,7 +95,6 @@ STUDENT_COLUMNS = ["student", "lms_id", "email", "name", "lms"]
 # student called himself or his file.
 MOODLE_FOLDER = re.compile(r"^(?P<name>[^_]*)_(?P<participant>\d+)_assignsubmission_[a-z]+_?$")
 MOODLE_FILE = re.compile(r"^(?P<name>[^_]*)_(?P<participant>\d+)_assignsubmission_[a-z]+_(?P<file_id>.+)$")
-MAX_ID_LENGTH = 100
 # What an id may hold besides letters and digits (any script's): none of it means anything to HTML (formgrader
 # prints ids unescaped), a shell glob (nbgrader globs the submitted folder), a spreadsheet or a terminal.
 ID_PUNCTUATION = frozenset(" _.@+-")
@@ -141,31 +141,6 @@ class _FileInfo:
 
 
 @dataclass(frozen=True)
-class Limits:
-    """What intake accepts before it parses anything (Grading's notebook_size_limit, notebook_cell_limit,
-    zip_member_limit, zip_size_limit, notebook_value_limit and notebook_depth_limit; these defaults are
-    theirs)."""
-
-    notebook_bytes: int = 32 * 1024**2
-    notebook_cells: int = 10_000
-    zip_members: int = 100_000
-    zip_bytes: int = 8 * 1024**3
-    notebook_values: int = 1_000_000
-    notebook_depth: int = 100
-
-    @classmethod
-    def of(cls, settings) -> Limits:
-        return cls(
-            settings.notebook_size_limit,
-            settings.notebook_cell_limit,
-            settings.zip_member_limit,
-            settings.zip_size_limit,
-            settings.notebook_value_limit,
-            settings.notebook_depth_limit,
-        )
-
-
-@dataclass(frozen=True)
 class Note:
     """Something found in the submissions that is not graded: an extra or unidentifiable file."""
 
@@ -174,14 +149,17 @@ class Note:
     note: str
 
 
-def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, limits: Limits = Limits()) -> Path:
+def unpack(
+    submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, limits: GradingSettings | None = None
+) -> Path:
     """The folder that holds the submissions: `submissions` itself, or the extracted zip.
 
-    The zip's directory is checked before anything is extracted: more members than `limits.zip_members`, or
-    more uncompressed bytes than `limits.zip_bytes` in all, refuse the whole zip (ValueError). A member over
-    `limits.notebook_bytes`, or compressed other than as LMSs do (stored or deflated: a bzip2 or LZMA block
+    The zip's directory is checked before anything is extracted: more members than `limits.zip_member_limit`, or
+    more uncompressed bytes than `limits.zip_size_limit` in all, refuse the whole zip (ValueError). A member over
+    `limits.notebook_size_limit`, or compressed other than as LMSs do (stored or deflated: a bzip2 or LZMA block
     can expand in memory before zipfile cuts it at its declared size), is not extracted: an empty file stands
     in for it, and collect reports why. zipfile never writes past a member's declared size."""
+    limits = limits or course_settings()
     if submissions.is_dir():
         return submissions
     if not zipfile.is_zipfile(submissions):
@@ -192,26 +170,26 @@ def unpack(submissions: Path, scratch: Path, student_regexp: str = CANVAS_FILE, 
     refused_names = []  # members whose very name could not be a file, so no stand-in marks them
     with zipfile.ZipFile(submissions) as archive:
         members = archive.infolist()
-        if len(members) > limits.zip_members:
+        if len(members) > limits.zip_member_limit:
             raise ValueError(
                 f"{submissions} has {len(members):,} members, over Grading.zip_member_limit "
-                f"({limits.zip_members:,}); nothing was extracted"
+                f"({limits.zip_member_limit:,}); nothing was extracted"
             )
         total = sum(info.file_size for info in members)
-        if total > limits.zip_bytes:
+        if total > limits.zip_size_limit:
             raise ValueError(
                 f"{submissions} would unpack to {total:,} bytes, over Grading.zip_size_limit "
-                f"({limits.zip_bytes:,}); nothing was extracted"
+                f"({limits.zip_size_limit:,}); nothing was extracted"
             )
         for info in members:
             if info.is_dir():
                 archive.extract(info, target)
                 continue
             why = ""
-            if info.file_size > limits.notebook_bytes:
+            if info.file_size > limits.notebook_size_limit:
                 why = (
                     f"{info.file_size:,} bytes uncompressed, over Grading.notebook_size_limit "
-                    f"({limits.notebook_bytes:,} bytes); not extracted"
+                    f"({limits.notebook_size_limit:,} bytes); not extracted"
                 )
             elif info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 why = f"compressed with method {info.compress_type}, not as an LMS zips files; not extracted"
@@ -267,7 +245,7 @@ def collect(
     source: Path,
     student_regexp: str = CANVAS_FILE,
     time_zone: ZoneInfo | str | None = None,
-    limits: Limits = Limits(),
+    limits: GradingSettings | None = None,
 ) -> tuple[list[Submission], list[Note]]:
     """One `Submission` per student, assignment and expected notebook, in a stable order, and the notes.
 
@@ -275,9 +253,10 @@ def collect(
     against all of them); submissions are made for `assignments` only. `time_zone` reads zip file times and
     zone-less timestamps; default: the course's, from course.toml.
     """
+    limits = limits or course_settings()
     zone = _zone(time_zone)
     signatures = {(a, nb): _graded_ids(source / a / nb) for a, names in expected_notebooks.items() for nb in names}
-    files_by_student, infos, notes = _files_by_student(root, student_regexp)
+    files_by_student, infos, notes = _files_by_student(root, student_regexp, limits.student_id_limit)
     zip_times = _sidecar(root, ZIP_TIMES)
     refused = {root / name: why for name, why in _sidecar(root, ZIP_REFUSED).items()}
     notes += [Note("(unknown)", "(zip member)", why) for why in _sidecar(root, ZIP_UNNAMED, [])]
@@ -438,7 +417,7 @@ def _submission(
 
 
 def _files_by_student(
-    root: Path, student_regexp: str
+    root: Path, student_regexp: str, id_limit: int
 ) -> tuple[dict[str, list[Path]], dict[Path, _FileInfo], list[Note]]:
     """Student -> files, what the LMS says of each file, and a note for each id that had to be made safe."""
     found: dict[str, list[Path]] = defaultdict(list)
@@ -448,7 +427,7 @@ def _files_by_student(
 
     def safe(raw: str, where: str) -> tuple[str, str]:
         """(student id, name): the id itself, or a stand-in and the original as the name."""
-        if _is_safe_id(raw):
+        if _is_safe_id(raw, id_limit):
             return raw, ""
         stand_in = "student_" + hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()[:12]
         if stand_in not in mapped:
@@ -574,7 +553,7 @@ def _identify(
     return name_matches[0] if len(name_matches) == 1 and not ids else None
 
 
-def _over_limit(path: Path, limits: Limits) -> str:
+def _over_limit(path: Path, limits: GradingSettings) -> str:
     """Why a submitted notebook is not read at all ('' when it may be): its size, then its cell count.
 
     The cells are counted by ijson's streaming parser, which builds no cell and stops at the first cell
@@ -582,31 +561,34 @@ def _over_limit(path: Path, limits: Limits) -> str:
     read to the end (not strict JSON, e.g. a NaN, which Python's json accepts) may still have no more cells
     than it has '{' bytes."""
     size = path.stat().st_size
-    if size > limits.notebook_bytes:
-        return f"{size:,} bytes, over Grading.notebook_size_limit ({limits.notebook_bytes:,} bytes); it was not read"
-    with open(path, "rb") as file:
-        values, depth = json_shape(file.read(), limits.notebook_values, limits.notebook_depth)
-    if values > limits.notebook_values:
+    if size > limits.notebook_size_limit:
         return (
-            f"more than {limits.notebook_values:,} JSON values (cells, outputs, lines...), over "
+            f"{size:,} bytes, over Grading.notebook_size_limit ({limits.notebook_size_limit:,} bytes); it was not read"
+        )
+    with open(path, "rb") as file:
+        values, depth = json_shape(file.read(), limits.notebook_value_limit, limits.notebook_depth_limit)
+    if values > limits.notebook_value_limit:
+        return (
+            f"more than {limits.notebook_value_limit:,} JSON values (cells, outputs, lines...), over "
             "Grading.notebook_value_limit; it was not read"
         )
-    if depth > limits.notebook_depth:
+    if depth > limits.notebook_depth_limit:
         return (
-            f"nested more than {limits.notebook_depth} levels deep, over Grading.notebook_depth_limit; it was not read"
+            f"nested more than {limits.notebook_depth_limit} levels deep, over Grading.notebook_depth_limit; "
+            "it was not read"
         )
-    over = f"more than {limits.notebook_cells:,} cells, over Grading.notebook_cell_limit; it was not read"
+    over = f"more than {limits.notebook_cell_limit:,} cells, over Grading.notebook_cell_limit; it was not read"
     cells = 0
     try:
         with open(path, "rb") as file:
             for prefix, event, _ in ijson.parse(file):
                 if event == "start_map" and prefix in ("cells.item", "worksheets.item.cells.item"):
                     cells += 1
-                    if cells > limits.notebook_cells:
+                    if cells > limits.notebook_cell_limit:
                         return over
     except ijson.JSONError:
         with open(path, "rb") as file:
-            if file.read().count(b"{") > limits.notebook_cells:
+            if file.read().count(b"{") > limits.notebook_cell_limit:
                 return over.replace("more than", "perhaps more than")
     return ""
 
@@ -638,11 +620,11 @@ def json_shape(data: bytes, value_limit: int, depth_limit: int) -> tuple[int, in
     return values, deepest
 
 
-def _is_safe_id(raw: str) -> bool:
+def _is_safe_id(raw: str, length_limit: int) -> bool:
     """An id that prints as itself everywhere: letters, digits and ID_PUNCTUATION (an allow-list), one file
     name that is not hidden or an option, and not the form of a stand-in (which would take another's)."""
     return (
-        0 < len(raw) <= MAX_ID_LENGTH
+        0 < len(raw) <= length_limit
         and raw == raw.strip()
         and raw[0] not in ".-+@"
         and all(ch.isalnum() or ch in ID_PUNCTUATION for ch in raw)

@@ -44,12 +44,15 @@ def check(name: str, function) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         connection.connect(address)
         wire.send(connection, wire.dump_plain(("check", name, getattr(function, "__name__", "your function"))))
+        session = _Session(connection)
         while True:
-            message = _receive(connection)
-            if message[0] == "seed":
+            message = session.receive()
+            if message[0] == "wire":
+                session.codec = message[1]
+            elif message[0] == "seed":
                 _seed(message[1])
             elif message[0] == "call":
-                _answer_call(connection, function, *message[1:])
+                session.answer_call(function, *message[1:])
             elif message[0] == "verdict":
                 passed, text = message[1:]
                 if not passed:
@@ -57,8 +60,30 @@ def check(name: str, function) -> None:
                 return
 
 
-def _receive(connection: socket.socket):
-    return _GraderUnpickler(io.BytesIO(wire.receive(connection)), connection).load()
+class _Session:
+    """One check's connection to the grader, and the grader's Wire (its limits), which it sends first."""
+
+    def __init__(self, connection: socket.socket):
+        self.connection = connection
+        self.codec: wire.Wire | None = None
+
+    def receive(self):
+        return _GraderUnpickler(io.BytesIO(wire.receive(self.connection, None)), self).load()
+
+    def answer_call(self, function, args: tuple, kwargs: dict) -> None:
+        codec = self.codec
+        if codec is None:
+            raise wire.WireError("the grader sent a call before its limits")
+        try:
+            value = function(*args, **kwargs)
+        except (KeyboardInterrupt, GeneratorExit):
+            raise  # a timeout interrupts the kernel: let the cell stop, the grader sees the connection close
+        except BaseException as error:  # noqa: B036 (sys.exit inside the function is the student's bug too)
+            reply = ("raised", *codec.describe_exception(error))
+        else:
+            reply = ("result", codec.to_plain(value))
+        states = ([codec.state_of(a) for a in args], {k: codec.state_of(v) for k, v in kwargs.items()})
+        wire.send(self.connection, wire.dump_plain((*reply, states)))
 
 
 def _seed(seed: int) -> None:
@@ -71,40 +96,31 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _answer_call(connection: socket.socket, function, args: tuple, kwargs: dict) -> None:
-    try:
-        value = function(*args, **kwargs)
-    except (KeyboardInterrupt, GeneratorExit):
-        raise  # a timeout interrupts the kernel: let the cell stop, the grader sees the connection close
-    except BaseException as error:  # noqa: B036 (sys.exit inside the function is the student's bug too)
-        reply = ("raised", *wire.describe_exception(error))
-    else:
-        reply = ("result", wire.to_plain(value))
-    states = ([wire.state_of(a) for a in args], {k: wire.state_of(v) for k, v in kwargs.items()})
-    wire.send(connection, wire.dump_plain((*reply, states)))
-
-
 class _GraderUnpickler(pickle.Unpickler):
     """Loads the grader's messages; objects the grader keeps for itself arrive as `_Remote` stand-ins."""
 
-    def __init__(self, file, connection):
+    def __init__(self, file, session: _Session):
         super().__init__(file)
-        self._connection = connection
+        self._session = session
 
     def persistent_load(self, pid):
         _, key, name, capabilities = pid
-        return _remote(self._connection, key, name, capabilities)
+        return _remote(self._session, key, name, capabilities)
 
 
-def _remote(connection, key: int, name: str, capabilities: list):
+def _remote(session: _Session, key: int, name: str, capabilities: list):
     """A stand-in for a grader's object (a query, a dataset): its calls, len() and items go to the grader."""
 
     def forward(method, *args, **kwargs):
-        wire.send(connection, wire.dump_plain(("callback", key, method, wire.to_plain(args), wire.to_plain(kwargs))))
-        reply = _receive(connection)
+        codec = session.codec
+        if codec is None:
+            raise wire.WireError("the grader sent an object before its limits")
+        message = ("callback", key, method, codec.to_plain(args), codec.to_plain(kwargs))
+        wire.send(session.connection, wire.dump_plain(message))
+        reply = session.receive()
         if reply[0] == "raised":
-            raise wire.rebuild_exception(*reply[1:])
-        return wire.from_plain(reply[1])
+            raise codec.rebuild_exception(*reply[1:])
+        return codec.from_plain(reply[1])
 
     def read_attribute(self, attribute):
         if attribute.startswith("_"):

@@ -18,20 +18,11 @@ import pickle
 import pickletools
 import socket
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-MAX_FRAME = 512 * 1024**2  # bytes; a bigger result is refused rather than loaded into the grader
-MAX_DEPTH = 40
-# Values one frame from the kernel may unpickle to: every value of a plain tree takes at least a byte of
-# its pickle, but a pickle can refer back to a container it already built, and so a frame of a few hundred
-# bytes can stand for billions of values. The absolute cap bounds the grader's work for one frame.
-MAX_VALUES = 1 << 20
-# Pickle instructions one frame may hold, read before anything is built: one instruction can build an object
-# of a few hundred bytes (an empty container), so this bounds the grader's memory for a frame to a few
-# hundred megabytes whatever the frame's size; a plain tree needs about two per value.
-MAX_OPCODES = 2 * MAX_VALUES
 # What pickle (protocol 5) writes for a tree of None, bools, ints, floats, str, bytes, tuples, lists and
 # dicts (dicts only in the messages that wrap trees): no sets, no globals, no reducers, no buffers, and no
 # memo slots by number (BINPUT: CPython grows its memo table to the index, so 5 bytes could cost gigabytes).
@@ -74,13 +65,6 @@ _PLAIN_OPCODES = frozenset(
         "SETITEMS",
     }
 )
-MAX_INT_BITS = 4096  # a bigger int would make str() and arithmetic in a check costly
-MAX_NAME = 100  # characters of a type or exception name from the kernel
-MAX_MESSAGE = 2000  # characters of an exception message from the kernel
-MAX_REPR = 200  # characters an Opaque stand-in keeps of the original's repr
-# Python nesting of the deepest tree `to_plain` makes (three levels per value: tag, item list, dict pair),
-# with room for the messages that wrap it.
-MAX_NESTING = 3 * (MAX_DEPTH + 1) + 16
 _HEADER = struct.Struct("!Q")
 _SCALARS = (type(None), bool, int, float, str, bytes)
 
@@ -103,10 +87,11 @@ def send(sock: socket.socket, payload: bytes) -> None:
     sock.sendall(_HEADER.pack(len(payload)) + payload)
 
 
-def receive(sock: socket.socket, limit: int = MAX_FRAME) -> bytes:
-    """One frame, refused before it is read when it announces more than `limit` bytes."""
+def receive(sock: socket.socket, limit: int | None) -> bytes:
+    """One frame, refused before it is read when it announces more than `limit` bytes (None: the sender is
+    trusted, as the grader is by the kernel)."""
     (size,) = _HEADER.unpack(_read_exactly(sock, _HEADER.size))
-    if size > limit:
+    if limit is not None and size > limit:
         raise WireError(f"a message of {size} bytes is over the limit of {limit}")
     return _read_exactly(sock, size)
 
@@ -131,130 +116,9 @@ def dump_plain(tree) -> bytes:
     return pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def load_plain(payload: bytes):
-    """Unpickle a frame that may hold builtin values only (no classes, functions or reducers), as a tree.
-
-    A frame that unpacks to more values than its size allows (at most MAX_VALUES), or nests deeper than
-    any tree `to_plain` makes, is refused before anything walks it; a frame with other instructions than
-    those of plain data, or more than MAX_OPCODES of them, is refused before anything is built.
-    """
-    _require_plain_instructions(payload)
-    try:
-        tree = _PlainUnpickler(io.BytesIO(payload)).load()
-    except WireError:
-        raise
-    except Exception as error:
-        raise WireError(f"malformed message: {type(error).__name__}: {error}") from None
-    _require_small_tree(tree, len(payload))
-    return tree
-
-
-def _require_plain_instructions(payload: bytes) -> None:
-    count = memoized = 0
-    try:
-        for opcode, argument, _ in pickletools.genops(payload):
-            count += 1
-            if count > MAX_OPCODES:
-                raise WireError(f"a message of {len(payload)} bytes holds more than {MAX_OPCODES} pickle instructions")
-            if opcode.name not in _PLAIN_OPCODES:
-                raise WireError(f"refused the pickle instruction {opcode.name}: only plain data may cross")
-            memoized += opcode.name == "MEMOIZE"
-            if opcode.name in ("BINGET", "LONG_BINGET") and argument >= memoized:
-                raise WireError(f"refused a reference to memo slot {argument}, of {memoized} filled")
-            if type(argument) is int and argument.bit_length() > MAX_INT_BITS:
-                raise WireError(f"refused an integer of more than {MAX_INT_BITS} bits")
-    except WireError:
-        raise
-    except Exception as error:
-        raise WireError(f"malformed message: {type(error).__name__}: {error}") from None
-
-
-def _require_small_tree(tree, size: int) -> None:
-    """Count the values of `tree`, unpickled from `size` bytes, as a tree (a container referred to twice
-    counts twice), and stop at the first one past the budget."""
-    budget = min(size + 1024, MAX_VALUES)
-    stack, seen = [(tree, 0)], 0
-    while stack:
-        value, depth = stack.pop()
-        seen += 1
-        if seen > budget:
-            raise WireError(f"a message of {size} bytes unpacks to more than {budget} values")
-        if depth > MAX_NESTING:
-            raise WireError(f"a message nests deeper than {MAX_NESTING} levels")
-        kind = type(value)
-        if kind in (tuple, list):  # sets never get this far: their instructions are refused
-            stack.extend((item, depth + 1) for item in value)
-        elif kind is dict:
-            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
-
-
-def to_plain(value, depth: int = 0):
-    """A tree of builtin values that `from_plain` turns back into `value` (or an `Opaque` stand-in)."""
-    if depth > MAX_DEPTH:
-        return ("opaque", type(value).__name__, "<nested too deeply>")
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is complex:
-        return ("complex", value.real, value.imag)
-    if isinstance(value, torch.Tensor) and is_plain_tensor(value):
-        flat = value.detach().cpu().contiguous().reshape(-1)
-        data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
-        return ("tensor", str(value.dtype).removeprefix("torch."), list(value.shape), data, value.requires_grad)
-    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
-        return ("ndarray", value.dtype.str, list(value.shape), np.ascontiguousarray(value).tobytes())
-    if isinstance(value, np.generic) and not value.dtype.hasobject:
-        return ("npscalar", value.dtype.str, value.tobytes())
-    if kind in (list, tuple, set, frozenset) or isinstance(value, torch.Size):
-        tag = "tuple" if isinstance(value, torch.Size) else kind.__name__
-        return (tag, [to_plain(item, depth + 1) for item in value])
-    if kind is dict:
-        return ("dict", [(to_plain(k, depth + 1), to_plain(v, depth + 1)) for k, v in value.items()])
-    return ("opaque", kind.__name__, _short_repr(value))
-
-
 def is_plain_tensor(value: torch.Tensor) -> bool:
     """Whether `to_plain` sends the tensor as its bytes (dense and not quantized)."""
     return value.layout == torch.strided and not value.is_quantized
-
-
-def _short_repr(value) -> str:
-    try:
-        return repr(value)[:MAX_REPR]
-    except Exception:
-        return f"<{type(value).__name__}>"
-
-
-def from_plain(tree):
-    """Rebuild what `to_plain` encoded; anything unexpected raises WireError."""
-    if type(tree) in _SCALARS:
-        return tree
-    if type(tree) is not tuple or not tree or type(tree[0]) is not str:
-        raise WireError(f"unexpected value on the wire: {type(tree).__name__}")
-    tag, *rest = tree
-    try:
-        if tag == "complex":
-            return complex(float(rest[0]), float(rest[1]))
-        if tag == "tensor":
-            return rebuild_tensor(*rest)
-        if tag == "ndarray":
-            dtype, shape, data = rest
-            return np.frombuffer(data, dtype=_numpy_dtype(dtype)).reshape(shape).copy()
-        if tag == "npscalar":
-            dtype, data = rest
-            return np.frombuffer(data, dtype=_numpy_dtype(dtype))[0]
-        if tag in ("list", "tuple", "set", "frozenset"):
-            items = [from_plain(item) for item in rest[0]]
-            return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
-        if tag == "dict":
-            return {from_plain(k): from_plain(v) for k, v in rest[0]}
-        if tag == "opaque":
-            return _opaque_class(str(rest[0])[:MAX_NAME])(str(rest[1])[:MAX_REPR])
-    except WireError:
-        raise
-    except Exception as error:
-        raise WireError(f"malformed {tag}: {type(error).__name__}: {error}") from None
-    raise WireError(f"unknown tag {tag!r} on the wire")
 
 
 @functools.lru_cache(maxsize=256)
@@ -284,87 +148,236 @@ def rebuild_tensor(dtype_name: str, shape: list, data: bytes, requires_grad: boo
     return tensor.requires_grad_(bool(requires_grad)) if tensor.is_floating_point() or tensor.is_complex() else tensor
 
 
-def state_of(argument):
-    """What a call may have changed in an argument, as plain data (None: nothing the grader reads back).
-
-    Hidden tests check that a function leaves its inputs alone, reads a model's parameters and `.grad`
-    afterwards, and reuse a random generator across calls; the argument the kernel saw is a copy, so its
-    final state is sent back and `apply_state` writes it into the grader's original.
-    """
-    if isinstance(argument, (torch.Tensor, np.ndarray)):
-        return to_plain(argument)
-    if isinstance(argument, np.random.Generator):
-        return ("rng", to_plain(argument.bit_generator.state))
-    if isinstance(argument, torch.nn.Module):
-        parameters = list(argument.parameters())
-        return (
-            "module",
-            [to_plain(p) for p in parameters],
-            [None if p.grad is None else to_plain(p.grad) for p in parameters],
-            [to_plain(b) for b in argument.buffers()],
-            [m.training for m in argument.modules()],
-        )
-    if type(argument) in (list, tuple):
-        return ("items", [state_of(item) for item in argument])
-    return None
-
-
-def apply_state(original, state) -> None:
-    """Write a `state_of` tree, received from the kernel, into the grader's `original` argument."""
-    if state is None or type(state) is not tuple or not state:
-        return
-    if isinstance(original, torch.Tensor) and state[0] == "tensor":
-        _copy_tensor(original, from_plain(state))
-    elif isinstance(original, np.ndarray) and state[0] == "ndarray":
-        changed = from_plain(state)
-        if isinstance(changed, np.ndarray) and changed.shape == original.shape and original.flags.writeable:
-            original[...] = changed
-    elif isinstance(original, np.random.Generator) and state[0] == "rng":
-        original.bit_generator.state = from_plain(state[1])
-    elif isinstance(original, torch.nn.Module) and state[0] == "module":
-        _, values, grads, buffers, modes = state
-        parameters = list(original.parameters())
-        for parameter, value, grad in zip(parameters, values, grads):
-            _copy_tensor(parameter, from_plain(value))
-            parameter.grad = None if grad is None else from_plain(grad).to(parameter.dtype)
-        for buffer, value in zip(original.buffers(), buffers):
-            _copy_tensor(buffer, from_plain(value))
-        for module, training in zip(original.modules(), modes):
-            module.training = bool(training)
-    elif type(original) in (list, tuple) and state[0] == "items":
-        for item, item_state in zip(original, state[1]):
-            apply_state(item, item_state)
-
-
 def _copy_tensor(original: torch.Tensor, changed) -> None:
     if isinstance(changed, torch.Tensor) and changed.shape == original.shape:
         with torch.no_grad():
             original.copy_(changed)
 
 
-def describe_exception(error: BaseException) -> tuple:
-    """(name, names of the builtin exception classes it derives from, message): an error as plain data."""
-    import builtins
+@dataclass(frozen=True)
+class Wire:
+    """The limits of what crosses, and the coding that keeps to them: `GradingSettings.wire`, from the
+    traitlets of autograder.settings.Grading. The grader sends its Wire to the kernel at the start of every
+    check, so both sides cut alike; only the grader's side is a defence.
+    """
 
-    bases = [k.__name__ for k in type(error).__mro__ if getattr(builtins, k.__name__, None) is k]
-    try:
-        message = str(error)[:MAX_MESSAGE]
-    except Exception:
-        message = "<message could not be read>"
-    return type(error).__name__, bases, message
+    frame_bytes: int  # a bigger frame is refused rather than loaded into the grader (Grading.reply_limit)
+    depth: int  # levels of containers `to_plain` follows; deeper values arrive as Opaque stand-ins
+    # Values one frame may unpickle to: every value of a plain tree takes at least a byte of its pickle, but a
+    # pickle can refer back to a container it already built, so a frame of a few hundred bytes could stand
+    # for billions of values. The absolute cap bounds the grader's work for one frame.
+    values: int
+    int_bits: int  # a bigger int would make str() and arithmetic in a check costly
+    name_chars: int  # characters of a type, function or exception name from the kernel
+    message_chars: int  # characters of an exception message or a verdict
+    repr_chars: int  # characters an Opaque stand-in keeps of the original's repr
 
+    @property
+    def opcodes(self) -> int:
+        """Pickle instructions one frame may hold, read before anything is built: one instruction can build
+        an object of a few hundred bytes (an empty container), so this bounds the grader's memory for a frame
+        to a few hundred megabytes whatever its size; a plain tree needs about two per value."""
+        return 2 * self.values
 
-def rebuild_exception(name: str, bases: list, message: str) -> Exception:
-    """An exception like the one `describe_exception` described: same name and message, and an instance of
-    the same builtin classes (ValueError stays catchable as ValueError). Never SystemExit or KeyboardInterrupt."""
-    import builtins
+    @property
+    def nesting(self) -> int:
+        """Python nesting of the deepest tree `to_plain` makes (three levels per value: tag, item list, dict
+        pair), with room for the messages that wrap it."""
+        return 3 * (self.depth + 1) + 16
 
-    base = Exception
-    for candidate in bases[:64] if isinstance(bases, list) else ():
-        found = getattr(builtins, str(candidate), None)
-        if isinstance(found, type) and issubclass(found, Exception):
-            base = found
-            break
-    name = str(name)[:MAX_NAME]
-    name = name if name.isidentifier() else base.__name__
-    return type(name, (base,), {"__module__": "builtins"})(str(message)[:MAX_MESSAGE])
+    def receive(self, sock: socket.socket) -> bytes:
+        """One frame from the other side, refused before it is read when it is over `frame_bytes`."""
+        return receive(sock, self.frame_bytes)
+
+    def load_plain(self, payload: bytes):
+        """Unpickle a frame that may hold builtin values only (no classes, functions or reducers), as a tree.
+
+        A frame that unpacks to more values than its size allows (at most self.values), or nests deeper than
+        any tree `to_plain` makes, is refused before anything walks it; a frame with other instructions than
+        those of plain data, or more than self.opcodes of them, is refused before anything is built.
+        """
+        self._require_plain_instructions(payload)
+        try:
+            tree = _PlainUnpickler(io.BytesIO(payload)).load()
+        except WireError:
+            raise
+        except Exception as error:
+            raise WireError(f"malformed message: {type(error).__name__}: {error}") from None
+        self._require_small_tree(tree, len(payload))
+        return tree
+
+    def _require_plain_instructions(self, payload: bytes) -> None:
+        count = memoized = 0
+        try:
+            for opcode, argument, _ in pickletools.genops(payload):
+                count += 1
+                if count > self.opcodes:
+                    raise WireError(
+                        f"a message of {len(payload)} bytes holds more than {self.opcodes} pickle instructions"
+                    )
+                if opcode.name not in _PLAIN_OPCODES:
+                    raise WireError(f"refused the pickle instruction {opcode.name}: only plain data may cross")
+                memoized += opcode.name == "MEMOIZE"
+                if opcode.name in ("BINGET", "LONG_BINGET") and argument >= memoized:
+                    raise WireError(f"refused a reference to memo slot {argument}, of {memoized} filled")
+                if type(argument) is int and argument.bit_length() > self.int_bits:
+                    raise WireError(f"refused an integer of more than {self.int_bits} bits")
+        except WireError:
+            raise
+        except Exception as error:
+            raise WireError(f"malformed message: {type(error).__name__}: {error}") from None
+
+    def _require_small_tree(self, tree, size: int) -> None:
+        """Count the values of `tree`, unpickled from `size` bytes, as a tree (a container referred to twice
+        counts twice), and stop at the first one past the budget."""
+        budget = min(size + 1024, self.values)
+        stack, seen = [(tree, 0)], 0
+        while stack:
+            value, depth = stack.pop()
+            seen += 1
+            if seen > budget:
+                raise WireError(f"a message of {size} bytes unpacks to more than {budget} values")
+            if depth > self.nesting:
+                raise WireError(f"a message nests deeper than {self.nesting} levels")
+            kind = type(value)
+            if kind in (tuple, list):  # sets never get this far: their instructions are refused
+                stack.extend((item, depth + 1) for item in value)
+            elif kind is dict:
+                stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+
+    def to_plain(self, value, depth: int = 0):
+        """A tree of builtin values that `from_plain` turns back into `value` (or an `Opaque` stand-in)."""
+        if depth > self.depth:
+            return ("opaque", type(value).__name__, "<nested too deeply>")
+        kind = type(value)
+        if kind in _SCALARS:
+            return value
+        if kind is complex:
+            return ("complex", value.real, value.imag)
+        if isinstance(value, torch.Tensor) and is_plain_tensor(value):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+            return ("tensor", str(value.dtype).removeprefix("torch."), list(value.shape), data, value.requires_grad)
+        if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+            return ("ndarray", value.dtype.str, list(value.shape), np.ascontiguousarray(value).tobytes())
+        if isinstance(value, np.generic) and not value.dtype.hasobject:
+            return ("npscalar", value.dtype.str, value.tobytes())
+        if kind in (list, tuple, set, frozenset) or isinstance(value, torch.Size):
+            tag = "tuple" if isinstance(value, torch.Size) else kind.__name__
+            return (tag, [self.to_plain(item, depth + 1) for item in value])
+        if kind is dict:
+            return ("dict", [(self.to_plain(k, depth + 1), self.to_plain(v, depth + 1)) for k, v in value.items()])
+        return ("opaque", kind.__name__, self._short_repr(value))
+
+    def _short_repr(self, value) -> str:
+        try:
+            return repr(value)[: self.repr_chars]
+        except Exception:
+            return f"<{type(value).__name__}>"
+
+    def from_plain(self, tree):
+        """Rebuild what `to_plain` encoded; anything unexpected raises WireError."""
+        if type(tree) in _SCALARS:
+            return tree
+        if type(tree) is not tuple or not tree or type(tree[0]) is not str:
+            raise WireError(f"unexpected value on the wire: {type(tree).__name__}")
+        tag, *rest = tree
+        try:
+            if tag == "complex":
+                return complex(float(rest[0]), float(rest[1]))
+            if tag == "tensor":
+                return rebuild_tensor(*rest)
+            if tag == "ndarray":
+                dtype, shape, data = rest
+                return np.frombuffer(data, dtype=_numpy_dtype(dtype)).reshape(shape).copy()
+            if tag == "npscalar":
+                dtype, data = rest
+                return np.frombuffer(data, dtype=_numpy_dtype(dtype))[0]
+            if tag in ("list", "tuple", "set", "frozenset"):
+                items = [self.from_plain(item) for item in rest[0]]
+                return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+            if tag == "dict":
+                return {self.from_plain(k): self.from_plain(v) for k, v in rest[0]}
+            if tag == "opaque":
+                return _opaque_class(str(rest[0])[: self.name_chars])(str(rest[1])[: self.repr_chars])
+        except WireError:
+            raise
+        except Exception as error:
+            raise WireError(f"malformed {tag}: {type(error).__name__}: {error}") from None
+        raise WireError(f"unknown tag {tag!r} on the wire")
+
+    def state_of(self, argument):
+        """What a call may have changed in an argument, as plain data (None: nothing the grader reads back).
+
+        Hidden tests check that a function leaves its inputs alone, reads a model's parameters and `.grad`
+        afterwards, and reuse a random generator across calls; the argument the kernel saw is a copy, so its
+        final state is sent back and `apply_state` writes it into the grader's original.
+        """
+        if isinstance(argument, (torch.Tensor, np.ndarray)):
+            return self.to_plain(argument)
+        if isinstance(argument, np.random.Generator):
+            return ("rng", self.to_plain(argument.bit_generator.state))
+        if isinstance(argument, torch.nn.Module):
+            parameters = list(argument.parameters())
+            return (
+                "module",
+                [self.to_plain(p) for p in parameters],
+                [None if p.grad is None else self.to_plain(p.grad) for p in parameters],
+                [self.to_plain(b) for b in argument.buffers()],
+                [m.training for m in argument.modules()],
+            )
+        if type(argument) in (list, tuple):
+            return ("items", [self.state_of(item) for item in argument])
+        return None
+
+    def apply_state(self, original, state) -> None:
+        """Write a `state_of` tree, received from the kernel, into the grader's `original` argument."""
+        if state is None or type(state) is not tuple or not state:
+            return
+        if isinstance(original, torch.Tensor) and state[0] == "tensor":
+            _copy_tensor(original, self.from_plain(state))
+        elif isinstance(original, np.ndarray) and state[0] == "ndarray":
+            changed = self.from_plain(state)
+            if isinstance(changed, np.ndarray) and changed.shape == original.shape and original.flags.writeable:
+                original[...] = changed
+        elif isinstance(original, np.random.Generator) and state[0] == "rng":
+            original.bit_generator.state = self.from_plain(state[1])
+        elif isinstance(original, torch.nn.Module) and state[0] == "module":
+            _, values, grads, buffers, modes = state
+            parameters = list(original.parameters())
+            for parameter, value, grad in zip(parameters, values, grads):
+                _copy_tensor(parameter, self.from_plain(value))
+                parameter.grad = None if grad is None else self.from_plain(grad).to(parameter.dtype)
+            for buffer, value in zip(original.buffers(), buffers):
+                _copy_tensor(buffer, self.from_plain(value))
+            for module, training in zip(original.modules(), modes):
+                module.training = bool(training)
+        elif type(original) in (list, tuple) and state[0] == "items":
+            for item, item_state in zip(original, state[1]):
+                self.apply_state(item, item_state)
+
+    def describe_exception(self, error: BaseException) -> tuple:
+        """(name, names of the builtin exception classes it derives from, message): an error as plain data."""
+        import builtins
+
+        bases = [k.__name__ for k in type(error).__mro__ if getattr(builtins, k.__name__, None) is k]
+        try:
+            message = str(error)[: self.message_chars]
+        except Exception:
+            message = "<message could not be read>"
+        return type(error).__name__, bases, message
+
+    def rebuild_exception(self, name: str, bases: list, message: str) -> Exception:
+        """An exception like the one `describe_exception` described: same name and message, and an instance of
+        the same builtin classes (ValueError stays catchable as ValueError). Never SystemExit or KeyboardInterrupt."""
+        import builtins
+
+        base = Exception
+        for candidate in bases[:64] if isinstance(bases, list) else ():
+            found = getattr(builtins, str(candidate), None)
+            if isinstance(found, type) and issubclass(found, Exception):
+                base = found
+                break
+        name = str(name)[: self.name_chars]
+        name = name if name.isidentifier() else base.__name__
+        return type(name, (base,), {"__module__": "builtins"})(str(message)[: self.message_chars])

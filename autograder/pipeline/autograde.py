@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import itertools
 import json
+import math
 import os
 import shutil
 import threading
@@ -29,7 +30,7 @@ from autograder.pipeline.preprocessors import TrustedExecute
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox import cleanup
 from autograder.sandbox.timelimits import usable_cpus
-from autograder.settings import DATA_VARIABLE
+from autograder.settings import DATA_VARIABLE, GradingSettings
 
 _slots = itertools.count()
 _slots_lock = threading.Lock()
@@ -47,9 +48,9 @@ def sandbox_uid() -> int | None:
     return sandbox.UID_BASE + os.getpid() * sandbox.SLOTS_PER_PROCESS + slot
 
 
-def sandbox_cores(job: dict) -> float:
+def sandbox_cores(settings: GradingSettings) -> float:
     """Grading.cores_per_sandbox, or this machine's usable CPUs shared among its workers (at least one)."""
-    return job.get("cores_per_sandbox") or max(usable_cpus() / max(job.get("workers", 1), 1), 1.0)
+    return settings.cores_per_sandbox or max(usable_cpus() / settings.workers, 1.0)
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -77,7 +78,7 @@ def _detach(folder: Path) -> str:
     return ""
 
 
-def prepare_sandbox(base: Path, course: Path, job: dict, uid: int | None) -> None:
+def prepare_sandbox(base: Path, course: Path, settings: GradingSettings, uid: int | None) -> None:
     """Socket folders, the check client's package, the sandbox spec and the kernelspec that uses it."""
     sockets, checker, client, stage = base / "k", base / "c", base / "client", base / "stage"
     for folder in (sockets, checker, client / "autograder", stage):
@@ -95,13 +96,13 @@ def prepare_sandbox(base: Path, course: Path, job: dict, uid: int | None) -> Non
         sockets=str(sockets),
         checker=str(checker),
         client=str(client),
-        data_root=job["data_root"],
+        data_root=str(settings.data_root),
         stage=str(stage),
         uid=uid,
-        memory_limit=job["memory_limit"],
-        process_limit=job["process_limit"],
-        disk_limit=job["disk_limit"],
-        cores=sandbox_cores(job),
+        memory_limit=settings.memory_limit,
+        process_limit=settings.process_limit,
+        disk_limit=settings.disk_limit,
+        cores=sandbox_cores(settings),
         socket_folder_bytes=socket_folder_bytes,
         pid_file=str(base / "sandbox.pid"),
     )
@@ -129,26 +130,27 @@ def release_sandbox(base: Path, uid: int | None) -> list[str]:
     return problems + cleanup.remove_tree(base)
 
 
-def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
+def run_nbgrader(
+    base: Path, course: Path, settings: GradingSettings, assignment: str, student: str, seed: int, uid: int | None
+) -> dict:
     """Autograde and make feedback; return nbgrader's outcomes {"autograde": ..., "feedback": ...}."""
     config = nbgrader_config(course)
-    config.Execute.timeout = int(job["cell_timeout"])
-    config.Execute.startup_timeout = int(job["startup_timeout"])
+    # nbclient counts whole seconds; TrustedExecute's own time limits keep the exact value.
+    config.Execute.timeout = math.ceil(settings.cell_timeout)
+    config.Execute.startup_timeout = math.ceil(settings.startup_timeout)
+    config.TrustedExecute.settings = settings
     config.TrustedExecute.verdict_file = str(base / "verdicts.json")
-    config.TrustedExecute.output_limit = job["output_limit"]
-    config.TrustedExecute.reply_limit = job["reply_limit"]
-    config.TrustedExecute.seed = job["seed"]
-    config.TrustedExecute.probe = job["kernel_probe"]
-    config.TrustedExecute.wall_clock_factor = job.get("wall_clock_factor", 2.0)
+    config.TrustedExecute.seed = seed
+    config.SanitiseNotebook.settings = settings
     jupyter = course / ".jupyter"
     environment = {
         "JUPYTER_PATH": str(jupyter),
         "JUPYTER_DATA_DIR": str(jupyter),
         "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
-        DATA_VARIABLE: job["data_root"],
+        DATA_VARIABLE: str(settings.data_root),
     }
-    if job["sandbox"]:
-        prepare_sandbox(base, course, job, uid)
+    if settings.sandbox:
+        prepare_sandbox(base, course, settings, uid)
         # The sandbox has no network, not even the host's loopback: the kernel's sockets are Unix sockets in
         # a folder bound at the same (short) path inside, and the check server's socket sits beside it.
         config.KernelManager.transport = "ipc"
@@ -158,17 +160,17 @@ def run_nbgrader(base: Path, course: Path, job: dict, uid: int | None) -> dict:
         config.TrustedExecute.kernel_name = sandbox.KERNEL_NAME
         if uid is not None:  # its time limits count its own CPU time
             config.TrustedExecute.sandbox_uid = uid
-            config.TrustedExecute.cores = sandbox_cores(job)
+            config.TrustedExecute.cores = sandbox_cores(settings)
     # JUPYTER_PATH first: this submission's kernelspec wins.
     with mock.patch.dict(os.environ, environment), contextlib.ExitStack() as kernel:
-        if job["sandbox"]:  # its boot overlaps nbgrader's set-up (see autograder.pipeline.early_kernel)
+        if settings.sandbox:  # its boot overlaps nbgrader's set-up (see autograder.pipeline.early_kernel)
             config.TrustedExecute.early_kernel = str(base)
             kernel.enter_context(
                 early_kernel.started(str(base), lambda: TrustedExecute.start_kernel_early(config, str(base)))
             )
         api = NbGraderAPI(config=config, log=quiet_logger("grading"))
-        outcome = {"autograde": api.autograde(job["assignment"], job["student"], force=True, create=True)}
+        outcome = {"autograde": api.autograde(assignment, student, force=True, create=True)}
         if outcome["autograde"]["success"]:
             with imports.LOCK:  # its first page imports what the warm-up may still be importing
-                outcome["feedback"] = api.generate_feedback(job["assignment"], job["student"], force=True)
+                outcome["feedback"] = api.generate_feedback(assignment, student, force=True)
     return outcome

@@ -42,9 +42,10 @@ class Verdict:
     message: str = ""
     ran: bool = True  # False: the check did not get to judge the student's function
 
-    def __post_init__(self):
-        # Messages quote the student's values and errors: the grader keeps, records and shows a bounded part.
-        object.__setattr__(self, "message", str(self.message)[: wire.MAX_MESSAGE])
+    def bounded(self, codec: wire.Wire) -> Verdict:
+        """The verdict as the grader records it: messages quote the student's values and errors, and the
+        grader keeps, records and shows a bounded part."""
+        return Verdict(self.passed, str(self.message)[: codec.message_chars], self.ran)
 
 
 PENDING = Verdict(False, "the hidden test did not finish (interrupted, timed out or the kernel stopped)", ran=False)
@@ -58,9 +59,9 @@ NEVER_RUN = Verdict(
 class CheckServer:
     """Runs hidden checks for one notebook's kernel; use as a context manager."""
 
-    def __init__(self, address: str, reply_limit: int = wire.MAX_FRAME, seed: int = 0):
+    def __init__(self, address: str, codec: wire.Wire, seed: int = 0):
         self.address = address
-        self.reply_limit = reply_limit
+        self.codec = codec  # the limits of every frame, from GradingSettings.wire
         self.seed = seed  # the submission's seed for every check (autograder.batch.seeds)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._lock = threading.Lock()
@@ -111,7 +112,8 @@ class CheckServer:
     def _serve(self, connection: socket.socket) -> None:
         with connection:
             try:
-                request = wire.load_plain(wire.receive(connection, 4096))
+                # A request is two names (UTF-8: at most 4 bytes a character) and its framing.
+                request = self.codec.load_plain(wire.receive(connection, 8 * self.codec.name_chars + 64))
                 kind, name, function_name = request
                 if kind != "check" or not isinstance(name, str) or not isinstance(function_name, str):
                     raise wire.WireError("expected a check request")
@@ -124,11 +126,12 @@ class CheckServer:
                     False, f"the grader refused to run {name!r}: hidden tests run only in their own test cell, once"
                 )
             else:
-                verdict = run_check(name, RemoteFunction(connection, function_name[:100], self.reply_limit), self.seed)
+                student = RemoteFunction(connection, function_name[: self.codec.name_chars], self.codec)
+                verdict = run_check(name, student, self.seed).bounded(self.codec)
                 with self._lock:
                     window[name] = verdict
             try:
-                wire.send(connection, pickle_for_kernel(("verdict", verdict.passed, verdict.message)))
+                wire.send(connection, pickle_for_kernel(("verdict", verdict.passed, verdict.message), self.codec))
             except OSError:
                 pass  # the kernel is gone; the verdict is recorded all the same
 
@@ -165,35 +168,39 @@ def run_check(name: str, student, seed: int = 0) -> Verdict:
 class RemoteFunction:
     """The student's function, living in their kernel; calling it runs it there and returns plain data."""
 
-    def __init__(self, connection: socket.socket, name: str, reply_limit: int = wire.MAX_FRAME):
+    def __init__(self, connection: socket.socket, name: str, codec: wire.Wire):
         self._connection = connection
-        self._reply_limit = reply_limit
+        self._codec = codec
         self.__name__ = self.__qualname__ = name
+        self._limits_sent = False
 
     def seed(self, seed: int) -> None:
         """Seed the kernel's generators (the student's code draws from them)."""
-        self._send(pickle_for_kernel(("seed", seed)))
+        self._send(pickle_for_kernel(("seed", seed), self._codec))
 
     def __call__(self, *args, **kwargs):
         kept: list = []
-        self._send(pickle_for_kernel(("call", args, kwargs), kept))
+        self._send(pickle_for_kernel(("call", args, kwargs), self._codec, kept))
         while True:
             message = self._receive()
             if message[0] == "callback":
-                self._send(_serve_callback(kept, *message[1:]))
+                self._send(_serve_callback(self._codec, kept, *message[1:]))
                 continue
             *reply, (arg_states, kwarg_states) = message
             for argument, state in zip(args, arg_states):
-                wire.apply_state(argument, state)
+                self._codec.apply_state(argument, state)
             for key, state in kwarg_states.items():
                 if key in kwargs:
-                    wire.apply_state(kwargs[key], state)
+                    self._codec.apply_state(kwargs[key], state)
             if reply[0] == "result":
-                return wire.from_plain(reply[1])
-            raise wire.rebuild_exception(*reply[1:])
+                return self._codec.from_plain(reply[1])
+            raise self._codec.rebuild_exception(*reply[1:])
 
     def _send(self, payload: bytes) -> None:
         try:
+            if not self._limits_sent:  # the kernel cuts what it sends to the grader's limits
+                wire.send(self._connection, pickle_for_kernel(("wire", self._codec), self._codec))
+                self._limits_sent = True
             wire.send(self._connection, payload)
         except OSError as error:
             raise GradingFailure(
@@ -202,7 +209,7 @@ class RemoteFunction:
 
     def _receive(self):
         try:
-            return wire.load_plain(wire.receive(self._connection, self._reply_limit))
+            return self._codec.load_plain(self._codec.receive(self._connection))
         except (wire.WireError, OSError) as error:
             raise GradingFailure(
                 f"your kernel stopped answering while {self.__name__} ran (interrupted, timed "
@@ -210,11 +217,11 @@ class RemoteFunction:
             ) from None
 
 
-def _serve_callback(kept: list, key, method, args, kwargs) -> bytes:
+def _serve_callback(codec: wire.Wire, kept: list, key, method, args, kwargs) -> bytes:
     """Run a call the kernel made on one of the grader's objects; the answer is plain data only."""
     try:
         target = kept[key]
-        args, kwargs = wire.from_plain(args), wire.from_plain(kwargs)
+        args, kwargs = codec.from_plain(args), codec.from_plain(kwargs)
         if method == "call":
             value = target(*args, **kwargs)
         elif method == "len":
@@ -225,16 +232,17 @@ def _serve_callback(kept: list, key, method, args, kwargs) -> bytes:
             value = getattr(target, args[0])
         else:
             raise TypeError(f"unsupported operation {method!r}")
-        return pickle_for_kernel(("returned", wire.to_plain(value)))
+        return pickle_for_kernel(("returned", codec.to_plain(value)), codec)
     except Exception as error:
-        return pickle_for_kernel(("raised", *wire.describe_exception(error)))
+        return pickle_for_kernel(("raised", *codec.describe_exception(error)), codec)
 
 
 class _KernelPickler(cloudpickle.Pickler):
     """Pickles the grader's messages; the course's own objects stay here and travel as references."""
 
-    def __init__(self, file, kept: list):
+    def __init__(self, file, codec: wire.Wire, kept: list):
         super().__init__(file)
+        self._codec = codec
         self._kept = kept
 
     def reducer_override(self, obj):
@@ -242,7 +250,7 @@ class _KernelPickler(cloudpickle.Pickler):
         # per tensor, a torch.load in the kernel) cost about 1 ms of each call a statistical check makes.
         plain = type(obj) is torch.Tensor and obj.device.type == "cpu" and obj.grad_fn is None
         if plain and wire.is_plain_tensor(obj):
-            return wire.rebuild_tensor, wire.to_plain(obj)[1:]
+            return wire.rebuild_tensor, self._codec.to_plain(obj)[1:]
         return super().reducer_override(obj)
 
     def persistent_id(self, obj):
@@ -267,7 +275,7 @@ def _belongs_to_course(obj) -> bool:
     return isinstance(module, str) and (module == "course" or module.startswith("course."))
 
 
-def pickle_for_kernel(message, kept: list | None = None) -> bytes:
+def pickle_for_kernel(message, codec: wire.Wire, kept: list | None = None) -> bytes:
     buffer = io.BytesIO()
-    _KernelPickler(buffer, [] if kept is None else kept).dump(message)
+    _KernelPickler(buffer, codec, [] if kept is None else kept).dump(message)
     return buffer.getvalue()

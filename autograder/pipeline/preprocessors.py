@@ -20,13 +20,13 @@ from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, SaveAutoGrades
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import Bool, Float, Instance, Int, Unicode, default
 
 from autograder import imports
 from autograder.pipeline import early_kernel
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox.timelimits import TimeLimit
-from autograder.settings import CHECK_NAME, CHECKER_VARIABLE
+from autograder.settings import CHECK_NAME, CHECKER_VARIABLE, GradingSettings, course_settings
 
 
 def grade_id_of(cell: NotebookNode) -> str | None:
@@ -169,7 +169,7 @@ class TrustedExecute(Execute):
     the grader's private course folder) with the reason of every failure, and with `kernel_error` when the
     kernel never reached the first cell (it did not start, or failed its probe).
 
-    Before the first cell the kernel runs `probe` (the same for every submission: see Grading.kernel_probe);
+    Before the first cell the kernel runs Grading.kernel_probe (the same for every submission);
     when it fails, `KernelProbeFailed` stops the execution. The kernel already runs it once as it boots, so
     the probe's imports overlap nbgrader's set-up.
 
@@ -178,7 +178,7 @@ class TrustedExecute(Execute):
     the backstop fires on an overloaded machine, `MachineOverloaded` stops the execution and the record says
     why (`overloaded`). A kernel that dies (crash, exit, memory), or that stops responding after a cell's
     timeout, costs the cell it happened in and every later cell, each with the reason; the cells that ran
-    before keep their grades. Outputs past `output_limit` bytes are dropped, and
+    before keep their grades. Outputs past Grading.output_limit bytes are dropped, and
     a ZeroMQ message over that size disconnects the kernel, so a flood of output cannot exhaust the grader.
     """
 
@@ -193,18 +193,17 @@ class TrustedExecute(Execute):
         help="Where to write the verdict of every test cell, and why the kernel never "
         "reached the first cell if it did not (JSON).",
     ).tag(config=True)
-    output_limit = Int(32 * 1024**2, help="Bytes of output one notebook may produce.").tag(config=True)
-    reply_limit = Int(256 * 1024**2, help="Bytes of one message from the kernel to the check server.").tag(config=True)
+    settings = Instance(
+        GradingSettings,
+        help="The grading settings (autograder.settings): output_limit, kernel_probe, the cell's time limit "
+        "and wall_clock_factor, the wire's limits. Set by the grader; by default those of nbgrader_config.py.",
+    )
     seed = Int(0, help="The submission's seed for the hidden checks (autograder.batch.seeds).").tag(config=True)
     early_kernel = Unicode(
         "",
         help="Key of the kernel the grader started for this notebook before nbgrader was "
         "ready (autograder.pipeline.early_kernel); empty: start one here.",
     ).tag(config=True)
-    probe = Unicode(
-        "", help="Code run in the kernel as soon as it is ready, before the notebook's first cell; empty: none."
-    ).tag(config=True)
-
     sandbox_uid = Int(
         None,
         allow_none=True,
@@ -217,16 +216,16 @@ class TrustedExecute(Execute):
         help="CPU cores the sandbox may use (its quota), by which the machine is judged when a "
         "cell's wall-clock backstop fires; 0: all of this machine's.",
     ).tag(config=True)
-    wall_clock_factor = Float(
-        2.0, help="A cell's wall-clock backstop, as a multiple of its time limit (Grading.wall_clock_factor)."
-    ).tag(config=True)
-
     store_widget_state = Bool(
         False,
         help="Keep widget state from the kernel's comm messages in the notebook: off, "
         "as nothing would count it against output_limit (and the feedback "
         "shows each widget's text form).",
     ).tag(config=True)
+
+    @default("settings")
+    def _course_settings(self) -> GradingSettings:
+        return course_settings()
 
     def __init__(self, **kwargs):
         kwargs.setdefault("kernel_manager_class", CappedKernelManager)
@@ -268,8 +267,8 @@ class TrustedExecute(Execute):
                     resources.setdefault("verdicts", {}).update(self._verdicts)
 
     async def async_start_new_kernel(self, **kwargs):
-        preload = f"--IPKernelApp.exec_lines={[self.probe]!r}"
-        if self.probe and preload not in self.extra_arguments:
+        preload = f"--IPKernelApp.exec_lines={[self.settings.kernel_probe]!r}"
+        if self.settings.kernel_probe and preload not in self.extra_arguments:
             # The kernel also runs the probe's code as it boots, while nbgrader is still setting up (about 2 s
             # of imports that would otherwise wait for it); the probe proper then finds them done. Only the probe
             # proper decides: a failure at boot is just printed to the kernel's own (discarded) stderr.
@@ -288,15 +287,17 @@ class TrustedExecute(Execute):
         except Exception as error:
             self._kernel_error = _did_not_start(error)
             raise
-        if self.probe:
+        if self.settings.kernel_probe:
             try:
-                reply = await self.async_wait_for_reply(client.execute(self.probe, silent=True, store_history=False))
+                reply = await self.async_wait_for_reply(
+                    client.execute(self.settings.kernel_probe, silent=True, store_history=False)
+                )
             except (DeadKernelError, CellTimeoutError) as error:
                 reply = {"content": {"ename": type(error).__name__, "evalue": str(error)}}
             content = (reply or {}).get("content", {"ename": "TimeoutError", "evalue": "no reply"})
             if content.get("status") != "ok":
                 self._kernel_error = (
-                    f"the kernel failed its probe {self.probe!r}: {content.get('ename', 'Error')}: "
+                    f"the kernel failed its probe {self.settings.kernel_probe!r}: {content.get('ename', 'Error')}: "
                     f"{content.get('evalue', '')}"
                 )
                 await self._async_cleanup_kernel()
@@ -317,7 +318,7 @@ class TrustedExecute(Execute):
                 "autograder.pipeline.check_server"
             )  # maybe beside the warm-up (autograder.imports)
             self._server = self._server_scope.enter_context(
-                check_server.CheckServer(self._checker_address, self.reply_limit, self.seed)
+                check_server.CheckServer(self._checker_address, self.settings.wire, self.seed)
             )
         if self._server is not None:
             self._server.open_window(checks)
@@ -336,7 +337,7 @@ class TrustedExecute(Execute):
     def _new_kernel_manager(self):
         manager = super().create_kernel_manager()
         # Set before the start, which already connects the control socket.
-        manager.context.setsockopt(zmq.MAXMSGSIZE, self.output_limit)
+        manager.context.setsockopt(zmq.MAXMSGSIZE, self.settings.output_limit)
         return manager
 
     @classmethod
@@ -394,10 +395,10 @@ class TrustedExecute(Execute):
                 msg_id, cell, timeout, task_poll_output_msg, task_poll_kernel_alive
             )
         limit = TimeLimit(
-            timeout,
+            self.settings.cell_timeout,  # exact: nbclient's `timeout` is whole seconds
             self._cpu_clock,
             self.cores,
-            self.wall_clock_factor,
+            self.settings.wall_clock_factor,
             waits=self._waits,
             sandboxes_clock=self._sandboxes_clock,
         )
@@ -491,14 +492,14 @@ class TrustedExecute(Execute):
 
     def _within_output_limit(self, size: int, outs) -> bool:
         self._output_bytes += size
-        if self._output_bytes <= self.output_limit:
+        if self._output_bytes <= self.settings.output_limit:
             return True
-        if self._output_bytes - size <= self.output_limit:
+        if self._output_bytes - size <= self.settings.output_limit:
             outs.append(
                 NotebookNode(
                     output_type="stream",
                     name="stdout",
-                    text=f"[grader: output past {self.output_limit} bytes dropped]\n",
+                    text=f"[grader: output past {self.settings.output_limit} bytes dropped]\n",
                 )
             )
         return False

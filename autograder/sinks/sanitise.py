@@ -22,8 +22,8 @@ text in a code block under a note. Cells identical to one of the instructor's lo
 course text, with its Colab badge) are the instructor's own and stay as they are.
 
 An ordinary notebook costs a few milliseconds: text without `<`, `:`, `&`, `![` or `mermaid` skips the
-Markdown parser. HTML, SVG or Markdown over `SIZE_LIMIT` is not parsed at all (it is replaced by a note or
-shown as text).
+Markdown parser. HTML, SVG or Markdown over `Grading.markup_size_limit` is not parsed at all (it is replaced by a note
+or shown as text).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from nbconvert.filters.markdown_mistune import MarkdownWithMath
 from nbformat import NotebookNode
 from nbformat.v4.nbbase import random_cell_id
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Instance
 
-SIZE_LIMIT = 1_000_000  # characters of one HTML, SVG or Markdown text that are parsed; more is not shown as such
-NOTEBOOK_BUDGET = 4_000_000  # characters of HTML, SVG and Markdown outputs parsed per notebook (about a second)
+from autograder.settings import GradingSettings, course_settings
 
 # Formatting HTML: text, tables, lists, links, embedded images. No forms, frames, media, SVG or MathML.
 HTML_TAGS = frozenset(
@@ -431,9 +431,9 @@ def clean_html(text: str) -> str:
     return _parsers.html.clean(text)
 
 
-def clean_svg(text: str) -> str | None:
+def clean_svg(text: str, limits: GradingSettings | None = None) -> str | None:
     """A static SVG image, or None when nothing well-formed is left of it."""
-    if len(text) > SIZE_LIMIT:
+    if len(text) > (limits or course_settings()).markup_size_limit:
         return None
     cleaned = _parsers.svg.clean(text).strip()  # an XML declaration or DOCTYPE goes too
     if not cleaned.startswith("<svg"):
@@ -510,7 +510,7 @@ def _hazards(source: str, attachments: dict) -> tuple[list[dict], bool]:
     return pieces, other
 
 
-def clean_markdown(source: str, attachments: dict | None = None) -> str:
+def clean_markdown(source: str, attachments: dict | None = None, limits: GradingSettings | None = None) -> str:
     """Markdown whose raw HTML is sanitised, everything else as written (math, tables, `<` in text).
 
     Each raw HTML piece that is not clean already is replaced, in document order, by its sanitised form; the
@@ -520,7 +520,7 @@ def clean_markdown(source: str, attachments: dict | None = None) -> str:
     attachments = attachments or {}
     if not any(trigger in source for trigger in _MARKDOWN_TRIGGERS):
         return source
-    if len(source) > SIZE_LIMIT:
+    if len(source) > (limits or course_settings()).markup_size_limit:
         return _as_text(source)
     # As the parser reads it (its pieces' text is this text's): one kind of line end, a final one.
     text = source.replace("\r\n", "\n").replace("\r", "\n")
@@ -577,13 +577,16 @@ def _printable(name: str) -> str:
     return "".join(ch for ch in str(name)[:60] if ch.isascii() and ch.isprintable())
 
 
-def clean_output(output: dict, budget: list[int] | None = None) -> NotebookNode | None:
+def clean_output(
+    output: dict, budget: list[int] | None = None, limits: GradingSettings | None = None
+) -> NotebookNode | None:
     """A code cell's output with only inert content, or None for an output type nbformat does not know.
 
     `budget`: characters of HTML, SVG and Markdown still to parse in this notebook (decremented); an output
     past it keeps its other forms (its text/plain), so a flood of outputs costs the grader a bounded time.
     """
-    budget = budget if budget is not None else [NOTEBOOK_BUDGET]
+    limits = limits or course_settings()
+    budget = budget if budget is not None else [limits.markup_notebook_limit]
     kind = output.get("output_type")
     if kind == "stream":
         return NotebookNode(
@@ -613,14 +616,14 @@ def clean_output(output: dict, budget: list[int] | None = None) -> NotebookNode 
         elif mime in ("text/plain", "text/latex"):  # shown escaped (LaTeX is typeset by MathJax)
             kept = text
         elif mime == "text/html":
-            kept = clean_html(text) if len(text) <= SIZE_LIMIT else None
+            kept = clean_html(text) if len(text) <= limits.markup_size_limit else None
             kept = kept if kept and kept.strip() else None
         elif mime == "text/markdown":
-            kept = clean_markdown(text)
+            kept = clean_markdown(text, limits=limits)
         elif mime in IMAGE_TYPES:
             kept = _base64(text)
         elif mime == "image/svg+xml":
-            kept = clean_svg(text)
+            kept = clean_svg(text, limits)
         if text is not None and mime in ("text/html", "text/markdown", "image/svg+xml"):
             budget[0] -= min(len(text), budget[0])
         if kept is None:
@@ -716,10 +719,13 @@ def _notebook_metadata(metadata: dict) -> NotebookNode:
     return kept
 
 
-def clean_notebook(nb: NotebookNode, trusted: frozenset[str] = frozenset()) -> NotebookNode:
+def clean_notebook(
+    nb: NotebookNode, trusted: frozenset[str] = frozenset(), limits: GradingSettings | None = None
+) -> NotebookNode:
     """Sanitise a notebook in place (and return it). `trusted`: sources of the instructor's own cells,
     which stay as written when a markdown or raw cell has exactly that source."""
-    cells, budget = [], [NOTEBOOK_BUDGET]
+    limits = limits or course_settings()
+    cells, budget = [], [limits.markup_notebook_limit]
     for cell in nb.cells:
         cell_type = cell.get("cell_type")
         if cell_type not in ("code", "markdown", "raw"):
@@ -736,16 +742,16 @@ def clean_notebook(nb: NotebookNode, trusted: frozenset[str] = frozenset()) -> N
         if cell_type == "code":
             count = cell.get("execution_count")
             cleaned.execution_count = count if isinstance(count, int) and not isinstance(count, bool) else None
-            outputs = [clean_output(o, budget) for o in cell.get("outputs") or [] if isinstance(o, dict)]
+            outputs = [clean_output(o, budget, limits) for o in cell.get("outputs") or [] if isinstance(o, dict)]
             cleaned.outputs = [o for o in outputs if o is not None]
         elif cell_type == "markdown":
             attachments = _attachments(cell.get("attachments"))
             if attachments:
                 cleaned.attachments = attachments
             if source not in trusted:
-                cleaned.source = clean_markdown(source, attachments)
+                cleaned.source = clean_markdown(source, attachments, limits)
         elif source and source not in trusted:  # a raw cell: nbconvert's HTML shows it as HTML
-            cleaned.source = clean_html(source) if len(source) <= SIZE_LIMIT else ""
+            cleaned.source = clean_html(source) if len(source) <= limits.markup_size_limit else ""
         cells.append(cleaned)
     nb.cells = cells
     nb.metadata = _notebook_metadata(nb.get("metadata") or {})
@@ -776,9 +782,15 @@ class SanitiseNotebook(NbGraderPreprocessor):
     (grade ids, points, checksums) stays, so formgrader and the gradebook still find every cell.
     """
 
+    settings = Instance(
+        GradingSettings,
+        allow_none=True,
+        help="The grading settings (set by `python -m autograder grade`); None: those of nbgrader_config.py.",
+    ).tag(config=True)
+
     def preprocess(self, nb, resources):
         info = resources.get("nbgrader") or {}
         trusted = frozenset()
         if info.get("db_url") and info.get("notebook") and info.get("assignment"):
             trusted = instructor_sources(info["db_url"], info["notebook"], info["assignment"])
-        return clean_notebook(nb, trusted), resources
+        return clean_notebook(nb, trusted, self.settings), resources

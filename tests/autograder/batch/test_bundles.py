@@ -65,4 +65,4 @@ def test_the_cache_folder_is_a_setting(name, tmp_path):
     from autograder.settings import load_grading
 
     settings = load_grading(bundle_cache=str(tmp_path / name) if name else "")
-    assert settings.resolved_bundle_cache() == (tmp_path / name if name else None)
+    assert settings.bundle_cache == (tmp_path / name if name else None)

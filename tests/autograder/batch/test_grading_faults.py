@@ -19,7 +19,7 @@ from autograder.layout import RELEASE, REPO, SOURCE, notebooks
 from autograder.pipeline import autograde
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox import timelimits
-from autograder.settings import load_grading
+from autograder.settings import GradingSettings, load_grading
 
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
 needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
@@ -36,7 +36,7 @@ def _job(nb=None) -> submission.Job:
 
 
 def _limits(**changes) -> dict:
-    return {**grade.limits_of(load_grading()), **changes}
+    return load_grading().replace(**changes)
 
 
 @needs_sandbox
@@ -243,7 +243,7 @@ def test_an_edit_of_the_configuration_file_takes_effect(tmp_path):
     settings = load_grading(config)
     assert (settings.cell_timeout, settings.disk_limit) == (7, 12345678)
     assert load_grading(config, argv=["--Grading.disk_limit=99"]).disk_limit == 99
-    assert grade.limits_of(settings)["cell_timeout"] == 7  # what the grading task receives
+    assert isinstance(settings, GradingSettings)  # what the grading task receives, frozen
     with pytest.raises(ValueError, match="Grading"):
         load_grading(argv=["--Execute.timeout=3"])
 
@@ -378,7 +378,7 @@ def test_a_huge_message_the_kernel_sends_in_place_of_an_error_is_cut(bundle):
         bundle,
         (
             "\nimport autograder.kernel_side.wire as _wire\n"
-            "_wire.describe_exception = lambda error: ('ValueError', ['ValueError'], 'm' * 20_000_000)\n"
+            "_wire.Wire.describe_exception = lambda self, error: ('ValueError', ['ValueError'], 'm' * 20_000_000)\n"
             "_visible, _calls = threshold_query, []\n"
             "def threshold_query(db, threshold=5):  # right for the three visible asserts, wrong for the grader\n"
             "    _calls.append(1)\n"

@@ -16,7 +16,7 @@ from hostile_corpus import ASSIGNMENT, NOTEBOOK, solved
 
 from autograder.intake import submissions as intake
 from autograder.layout import SOURCE, assignments, notebooks
-from autograder.settings import Grading
+from autograder.settings import Grading, load_grading
 
 EXPECTED = {a: notebooks(a) for a in assignments()}
 EMPTY_CELL = '{"cell_type": "code", "execution_count": null, "metadata": {}, "outputs": [], "source": []}'
@@ -37,7 +37,7 @@ def _class(root, hostile: bytes, name: str = NOTEBOOK):
 
 
 def _collect(root, limits=None):
-    limits = limits or intake.Limits()
+    limits = limits or load_grading()
     found, notes = intake.collect(root, [ASSIGNMENT], EXPECTED, SOURCE, time_zone="UTC", limits=limits)
     return {s.student: s for s in found}, notes
 
@@ -55,7 +55,6 @@ def _collect_measured(root):
 
 def test_the_defaults_are_grading_settings_and_fit_the_course():
     settings = Grading()
-    assert intake.Limits.of(settings) == intake.Limits()
     largest = max(
         (SOURCE.parent / "release" / a / nb for a in assignments() for nb in notebooks(a)),
         key=lambda path: path.stat().st_size,
@@ -116,7 +115,7 @@ def test_a_notebook_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
 
     # Renamed, so that only its cell ids could say which notebook it is: they are not read either.
     root = _class(tmp_path / "class", nbformat.writes(solved()).encode() + b" " * 200_000, name=f"eve_{NOTEBOOK}")
-    limits = intake.Limits(notebook_bytes=150_000)
+    limits = load_grading(notebook_size_limit=150_000)
     found, notes = _collect(root, limits)
     assert (
         found["eve"].problem.startswith("malformed notebook: ")
@@ -161,8 +160,8 @@ def test_a_zip_bomb_member_is_not_extracted(tmp_path):
 @pytest.mark.parametrize(
     "limits, message",
     [
-        (intake.Limits(zip_members=3), "Grading.zip_member_limit"),
-        (intake.Limits(zip_bytes=1000), "Grading.zip_size_limit"),
+        (load_grading(zip_member_limit=3), "Grading.zip_member_limit"),
+        (load_grading(zip_size_limit=1000), "Grading.zip_size_limit"),
     ],
 )
 def test_a_zip_over_its_limits_is_refused_before_extraction(tmp_path, limits, message):

@@ -6,6 +6,7 @@ cell does; the grading round trip and the hostile corpus exercise the same path 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pickle
@@ -23,7 +24,10 @@ import torch
 
 from autograder.kernel_side import wire
 from autograder.pipeline.check_server import PENDING, CheckServer, pickle_for_kernel
+from autograder.settings import load_grading
 from course.grading import GradingFailure
+
+CODEC = load_grading().wire  # the grader's limits, as nbgrader_config.py sets them
 
 STUDENT = """
 import sys, torch
@@ -47,7 +51,7 @@ def run_kernel(server: CheckServer, name: str, function: str, definitions: str =
 
 @pytest.fixture
 def server(tmp_path):
-    with CheckServer(str(tmp_path / "checker")) as running:
+    with CheckServer(str(tmp_path / "checker"), CODEC) as running:
         yield running
 
 
@@ -70,7 +74,7 @@ def server(tmp_path):
     ],
 )
 def test_values_cross_the_wire_unchanged(value):
-    back = wire.from_plain(wire.load_plain(wire.dump_plain(wire.to_plain(value))))
+    back = CODEC.from_plain(CODEC.load_plain(wire.dump_plain(CODEC.to_plain(value))))
     if isinstance(value, torch.Tensor):
         assert back.dtype == value.dtype and torch.equal(back, value)
     elif isinstance(value, np.ndarray):
@@ -80,9 +84,9 @@ def test_values_cross_the_wire_unchanged(value):
 
 
 def test_gradient_flag_survives_and_other_objects_arrive_as_named_stand_ins():
-    back = wire.from_plain(wire.to_plain(torch.ones(2, requires_grad=True)))
+    back = CODEC.from_plain(CODEC.to_plain(torch.ones(2, requires_grad=True)))
     assert back.requires_grad
-    stand_in = wire.from_plain(wire.to_plain(object()))
+    stand_in = CODEC.from_plain(CODEC.to_plain(object()))
     assert isinstance(stand_in, wire.Opaque) and type(stand_in).__name__ == "object"
 
 
@@ -93,9 +97,9 @@ class _RunsCode:
 
 def test_frames_from_the_kernel_cannot_run_code_in_the_grader():
     with pytest.raises(wire.WireError, match="refused"):
-        wire.load_plain(pickle.dumps(_RunsCode()))
+        CODEC.load_plain(pickle.dumps(_RunsCode()))
     with pytest.raises(wire.WireError, match="unknown tag"):
-        wire.from_plain(("pickle", b"..."))
+        CODEC.from_plain(("pickle", b"..."))
 
 
 def _fanning_out(levels: int, width: int = 100) -> bytes:
@@ -112,33 +116,33 @@ def test_a_frame_that_fans_out_is_refused_before_it_is_walked():
     assert len(payload) < 2000
     start = time.perf_counter()
     with pytest.raises(wire.WireError, match="unpacks to more than"):
-        wire.load_plain(payload)
+        CODEC.load_plain(payload)
     assert time.perf_counter() - start < 5
     # Every real reply, however large, is a tree with at least a byte per value, and passes.
-    big = wire.to_plain([float(i) for i in range(100_000)] + [torch.arange(10)] * 50)
-    back = wire.from_plain(wire.load_plain(wire.dump_plain(big)))
+    big = CODEC.to_plain([float(i) for i in range(100_000)] + [torch.arange(10)] * 50)
+    back = CODEC.from_plain(CODEC.load_plain(wire.dump_plain(big)))
     assert len(back) == 100_050 and torch.equal(back[-1], torch.arange(10))
 
 
 def test_a_frame_past_the_value_cap_or_nested_too_deep_is_refused():
     with pytest.raises(wire.WireError, match="unpacks to more than"):
-        wire.load_plain(wire.dump_plain(("list", [None] * (wire.MAX_VALUES + 1))))  # a byte per value
+        CODEC.load_plain(wire.dump_plain(("list", [None] * (CODEC.values + 1))))  # a byte per value
     deep = 0
-    for _ in range(wire.MAX_NESTING + 1):
+    for _ in range(CODEC.nesting + 1):
         deep = ("list", [deep])
     with pytest.raises(wire.WireError, match="nests deeper"):
-        wire.load_plain(wire.dump_plain(deep))
+        CODEC.load_plain(wire.dump_plain(deep))
     deepest_plain = 1
-    for _ in range(wire.MAX_DEPTH + 5):
+    for _ in range(CODEC.depth + 5):
         deepest_plain = {"k": [(deepest_plain,)]}
-    assert wire.load_plain(wire.dump_plain(wire.to_plain(deepest_plain)))  # to_plain's own depth cap fits
+    assert CODEC.load_plain(wire.dump_plain(CODEC.to_plain(deepest_plain)))  # to_plain's own depth cap fits
 
 
 def _refusal_and_peak_bytes(payload: bytes) -> tuple[str, int]:
     """Why `load_plain` refused `payload` ('' if it did not), and the peak of Python memory meanwhile."""
     tracemalloc.start()
     try:
-        wire.load_plain(payload)
+        CODEC.load_plain(payload)
         refusal = ""
     except wire.WireError as error:
         refusal = str(error)
@@ -154,15 +158,15 @@ def test_a_frame_of_sets_or_of_too_many_instructions_is_refused_before_anything_
     MAX_OPCODES, by reading the instructions only."""
     sets = pickle.dumps(("result", [set() for _ in range(100_000)], ((), {})), protocol=pickle.HIGHEST_PROTOCOL)
     with pytest.raises(wire.WireError, match="EMPTY_SET"):
-        wire.load_plain(sets)
-    lists = b"\x80\x05(" + b"]" * (wire.MAX_OPCODES + 1) + b"l."  # PROTO, MARK, empty lists, LIST, STOP
+        CODEC.load_plain(sets)
+    lists = b"\x80\x05(" + b"]" * (CODEC.opcodes + 1) + b"l."  # PROTO, MARK, empty lists, LIST, STOP
     refusal, peak = _refusal_and_peak_bytes(lists)
     assert peak < 20 * 1024**2 and "pickle instructions" in refusal, refusal
     with pytest.raises(wire.WireError, match="integer of more than"):
-        wire.load_plain(wire.dump_plain(("result", 1 << 10_000, ((), {}))))
+        CODEC.load_plain(wire.dump_plain(("result", 1 << 10_000, ((), {}))))
     for crafted in (pickle.dumps(bytearray(b"x"), protocol=5), pickle.dumps({1}), pickle.dumps(frozenset())):
         with pytest.raises(wire.WireError, match="refused the pickle instruction"):
-            wire.load_plain(crafted)
+            CODEC.load_plain(crafted)
 
 
 def test_a_frame_that_names_memo_slots_is_refused_before_the_memo_grows():
@@ -178,24 +182,24 @@ def test_a_frame_that_names_memo_slots_is_refused_before_the_memo_grows():
         refusal, peak = _refusal_and_peak_bytes(payload)
         assert peak < 2**20 and refusal, payload
     shared = ("x", "x")
-    assert wire.load_plain(wire.dump_plain(("list", [shared, shared]))) == ("list", [shared, shared])
+    assert CODEC.load_plain(wire.dump_plain(("list", [shared, shared]))) == ("list", [shared, shared])
 
 
 def test_what_the_kernel_names_or_says_reaches_the_grader_bounded():
-    opaque = wire.from_plain(("list", [("opaque", "Thing", "x" * 10_000)] * 1000 + [("opaque", "T" * 10**6, "y")]))
+    opaque = CODEC.from_plain(("list", [("opaque", "Thing", "x" * 10_000)] * 1000 + [("opaque", "T" * 10**6, "y")]))
     assert len({type(value) for value in opaque[:1000]}) == 1 and len(repr(opaque[0])) == 200
-    assert len(type(opaque[-1]).__name__) <= wire.MAX_NAME
-    error = wire.rebuild_exception("E" * 10**6, ["ValueError"] * 10**5, "m" * 10**7)
-    assert isinstance(error, ValueError) and len(type(error).__name__) <= wire.MAX_NAME
-    assert len(str(error)) == wire.MAX_MESSAGE
+    assert len(type(opaque[-1]).__name__) <= CODEC.name_chars
+    error = CODEC.rebuild_exception("E" * 10**6, ["ValueError"] * 10**5, "m" * 10**7)
+    assert isinstance(error, ValueError) and len(type(error).__name__) <= CODEC.name_chars
+    assert len(str(error)) == CODEC.message_chars
     from autograder.pipeline.check_server import Verdict
 
-    assert len(Verdict(False, "v" * 10**7).message) == wire.MAX_MESSAGE
+    assert len(Verdict(False, "v" * 10**7).bounded(CODEC).message) == CODEC.message_chars
     with pytest.raises(wire.WireError, match="without its data"):  # torch.empty would reserve 4 GB
-        wire.from_plain(("tensor", "float32", [1 << 30], b"", False))
+        CODEC.from_plain(("tensor", "float32", [1 << 30], b"", False))
     original = torch.zeros(3)
-    wire.apply_state(original, ("opaque", "Tensor", "not a tensor's state"))  # a state of the wrong kind
-    wire.apply_state(original, ("tensor", "float32", [3], torch.ones(3).numpy().tobytes(), False))
+    CODEC.apply_state(original, ("opaque", "Tensor", "not a tensor's state"))  # a state of the wrong kind
+    CODEC.apply_state(original, ("tensor", "float32", [3], torch.ones(3).numpy().tobytes(), False))
     assert torch.equal(original, torch.ones(3))
 
 
@@ -207,20 +211,20 @@ def test_a_reply_that_fans_out_fails_its_check_with_a_reason(server):
         "create_db",
         """
         import autograder.kernel_side.wire as _wire
-        _plain = _wire.to_plain
+        _plain = _wire.Wire.to_plain
 
         class _Bomb:
             pass
 
-        def _to_plain(value, depth=0):
+        def _to_plain(self, value, depth=0):
             if isinstance(value, _Bomb):
                 node = 0
                 for _ in range(8):
                     node = ("dict", [(0, node)] * 100)
                 return node
-            return _plain(value, depth)
+            return _plain(self, value, depth)
 
-        _wire.to_plain = _to_plain
+        _wire.Wire.to_plain = _to_plain
 
         def create_db(num_entries, p=0.5):
             return _Bomb()
@@ -267,7 +271,7 @@ def test_checks_run_only_in_their_window_and_only_once(server):
 
 
 def test_a_reply_over_the_limit_fails_its_check(tmp_path):
-    with CheckServer(str(tmp_path / "checker"), reply_limit=2**20) as small:
+    with CheckServer(str(tmp_path / "checker"), dataclasses.replace(CODEC, frame_bytes=2**20)) as small:
         small.open_window(["nb01.check_create_db"])
         run_kernel(small, "nb01.check_create_db", "lambda n, p=0.5: torch.zeros(1_000_000)")
         verdict = small.close_window()["nb01.check_create_db"]
@@ -355,11 +359,11 @@ def test_a_crafted_reply_cannot_run_code_in_the_grader(server, tmp_path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as kernel:
         kernel.connect(server.address)
         wire.send(kernel, wire.dump_plain(("check", "nb01.check_create_db", "create_db")))
-        while pickle.load(io.BytesIO(wire.receive(kernel)))[0] == "seed":
-            pass  # the call follows the seed
+        while pickle.load(io.BytesIO(wire.receive(kernel, None)))[0] in ("wire", "seed"):
+            pass  # the call follows the limits and the seed
         evil = type("Evil", (), {"__reduce__": lambda self: (open, (str(marker), "w"))})()
         wire.send(kernel, pickle.dumps(("result", evil, ([], {}))))
-        verdict = pickle.load(io.BytesIO(wire.receive(kernel)))
+        verdict = pickle.load(io.BytesIO(wire.receive(kernel, None)))
     assert verdict[0] == "verdict" and not verdict[1] and "unreadable" in verdict[2]
     assert not marker.exists()
 
@@ -369,7 +373,7 @@ def test_course_objects_stay_in_the_grader():
     from course.lib import databases
 
     kept: list = []
-    payload = pickle_for_kernel(("call", (databases.create_db, torch.ones(2)), {}), kept)
+    payload = pickle_for_kernel(("call", (databases.create_db, torch.ones(2)), {}), CODEC, kept)
     assert kept == [databases.create_db]
     assert b"course" not in payload
 
@@ -385,7 +389,7 @@ def test_plain_tensors_reach_the_kernel_as_their_bytes():
         torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (4,)),
         torch.nn.Parameter(torch.ones(2)),
     )
-    payload = pickle_for_kernel(("call", sent, {}))
+    payload = pickle_for_kernel(("call", sent, {}), CODEC)
     assert b"rebuild_tensor" in payload
     _, received, _ = pickle.loads(payload)
     for before, after in zip(sent, received):

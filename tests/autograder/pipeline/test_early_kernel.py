@@ -11,7 +11,6 @@ from jupyter_core.utils import run_sync
 from traitlets.config import Config
 
 from autograder.batch import bundles, submission
-from autograder.commands import grade
 from autograder.layout import SOURCE
 from autograder.pipeline import early_kernel
 from autograder.pipeline.preprocessors import TrustedExecute
@@ -91,7 +90,7 @@ def test_grading_adopts_the_early_kernel(tmp_path, monkeypatch):
         f"assert not os.path.exists({str(SOURCE)!r})\n" + create_db.source
     )
     job = submission.Job("student", "01_databases", "01_databases.ipynb", nbformat.writes(nb).encode())
-    result = submission.grade_submission(job, bundle, grade.limits_of(load_grading()))
+    result = submission.grade_submission(job, bundle, load_grading())
     assert len(taken) == 1 and taken[0] is not None, "the sandboxed kernel was not started early"
     assert not result.grading_error
     assert all(cell.score == cell.max_score for cell in result.cells if cell.kind == "auto"), result.cells

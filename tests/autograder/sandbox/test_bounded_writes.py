@@ -17,7 +17,6 @@ import pytest
 from hostile_corpus import ASSIGNMENT, LITTER, MARKER, NOTEBOOK, cell_by_grade_id, solved
 
 from autograder.batch import bundles, submission
-from autograder.commands import grade
 from autograder.commands.grade import graded_cells
 from autograder.layout import REPO, SOURCE
 from autograder.pipeline import autograde
@@ -109,7 +108,7 @@ def test_the_socket_folder_holds_a_few_pages_and_inodes(tmp_path):
         pytest.skip("without root the socket folder is a host folder: see docs/GRADING.md")
     base = tmp_path / "base"
     (base / "course").mkdir(parents=True)
-    limits = {**grade.limits_of(load_grading()), "disk_limit": DISK_LIMIT}
+    limits = load_grading(disk_limit=DISK_LIMIT)
     uid = autograde.sandbox_uid()
     try:
         autograde.prepare_sandbox(base, base / "course", limits, uid)
@@ -177,7 +176,7 @@ def test_a_failed_cleanup_is_logged_and_never_the_result(bundle, monkeypatch):
 
     monkeypatch.setattr(cleanup, "remove_tree", defeated_cleanup)
     job = submission.Job("student", ASSIGNMENT, NOTEBOOK, nbformat.writes(solved()).encode())
-    result = submission.grade_submission(job, bundle, grade.limits_of(load_grading()))
+    result = submission.grade_submission(job, bundle, load_grading())
     monkeypatch.undo()
     for path in defeated:  # what the defeated cleanup left
         assert remove_tree(path) == []

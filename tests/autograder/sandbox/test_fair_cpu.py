@@ -19,7 +19,6 @@ from hostile_corpus import ASSIGNMENT, NOTEBOOK, cell_by_grade_id, solved
 from test_bounded_writes import _left_behind
 
 from autograder.batch import bundles, preflight, submission
-from autograder.commands import grade
 from autograder.commands.grade import graded_cells
 from autograder.layout import REPO, SOURCE
 from autograder.pipeline import autograde
@@ -208,7 +207,7 @@ def test_the_default_cores_share_the_machine_among_the_workers():
     assert autograde.sandbox_cores({"workers": 1}) == max(cpus, 1)
     assert autograde.sandbox_cores({"workers": 2 * cpus}) == 1.0  # at least one core each
     assert autograde.sandbox_cores({"workers": 1, "cores_per_sandbox": 0.25}) == 0.25
-    assert grade.limits_of(load_grading(workers=3))["workers"] == 3
+    assert load_grading(workers=3).workers == 3
 
 
 class _Clock:
@@ -296,7 +295,7 @@ def _graded(bundle, code: str, **limits) -> submission.SubmissionResult:
     cell = cell_by_grade_id(nb, "threshold_query")
     cell.source += "\n" + code
     job = submission.Job("student", ASSIGNMENT, NOTEBOOK, nbformat.writes(nb).encode())
-    return submission.grade_submission(job, bundle, {**grade.limits_of(load_grading()), **limits})
+    return submission.grade_submission(job, bundle, load_grading().replace(**limits))
 
 
 SLEEPER = "import time\ndef threshold_query(*args, **kwargs):\n    time.sleep(60)"  # the test cell calls it

@@ -19,6 +19,7 @@ import pytest
 from nbconvert.exporters import HTMLExporter
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
 
+from autograder.settings import course_settings
 from autograder.sinks import sanitise
 from autograder.sinks.sanitise import clean_html, clean_markdown, clean_notebook, clean_output, clean_svg
 
@@ -479,7 +480,7 @@ def test_sanitising_twice_changes_nothing():
 
 def test_it_costs_milliseconds():
     """A notebook like the course's, with answers, tables and figures: well under 50 ms (a feedback page costs
-    about 400 ms); 1 MB of HTML output under a second, and more than SIZE_LIMIT is not parsed at all."""
+    about 400 ms); 1 MB of HTML output under a second, and more than Grading.markup_size_limit is not parsed at all."""
     table = "<table>" + "".join(f"<tr><td>{i}</td><td>{i * 0.5}</td></tr>" for i in range(60)) + "</table>"
     cells = []
     for i in range(30):
@@ -493,7 +494,7 @@ def test_it_costs_milliseconds():
     big = clean_html("<div>" + "<p>hello <b>world</b></p>" * 40_000 + "</div>")
     assert time.perf_counter() - start < 1.0 and big.count("<p>") == 40_000
     start = time.perf_counter()
-    huge = clean_output(_display({"text/html": "<p>x</p>" * (sanitise.SIZE_LIMIT // 8 + 1), "text/plain": "t"}))
+    huge = clean_output(_display({"text/html": "<p>x</p>" * (course_settings().markup_size_limit // 8 + 1), "text/plain": "t"}))
     assert time.perf_counter() - start < 0.1 and huge.data == {"text/plain": "t"}
 
 
@@ -505,7 +506,7 @@ def test_a_flood_of_html_outputs_costs_a_bounded_time():
     outputs = clean_notebook(nb).cells[0].outputs
     assert time.perf_counter() - start < 5
     parsed = sum("text/html" in o.data for o in outputs)
-    assert 0 < parsed <= sanitise.NOTEBOOK_BUDGET // len(block) + 1
+    assert 0 < parsed <= course_settings().markup_notebook_limit // len(block) + 1
     assert all(o.data["text/plain"] == f"t{i}" for i, o in enumerate(outputs))
 
 
