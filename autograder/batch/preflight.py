@@ -18,9 +18,7 @@ from pathlib import Path
 
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.settings import GradingSettings
-
-# The datasets each assignment's notebook reads, and a file that shows each one is in place.
-DATASETS = {"05_pate": ["mnist"], "06_dpsgd": ["pneumonia"], "07_membership": ["pneumonia"]}
+from course.notebooks import NOTEBOOKS
 
 
 class PreflightError(RuntimeError):
@@ -66,7 +64,7 @@ def _check_disk(settings: GradingSettings, out: Path) -> None:
 
 
 def _check_datasets(data_root: Path, assignments: list[str]) -> None:
-    needed = {name for a in assignments for name in DATASETS.get(a, [])}
+    needed = {name for a in assignments if a in NOTEBOOKS for name in NOTEBOOKS[a].datasets}
     try:
         if "mnist" in needed:
             import torchvision

@@ -18,25 +18,17 @@ import nbformat
 from nbgrader.utils import is_solution
 
 from autograder.layout import RELEASE, SOURCE, assignments, notebooks
+from course.notebooks import NOTEBOOKS
+
 
 # One typical mistake per assignment: the graded function whose solution cell is replaced, and the wrong answer
 # typed in its place, a function of course.grading.wrong_answers (whose tests show the hidden checks catch it).
-TYPICAL_MISTAKES = {
-    "01_databases": ("threshold_query", "nb01_02.threshold_query_greater_or_equal"),
-    "02_differencing": ("differencing_attack_mean", "nb01_02.differencing_attack_mean_without_sizes"),
-    "03_randomized_response": ("randomized_response", "nb03_04.rr_flips_instead_of_coin"),
-    "04_laplace": ("private_mean", "nb03_04.private_mean_sum_sensitivity"),
-    "05_pate": ("laplace_noisy_max", "nb05.laplace_noise_truncated"),
-    "06_dpsgd": ("dp_grads", "nb06.dp_grads_batch_clipping"),
-    "07_membership": ("attack_auc", "nb07.attack_auc_ties_ignored"),
-}
-
-
 @functools.cache
 def wrong_answers() -> dict[str, tuple[str, str]]:
-    """{assignment: (graded function, the cell source of its typical mistake)}, from TYPICAL_MISTAKES."""
+    """{assignment: (graded function, the cell source of its typical mistake)}, from course.notebooks."""
     answers = {}
-    for assignment, (name, wrong) in TYPICAL_MISTAKES.items():
+    for assignment, notebook in NOTEBOOKS.items():
+        name, wrong = notebook.typical_mistake
         module, function = wrong.split(".")
         function = getattr(importlib.import_module(f"course.grading.wrong_answers.{module}"), function)
         answers[assignment] = (name, cell_source(function, name))
