@@ -10,7 +10,8 @@ Every row read back is checked before anything is written: a known student and c
 them), and a score that is empty (left ungraded) or a number from 0 to the cell's points. Any fault stops the
 whole command with the file, line and reason, and nothing is written. Valid scores go into the class
 gradebook in one transaction, and OUT/grades.csv shows them at once; the next `grade` run keeps them, as it
-keeps scores given in nbgrader's formgrader.
+keeps scores given in nbgrader's formgrader. The feedback page of every notebook whose score changed is made
+again (autograder.pipeline.feedback.regenerate), so the student sees the grade in place of "awaiting grading".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import html
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 
+from autograder.pipeline import feedback
 from autograder.pipeline.config import gradebook_url
 from autograder.sinks import safe_text, sanitise
 
@@ -176,21 +179,22 @@ def read_scores(path: Path, out: Path, assignments: list[str] | None = None) -> 
 
 
 def record_scores(out: Path, url: str, scores: list[ManualScore]) -> int:
-    """Write `scores` into the gradebook in one transaction, then into OUT/grades.csv; returns how many changed."""
+    """Write `scores` into the gradebook in one transaction, then into OUT/grades.csv, then make the feedback pages
+    of the notebooks whose scores changed again; returns how many scores changed."""
     seen: dict[tuple, float] = {}
     for s in scores:
         key = (s.student, s.assignment, s.notebook, s.cell)
         if key in seen and seen[key] != s.score:
             raise ManualGradingError(f"two files give {safe_text.for_terminal(' / '.join(key))} different scores")
         seen[key] = s.score
-    changed = 0
+    changed_pages = set()
     with warnings.catch_warnings(), Gradebook(url) as gradebook:
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's session handling, as in autograder.commands.grade
         try:
             for (student, assignment, notebook, cell), score in seen.items():
                 grade = gradebook.find_grade(cell, notebook.removesuffix(".ipynb"), assignment, student)
                 if grade.manual_score != score:
-                    changed += 1
+                    changed_pages.add((student, assignment, notebook, cell))
                 grade.manual_score = score
                 grade.needs_manual_grade = False
             gradebook.db.commit()
@@ -198,7 +202,24 @@ def record_scores(out: Path, url: str, scores: list[ManualScore]) -> int:
             gradebook.db.rollback()
             raise
     _show_in_grades_csv(out, seen)
-    return changed
+    refresh_feedback(out, url, {key[:3] for key in changed_pages})
+    return len(changed_pages)
+
+
+def refresh_feedback(out: Path, url: str, pages: set[tuple[str, str, str]]) -> int:
+    """Make these (student, assignment, notebook) feedback pages again; returns how many were written. The scores
+    are already recorded: a page that cannot be made is named on stderr and the rest go on."""
+    written = 0
+    for page in sorted(pages):
+        try:
+            written += len(feedback.regenerate(out, [page], url))
+        except Exception as error:  # noqa: BLE001 (one page's failure must not hide the others or the scores)
+            where = safe_text.for_terminal("/".join(page))
+            why = safe_text.for_terminal(f"{type(error).__name__}: {error}")
+            print(f"feedback for {where} not made again: {why}", file=sys.stderr)
+    if written:
+        print(f"{written} feedback page(s) made again with the new scores")
+    return written
 
 
 def _show_in_grades_csv(out: Path, scores: dict[tuple, float]) -> None:

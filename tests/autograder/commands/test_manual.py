@@ -38,6 +38,7 @@ def out(tmp_path) -> Path:
         gradebook.update_or_create_assignment(ASSIGNMENT)
         gradebook.add_notebook(NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT)
         gradebook.add_grade_cell(CELL, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, max_score=1.0, cell_type="markdown")
+        gradebook.add_solution_cell(CELL, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT)
         gradebook.add_grade_cell(
             "test_create_db", NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, max_score=2.0, cell_type="code"
         )
@@ -228,3 +229,36 @@ def test_an_answer_cannot_reach_past_its_own_box_in_a_browser(out, tmp_path):
                 assert overflow <= 0
         finally:
             browser.close()
+
+
+def _feedback_page(out: Path, student: str) -> str:
+    return (out / "feedback" / student / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")).read_text()
+
+
+def test_a_new_manual_grade_makes_the_feedback_page_again(out):
+    sheet = out / "manual" / ASSIGNMENT / f"{CELL}.csv"
+    assert _manual(out).returncode == 0
+    _fill(sheet, {"alice": "1"})
+    done = _manual(out, "--scores", sheet)
+    assert done.returncode == 0, done.stderr
+    assert "1 feedback page(s) made again" in done.stdout
+    page = _feedback_page(out, "alice")
+    assert "Score: 1 / 1" in page and "awaiting grading" not in page
+    assert "Total</th><td>1 of 1 points</td>" in page  # the notebook holds the written answer only
+    assert (out / "static" / "mathjax" / "MathJax.js").is_file()
+    assert not (out / "feedback" / "bob").exists()  # only the pages whose scores changed
+
+
+def test_the_page_of_a_grade_taken_back_says_awaiting_again(out):
+    sheet = out / "manual" / ASSIGNMENT / f"{CELL}.csv"
+    manual.write_sheets(out, gradebook_url(out / "gradebook.db"))
+    manual.record_scores(out, gradebook_url(out / "gradebook.db"), manual.read_scores(_fill(sheet, {"bob": "0"}), out))
+    page = _feedback_page(out, "bob")
+    assert "Score: 0 / 1" in page  # a grade of 0 that a grader gave is a 0
+    with Gradebook(gradebook_url(out / "gradebook.db")) as gradebook:
+        grade = gradebook.find_grade(CELL, NOTEBOOK.removesuffix(".ipynb"), ASSIGNMENT, "bob")
+        grade.manual_score, grade.needs_manual_grade = None, True
+        gradebook.db.commit()
+    manual.refresh_feedback(out, gradebook_url(out / "gradebook.db"), {("bob", ASSIGNMENT, NOTEBOOK)})
+    page = _feedback_page(out, "bob")
+    assert "awaiting grading (1 point)" in page and "Score: 0 / 1" not in page
