@@ -38,6 +38,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing, free_port
+from cli import run_cli
 from hostile_corpus import ASSIGNMENT, GRADING_OPTIONS, NOTEBOOK, cell_by_grade_id, solved
 
 from autograder.layout import RELEASE, REPO
@@ -204,24 +205,16 @@ def graded(marker, tmp_path_factory):
         path.parent.mkdir(parents=True)
         nbformat.write(nb, path)
     out = root / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(root / "class"),
-            "--out",
-            str(out),
-            "--assignment",
-            ASSIGNMENT,
-            "--workers",
-            "1",
-            *GRADING_OPTIONS,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(root / "class"),
+        "--out",
+        str(out),
+        "--assignment",
+        ASSIGNMENT,
+        "--workers",
+        "1",
+        *GRADING_OPTIONS,
         timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -5,30 +5,22 @@ for malformed and missing notebooks, from a folder and from an LMS zip."""
 import csv
 import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from collections import defaultdict
 
 import pytest
+from cli import run_cli
 from nbgrader.utils import is_solution
 
 from autograder.commands import demo as sample_class
 from autograder.commands.grade import graded_cells
-from autograder.layout import REPO, SOURCE, assignments, notebooks
+from autograder.layout import SOURCE, assignments, notebooks
 
 
 def _run(*args):
     # As the README's instructor does it: nothing exported, the data found at its one default (REPO/data).
     environment = {name: value for name, value in os.environ.items() if name != "DP_COURSE_DATA"}
-    return subprocess.run(
-        [sys.executable, "-m", "autograder", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        env=environment,
-    )
+    return run_cli(*args, timeout=1500, env=environment)
 
 
 def _rows(out):

@@ -8,13 +8,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from cli import run_cli
 from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, FIRST_IN_LINE, GRADING_OPTIONS, MARKER, NOTEBOOK
 
 from autograder.commands.grade import graded_cells
@@ -94,24 +94,16 @@ def graded(listener):
     for case in CASES:
         case.build(root / "class" / case.name, port)
     before = _listing(), _tree_digest(root / "class"), _repository_state()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(root / "class"),
-            "--out",
-            str(root / "out"),
-            "--assignment",
-            ASSIGNMENT,
-            "--workers",
-            "2",
-            *GRADING_OPTIONS,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(root / "class"),
+        "--out",
+        str(root / "out"),
+        "--assignment",
+        ASSIGNMENT,
+        "--workers",
+        "2",
+        *GRADING_OPTIONS,
         timeout=3000,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -212,24 +204,16 @@ def test_the_first_submission_cannot_stop_a_one_process_batch(listener, tmp_path
     port, connections = listener
     for case in FIRST_IN_LINE:
         case.build(tmp_path / "class" / case.name, port)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(tmp_path / "class"),
-            "--out",
-            str(tmp_path / "out"),
-            "--assignment",
-            ASSIGNMENT,
-            "--workers",
-            "1",
-            *GRADING_OPTIONS,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(tmp_path / "class"),
+        "--out",
+        str(tmp_path / "out"),
+        "--assignment",
+        ASSIGNMENT,
+        "--workers",
+        "1",
+        *GRADING_OPTIONS,
         timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,12 +4,11 @@
 import csv
 import errno
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from cli import run_cli
 from hostile_corpus import cell_by_grade_id, solved
 from traitlets.config import PyFileConfigLoader
 
@@ -179,22 +178,14 @@ def test_cli_reports_a_preflight_failure(tmp_path):
     notebook = notebooks("05_pate")[0]
     (tmp_path / "class" / "ada" / "05_pate").mkdir(parents=True)
     shutil.copyfile(RELEASE / "05_pate" / notebook, tmp_path / "class" / "ada" / "05_pate" / notebook)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(tmp_path / "class"),
-            "--out",
-            str(tmp_path / "out"),
-            "--assignment",
-            "05_pate",
-            f"--Grading.data_root={tmp_path}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(tmp_path / "class"),
+        "--out",
+        str(tmp_path / "out"),
+        "--assignment",
+        "05_pate",
+        f"--Grading.data_root={tmp_path}",
         timeout=600,
     )
     assert result.returncode == 1 and "dataset" in result.stderr, result.stderr[-2000:]
@@ -208,22 +199,14 @@ def test_cli_stops_when_the_first_kernel_fails_its_probe(tmp_path):
     folder = tmp_path / "class" / "ada" / ASSIGNMENT
     folder.mkdir(parents=True)
     nbformat.write(solved(), folder / NOTEBOOK)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(tmp_path / "class"),
-            "--out",
-            str(tmp_path / "out"),
-            "--assignment",
-            ASSIGNMENT,
-            "--Grading.kernel_probe=import a_module_nobody_installed",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(tmp_path / "class"),
+        "--out",
+        str(tmp_path / "out"),
+        "--assignment",
+        ASSIGNMENT,
+        "--Grading.kernel_probe=import a_module_nobody_installed",
         timeout=600,
     )
     assert result.returncode == 1 and "probe" in result.stderr and "nothing was graded" in result.stderr, result.stderr[
@@ -252,22 +235,14 @@ def test_unsandboxed_grading_is_recorded(tmp_path):
     folder = tmp_path / "class" / "someone" / ASSIGNMENT
     folder.mkdir(parents=True)
     nbformat.write(solved(), folder / NOTEBOOK)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(tmp_path / "class"),
-            "--out",
-            str(tmp_path / "out"),
-            "--assignment",
-            ASSIGNMENT,
-            "--no-sandbox",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(tmp_path / "class"),
+        "--out",
+        str(tmp_path / "out"),
+        "--assignment",
+        ASSIGNMENT,
+        "--no-sandbox",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -16,16 +16,16 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
+from cli import run_cli
 
 from autograder.commands import demo as sample_class
 from autograder.commands.grade import graded_cells
-from autograder.layout import REPO, SOURCE, notebooks
+from autograder.layout import SOURCE, notebooks
 
 ASSIGNMENT = "01_databases"
 NOTEBOOK = notebooks(ASSIGNMENT)[0]
@@ -124,25 +124,17 @@ def postgres_url():
 
 
 def _grade(submissions: Path, out: Path, url: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(submissions),
-            "--out",
-            str(out),
-            "--assignment",
-            ASSIGNMENT,
-            "--workers",
-            "2",
-            "--gradebook",
-            url,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(submissions),
+        "--out",
+        str(out),
+        "--assignment",
+        ASSIGNMENT,
+        "--workers",
+        "2",
+        "--gradebook",
+        url,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -2,39 +2,21 @@
 (grading errors are always redone), --force regrades, and rows outside a run stay in OUT as they were."""
 
 import csv
-import subprocess
-import sys
 
 import nbformat
 import pytest
+from cli import run_cli, run_grade
 from hostile_corpus import WRONG_THRESHOLD, cell_by_grade_id, solved
 from nbgrader.api import Gradebook
 
 from autograder.commands.grade import graded_cells
-from autograder.layout import REPO, SOURCE
+from autograder.layout import SOURCE
 
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
 
 
 def _grade(submissions, out, *options):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(submissions),
-            "--out",
-            str(out),
-            "--assignment",
-            ASSIGNMENT,
-            *options,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_grade(submissions, out, "--assignment", ASSIGNMENT, *options)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -100,21 +82,13 @@ def test_one_student_with_force_leaves_the_others_in_place(graded):
 
 def test_an_unknown_student_is_an_error(graded):
     root, _, _ = graded
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(root / "class"),
-            "--out",
-            str(root / "out"),
-            "--student",
-            "nobody-here",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(root / "class"),
+        "--out",
+        str(root / "out"),
+        "--student",
+        "nobody-here",
         timeout=600,
     )
     assert result.returncode == 1 and "nobody-here" in result.stderr
@@ -131,8 +105,7 @@ def test_manual_scores_from_the_manual_command_survive_a_rerun(graded, tmp_path)
     out = tmp_path / "out"
     shutil.copytree(root / "out", out)
     manual_cells = [c.name for c in graded_cells(SOURCE / ASSIGNMENT / NOTEBOOK) if c.kind == "manual"]
-    command = [sys.executable, "-m", "autograder", "manual", str(out)]
-    assert subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300).returncode == 0
+    assert run_cli("manual", out, timeout=300).returncode == 0
     sheet = out / "manual" / ASSIGNMENT / f"{manual_cells[0]}.csv"
     rows = safe_text.read_rows(sheet)
     assert sorted(r["student"] for r in rows) == ["ada", "bob"] and all(r["answer"] for r in rows)
@@ -142,7 +115,7 @@ def test_manual_scores_from_the_manual_command_survive_a_rerun(graded, tmp_path)
         writer = safe_text.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    result = subprocess.run([*command, "--scores", str(sheet)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = run_cli("manual", out, "--scores", sheet, timeout=300)
     assert result.returncode == 0, result.stderr
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gradebook:
         given = {

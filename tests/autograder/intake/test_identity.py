@@ -9,13 +9,12 @@ upload time as its zip time; Canvas's names each file `<sortable name>_[LATE_]<u
 import csv
 import hashlib
 import os
-import subprocess
-import sys
 import zipfile
 from datetime import UTC, datetime
 
 import nbformat
 import pytest
+from cli import run_cli
 from hostile_corpus import ASSIGNMENT, NOTEBOOK, WRONG_THRESHOLD, cell_by_grade_id, solved, untouched
 
 from autograder.batch import seeds
@@ -305,21 +304,13 @@ def graded_moodle_class(tmp_path_factory):
         ],
     )
     environment = {**os.environ, "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(REPO / "data"))}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(archive),
-            "--out",
-            str(root / "out"),
-            "--assignment",
-            ASSIGNMENT,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(archive),
+        "--out",
+        str(root / "out"),
+        "--assignment",
+        ASSIGNMENT,
         timeout=900,
         env=environment,
     )

@@ -12,6 +12,7 @@ import zipfile
 
 import nbformat
 import pytest
+from cli import run_cli
 from hostile_corpus import ASSIGNMENT, NOTEBOOK, solved
 
 from autograder.intake import submissions as intake
@@ -204,28 +205,18 @@ def test_grade_refuses_a_200000_cell_notebook_and_grades_the_class(tmp_path):
     import csv
     import os
     import resource
-    import subprocess
-    import sys
 
     from autograder.layout import REPO
 
     root = _class(tmp_path / "class", _many_cells(200_000))
     started = time.perf_counter()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(root),
-            "--out",
-            str(tmp_path / "out"),
-            "--assignment",
-            ASSIGNMENT,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(root),
+        "--out",
+        str(tmp_path / "out"),
+        "--assignment",
+        ASSIGNMENT,
         timeout=600,
         env={**os.environ, "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(REPO / "data"))},
     )

@@ -7,18 +7,17 @@ it keeps every point, and nothing of either private folder stays on the host."""
 
 import csv
 import os
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import nbformat
 import pytest
+from cli import run_cli
 from hostile_corpus import ASSIGNMENT, LITTER, MARKER, NOTEBOOK, cell_by_grade_id, solved
 
 from autograder.batch import bundles, submission
 from autograder.commands.grade import graded_cells
-from autograder.layout import REPO, SOURCE
+from autograder.layout import SOURCE
 from autograder.pipeline import autograde
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox import cleanup
@@ -63,24 +62,16 @@ def test_a_littering_submission_keeps_its_grade_and_leaves_nothing(tmp_path):
         nbformat.write(
             _littering() if student.startswith("a_") else solved(), tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK
         )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(tmp_path / "class"),
-            "--out",
-            str(tmp_path / "out"),
-            "--assignment",
-            ASSIGNMENT,
-            "--workers",
-            "2",
-            f"--Grading.disk_limit={DISK_LIMIT}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(tmp_path / "class"),
+        "--out",
+        str(tmp_path / "out"),
+        "--assignment",
+        ASSIGNMENT,
+        "--workers",
+        "2",
+        f"--Grading.disk_limit={DISK_LIMIT}",
         timeout=900,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

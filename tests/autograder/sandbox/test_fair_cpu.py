@@ -7,20 +7,19 @@ grading error, while a submission that spins or sleeps past its limit keeps its 
 
 import csv
 import os
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import nbformat
 import pytest
+from cli import run_cli
 from hostile_corpus import ASSIGNMENT, NOTEBOOK, cell_by_grade_id, solved
 from test_bounded_writes import _left_behind
 
 from autograder.batch import bundles, preflight, submission
 from autograder.commands.grade import graded_cells
-from autograder.layout import REPO, SOURCE
+from autograder.layout import SOURCE
 from autograder.pipeline import autograde
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox import timelimits
@@ -57,28 +56,20 @@ def _marked_processes() -> list[str]:
 
 def _graded_on_two_workers(tmp_path: Path, notebook_timeout: float) -> dict[str, dict[str, dict]]:
     """tmp_path/class graded through the CLI on two workers, each sandbox one core, cells 20 s of CPU."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade",
-            str(tmp_path / "class"),
-            "--out",
-            str(tmp_path / "out"),
-            "--assignment",
-            ASSIGNMENT,
-            "--workers",
-            "2",
-            "--cell-timeout",
-            "20",
-            "--timeout",
-            str(notebook_timeout),
-            "--Grading.cores_per_sandbox=1",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "grade",
+        str(tmp_path / "class"),
+        "--out",
+        str(tmp_path / "out"),
+        "--assignment",
+        ASSIGNMENT,
+        "--workers",
+        "2",
+        "--cell-timeout",
+        "20",
+        "--timeout",
+        str(notebook_timeout),
+        "--Grading.cores_per_sandbox=1",
         timeout=1200,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

@@ -5,17 +5,16 @@ terminal control character reaches stdout or stderr, no CSV cell starts a formul
 what was written (a rerun keeps every grade), and the innocent keeps full marks."""
 
 import csv
-import subprocess
-import sys
 
 import nbformat
 import pytest
+from cli import run_cli
 
 from autograder.batch.submission import graded_cells
 from autograder.commands import cli
 from autograder.commands.demo import solved
 from autograder.commands.grade import Summary
-from autograder.layout import REPO, SOURCE, notebooks
+from autograder.layout import SOURCE, notebooks
 from autograder.sinks import safe_text
 
 ASSIGNMENT = "01_databases"
@@ -33,16 +32,7 @@ CONTROL = ("\x1b", "\x07", "\x9b", "\u202e")
 
 
 def _run(*arguments, check=True):
-    result = subprocess.run(
-        [sys.executable, "-m", "autograder", *map(str, arguments)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return run_cli(*arguments, check=check)
 
 
 def _control_lines(text: str) -> list[str]:
