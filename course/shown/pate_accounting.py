@@ -18,7 +18,7 @@ Papers:
   privacy", AISTATS 2020 (Theorem 21: a tighter conversion to (eps, delta), the one Opacus uses).
 - [RRUV16] Rogers, Roth, Ullman, Vadhan, "Privacy odometers and filters: pay-as-you-go composition", NeurIPS 2016
   (a filter: a budget fixed in advance, and the mechanism stops before it is exceeded).
-- [FZ21] Feldman, Zrnic, "Individual privacy accounting via a Renyi filter", NeurIPS 2021 (Theorem 3.1: adaptively
+- [FZ21] Feldman, Zrnic, "Individual privacy accounting via a Renyi filter", NeurIPS 2021 (the Renyi filter: adaptively
   chosen RDP costs whose sum never exceeds a budget fixed in advance compose to that budget).
 
 The RDP epsilon functions take `conversion`, the RDP-to-(epsilon, delta) conversion: `rdp_to_epsilon` (Mironov's,
@@ -187,7 +187,7 @@ def confident_gnmax_epsilon(
     billed ([Mironov17] Proposition 1 needs each step's bound to hold whatever the earlier outputs were; billing
     what was spent is an odometer, [RRUV16]). With the cap, the costs chosen adaptively add up to at most
     num_queries * order / (2 sigma1^2) + max_answers * order / sigma2^2 at every order, on every run: a Renyi
-    filter ([FZ21] Theorem 3.1, [RRUV16]), whose composition is RDP with that bound. `max_answers = num_queries`
+    filter ([FZ21], [RRUV16]), whose composition is RDP with that bound. `max_answers = num_queries`
     is the uncapped aggregator, every query charged both steps. RDP converts by `conversion` (Mironov's by
     default, as in `gnmax_epsilon`; or `rdp_to_epsilon_balle`). Replacement neighbours; the threshold does not
     enter the bound.

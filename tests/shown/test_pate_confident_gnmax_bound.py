@@ -5,7 +5,7 @@ mechanism of sensitivity 1 (the maximum count, replacement neighbours) with nois
 (order, order / (2 sigma1^2))-RDP per query; step 2 is GNMax, the Gaussian mechanism on the histogram (L2
 sensitivity sqrt 2) with noise sigma2, so (order, order / sigma2^2)-RDP per answer. With a cap of M answers fixed
 in advance, k queries cost at most k * order / (2 sigma1^2) + M * order / sigma2^2 on every run (Feldman and
-Zrnic, NeurIPS 2021, Theorem 3.1), converted to (epsilon, delta) by Mironov's Proposition 3 or Balle et al.'s
+Zrnic, NeurIPS 2021, the Renyi filter), converted to (epsilon, delta) by Mironov's Proposition 3 or Balle et al.'s
 Theorem 21. The same worst case must come out of `course.shown.pate_accounting`, of the committed results table
 and of notebook 05's text.
 """
