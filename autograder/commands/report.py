@@ -2,9 +2,13 @@
 and one HTML page.
 
 Interface: `report(out, config=None) -> str` writes OUT/report.txt, OUT/report.png (pass rate per cell) and
-OUT/report.html (the text beside its figures: score distribution per assignment, pass rate per cell with its
-most common failure reasons, late counts and penalties, grading errors; PNGs embedded, so the page is one
-file), and returns the text. `config`: the course configuration (autograder.term.late), for the penalties.
+OUT/report.html, and returns the text. `config`: the course configuration (autograder.term.late), for the
+penalties. The page answers what an instructor asks when deciding what to teach again: a histogram of the scores
+of each assignment, the hardest cells first with their most common reasons for lost points, the per-cell table,
+late work and penalties, grading errors and answers awaiting a grade, and the grading time per notebook when OUT
+records it (a `grading_seconds` column in inputs.csv or grades.csv). Its PNGs are embedded, so the page is one
+file; it reads at any width: tables and figures sit side by side only where both fit, tables become one card per
+row on a phone, and reasons wrap between words, with long ones cut and the whole text a click away.
 
 A grading error (an empty score whose reason starts "grading error:") is the grader's failure, not the
 student's: it is listed, and left out of every mean, pass rate and distribution, never counted as a zero. An
@@ -16,7 +20,10 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +38,18 @@ from autograder.sinks.safe_text import for_terminal, read_rows  # noqa: E402
 from autograder.term import late as late_policy  # noqa: E402
 
 TOP_REASONS = 3
+HARDEST = 8  # cells listed first, beside the pass-rate figure
+SHORT_REASON = 140  # characters of a reason shown before "more"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the page: its heading, HTML beside its figure (when there is room), the figure, HTML below."""
+
+    title: str
+    beside: str
+    png: bytes | None = None
+    below: str = ""
 
 
 def load(out: Path) -> list[dict]:
@@ -102,6 +121,44 @@ def cell_statistics(rows: list[dict]) -> list[dict]:
             }
         )
     return stats
+
+
+def hardest_cells(stats: list[dict], limit: int = HARDEST) -> list[dict]:
+    """The cells fewest students passed (cells no one was scored on left out), lowest pass rate first."""
+    scored = [item for item in stats if item["count"]]
+    return sorted(scored, key=lambda item: (item["pass_rate"], item["mean"] / max(item["max_score"], 1e-9)))[:limit]
+
+
+def grading_times(out: Path) -> dict[str, dict]:
+    """assignment -> {median, max, slowest, count} of the seconds each notebook took to grade, when OUT records
+    them (a `grading_seconds` column in inputs.csv, else in grades.csv); {} when it does not."""
+    seconds: dict[tuple[str, str, str], float] = {}
+    for name in ("inputs.csv", "grades.csv"):
+        path = out / name
+        rows = read_rows(path) if path.is_file() else []
+        for row in rows:
+            value = row.get("grading_seconds") or ""
+            key = (row.get("student", ""), row.get("assignment", ""), row.get("notebook", ""))
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if number == number and number >= 0:  # not NaN
+                seconds.setdefault(key, number)
+        if seconds:
+            break
+    by_assignment: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for (student, assignment, _), value in seconds.items():
+        by_assignment[assignment].append((value, student))
+    return {
+        assignment: {
+            "median": statistics.median(v for v, _ in values),
+            "max": max(values)[0],
+            "slowest": max(values)[1],
+            "count": len(values),
+        }
+        for assignment, values in by_assignment.items()
+    }
 
 
 LATE_KINDS = ["on time", "late", "late, time unknown", "time unknown", "no due date"]
@@ -185,24 +242,39 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
         f"  {for_terminal(r['student'])}/{r['assignment']}/{r['cell']}: {for_terminal(r['reason'])}" for r in failed
     ]
     error_lines.append(f"\nManually graded answers awaiting a grade: {manual}")
-    text = "\n\n".join("\n".join(part) for part in (summary, per_cell, lateness, error_lines))
+    hardest = hardest_cells(stats)
+    hard_lines = ["Hardest cells (lowest pass rate first)"]
+    hard_lines += [
+        f"  {item['assignment']}/{item['cell']}: passed {_percent(item['pass_rate'])} of {item['count']}"
+        + (f"; most often: {for_terminal(item['reasons'][0][0])}" if item["reasons"] else "")
+        for item in hardest
+    ]
+    times = grading_times(out)
+    time_lines = ["Grading time per notebook (seconds)"] if times else []
+    time_lines += [
+        f"  {a}: median {t['median']:.1f}, slowest {t['max']:.1f} ({for_terminal(t['slowest'])}), "
+        f"{t['count']} notebooks"
+        for a, t in sorted(times.items())
+    ]
+    parts = (summary, hard_lines, per_cell, lateness, error_lines, time_lines)
+    text = "\n\n".join("\n".join(part) for part in parts if part)
     (out / "report.txt").write_text(text + "\n")
 
     pass_png = _pass_rate_figure(stats)
     (out / "report.png").write_bytes(pass_png)
-    # (title, HTML beside the figure, figure, HTML below both, CSS class)
+    means_html, matrix_html = _html_scores(rows, scores, means)
     sections = [
-        ("Scores", *_html_scores(rows, scores, means), _distribution_figure(scores, assignments), ""),
-        ("Pass rate per cell", _html_cells(stats), "", pass_png, "cells"),
-        (
+        Section("Scores", means_html, _histogram_figure(scores, assignments), matrix_html),
+        Section("Pass rate per cell", _html_hardest(hardest), pass_png, _html_cells(stats)),
+        Section(
             "Late submissions",
             _html_late(late_rows, counts, penalised, unknown),
-            "",
             _late_figure(counts) if counts else None,
-            "",
         ),
-        ("Grading errors and pending grades", _html_errors(failed, manual), "", None, ""),
+        Section("Grading errors and pending grades", _html_errors(failed, manual)),
     ]
+    if times:
+        sections.append(Section("Grading time", _html_times(times)))
     (out / "report.html").write_text(_page(out, sections, len({r["student"] for r in rows}), len(failed)))
     return text
 
@@ -211,14 +283,41 @@ def _e(value) -> str:
     return html.escape(str(value))
 
 
-def _table(header: list[str], body: list[list[str]], classes: list[str] | None = None) -> str:
-    """An HTML table; cells are already escaped HTML."""
-    head = "".join(f"<th>{h}</th>" for h in header)
+def _table(header: list[str], body: list[list[str]], classes: list[str] | None = None, css: str = "cards") -> str:
+    """An HTML table; cells are already escaped HTML. Each cell carries its column's name (data-label), which a
+    phone shows beside it when the rows become cards."""
+    head = "".join(f"<th scope='col'>{h}</th>" for h in header)
+    labels = [html.escape(html.unescape(_without_tags(h)), quote=True) for h in header]
     lines = []
     for i, row in enumerate(body):
-        css = f" class='{classes[i]}'" if classes and classes[i] else ""
-        lines.append(f"<tr{css}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+        row_css = f" class='{classes[i]}'" if classes and classes[i] else ""
+        cells = "".join(f"<td data-label='{labels[j]}'>{c}</td>" for j, c in enumerate(row))
+        lines.append(f"<tr{row_css}>{cells}</tr>")
+    return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _without_tags(text: str) -> str:
+    out, inside = [], False
+    for ch in text:
+        if ch == "<":
+            inside = True
+        elif ch == ">":
+            inside = False
+        elif not inside:
+            out.append(ch)
+    return "".join(out)
+
+
+def _reason_html(reason: str, count: int | None = None) -> str:
+    """A reason that wraps between words; a long one cut, with the whole text in a details element."""
+    prefix = f"{count}&nbsp;&times; " if count is not None else ""
+    if len(reason) <= SHORT_REASON:
+        return f"<span class='reason'>{prefix}{_e(reason)}</span>"
+    cut = reason[:SHORT_REASON].rsplit(" ", 1)[0] if " " in reason[:SHORT_REASON] else reason[:SHORT_REASON]
+    return (
+        f"<details class='reason'><summary>{prefix}{_e(cut)}&hellip; <span class='more'>(more)</span></summary>"
+        f"{_e(reason)}</details>"
+    )
 
 
 def _html_scores(rows, scores, means) -> tuple[str, str]:
@@ -242,23 +341,53 @@ def _html_scores(rows, scores, means) -> tuple[str, str]:
                 cells.append("&ndash;")
         body.append(cells)
     header = ["student", *(_e(a.replace("_", " ", 1)) for a in assignments)]
-    return means_html, "<h3>Automatic score per student</h3>" + _table(header, body)
+    # A matrix stays a matrix: on a narrow screen it scrolls inside its own box, the page does not.
+    return means_html, (
+        "<h3>Automatic score per student</h3><div class='scroll' tabindex='0'>"
+        + _table(header, body, css="matrix")
+        + "</div>"
+    )
 
 
-def _html_cells(stats) -> str:
+def _html_cell_rows(items) -> list[list[str]]:
     body = []
-    for item in stats:
-        reasons = "".join(f"<li>{count} &times; {_e(reason)}</li>" for reason, count in item["reasons"])
+    for item in items:
+        reasons = "".join(f"<li>{_reason_html(reason, count)}</li>" for reason, count in item["reasons"])
         body.append(
             [
-                f"{_e(item['assignment'])}/<b>{_e(item['cell'])}</b>",
+                f"<span class='cell'>{_e(item['assignment'])}/<b>{_e(item['cell'])}</b></span>",
                 f"{item['mean']:.2f}&thinsp;/&thinsp;{item['max_score']:g}",
                 f"{_percent(item['pass_rate'])} of {item['count']}",
                 f"<span class='error'>{item['errors']}</span>" if item["errors"] else "",
-                f"<ul>{reasons}</ul>" if reasons else "",
+                f"<ul class='reasons'>{reasons}</ul>" if reasons else "",
             ]
         )
-    return _table(["cell", "mean", "passed", "grading errors (left out)", "most common reasons for lost points"], body)
+    return body
+
+
+CELL_HEADER = ["cell", "mean", "passed", "grading errors (left out)", "most common reasons for lost points"]
+
+
+def _html_hardest(hardest) -> str:
+    if not hardest:
+        return "<p>No automatically graded cell was scored.</p>"
+    body = [[cell, passed, reasons] for cell, _, passed, _, reasons in _html_cell_rows(hardest)]
+    header = ["cell", "passed", "most common reasons for lost points"]
+    return "<h3>Hardest cells first</h3>" + _table(header, body, css="cards cells")
+
+
+def _html_cells(stats) -> str:
+    return "<h3>Every cell, in notebook order</h3>" + _table(CELL_HEADER, _html_cell_rows(stats), css="cards cells")
+
+
+def _html_times(times: dict[str, dict]) -> str:
+    return _table(
+        ["assignment", "notebooks", "median (s)", "slowest (s)", "slowest student"],
+        [
+            [_e(a), str(t["count"]), f"{t['median']:.1f}", f"{t['max']:.1f}", _e(t["slowest"])]
+            for a, t in sorted(times.items())
+        ],
+    )
 
 
 def _html_late(late_rows, counts, penalised, unknown) -> str:
@@ -281,7 +410,10 @@ def _html_late(late_rows, counts, penalised, unknown) -> str:
             "<h3>Marked late by the LMS, time unknown: check by hand (no penalty applied)</h3>"
             + _table(
                 ["student", "notebook", "note"],
-                [[_e(r["student"]), _e(f"{r['assignment']}/{r['notebook']}"), _e(r["note"])] for r in unknown],
+                [
+                    [_e(r["student"]), _e(f"{r['assignment']}/{r['notebook']}"), _reason_html(r["note"])]
+                    for r in unknown
+                ],
             )
         )
     return "".join(parts)
@@ -296,7 +428,7 @@ def _html_errors(failed, manual) -> str:
         parts.append(
             _table(
                 ["student", "cell", "reason"],
-                [[_e(r["student"]), _e(f"{r['assignment']}/{r['cell']}"), _e(r["reason"])] for r in failed],
+                [[_e(r["student"]), _e(f"{r['assignment']}/{r['cell']}"), _reason_html(r["reason"])] for r in failed],
             )
         )
     parts.append(f"<p>Written answers awaiting a manual grade: <b>{manual}</b></p>")
@@ -315,21 +447,29 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _distribution_figure(scores, assignments: list[str]) -> bytes:
-    data = [[100 * s / m for (_, a), (s, m) in scores.items() if a == assignment and m] for assignment in assignments]
-    fig, axis = plt.subplots(figsize=(max(5.5, 0.9 * len(assignments) + 2), 3.8))
-    positions = range(1, len(assignments) + 1)
-    shown = [values or [float("nan")] for values in data]
-    axis.boxplot(shown, positions=list(positions), widths=0.5, showfliers=False)
-    for position, values in zip(positions, data):
-        # Points spread sideways in a fixed pattern (no randomness), so every student is visible.
-        offsets = [((i % 7) - 3) * 0.05 for i in range(len(values))]
-        axis.scatter([position + o for o in offsets], values, s=14, alpha=0.6, color="tab:blue", zorder=3)
-    axis.set_xticks(list(positions), [a.replace("_", " ", 1) for a in assignments], rotation=30, ha="right")
-    axis.set_ylim(-5, 105)
-    axis.set_ylabel("automatic score (% of points)")
-    axis.set_xlabel("assignment")
-    axis.set_title("Score distribution per assignment (grading errors left out)")
+def _histogram_figure(scores, assignments: list[str]) -> bytes:
+    """One histogram per assignment: how many students reached each tenth of the automatic points."""
+    columns = min(4, max(len(assignments), 1))
+    lines = max(1, math.ceil(len(assignments) / columns))
+    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns + 0.6, 2.2 * lines + 0.8), squeeze=False)
+    edges = [10 * i for i in range(11)]
+    for index, axis in enumerate(axes.flat):
+        if index >= len(assignments):
+            axis.set_visible(False)
+            continue
+        assignment = assignments[index]
+        values = [100 * s / m for (_, a), (s, m) in scores.items() if a == assignment and m]
+        axis.hist(values, bins=edges, color="tab:blue", edgecolor="white")
+        axis.set_title(f"{assignment.replace('_', ' ', 1)} ({len(values)})", fontsize=9)
+        axis.set_xlim(0, 100)
+        axis.set_xticks([0, 50, 100])
+        axis.tick_params(labelsize=8)
+        axis.yaxis.get_major_locator().set_params(integer=True)
+        if index % columns == 0:
+            axis.set_ylabel("students", fontsize=8)
+        if index >= len(assignments) - columns:
+            axis.set_xlabel("% of automatic points", fontsize=8)
+    fig.suptitle("Score distribution per assignment (grading errors left out)", fontsize=10)
     return _png(fig)
 
 
@@ -373,26 +513,43 @@ def _late_figure(counts: dict[str, dict[str, int]]) -> bytes:
 
 
 STYLE = """
+*, *::before, *::after { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 1.5em auto; max-width: 1500px;
-       color: #1d1d1d; padding: 0 1em; font-size: 14px; }
+       color: #1d1d1d; padding: 0 1em; font-size: 14px; line-height: 1.4; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; }
 h2 { font-size: 1.25em; border-bottom: 2px solid #ccc; margin-top: 1.6em; }
 h3 { font-size: 1em; margin: 1.2em 0 0.4em; }
-.meta { color: #555; margin-top: 0; }
-section { display: grid; grid-template-columns: minmax(0, 1.25fr) minmax(0, 1fr); gap: 2em; align-items: start; }
-section > div { overflow-x: auto; }
-section.wide { grid-template-columns: minmax(0, 1fr); }
-section.cells { grid-template-columns: minmax(0, 1.7fr) minmax(0, 1fr); }
-.below { overflow-x: auto; }
-figure { margin: 0; position: sticky; top: 1em; }
-img { max-width: 100%; height: auto; border: 1px solid #e2e2e2; }
-table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.5em; }
-th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 8px; text-align: left; vertical-align: top;
-         white-space: nowrap; }
-td li { white-space: normal; }
+.meta { color: #555; margin-top: 0; overflow-wrap: anywhere; }
+/* Side by side only where both halves get 34em; otherwise one above the other. */
+section { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 34em), 1fr)); gap: 1.5em 2em;
+          align-items: start; }
+section > div, .below { min-width: 0; }
+figure { margin: 0; min-width: 0; }
+img { display: block; max-width: 100%; height: auto; border: 1px solid #e2e2e2; }
+table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.5em; max-width: 100%; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
+td { white-space: nowrap; }
+table.cells { width: 100%; }
+table.cells td:last-child { white-space: normal; width: 100%; min-width: 14em; }
 td ul { margin: 0; padding-left: 1.1em; }
+.reason { white-space: normal; overflow-wrap: break-word; word-break: normal; hyphens: manual; }
+details.reason summary { cursor: pointer; }
+details.reason .more { color: #0645ad; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.matrix th { white-space: normal; }
 .error { color: #b00; font-weight: bold; }
+/* A phone: each table row becomes a card, each cell a line with its column's name. */
+@media (max-width: 700px) {
+  body { padding: 0 0.6em; }
+  table.cards, table.cards tbody, table.cards tr, table.cards td { display: block; width: 100%; }
+  table.cards thead { display: none; }
+  table.cards tr { border: 1px solid #ddd; border-radius: 4px; margin-bottom: 0.6em; padding: 0.3em 0.5em; }
+  table.cards td { border: none; padding: 1px 0; white-space: normal; min-width: 0; }
+  table.cards td:empty { display: none; }
+  table.cards td::before { content: attr(data-label) ": "; color: #555; }
+  table.cards td:last-child { min-width: 0; }
+}
 """
 
 
@@ -401,12 +558,13 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def _page(out: Path, sections, students: int, failed: int) -> str:
+def _page(out: Path, sections: list[Section], students: int, failed: int) -> str:
     # Every string from OUT's files is escaped (_e); the policy is a second wall: the page has no script, loads
     # nothing and sends nothing (its figures are data: URLs), so nothing a student id or reason holds can.
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<meta http-equiv='Content-Security-Policy' content=\"{CONTENT_SECURITY_POLICY}\">",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>Class report: {_e(out.name)}</title><style>{STYLE}</style></head><body>",
         "<h1>Class report</h1>",
         f"<p class='meta'>{students} student(s), from {_e(out / 'grades.csv')}"
@@ -417,12 +575,11 @@ def _page(out: Path, sections, students: int, failed: int) -> str:
         )
         + "</p>",
     ]
-    for title, beside, below, png, css in sections:
-        parts.append(f"<h2>{_e(title)}</h2><section class='{css if png else 'wide'}'><div>{beside}</div>")
-        if png:
-            parts.append(
-                f"<figure><img alt='{_e(title)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>"
-            )
-        parts.append("</section>" + (f"<div class='below'>{below}</div>" if below else ""))
+    for section in sections:
+        parts.append(f"<h2>{_e(section.title)}</h2><section><div>{section.beside}</div>")
+        if section.png:
+            data = base64.b64encode(section.png).decode()
+            parts.append(f"<figure><img alt='{_e(section.title)}' src='data:image/png;base64,{data}'></figure>")
+        parts.append("</section>" + (f"<div class='below'>{section.below}</div>" if section.below else ""))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -1,9 +1,10 @@
 """The class report from hand-written OUT files: text, statistics without grading errors, the HTML page, and
-that page rendered in the headless Debian Chromium of tests/end_to_end/test_browser.py (screenshot in
-build/screenshots)."""
+that page in headless Chromium at 1280, 1600 and 390 px: nothing overflows its column, reasons wrap between
+words (screenshots in docs/screenshots)."""
 
 import base64
 import csv
+import math
 import random
 import re
 import struct
@@ -20,7 +21,6 @@ from autograder.commands import report as reporting
 from autograder.term import late
 
 FIXTURES = ALL_FIXTURES / "lms"
-SCREENSHOT = REPO / "build" / "screenshots" / "report.png"
 
 
 @pytest.fixture
@@ -112,9 +112,12 @@ def _synthetic_class(out: Path, students: int = 28) -> None:
         "AssertionError: the noise is added to the mean instead of the sum",
         "NameError: name 'laplace_mechanism' is not defined",
         "the test cell did not pass",
+        "AssertionError: dp_grads returned gradients whose noise has the wrong standard deviation: expected about "
+        "noise_multiplier * max_grad_norm / len(batch_data) per coordinate, measured over 2000 seeded draws; check "
+        "that the noise is added once to the summed clipped gradients and not to every example",
     ]
     assignments = ASSIGNMENTS
-    grades, lateness = [], []
+    grades, lateness, inputs = [], [], []
     for i in range(students):
         student = f"student{i:02d}"
         skill = rng.random()
@@ -139,6 +142,9 @@ def _synthetic_class(out: Path, students: int = 28) -> None:
                 else:
                     grades.append([student, assignment, notebook, cell, "auto", 0, points, rng.choice(reasons)])
             grades.append([student, assignment, notebook, "written", "manual", "" if rng.random() < 0.2 else 1, 1, ""])
+            inputs.append(
+                [student, assignment, notebook, f"{rng.getrandbits(64):016x}", f"{4 + 20 * rng.random():.2f}"]
+            )
             roll = rng.random()
             due = FIRST_DUE + timedelta(weeks=assignments.index(assignment))
             seconds = -rng.randint(60, 200000) if roll < 0.8 else rng.randint(600, 200000) if roll < 0.95 else None
@@ -164,47 +170,116 @@ def _synthetic_class(out: Path, students: int = 28) -> None:
         )
     with open(out / "late.csv", "w", newline="") as file:
         csv.writer(file).writerows([late.LATE_COLUMNS, *lateness])
+    with open(out / "inputs.csv", "w", newline="") as file:
+        csv.writer(file).writerows([["student", "assignment", "notebook", "digest", "grading_seconds"], *inputs])
 
 
-def test_report_renders_in_chromium(tmp_path):
-    missing = browser_missing()
-    if missing:
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
+SCREENSHOTS = REPO / "docs" / "screenshots"
+# Every element's box against its section's, reasons' words each on one line, lines of several words.
+MEASURE = """() => {
+  const width = document.documentElement.clientWidth;
+  const outside = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.closest('.scroll') && !el.classList.contains('scroll')) continue;  // a matrix scrolls in its box
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;
+    const column = (el.closest('section > *, .below, section') || document.body).getBoundingClientRect();
+    if (box.left < column.left - 1 || box.right > column.right + 1 || box.right > width + 1)
+      outside.push(el.tagName + '.' + el.className + ': ' + Math.round(box.left) + '-' + Math.round(box.right)
+                   + ' in ' + Math.round(column.left) + '-' + Math.round(column.right));
+  }
+  const reasons = [];
+  for (const el of document.querySelectorAll('.reason')) {
+    const summary = el.querySelector('summary') || el;
+    const text = summary.firstChild && summary.firstChild.nodeType === 3 ? summary.firstChild : null;
+    const words = [], tops = new Set();
+    if (text) {
+      const re = /\\S+/g; let m;
+      while ((m = re.exec(text.data))) {
+        const range = document.createRange();
+        range.setStart(text, m.index); range.setEnd(text, m.index + m[0].length);
+        const rects = Array.from(range.getClientRects()).filter(r => r.width > 0);
+        words.push([m[0], rects.length]);
+        if (rects.length) tops.add(Math.round(rects[0].top));
+      }
+    }
+    reasons.push({words: words, lines: tops.size, clipped: el.scrollWidth > el.clientWidth + 1,
+                  width: el.getBoundingClientRect().width});
+  }
+  return {outside: outside, reasons: reasons, overflow: document.documentElement.scrollWidth - width};
+}"""
 
-    out = tmp_path / "graded"
-    out.mkdir()
+
+@pytest.fixture(scope="module")
+def synthetic_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("graded")
     _synthetic_class(out)
-    course = tmp_path / "course.toml"
+    course = out.parent / "course.toml"
     course.write_text(
         '[course]\ntime_zone = "UTC"\n[due]\n'
         + "".join(f'"{a}" = "{(FIRST_DUE + timedelta(weeks=i)).isoformat()}"\n' for i, a in enumerate(ASSIGNMENTS))
         + '[late]\nplugin = "autograder.term.late.PerDayPenalty"\n'
     )
     text = reporting.report(out, late.load_config(course))
-    assert "penalty" in text
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert "penalty" in text and "Hardest cells" in text and "Grading time per notebook" in text
+    return out
+
+
+def test_the_report_puts_the_hardest_cells_first_and_times_grading(synthetic_report):
+    text = (synthetic_report / "report.txt").read_text()
+    hardest = text.split("Hardest cells (lowest pass rate first)\n")[1].split("\n\n")[0].splitlines()
+    rates = [int(re.search(r"passed (\d+)%", line).group(1)) for line in hardest]
+    assert rates == sorted(rates) and len(rates) == reporting.HARDEST
+    assert re.search(r"01_databases: median \d+\.\d, slowest \d+\.\d \(student\d\d\), 28 notebooks", text)
+    page = (synthetic_report / "report.html").read_text()
+    assert "<details class='reason'>" in page  # the long reason is cut, its whole text one click away
+    assert "<h2>Grading time</h2>" in page
+
+
+@pytest.mark.parametrize("width", [1280, 1600, 390])
+def test_report_reads_at_any_width(synthetic_report, width):
+    missing = browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
             profile,
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000},
+            viewport={"width": width, "height": 900},
+            offline=True,
         )
         try:
             page = context.new_page()
-            page.goto((out / "report.html").as_uri())
+            page.goto((synthetic_report / "report.html").as_uri())
             page.wait_for_load_state("load")
             images = page.eval_on_selector_all(
                 "img", "els => els.map(e => [e.complete, e.naturalWidth, e.getBoundingClientRect().width])"
             )
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             headings = page.eval_on_selector_all("h2", "els => els.map(e => e.innerText)")
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            measured = page.evaluate(MEASURE)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"report-{width}.png"), full_page=True)
         finally:
             context.close()
     assert len(images) == 3 and all(done and natural > 400 and shown > 300 for done, natural, shown in images)
-    assert overflow <= 0  # nothing wider than the window
-    assert headings == ["Scores", "Pass rate per cell", "Late submissions", "Grading errors and pending grades"]
-    assert SCREENSHOT.stat().st_size > 20000
+    assert headings == [
+        "Scores",
+        "Pass rate per cell",
+        "Late submissions",
+        "Grading errors and pending grades",
+        "Grading time",
+    ]
+    assert measured["overflow"] <= 0, "the page is wider than the window"
+    assert not measured["outside"], measured["outside"][:10]
+    assert len(measured["reasons"]) > 20
+    for reason in measured["reasons"]:
+        words = reason["words"]
+        assert not reason["clipped"], reason
+        assert all(rects == 1 for _, rects in words), f"a word broken across lines: {words}"
+        if len(words) >= 6:  # several words a line, never one word per line
+            assert reason["lines"] <= math.ceil(len(words) / 3), reason
+    assert (SCREENSHOTS / f"report-{width}.png").stat().st_size > 20000
