@@ -42,6 +42,7 @@ from traitlets import Float
 from traitlets.config import Config
 
 from autograder.layout import REPO
+from autograder.lms import formats
 from autograder.sinks import safe_text
 
 COURSE_CONFIG = REPO / "course.toml"
@@ -168,9 +169,11 @@ def load_config(path: Path | str | None = None) -> CourseConfig:
     if late:
         raise ValueError(f"{path}: unknown [late] key(s) {sorted(late)}")
     columns = {}
+    with_columns = [name for name, lms_format in formats().items() if lms_format.roster != "none"]
     for lms, table in data.get("lms", {}).items():
-        if lms not in ("canvas", "moodle") or not isinstance(table, dict) or set(table) - {"columns"}:
-            raise ValueError(f"{path}: expected [lms.canvas.columns] or [lms.moodle.columns], not [lms.{lms}]")
+        if lms not in with_columns or not isinstance(table, dict) or set(table) - {"columns"}:
+            expected = " or ".join(f"[lms.{name}.columns]" for name in with_columns)
+            raise ValueError(f"{path}: expected {expected}, not [lms.{lms}]")
         columns[lms] = {str(k): str(v) for k, v in table.get("columns", {}).items()}
     return CourseConfig(
         zone,

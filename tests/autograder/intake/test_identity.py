@@ -21,6 +21,7 @@ from autograder.batch import seeds
 from autograder.commands import export as exporting
 from autograder.intake import submissions as intake
 from autograder.layout import REPO, SOURCE, assignments, notebooks
+from autograder.lms.moodle import NO_ID_NUMBER
 from autograder.term import late
 
 EXPECTED = {a: notebooks(a) for a in assignments()}
@@ -201,7 +202,7 @@ def test_moodle_export_needs_an_lms_id_not_an_email(tmp_path):
         exporting.export(out, "moodle", tmp_path / "x.csv", emails, _course(tmp_path, ""))
     summary = exporting.export(out, "moodle", tmp_path / "plain.csv", None, _course(tmp_path, ""))
     assert list(csv.reader(open(tmp_path / "plain.csv", newline=""))) == [["ID number", "Email address", ASSIGNMENT]]
-    assert summary.withheld == [("participant_303", ASSIGNMENT, exporting.NO_ID_NUMBER)]
+    assert summary.withheld == [("participant_303", ASSIGNMENT, NO_ID_NUMBER)]
 
 
 def test_a_worksheet_is_one_assignments(tmp_path):
