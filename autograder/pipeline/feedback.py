@@ -199,17 +199,17 @@ def standing(nb, resources: dict, verdict_reasons: dict[str, str] | None = None,
             continue
         manual = bool(flags.get("solution") or flags.get("task"))
         label = _label(cell, flags)
-        auto_score, manual_score, points, needs_manual = grades.get(
+        auto_score, manual_score, points, _ = grades.get(
             grade_id, (None, None, float(flags.get("points") or 0), manual)
         )
         if not flags.get("grade") and not flags.get("task"):
             score = None  # an answer checked by the test cells, not scored itself
-        elif manual_score is not None:
+        elif manual:
+            # Only a grader's score counts, as in grades.csv: nbgrader gives an answer left as its stub an
+            # automatic 0, which would read as a grade nobody gave.
             score = manual_score
-        elif manual and (auto_score is None or needs_manual):
-            score = None
         else:
-            score = auto_score or 0.0
+            score = manual_score if manual_score is not None else auto_score or 0.0
         entry = CellStanding(grade_id, label, manual, points, score, comment_html=_comment(flags.get("comment")))
         if entry.failed:
             entry.reason = _reason(reasons.get(grade_id) or _error_message(cell) or "the hidden tests did not pass")

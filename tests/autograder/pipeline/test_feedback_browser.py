@@ -76,3 +76,58 @@ def test_formulas_are_typeset_offline_and_nothing_leaves(page_path, width):
     # the policy blocks only MathJax's own probe of a font at about:blank
     assert all("about:blank" in text for text in violations), violations
     assert overflow <= 0 and summary_width <= width
+
+
+def test_the_page_looks_the_same_served_online(page_path):
+    """Served by a web server (as a course site or Jupyter would), the policy's 'self' is that server: the same
+    local MathJax typesets the page, and it looks exactly as it does from the file."""
+    import functools
+    import http.server
+    import threading
+
+    from browser import free_port
+    from PIL import Image, ImageChops
+    from playwright.sync_api import sync_playwright
+
+    out = page_path.parents[3]
+    port = free_port()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{port}/"
+    shots = {}
+    try:
+        with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+            context, requests = _open(playwright, profile, 1280)
+            context.unroute("**/*")
+            context.route(
+                "**/*",
+                lambda route: route.continue_() if route.request.url.startswith((origin, *LOCAL)) else route.abort(),
+            )
+            context.set_offline(False)
+            try:
+                for name, url in (
+                    ("online", origin + page_path.relative_to(out).as_posix()),
+                    ("offline", page_path.as_uri()),
+                ):
+                    page = context.new_page()
+                    page.goto(url)
+                    page.wait_for_function(
+                        "() => window.MathJax && MathJax.Hub && MathJax.Hub.queue && MathJax.Hub.queue.pending === 0"
+                        " && document.querySelectorAll('span.MathJax').length >= 3",
+                        timeout=30_000,
+                    )
+                    page.wait_for_timeout(300)  # web fonts settle
+                    shots[name] = SCREENSHOTS / f"feedback-{name}-1280.png"
+                    page.screenshot(path=str(shots[name]))
+                    page.close()
+            finally:
+                context.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not [url for url in requests if not url.startswith((origin, *LOCAL))]
+    online, offline = (Image.open(shots[name]).convert("RGB") for name in ("online", "offline"))
+    assert online.size == offline.size
+    assert ImageChops.difference(online, offline).getbbox() is None, "the page looks different online"

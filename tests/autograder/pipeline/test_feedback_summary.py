@@ -69,8 +69,10 @@ def make_out(out: Path, student: str = "ada", penalty: float = 0.5) -> Path:
         for cell, score in (("test_laplace_scale", 0.0), ("test_private_sum", 2.0)):
             grade = gradebook.find_grade(cell, NAME, ASSIGNMENT, student)
             grade.auto_score, grade.needs_manual_grade = score, False
-        for cell in ("why_not_dp", "composition"):
-            gradebook.find_grade(cell, NAME, ASSIGNMENT, student).needs_manual_grade = True
+        gradebook.find_grade("why_not_dp", NAME, ASSIGNMENT, student).needs_manual_grade = True
+        # An answer left as its stub: nbgrader scores it 0 automatically, yet no grader has graded it.
+        stub = gradebook.find_grade("composition", NAME, ASSIGNMENT, student)
+        stub.auto_score, stub.needs_manual_grade = 0.0, False
         gradebook.db.commit()
     path = out / "autograded" / student / ASSIGNMENT / NOTEBOOK
     path.parent.mkdir(parents=True, exist_ok=True)
