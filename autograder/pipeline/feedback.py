@@ -427,6 +427,13 @@ def regenerate(out: Path, pages: Iterable[tuple[str, str, str]], gradebook: str 
     return written
 
 
+def finish_pages(out: Path, gradebook: str | Path | None = None) -> list[Path]:
+    """After a grading run has written OUT (grades.csv, late.csv, the feedback pages): ship MathJax into OUT and
+    make again the pages that need what only OUT knows (`pages_to_refresh`). Returns the pages written."""
+    ship_mathjax(out)
+    return regenerate(out, pages_to_refresh(out), gradebook)
+
+
 def pages_to_refresh(out: Path) -> list[tuple[str, str, str]]:
     """The pages a grading run leaves without what only OUT knows: a late penalty (late.csv) or a written
     answer's score (grades.csv)."""

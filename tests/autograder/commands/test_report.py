@@ -236,6 +236,7 @@ def test_the_report_puts_the_hardest_cells_first_and_times_grading(synthetic_rep
     assert "<h2>Grading time</h2>" in page
 
 
+@pytest.mark.slow  # a browser
 @pytest.mark.parametrize("width", [1280, 1600, 390])
 def test_report_reads_at_any_width(synthetic_report, width):
     missing = browser_missing()

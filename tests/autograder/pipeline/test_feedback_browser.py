@@ -12,6 +12,8 @@ from test_feedback_summary import ASSIGNMENT, NAME, NOTEBOOK, make_out
 
 from autograder.pipeline import feedback
 
+pytestmark = pytest.mark.slow  # a browser
+
 SCREENSHOTS = REPO / "docs" / "screenshots"
 LOCAL = ("file:", "data:", "about:")
 

@@ -193,3 +193,14 @@ def test_mathjax_is_shipped_once(tmp_path):
     assert feedback.ship_mathjax(tmp_path) == first and (first / "MathJax.js").stat().st_mtime_ns == stamp
     assert (first / feedback.MATHJAX_CONFIG).is_file()
     assert not [p for p in first.parent.iterdir() if p.name.startswith(".mathjax-")]
+
+
+def test_after_a_grading_run_the_late_page_is_made_again(tmp_path):
+    out = make_out(tmp_path / "out")
+    page = out / "feedback" / "ada" / ASSIGNMENT / f"{NAME}.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("the grading worker's page, which knows no late penalty")
+    assert feedback.finish_pages(out) == [page]
+    assert "-0.5 points (late by 1 day: penalty 0.5 of 2)" in summary_of(page.read_text())
+    on_time = make_out(tmp_path / "on_time", penalty=0)
+    assert feedback.finish_pages(on_time) == [] and (on_time / "static" / "mathjax" / "MathJax.js").is_file()
