@@ -211,12 +211,14 @@ def test_every_number_in_05s_reading_of_the_pate2018_table_comes_from_the_table(
     text = _notebook_05_cell("md-pate18-read")
     text = re.sub(r"\$[^$]*\\delta[^$]*\$", " ", text)  # the deltas, written in LaTeX
     papers = {98.5, 1.97, 0.36}
-    for token in re.findall(r"(?<![\w.^{])\d+\.\d+%?", text):
-        value = float(token.rstrip("%"))
-        if value in papers:
-            continue
-        candidates = {value, round(value / 100, 3)} if token.endswith("%") else {value}
-        assert candidates & table_numbers, f"05 quotes {token}, which results/pate2018_mnist.md does not give"
+    for match in re.finditer(r"(?<![\w.^{])(\d+\.\d+)(?: ± (\d+\.\d+))?(%?)", text):
+        percent = match.group(3) == "%"
+        for token in filter(None, match.group(1, 2)):
+            value = float(token)
+            if value in papers:
+                continue
+            candidates = {value, round(value / 100, 3)} if percent else {value}
+            assert candidates & table_numbers, f"05 quotes {token}, which results/pate2018_mnist.md does not give"
 
 
 def _run_notebook_05_in_default_mode() -> dict[str, str]:
