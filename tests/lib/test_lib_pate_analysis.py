@@ -538,7 +538,9 @@ def _results_table():
 def _summary_rows(text, delta, conversion):
     """The rows of the release table for `delta` and `conversion` ("Balle" or "Mironov"), as lists of cell texts."""
     section = next(
-        part for part in text.split("## Release: ")[1:] if part.startswith(f"δ = {delta:g} ") and conversion in part
+        part
+        for part in text.split("## Release: ")[1:]
+        if part.startswith(f"δ = {delta:g} ") and conversion in part.splitlines()[0]
     ).split("##")[0]
     rows = [
         line.split("|")[1:-1]
