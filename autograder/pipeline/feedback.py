@@ -181,7 +181,9 @@ def _nbgrader_templates() -> str:
     return str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")
 
 
-def standing(nb, resources: dict, verdict_reasons: dict[str, str] | None = None, mathjax_folder: str = "") -> dict:
+def standing(
+    nb: nbformat.NotebookNode, resources: dict, verdict_reasons: dict[str, str] | None = None, mathjax_folder: str = ""
+) -> dict:
     """What the template needs beside the notebook: every graded cell's standing, the totals and the summary HTML.
 
     `resources["nbgrader"]` is GetGrades's (student, assignment, notebook, db_url, late_penalty), and
@@ -215,7 +217,7 @@ def standing(nb, resources: dict, verdict_reasons: dict[str, str] | None = None,
             entry.reason = _reason(reasons.get(grade_id) or _error_message(cell) or "the hidden tests did not pass")
         cells[grade_id] = entry
     late = record.get("late") or {}
-    penalty = float(late.get("penalty") or info.get("late_penalty") or 0)
+    penalty = _number(late.get("penalty")) or _number(info.get("late_penalty"))
     result = {
         "cells": cells,
         "late_penalty": penalty,
@@ -292,6 +294,15 @@ def _label(cell, flags: dict) -> str:
     if not flags.get("grade"):
         return "Answer"
     return "Written response" if cell.get("cell_type") == "markdown" else "Coding free-response"
+
+
+def _number(value) -> float:
+    """A non-negative finite number from a record, 0 for anything else."""
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number > 0 and number != float("inf") else 0.0
 
 
 def _points(value: float) -> str:
