@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
+import types
 
 LOCK = threading.RLock()
 
@@ -26,7 +27,7 @@ LOCK = threading.RLock()
 KERNEL_START_IMPORTS = ("IPython.paths", "ipykernel.kernelspec")
 
 
-def load(name: str):
+def load(name: str) -> types.ModuleType:
     """importlib.import_module under LOCK."""
     with LOCK:
         return importlib.import_module(name)

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import dask
 import yaml
 from dask.distributed import Client, LocalCluster, as_completed
+from dask.typing import Key
 from distributed.security import Security
 
 from autograder.batch.preflight import PreflightError
@@ -222,7 +223,8 @@ def connect(settings: GradingSettings) -> tuple[Client, LocalCluster | None]:
     if address:
         scheme = urlsplit(address).scheme if "://" in address else "tcp"
         secure = security(settings)
-        if scheme == "tls" and not (secure.tls_ca_file and secure.tls_client_cert):
+        # Security sets its tls_* attributes in __init__ through setattr: its class does not declare them.
+        if scheme == "tls" and not (secure.tls_ca_file and secure.tls_client_cert):  # type: ignore[attr-defined]
             raise ValueError(
                 f"{address} needs TLS credentials: set distributed.comm.tls.ca-file and "
                 "distributed.comm.tls.client.{cert,key} in Dask's configuration, or "
@@ -333,7 +335,7 @@ def collect(
     # dashboard and the task stream group the tasks by it.
     window = max(MIN_IN_FLIGHT, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
     waiting = iter(range(len(jobs)))
-    index: dict[str, int] = {}
+    index: dict[Key, int] = {}
     stream = as_completed()
 
     def submit_next() -> None:

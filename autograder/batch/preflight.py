@@ -14,11 +14,17 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.settings import GradingSettings
 from course.notebooks import NOTEBOOKS
+
+if TYPE_CHECKING:  # imported where used: jupyter_client is slow to import
+    from jupyter_client.blocking.client import BlockingKernelClient
+    from jupyter_client.manager import KernelManager
 
 
 class PreflightError(RuntimeError):
@@ -101,7 +107,7 @@ def _check_kernel(settings: GradingSettings) -> None:
 
 
 @contextlib.contextmanager
-def sandboxed_kernel(settings: GradingSettings):
+def sandboxed_kernel(settings: GradingSettings) -> Iterator[tuple[BlockingKernelClient, KernelManager]]:
     """A kernel in a grading sandbox, as nbgrader starts it: yields (client, manager); gone on exit."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager

@@ -28,6 +28,7 @@ import unicodedata
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbgrader.api import Gradebook
@@ -35,7 +36,7 @@ from nbgrader.utils import is_grade, is_solution
 
 from autograder.pipeline import autograde
 from autograder.sandbox import bubblewrap as sandbox
-from autograder.sandbox.timelimits import TimeLimit
+from autograder.sandbox.timelimits import Expiry, TimeLimit
 from autograder.settings import GradingSettings
 
 GRADING_ERROR = "grading error: "
@@ -232,6 +233,7 @@ def _grade_in(
     (course / "gradebook.db").write_bytes(bundle.gradebook)
     submitted = course / "submitted" / job.student / job.assignment / job.notebook
     submitted.parent.mkdir(parents=True)
+    assert job.content is not None, "a job without a problem holds its file (grade_submission)"
     submitted.write_bytes(job.content)
     course.chmod(0o700)
     watchdog.start()
@@ -263,7 +265,7 @@ class _Watchdog:
         self.cpu_clock = sandbox.cpu_clock(uid) if settings.sandbox else None
         self.waits = sandbox.waits(uid) if settings.sandbox else None
         self.sandboxes_clock = sandbox.all_sandboxes_cpu_clock(uid) if settings.sandbox else None
-        self.expiry = None
+        self.expiry: Expiry | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="notebook-timeout", daemon=True)
 
@@ -302,8 +304,10 @@ def _read_result(
     job: Job, cells: list[GradedCell], course: Path, base: Path, outcome: dict, limit: int
 ) -> SubmissionResult:
     log = _log_of(outcome)
-    record = base / "verdicts.json"  # TrustedExecute's, in the grader's private folder
-    record = json.loads(record.read_text()) if record.is_file() else {"cells": {}, "kernel_error": ""}
+    record_file = base / "verdicts.json"  # TrustedExecute's, in the grader's private folder
+    record: dict[str, Any] = (
+        json.loads(record_file.read_text()) if record_file.is_file() else {"cells": {}, "kernel_error": ""}
+    )
     if record["kernel_error"]:  # before the submission's first cell, so never its fault
         return failed(
             job,

@@ -16,7 +16,7 @@ from autograder.commands import manual
 from autograder.commands import release as releasing
 from autograder.intake import submissions as intake
 from autograder.layout import REPO
-from autograder.settings import load_grading
+from autograder.settings import GradingSettings, load_grading
 from autograder.sinks.safe_text import for_terminal, read_rows
 
 
@@ -151,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
 def run_grade(
     submissions: Path,
     out: Path,
-    ids,
-    settings,
-    gradebook=None,
-    student_regexp=intake.CANVAS_FILE,
-    students=None,
-    force=False,
+    ids: list[str] | None,
+    settings: GradingSettings,
+    gradebook: str | None = None,
+    student_regexp: str = intake.CANVAS_FILE,
+    students: list[str] | None = None,
+    force: bool = False,
 ) -> None:
     start = time.perf_counter()
     rows, summary = grading.grade_class(

@@ -52,11 +52,15 @@ def _names_used(code: types.CodeType) -> set[str]:
     return names
 
 
-def cell_source(function, name: str) -> str:
+def cell_source(function: types.FunctionType, name: str) -> str:
     """`function` as a student would type it into the cell of graded function `name`: the imports and the
     module's private helpers it uses, then the function itself, renamed to `name`."""
     module = inspect.getmodule(function)
-    imports, helpers, pending, seen = [], [], [function], set()
+    assert module is not None, f"{function.__qualname__} is defined in no module"
+    imports: list[str] = []
+    helpers: list[types.FunctionType] = []
+    pending = [function]
+    seen: set[str] = set()
     while pending:
         current = pending.pop()
         for used in sorted(_names_used(current.__code__) - seen):
@@ -80,7 +84,7 @@ def cell_source(function, name: str) -> str:
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 
 
-def solution_text(source_cell) -> str:
+def solution_text(source_cell: nbformat.NotebookNode) -> str:
     """A solution cell's code as a student would type it: the source without nbgrader's markers."""
     return "\n".join(line for line in source_cell.source.splitlines() if line.strip() not in SOLUTION_MARKERS)
 
@@ -91,7 +95,7 @@ def solved(
     source: Path = SOURCE,
     release: Path = RELEASE,
     replace: dict[str, str] | None = None,
-):
+) -> nbformat.NotebookNode:
     """The release notebook with every solution cell filled in from the source (or from `replace`)."""
     replace = replace or {}
     source_cells = {c.get("id"): c for c in nbformat.read(source / assignment / notebook, as_version=4).cells}

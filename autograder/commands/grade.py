@@ -36,6 +36,7 @@ from autograder.batch.submission import (
     GRADING_ERROR,
     Bundle,
     CellResult,
+    GradedCell,
     Job,
     SubmissionResult,
     grade_submission,
@@ -79,7 +80,7 @@ class Summary:
     unchanged: int = 0  # submissions whose grade was kept: their inputs had not changed
 
 
-def graded_cells(notebook_path: Path):
+def graded_cells(notebook_path: Path) -> list[GradedCell]:
     """The graded cells of a source notebook file (see autograder.batch.submission.graded_cells)."""
     return cells_of_notebook(nbformat.read(notebook_path, as_version=4))
 
@@ -102,10 +103,10 @@ def grade(
 
     Keyword arguments left None take their value from `settings` (default: nbgrader_config.py's `Grading`).
     """
+    if workers is not None:
+        workers = max(workers, 1)
     changes = dict(workers=workers, notebook_timeout=timeout, scheduler=scheduler, sandbox=sandbox)
     changes = {name: value for name, value in changes.items() if value is not None}
-    if "workers" in changes:
-        changes["workers"] = max(changes["workers"], 1)
     settings = (settings or load_grading()).replace(**changes)
     return grade_class(submissions, out, assignment_ids, source, gradebook, student_regexp, settings, progress)[0]
 

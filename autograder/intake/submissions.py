@@ -340,7 +340,7 @@ def collect(
 def write_students(found: list[Submission], path: Path) -> None:
     """OUT/students.csv: student, lms_id, email, name, lms; one row per student seen at intake (empty when
     unknown). export.py matches these to the LMS roster, by lms_id only."""
-    rows = {}
+    rows: dict[str, list[str]] = {}
     for s in found:
         row = rows.setdefault(s.student, [s.student, s.lms_id, s.email, s.name, s.lms])
         row[2], row[3] = row[2] or s.email, row[3] or s.name
@@ -362,7 +362,7 @@ def check_ids_unchanged(students_csv: Path, found: list[Submission]) -> None:
 
     Earlier versions named Canvas students by their sortable name and Moodle students by their full name; an
     OUT graded then would keep its rows, seeds and manual grades under the old ids beside new ones."""
-    new = {}
+    new: dict[tuple[str, str], Submission] = {}
     for s in found:
         if s.lms_id:
             new.setdefault((s.lms, s.lms_id), s)

@@ -218,7 +218,8 @@ class Wire:
                 if opcode.name not in _PLAIN_OPCODES:
                     raise WireError(f"refused the pickle instruction {opcode.name}: only plain data may cross")
                 memoized += opcode.name == "MEMOIZE"
-                if opcode.name in ("BINGET", "LONG_BINGET") and argument >= memoized:
+                # genops reads a GET's slot as an int (uint1, uint4); anything else is refused too
+                if opcode.name in ("BINGET", "LONG_BINGET") and (not isinstance(argument, int) or argument >= memoized):
                     raise WireError(f"refused a reference to memo slot {argument}, of {memoized} filled")
                 if type(argument) is int and argument.bit_length() > self.int_bits:
                     raise WireError(f"refused an integer of more than {self.int_bits} bits")

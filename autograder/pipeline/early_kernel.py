@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -27,7 +27,7 @@ _lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def started(key: str, start: Callable[[], AsyncKernelManager]):
+def started(key: str, start: Callable[[], AsyncKernelManager]) -> Iterator[None]:
     """Call `start` now, which starts a kernel and returns its manager, for `take(key)` within this block."""
     try:
         manager = start()

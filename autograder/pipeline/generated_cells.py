@@ -28,6 +28,8 @@ import inspect
 import re
 import sys
 import tomllib
+import types
+from collections.abc import Set
 from pathlib import Path
 
 import nbformat
@@ -38,7 +40,7 @@ METADATA_KEY = "dp_course"
 HELPERS_PACKAGES = ("course.shown", "course.lib")
 
 
-def helper_module(name: str):
+def helper_module(name: str) -> types.ModuleType:
     """The module `name` of the shown helpers (`course.shown`) or of the graded references (`course.lib`)."""
     found = [f"{package}.{name}" for package in HELPERS_PACKAGES if importlib.util.find_spec(f"{package}.{name}")]
     if len(found) != 1:
@@ -164,7 +166,7 @@ def _definition_source(module, name: str) -> str:
 
 def _module_imports(module) -> dict[str, tuple[str, str | None, str | None]]:
     """Each name a module's top-level imports bind -> (imported module, imported name or None, alias or None)."""
-    bound = {}
+    bound: dict[str, tuple[str, str | None, str | None]] = {}
     for node in ast.parse(inspect.getsource(module)).body:
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -213,7 +215,7 @@ def _import_lines(imports: set[tuple[str, str | None, str | None]]) -> list[str]
     return lines + groups[False]
 
 
-def render_helpers(module: str, names: list[str], shown_before: set[str] = frozenset()) -> str:
+def render_helpers(module: str, names: list[str], shown_before: Set[str] = frozenset()) -> str:
     """The import lines the shown code needs, then the source of each of `names` (`name` from `module`, or
     `other:name` from module `other`). `shown_before`: names earlier helper cells of the notebook define."""
     shown = []
@@ -246,7 +248,7 @@ def render(
     spec: dict,
     assignment: str,
     notebook: str,
-    shown_before: set[str] = frozenset(),
+    shown_before: Set[str] = frozenset(),
     public: tuple[str, str] | None = None,
 ) -> str:
     kind = spec.get("generated")
@@ -279,7 +281,7 @@ def sync_notebook(path: Path, write: bool = True, config: Path = COURSE_CONFIG) 
     elif public is not None and not badges:
         nb.cells.insert(0, badge_cell(path.parent.name, path.name, public))
         stale.append(BADGE_ID)
-    shown = set()  # names that earlier helper cells define
+    shown: set[str] = set()  # names that earlier helper cells define
     for cell in nb.cells:
         spec = cell.metadata.get(METADATA_KEY)
         if not spec or "generated" not in spec:

@@ -34,7 +34,7 @@ class Leak:
 
 def secret_lines(source_dir: Path) -> set[str]:
     """Distinctive lines of every solution and hidden-test region in the source notebooks."""
-    secrets = set()
+    secrets: set[str] = set()
     for notebook in source_dir.rglob("*.ipynb"):
         for cell in json.loads(notebook.read_text())["cells"]:
             for region in REGION.findall("".join(cell["source"])):

@@ -1,5 +1,13 @@
 # nbgrader configuration of the course: loaded by `python -m autograder` and, through the repository's
 # root nbgrader_config.py, by the `nbgrader` command line and formgrader.
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # traitlets provides get_config in the namespace it loads this file into
+    from traitlets.config import Config
+
+    def get_config() -> Config: ...
+
+
 c = get_config()  # noqa: F821 (provided by traitlets when this file is loaded)
 
 c.CourseDirectory.course_id = "dp-course"

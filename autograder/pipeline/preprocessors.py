@@ -197,7 +197,7 @@ class TrustedExecute(Execute):
         GradingSettings,
         help="The grading settings (autograder.settings): output_limit, kernel_probe, the cell's time limit "
         "and wall_clock_factor, the wire's limits. Set by the grader; by default those of nbgrader_config.py.",
-    )
+    ).tag(config=True)
     seed = Int(0, help="The submission's seed for the hidden checks (autograder.batch.seeds).").tag(config=True)
     early_kernel = Unicode(
         "",
@@ -223,6 +223,8 @@ class TrustedExecute(Execute):
         "shows each widget's text form).",
     ).tag(config=True)
 
+    extra_arguments: list[str]  # nbclient's traitlet (List(Unicode())): the kernel's command-line arguments
+
     @default("settings")
     def _course_settings(self) -> GradingSettings:
         return course_settings()
@@ -235,7 +237,7 @@ class TrustedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self._pending_checks = _hidden_checks(resources)
         self._verdicts: dict[str, tuple[bool, str]] = {}
-        self._kernel_died = False
+        self._kernel_died: tuple[str, str] | None = None  # (ename, evalue) for every cell after the kernel died
         self._kernel_error = ""  # why the kernel never got to the first cell; the grader's fault
         self._output_bytes = 0
         self._overloaded = ""
@@ -438,7 +440,8 @@ class TrustedExecute(Execute):
                 timeout_reply = await self._async_handle_timeout(timeout, cell)
 
     def on_cell_execute(self, cell, cell_index, **kwargs):
-        self._open_window(self._pending_checks.get(grade_id_of(cell), ()))
+        grade_id = grade_id_of(cell)
+        self._open_window(self._pending_checks.get(grade_id, ()) if grade_id is not None else ())
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)

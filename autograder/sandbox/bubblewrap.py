@@ -298,7 +298,7 @@ def _stage(spec: Spec) -> dict[str, str]:
 def _v1_mounts() -> dict[str, Path]:
     """controller -> where its cgroup v1 hierarchy is mounted, as /proc/self/mountinfo says (`cpu` and
     `cpuacct` are often mounted together, at cpu,cpuacct)."""
-    mounts = {}
+    mounts: dict[str, Path] = {}
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
@@ -348,6 +348,7 @@ OPTIONAL_LIMITS = ("memory.memsw.limit_in_bytes", "memory.swap.max")  # absent w
 def enter_cgroups(spec: Spec) -> bool:
     """Move this process into the sandbox's cgroups with their limits; False where the machine has none
     with memory and process limits. The CPU controller is used where the machine has one."""
+    assert spec.uid is not None, "only root enters cgroups, and a root grader gives each sandbox a uid"
     try:
         folders = cgroup_folders(spec.uid)
         if not {"memory", "pids"} <= set(folders):
@@ -522,6 +523,7 @@ def main(spec_file: str, connection_file: str, *kernel_arguments: str) -> None:
     cgroups = root and enter_cgroups(spec)
     apply_limits(spec, cgroups, root)
     if root:
+        assert spec.uid is not None, "a root grader gives each sandbox a uid (autograde.sandbox_uid)"
         os.setgroups([])
         os.setgid(spec.uid)
         os.setuid(spec.uid)

@@ -91,7 +91,9 @@ class TimeLimit:
         return time.monotonic() - self.started
 
     def cpu_seconds(self) -> float | None:
-        return self.cpu_clock() - self.cpu_start if self.cpu_clock is not None else None
+        if self.cpu_clock is None or self.cpu_start is None:  # both set or both None (__init__)
+            return None
+        return self.cpu_clock() - self.cpu_start
 
     def remaining_wall(self) -> float:
         return max(self.wall_limit - self.wall_seconds(), 0.0)

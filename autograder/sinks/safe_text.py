@@ -34,7 +34,7 @@ ESCAPED_MARK = TEXT_MARK + "\\"
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-def for_terminal(value, keep_lines: bool = False) -> str:
+def for_terminal(value: object, keep_lines: bool = False) -> str:
     """`value` as text that a terminal shows as it is: every non-printable character as its escape; with
     `keep_lines`, line breaks stay (a traceback), escaped in each line."""
     text = str(value)
@@ -45,7 +45,7 @@ def for_terminal(value, keep_lines: bool = False) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
-def formula_safe(value) -> str:
+def formula_safe(value: object) -> str:
     """A CSV cell that no spreadsheet runs as a formula: OWASP's apostrophe before a formula's first
     character. Numbers, None (an empty cell) and a lone `-` (an LMS's "no grade") are left as they are: a
     formula character with nothing after it runs nothing."""
@@ -55,13 +55,13 @@ def formula_safe(value) -> str:
     return text
 
 
-def for_export(value) -> str:
+def for_export(value: object) -> str:
     """`formula_safe`, with every control character but tab and line breaks escaped as `for_terminal` does."""
     text = "" if value is None else str(value)
     return formula_safe(CONTROL.sub(lambda match: for_terminal(match.group()), text))
 
 
-def escape_cell(value) -> str:
+def escape_cell(value: object) -> str:
     """`formula_safe`, reversibly (`unescape_cell` undoes it): a cell that already starts with the apostrophe
     gets one more, and one with a control character is written as the apostrophe, a backslash and its
     Python escapes, so that `cat` shows no escape sequence raw either."""
@@ -107,7 +107,9 @@ class DictWriter(csv.DictWriter):
 
     def __init__(self, file, fieldnames, reversible: bool = True, **options):
         super().__init__(file, fieldnames, **options)
-        self.writer = writer(file, reversible)
+        # DictWriter only calls writerow and writerows; typeshed names the class of csv.writer's objects,
+        # which cannot be subclassed.
+        self.writer = writer(file, reversible)  # type: ignore[assignment]
 
 
 def read_rows(path: Path, encoding: str = "utf-8") -> list[dict]:

@@ -293,7 +293,7 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 _EMBEDDED_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*", re.IGNORECASE)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")  # grade ids, tags, attachment names
 _CELL_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # nbformat 4.5's cell id
-_NBGRADER_KEYS = {
+_NBGRADER_KEYS: dict[str, type | tuple[type, ...]] = {
     "grade": bool,
     "solution": bool,
     "locked": bool,
@@ -420,7 +420,9 @@ class _Parsers(threading.local):
             link_rel=None,
             strip_comments=True,
         )
-        self.markdown = MarkdownWithMath(renderer=None)  # nbconvert's parser, returning the syntax tree
+        # nbconvert's parser, returning the syntax tree (mistune's Markdown takes renderer=None; nbconvert's
+        # annotation of its subclass does not say so)
+        self.markdown = MarkdownWithMath(renderer=None)  # type: ignore[arg-type]
 
 
 _parsers = _Parsers()
@@ -500,7 +502,9 @@ def _passed_unchecked(token: dict, attachments: dict) -> bool:
 def _hazards(source: str, attachments: dict) -> tuple[list[dict], bool]:
     """(raw HTML tokens that are not already clean, whether anything else is active), as nbconvert parses."""
     tokens = _parsers.markdown(source)
-    pieces, other = [], False
+    assert isinstance(tokens, list), "a parser without a renderer returns the syntax tree"
+    pieces: list[dict] = []
+    other = False
     for token in _walk(tokens):
         if token["type"] in _RAW_HTML_TOKENS:
             if _clean_fragment(token["raw"]) != token["raw"]:
@@ -604,11 +608,14 @@ def clean_output(
         )
     if kind not in ("display_data", "execute_result"):
         return None
-    data, dropped = {}, []
-    source = output.get("data") if isinstance(output.get("data"), dict) else {}
+    data: dict[str, str] = {}
+    dropped: list[str] = []
+    source = output.get("data")
+    if not isinstance(source, dict):
+        source = {}
     for mime, value in source.items():
         text = _text(value)
-        kept = None
+        kept: str | None = None
         if text is None:
             pass
         elif mime in ("text/html", "text/markdown", "image/svg+xml") and len(text) > budget[0]:
@@ -632,17 +639,17 @@ def clean_output(
             data[mime] = kept
     if not data:
         data["text/plain"] = f"[output not shown: {', '.join(sorted(dropped)[:5]) or 'no data'}]"
-    metadata = {}
+    metadata: dict[str, dict[str, int | float]] = {}
     for mime in IMAGE_TYPES:
         size = (output.get("metadata") or {}).get(mime)
         if mime in data and isinstance(size, dict):
-            kept = {
+            dimensions = {
                 key: size[key]
                 for key in ("width", "height")
                 if isinstance(size.get(key), (int, float)) and not isinstance(size.get(key), bool)
             }
-            if kept:
-                metadata[mime] = kept
+            if dimensions:
+                metadata[mime] = dimensions
     result = NotebookNode(output_type=kind, data=NotebookNode(data), metadata=NotebookNode(metadata))
     if kind == "execute_result":
         count = output.get("execution_count")
@@ -790,7 +797,7 @@ class SanitiseNotebook(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         info = resources.get("nbgrader") or {}
-        trusted = frozenset()
+        trusted: frozenset[str] = frozenset()
         if info.get("db_url") and info.get("notebook") and info.get("assignment"):
             trusted = instructor_sources(info["db_url"], info["notebook"], info["assignment"])
         return clean_notebook(nb, trusted, self.settings), resources

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from contextvars import ContextVar
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ class GradingFailure(AssertionError):
     """
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Raise `GradingFailure(message)`."""
     raise GradingFailure(message)
 
