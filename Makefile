@@ -14,8 +14,9 @@ export MPLBACKEND ?= Agg
 demo: setup sandbox
 	$(PY) -m autograder demo
 
+# The whole suite, as CI runs it: every test's time in build/junit.xml, the slowest 30 on the terminal.
 test: setup sandbox browser postgres
-	$(PY) -m pytest
+	$(PY) -m pytest --junitxml=build/junit.xml
 
 # Every test that starts no kernel and trains no model (the `slow` marker marks the rest): under 5 minutes.
 test-fast: setup sandbox

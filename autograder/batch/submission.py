@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import unicodedata
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -107,6 +108,8 @@ class SubmissionResult:
     feedback_error: str = ""
     log: str = ""
     details: dict = field(default_factory=dict)
+    seconds: float | None = None  # wall-clock seconds its grading took; None: not graded in this run
+    cpu_seconds: float | None = None  # CPU seconds of its sandbox, where cgroups count them
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +138,7 @@ def grade_submission(job: Job, bundle: Bundle, settings: GradingSettings) -> Sub
         return failed(job, cells, job.problem, settings.reason_limit)
     # What nbformat and nbgrader warn about a submitted file (duplicate cell ids, say) goes into its log,
     # not into the grader's terminal.
+    started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -143,6 +147,7 @@ def grade_submission(job: Job, bundle: Bundle, settings: GradingSettings) -> Sub
             reason = f"{GRADING_ERROR}{type(error).__name__}: {error}"
             result = failed(job, cells, reason, settings.reason_limit, grading_error=True)
     result.log += "".join(f"[WARNING] {w.category.__name__}: {w.message}\n" for w in caught)
+    result.seconds = time.monotonic() - started
     return result
 
 
@@ -205,6 +210,7 @@ def _autograde(job: Job, bundle: Bundle, cells: list[GradedCell], settings: Grad
     watchdog = _Watchdog(base, uid, settings)
     try:
         result = _grade_in(base, uid, watchdog, job, bundle, cells, settings)
+        result.cpu_seconds = watchdog.cpu_seconds()
     finally:
         watchdog.stop()
         try:  # a failure to clean up is logged, never the result
@@ -280,6 +286,10 @@ class _Watchdog:
             sandboxes_clock=self.sandboxes_clock,
         )
         self._thread.start()
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the sandbox used since `start`, where its cgroup counts them."""
+        return self._limit.cpu_seconds() if hasattr(self, "_limit") else None
 
     def stop(self) -> None:
         self._stopped.set()

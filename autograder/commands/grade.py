@@ -174,7 +174,7 @@ def grade_class(
     results = [previous.result(job) if kept else next(fresh) for job, kept in zip(jobs, reuse)]
     rows = merge(found, jobs, results, class_gradebook, settings.sandbox)
     write_outputs(out, [r for r, kept in zip(results, reuse) if not kept])
-    formgrader.write_config(out, class_gradebook)  # formgrader on OUT's sanitised notebooks (README)
+    formgrader.write_config(out, class_gradebook)  # formgrader on OUT's sanitised notebooks (docs/INSTRUCTOR.md)
     in_run = {(j.student, j.assignment, j.notebook) for j in jobs}
     intake.write_students(found, out / "students.csv")
     previous.keep_others(out / "students.csv", "students.csv", {(j.student,) for j in jobs}, ("student",))
@@ -184,6 +184,8 @@ def grade_class(
     previous.keep_others(out / "late.csv", "late.csv", in_run)
     _write_inputs(out / "inputs.csv", previous, jobs, results, digests, in_run)
     _write_notes(notes, out / "intake.csv")
+    # Pages that need what only OUT knows (late penalties, written answers' scores), and MathJax beside them.
+    feedback.finish_pages(out, class_gradebook)
     summary = Summary(
         len(results),
         len({r.student for r in results}),
@@ -272,15 +274,30 @@ def _write_inputs(
     digests: list[str],
     in_run: set[tuple],
 ) -> None:
-    """OUT/inputs.csv: the input digest of every submission graded without a grading error."""
-    records = {key: digest for key, digest in previous.digests.items() if key not in in_run}
+    """OUT/inputs.csv: the input digest of every submission graded without a grading error, and what its
+    grading cost (wall-clock and, where cgroups count it, its sandbox's CPU seconds; kept from the run that
+    graded it when this run reused its grade)."""
+    earlier = {(r["student"], r["assignment"], r["notebook"]): r for r in previous.tables["inputs.csv"]}
+    records = {
+        key: [digest, *_costs(earlier.get(key))] for key, digest in previous.digests.items() if key not in in_run
+    }
     for job, result, digest in zip(jobs, results, digests):
+        key = (job.student, job.assignment, job.notebook)
         if not result.grading_error:
-            records[(job.student, job.assignment, job.notebook)] = digest
+            costs = [_seconds(result.seconds), _seconds(result.cpu_seconds)]
+            records[key] = [digest, *(costs if result.seconds is not None else _costs(earlier.get(key)))]
     with open(path, "w", newline="") as file:
         writer = safe_text.writer(file)
-        writer.writerow(["student", "assignment", "notebook", "digest"])
-        writer.writerows((*key, digest) for key, digest in sorted(records.items()))
+        writer.writerow(["student", "assignment", "notebook", "digest", "grading_seconds", "cpu_seconds"])
+        writer.writerows((*key, *values) for key, values in sorted(records.items()))
+
+
+def _costs(row: dict | None) -> list[str]:
+    return [row.get("grading_seconds", ""), row.get("cpu_seconds", "")] if row else ["", ""]
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def _assess_lateness(found: intake.Submission, result: SubmissionResult, term: late.CourseConfig):

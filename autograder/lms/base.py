@@ -179,19 +179,19 @@ class LmsFormat:
                     if columns[assignment] >= len(header) - len(summary.new_columns):  # a column added here
                         row[columns[assignment]] = number(possible[assignment])
                 continue
-            found = identifier(row)
-            if not found:
+            row_id = identifier(row)
+            if not row_id:
                 if first:  # a student without the id (Canvas's "Manual Posting" row has no name either)
                     summary.not_submitted.append(f"{first} (no {header[layout.key]})")
                 continue
-            student = by_key.get(found.casefold())
-            label = f"{row[0].strip() or found} ({found})"
-            if student is None or not any((student, a) in grades for a in assignments):
+            owner = by_key.get(row_id.casefold())
+            label = f"{row[0].strip() or row_id} ({row_id})"
+            if owner is None or not any((owner, a) in grades for a in assignments):
                 summary.not_submitted.append(label)
                 continue
-            matched.add(student)
+            matched.add(owner)
             for assignment in assignments:
-                grade = grades.get((student, assignment))
+                grade = grades.get((owner, assignment))
                 if grade is not None and grade.exportable:
                     row[columns[assignment]] = number(grade.score)
                     summary.exported += 1

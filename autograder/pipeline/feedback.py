@@ -69,8 +69,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; font-src 'self'; "
     "img-src data:; base-uri 'none'; form-action 'none'"
 )
-REASON_LIMIT = 500  # characters of a reason shown
-VERDICTS_LIMIT = 4_000_000  # bytes of the grader's verdict file read, at most
 
 
 class _ProcessBytecodeCache(jinja2.BytecodeCache):
@@ -126,7 +124,7 @@ class CellStanding:
 
     @property
     def css(self) -> str:
-        return "awaiting" if self.awaiting else "lost" if self.score < self.points else "score"
+        return "awaiting" if self.awaiting else "lost" if (self.score or 0.0) < self.points else "score"
 
 
 class FeedbackExporter(HTMLExporter):
@@ -167,8 +165,8 @@ class FeedbackExporter(HTMLExporter):
         if not path:
             return {}
         try:
-            with open(path, "rb") as file:
-                record = json.loads(file.read(VERDICTS_LIMIT + 1)[:VERDICTS_LIMIT])
+            with open(path, "rb") as file:  # the grader's own record: one bounded verdict per test cell
+                record = json.load(file)
             return {str(k): str(v[1]) for k, v in record.get("cells", {}).items() if not v[0]}
         except (OSError, ValueError, TypeError, IndexError, AttributeError, KeyError) as error:
             log.debug("no verdicts for the feedback summary: %s", error)
@@ -226,7 +224,7 @@ def standing(
         "mathjax_config": MATHJAX_CONFIG,
         "content_security_policy": CONTENT_SECURITY_POLICY,
     }
-    result["summary_html"] = summary_html(str(info.get("notebook", "")), cells, penalty, result["late_note"])
+    result["summary_html"] = summary_html(str(info.get("notebook", "")), cells, penalty, str(result["late_note"]))
     return result
 
 
@@ -241,13 +239,13 @@ def summary_html(notebook: str, cells: dict[str, CellStanding], penalty: float, 
     if written:
         done = [c for c in written if not c.awaiting]
         waiting = len(written) - len(done)
-        text = f"{sum(c.score for c in done):g} of {sum(c.points for c in done):g} points" if done else ""
+        text = f"{sum(c.score or 0.0 for c in done):g} of {sum(c.points for c in done):g} points" if done else ""
         if waiting:
             text = (text + "; " if text else "") + f"{waiting} of {len(written)} awaiting grading"
         rows.append(("Written answers", text, "awaiting" if waiting else ""))
     if penalty:
         rows.append(("Late penalty", f"-{penalty:g} points" + (f" ({late_note})" if late_note else ""), "lost"))
-    earned = auto_score + sum(c.score for c in written if not c.awaiting) - penalty
+    earned = auto_score + sum(c.score or 0.0 for c in written if not c.awaiting) - penalty
     possible = sum(c.points for c in graded)
     pending = sum(c.points for c in written if c.awaiting)
     total = f"{max(earned, 0):g} of {possible:g} points"
@@ -274,9 +272,9 @@ def summary_html(notebook: str, cells: dict[str, CellStanding], penalty: float, 
         parts.append("</ul>")
     elif automatic:
         parts.append("<p>Every automatic test passed.</p>")
-    waiting = [c for c in written if c.awaiting]
-    if waiting:
-        parts.append('<p class="awaiting">Awaiting grading: ' + ", ".join(_link(c) for c in waiting))
+    awaiting = [c for c in written if c.awaiting]
+    if awaiting:
+        parts.append('<p class="awaiting">Awaiting grading: ' + ", ".join(_link(c) for c in awaiting))
         parts.append(". Their points are not counted yet, neither for nor against you.</p>")
     parts.append("</section>")
     return "".join(parts)
@@ -344,11 +342,14 @@ def _error_message(cell) -> str:
 
 
 def _reason(text: str) -> str:
-    # One line, every character that could hide or reorder text shown as its escape (autograder.sinks), cut.
+    # One line, every character that could hide or reorder text shown as its escape (autograder.sinks), cut
+    # as grades.csv cuts it (Grading.reason_limit).
+    from autograder.settings import course_settings
     from autograder.sinks import safe_text
 
+    limit = course_settings().reason_limit
     line = safe_text.for_terminal(" ".join(str(text).split()))
-    return line if len(line) <= REASON_LIMIT else line[: REASON_LIMIT - 1] + "\u2026"
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
 def ship_mathjax(out: Path) -> Path:

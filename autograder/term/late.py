@@ -30,6 +30,7 @@ import hashlib
 import importlib
 import math
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -257,6 +258,7 @@ def assess(submission, score: float | None, max_score: float, config: CourseConf
             )
         return result(None, 0.0, "submission time unknown: no penalty")
     seconds = lateness(config, student, assignment, submitted)
+    assert seconds is not None  # the submission time is known
     if seconds == 0:
         note = "on time" + (f" by the {source} time, although {marker_text} (extension?)" if marker else "")
         return result(0.0, 0.0, note)
@@ -312,12 +314,10 @@ def _plugin(name: str, options: dict, path: Path) -> LateSubmissionPlugin:
         raise ValueError(f"{path}: [late] plugin {name!r} is not a nbgrader.plugins.LateSubmissionPlugin")
     if not isinstance(options, dict):
         raise ValueError(f"{path}: [late.options] must be a table")
-    unknown = sorted(set(options) - set(plugin_class.class_trait_names(config=True)))
+    known = set(typing.cast(type[LateSubmissionPlugin], plugin_class).class_trait_names(config=True))
+    unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(
-            f"{path}: [late.options] {unknown} are not options of {name} "
-            f"(it has {sorted(plugin_class.class_trait_names(config=True))})"
-        )
+        raise ValueError(f"{path}: [late.options] {unknown} are not options of {name} (it has {sorted(known)})")
     config = Config()
     config[plugin_class.__name__] = Config(options)
     try:
@@ -346,7 +346,8 @@ def _compact_stamp(text: str) -> datetime | None:
     """nbgrader's zip_collect example form '2016-01-30-15-00-00' (all dashes), which dateutil misreads."""
     parts = text.replace("_", "-").split("-")
     if len(parts) == 6 and all(p.isdigit() for p in parts):
-        return datetime(*map(int, parts))
+        year, month, day, hour, minute, second = map(int, parts)
+        return datetime(year, month, day, hour, minute, second)
     return None
 
 

@@ -13,6 +13,7 @@ version-refusal test makes them differ on purpose, with a worker that runs an ed
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from autograder.batch import cluster
 from autograder.batch.submission import Job, bundle_cells, failed
 from autograder.commands import demo as sample_class
 from autograder.sandbox import bubblewrap as sandbox
-from autograder.settings import Grading
+from autograder.settings import Grading, load_grading
 
 ALLOWED_FAILURES = Grading.allowed_failures.default_value  # the LocalCluster's, as the grader sets it
 
@@ -334,12 +335,12 @@ def test_a_worker_with_other_code_is_refused_before_any_grading(world):
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def _deadly(job, bundle, limits, expected):
+def _deadly(tries_file, job, bundle, settings, expected):
     if job.student == "deadly":
-        with open(limits["tries_file"], "a") as file:
+        with open(tries_file, "a") as file:
             file.write("x")
         os._exit(1)
-    return failed(job, bundle_cells(bundle, job.notebook), "graded")
+    return failed(job, bundle_cells(bundle, job.notebook), "graded", settings.reason_limit)
 
 
 def test_a_task_that_keeps_killing_workers_ends_as_a_grading_error(tmp_path):
@@ -358,9 +359,9 @@ def test_a_task_that_keeps_killing_workers_ends_as_a_grading_error(tmp_path):
             client,
             jobs,
             {ASSIGNMENT: bundle},
-            {"tries_file": str(tmp_path / "tries")},
+            load_grading(),
             lambda: finished.append(1),
-            task=_deadly,
+            task=functools.partial(_deadly, str(tmp_path / "tries")),
         )
     finally:
         client.close()

@@ -21,6 +21,7 @@ from autograder.sandbox import timelimits
 from autograder.settings import GradingSettings, load_grading
 
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
+LIMIT = load_grading().reason_limit  # characters of a reason in grades.csv (Grading.reason_limit)
 needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
 
 
@@ -397,17 +398,19 @@ def test_a_reason_from_the_submission_is_plain_text_and_never_a_grading_error(bu
     ],
 )
 def test_a_reason_that_looks_like_the_grader_s_marker_is_marked_as_the_submission_s(reason):
-    text = submission.reason_text(reason)
+    text = submission.reason_text(reason, LIMIT)
     assert text.startswith("submission: ") and text.isprintable(), repr(text)
-    assert submission.reason_text(reason, grading_error=True).isprintable()
+    assert submission.reason_text(reason, LIMIT, grading_error=True).isprintable()
 
 
 def test_a_reason_keeps_its_printable_text_on_one_line():
-    text = submission.reason_text("line one\u2028line two\u2029three\x85four\u200d\ufeff\ttab ε=0.5, x  y")
+    text = submission.reason_text("line one\u2028line two\u2029three\x85four\u200d\ufeff\ttab ε=0.5, x  y", LIMIT)
     assert text == "line one line two three four tab ε=0.5, x  y"
     assert (
-        submission.reason_text("NameError: name 'grading error' is not defined")
+        submission.reason_text("NameError: name 'grading error' is not defined", LIMIT)
         == "NameError: name 'grading error' is not defined"
     )
-    assert len(submission.reason_text("x" * 10_000)) == submission.MAX_REASON
-    assert submission.reason_text("\x1b]0;a title that hides the rest\u200b") == "(a reason without printable text)"
+    assert len(submission.reason_text("x" * 10_000, LIMIT)) == LIMIT
+    assert (
+        submission.reason_text("\x1b]0;a title that hides the rest\u200b", LIMIT) == "(a reason without printable text)"
+    )

@@ -11,6 +11,7 @@ from nbgrader.api import Gradebook
 
 from autograder.commands.grade import graded_cells
 from autograder.layout import SOURCE
+from autograder.sinks import safe_text
 
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
 
@@ -46,10 +47,13 @@ def test_an_unchanged_rerun_keeps_every_grade(graded):
     assert "unchanged" not in first
     feedback = root / "out" / "feedback" / "ada" / ASSIGNMENT / "01_databases.html"
     stamp = feedback.stat().st_mtime_ns
+    costs = safe_text.read_rows(root / "out" / "inputs.csv")
+    assert all(float(r["grading_seconds"]) > 0 for r in costs), costs  # what each notebook cost, on record
     again = _grade(root / "class", root / "out")
     assert "2 notebook(s) unchanged" in again, again
     assert _rows(root / "out") == rows
     assert feedback.stat().st_mtime_ns == stamp, "an unchanged submission's feedback was rewritten"
+    assert safe_text.read_rows(root / "out" / "inputs.csv") == costs  # the run that graded them, kept
 
 
 def test_a_changed_notebook_is_regraded_alone(graded):
