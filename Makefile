@@ -10,7 +10,7 @@ DATA := $(CURDIR)/data
 export DP_COURSE_DATA ?= $(DATA)
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-fast lint setup install data browser postgres sandbox
+.PHONY: demo test test-fast lint screenshots setup install data browser postgres sandbox
 demo: setup sandbox
 	$(PY) -m autograder demo
 
@@ -21,6 +21,11 @@ test: setup sandbox browser postgres
 # Every test that starts no kernel and trains no model (the `slow` marker marks the rest): under 5 minutes.
 test-fast: setup sandbox
 	$(PY) -m pytest -m "not slow"
+
+# The report and a feedback page in Chromium at a laptop's widths and a phone's, copied into docs/screenshots.
+screenshots: setup browser
+	$(PY) -m pytest tests/autograder/commands/test_report.py::test_report_reads_at_any_width tests/autograder/pipeline/test_feedback_browser.py
+	cp build/screenshots/report-*.png build/screenshots/feedback-*.png docs/screenshots/
 
 # ruff (lint and format) on everything, mypy on autograder/ (pyproject.toml configures both).
 lint: install

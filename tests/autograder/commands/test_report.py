@@ -1,6 +1,6 @@
 """The class report from hand-written OUT files: text, statistics without grading errors, the HTML page, and
 that page in headless Chromium at 1280, 1600 and 390 px: nothing overflows its column, reasons wrap between
-words (screenshots in docs/screenshots)."""
+words (screenshots in build/screenshots; `make screenshots` refreshes docs/screenshots)."""
 
 import base64
 import csv
@@ -174,7 +174,7 @@ def _synthetic_class(out: Path, students: int = 28) -> None:
         csv.writer(file).writerows([["student", "assignment", "notebook", "digest", "grading_seconds"], *inputs])
 
 
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = REPO / "build" / "screenshots"  # `make screenshots` copies them into docs/screenshots
 # Every element's box against its section's, reasons' words each on one line, lines of several words.
 MEASURE = """() => {
   const width = document.documentElement.clientWidth;

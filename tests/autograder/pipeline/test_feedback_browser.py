@@ -14,7 +14,7 @@ from autograder.pipeline import feedback
 
 pytestmark = pytest.mark.slow  # a browser
 
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = REPO / "build" / "screenshots"  # `make screenshots` copies them into docs/screenshots
 LOCAL = ("file:", "data:", "about:")
 
 
