@@ -6,7 +6,7 @@ The synthetic class covers all seven assignments: students cycle through the sam
 (`autograder.batch.cluster.collect`, the sandbox on, the course's limits):
 
 - real: `dask scheduler` and two `dask worker --nthreads 1` processes (with their nannies) on 127.0.0.1,
-  started by this script with the fault settings the README gives (allowed-failures, worker-saturation);
+  started by this script with the fault settings docs/INSTRUCTOR.md gives (allowed-failures, worker-saturation);
 - local: `autograder.batch.cluster.connect` with `Grading.workers = 2` (a LocalCluster, as `--workers 2`).
 
 Measured: the wall time from the first submission to the last result (start-up is shown apart), the

@@ -18,7 +18,7 @@ Faults. When a worker dies, the scheduler gives the tasks it was running to anot
 LocalCluster: Grading.allowed_failures) a task is stopped with `KilledWorker`, and the submission becomes a grading
 error (empty scores, regraded by a rerun). With `worker-saturation` 1.0 a worker holds only the task it
 runs, so a dying worker makes only that task suspicious, not one queued behind it. An external scheduler
-uses its own configuration (set the same two values there; see the README); its values are read back and
+uses its own configuration (set the same two values there; see docs/INSTRUCTOR.md); its values are read back and
 shown. Every result is taken once, by task, in this process, and merged into the gradebook once by
 autograder.commands.grade, however often the scheduler retried the task. Tasks are submitted in a window (a few
 per worker thread, refilled as results arrive), so the scheduler holds only that many submissions.
@@ -168,11 +168,12 @@ def check_workers(client: Client, settings: GradingSettings) -> dict[str, dict]:
             f"{len(problems)} problem(s) with {len(reports)} worker(s); nothing was graded:\n  "
             + "\n  ".join(problems)
             + "\nInstall the same commit and requirements.lock on every "
-            "worker (see the README, 'Grading across machines')."
+            "worker (see docs/INSTRUCTOR.md, 'Grading across machines')."
         )
     if settings.sandbox and os.geteuid() == 0 and not all(r["root"] for r in reports.values()):
         warnings.warn(
-            "some workers do not run as root: their sandboxes share one uid and have no cgroup limits (see the README)",
+            "some workers do not run as root: their sandboxes share one uid and have no cgroup limits "
+            "(see docs/INSTRUCTOR.md)",
             stacklevel=2,
         )
     return reports
@@ -233,7 +234,7 @@ def connect(settings: GradingSettings) -> tuple[Client, LocalCluster | None]:
         if scheme == "tcp" and not _loopback(address):
             warnings.warn(
                 f"{address} is not encrypted or authenticated: anyone who reaches it can run code on "
-                "the graders; use tls:// (see the README)",
+                "the graders; use tls:// (see docs/INSTRUCTOR.md)",
                 stacklevel=2,
             )
         try:

@@ -3,7 +3,7 @@
 Formgrader (a Jupyter server extension) reads `nbgrader_config.py` from the folder the server starts in.
 This one loads the course's configuration, makes OUT itself the course root (formgrader then renders the
 sanitised notebooks of `OUT/autograded/<student>/<assignment>/`, see autograder/sinks/sanitise.py) and names the
-class gradebook. Started from OUT as the README says (`jupyter server --ServerApp.ip=127.0.0.1`, not as
+class gradebook. Started from OUT as docs/INSTRUCTOR.md says (`jupyter server --ServerApp.ip=127.0.0.1`, not as
 root, with its token), it serves nothing but OUT. A gradebook URL with a password is not written down: the
 file says where to put it.
 """
@@ -34,7 +34,7 @@ def write_config(out: Path, gradebook_url: str) -> Path:
         gradebook = f"c.CourseDirectory.db_url = {gradebook_url!r}\n"
     text = (
         "# Written by `python -m autograder grade`: formgrader (manual grading) on this folder. Start it here,\n"
-        "# not as root: jupyter server --ServerApp.ip=127.0.0.1 (see the README, 'grade by hand').\n"
+        "# not as root: jupyter server --ServerApp.ip=127.0.0.1 (see docs/INSTRUCTOR.md, 'Grading by hand').\n"
         "import os\n\n"
         "c = get_config()  # noqa: F821 (provided by traitlets when this file is loaded)\n"
         f"load_subconfig({str(CONFIG_FILE)!r})  # noqa: F821 (the course's nbgrader configuration)\n"

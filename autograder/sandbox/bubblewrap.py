@@ -26,7 +26,7 @@ CPU time (`cpuacct`, or v2 `cpu.stat`) is what the grader's time limits count (a
 Python environment sits in root's home (mode 700), out of reach of that uid: its folders are first bound,
 as root, in a private mount namespace (`unshare --mount`) at places the uid can reach, then bubblewrap
 binds them back inside the sandbox. Without root, bubblewrap runs as the instructor in
-an unprivileged user namespace; see the README for what differs.
+an unprivileged user namespace; docs/GRADING.md, "The sandbox", says what differs.
 """
 
 from __future__ import annotations
