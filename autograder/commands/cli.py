@@ -15,7 +15,7 @@ from autograder.commands import grade as grading
 from autograder.commands import manual
 from autograder.commands import release as releasing
 from autograder.intake import submissions as intake
-from autograder.layout import REPO
+from autograder.layout import REPO, SOURCE
 from autograder.settings import GradingSettings, load_grading
 from autograder.sinks.safe_text import for_terminal, read_rows
 
@@ -71,9 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run student kernels without the bubblewrap sandbox (only where none can be built; grades.csv records it)",
     )
     grade.add_argument(
-        "--timeout", type=float, help="wall-clock limit per notebook, in seconds (Grading.notebook_timeout)"
+        "--timeout",
+        type=float,
+        help="time limit per notebook, in seconds (Grading.notebook_timeout: its sandbox's CPU time where cgroups "
+        "count it, else wall-clock time)",
     )
-    grade.add_argument("--cell-timeout", type=float, help="wall-clock limit per cell (Grading.cell_timeout)")
+    grade.add_argument(
+        "--cell-timeout", type=float, help="time limit per cell, in seconds, counted alike (Grading.cell_timeout)"
+    )
     grade.add_argument(
         "--student",
         action="append",
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     manual.add_parser(commands)
     demo = commands.add_parser("demo", help="release, then grade and report a small sample class")
     demo.add_argument("--out", type=Path, default=REPO / "build" / "demo")
+    demo.add_argument("--workers", type=int, help="Dask LocalCluster worker processes (default: Grading.workers)")
     args, settings_argv = parser.parse_known_args(argv)
     if settings_argv and args.command != "grade":
         parser.error(f"unrecognized arguments: {' '.join(settings_argv)}")
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"released {', '.join(ids)} into release/; leak scan: clean")
             students = sample_class.build(args.out / "submissions")
             print(f"sample class: {', '.join(students)}")
-            run_grade(args.out / "submissions", args.out / "graded", None, load_grading(workers=2))
+            run_grade(args.out / "submissions", args.out / "graded", None, load_grading(workers=args.workers))
             reporting.report(args.out / "graded")
             print(reporting.grade_table(reporting.load(args.out / "graded")))
             print(f"class report: {args.out / 'graded' / 'report.html'}")
@@ -163,7 +169,7 @@ def run_grade(
         submissions,
         out,
         ids,
-        grading.SOURCE,
+        SOURCE,
         gradebook,
         student_regexp,
         settings,

@@ -45,11 +45,11 @@ from autograder.batch.submission import (
 from autograder.batch.submission import graded_cells as cells_of_notebook
 from autograder.batch.version import VERSION
 from autograder.intake import submissions as intake
-from autograder.layout import SOURCE, notebooks
 from autograder.layout import assignments as all_assignments
+from autograder.layout import notebooks
 from autograder.pipeline import feedback, formgrader
 from autograder.pipeline.config import gradebook_url
-from autograder.settings import GradingSettings, load_grading
+from autograder.settings import GradingSettings
 from autograder.sinks import safe_text
 from autograder.term import late
 
@@ -83,32 +83,6 @@ class Summary:
 def graded_cells(notebook_path: Path) -> list[GradedCell]:
     """The graded cells of a source notebook file (see autograder.batch.submission.graded_cells)."""
     return cells_of_notebook(nbformat.read(notebook_path, as_version=4))
-
-
-def grade(
-    submissions: Path,
-    out: Path,
-    assignment_ids: list[str] | None = None,
-    workers: int | None = None,
-    source: Path = SOURCE,
-    timeout: float | None = None,
-    scheduler: str | None = None,
-    gradebook: str | None = None,
-    student_regexp: str = intake.CANVAS_FILE,
-    sandbox: bool | None = None,
-    settings: GradingSettings | None = None,
-    progress: bool = False,
-) -> list[Row]:
-    """Grade every submission found; write OUT/grades.csv, OUT/intake.csv and OUT/feedback; return the rows.
-
-    Keyword arguments left None take their value from `settings` (default: nbgrader_config.py's `Grading`).
-    """
-    if workers is not None:
-        workers = max(workers, 1)
-    changes = dict(workers=workers, notebook_timeout=timeout, scheduler=scheduler, sandbox=sandbox)
-    changes = {name: value for name, value in changes.items() if value is not None}
-    settings = (settings or load_grading()).replace(**changes)
-    return grade_class(submissions, out, assignment_ids, source, gradebook, student_regexp, settings, progress)[0]
 
 
 def grade_class(
