@@ -98,6 +98,7 @@ def test_only_a_kernel_failure_before_any_kernel_worked_stops_the_batch(bundle, 
             job,
             cells,
             "grading error: the kernel did not start: RuntimeError: no",
+            LIMIT,
             grading_error=True,
             kernel_failed=True,
         )
@@ -117,7 +118,7 @@ def test_only_a_kernel_failure_before_any_kernel_worked_stops_the_batch(bundle, 
     monkeypatch.setattr(
         grade,
         "grade_submission",
-        lambda job, *rest: submission.failed(job, [], job.problem) if job.problem else graded(job, *rest),
+        lambda job, *rest: submission.failed(job, [], job.problem, LIMIT) if job.problem else graded(job, *rest),
     )
     with pytest.raises(preflight.PreflightError):
         grade.run_jobs([missing, jobs[0]], {ASSIGNMENT: bundle}, settings, tmp_path)
@@ -363,7 +364,7 @@ def test_a_huge_message_the_kernel_sends_in_place_of_an_error_is_cut(bundle):
         ),
     )
     assert cell.score == 0 and not result.grading_error and len(result.autograded) < 2_000_000, len(result.autograded)
-    assert "m" * 100 in cell.reason and len(cell.reason) <= submission.MAX_REASON
+    assert "m" * 100 in cell.reason and len(cell.reason) <= LIMIT
 
 
 @needs_sandbox

@@ -28,7 +28,7 @@ def _start(kernel_name: str, path, max_message: int = 1 << 20):
     """What autograde passes to `started`: TrustedExecute's own start of the kernel it is configured for."""
     config = Config()
     config.TrustedExecute.kernel_name = kernel_name
-    config.TrustedExecute.output_limit = max_message
+    config.TrustedExecute.settings = load_grading(output_limit=max_message)
     return lambda: TrustedExecute.start_kernel_early(config, str(path))
 
 

@@ -238,7 +238,7 @@ def test_nothing_survives_the_grader(tmp_path):
     script.write_text(
         textwrap.dedent(f"""
         import sys, time
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[2])!r}]
         from autograder.batch import preflight
         from autograder.settings import load_grading
         from test_sandbox import _start_daemon
