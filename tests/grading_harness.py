@@ -59,17 +59,36 @@ def student_seeds(count: int, assignment: str) -> list[int]:
     return [derive_seed(b"a test secret, not the course's", f"student-{i:04d}", assignment) for i in range(count)]
 
 
+def _seeds_for(seeds, name: str):
+    """`seeds` itself, or its entry for the check `name` where it maps check names to seeds."""
+    return seeds[name] if isinstance(seeds, dict) else seeds
+
+
 def seed_sweeps(
-    checks: dict, wrong_answers: dict, quick_seeds, reference_seeds, wrong_answer_seeds, required_rate: float
+    checks: dict,
+    wrong_answers: dict,
+    quick_seeds,
+    reference_seeds,
+    wrong_answer_seeds,
+    required_rate: float,
+    *,
+    phrases: dict | None = None,
+    quick_wrong_answer_seeds=None,
 ):
     """The four seed-sweep tests of a notebook's checks (spec section 4), for its test module to bind as
     `test_reference_passes_quick, test_reference_passes_every_check_for_200_seeds, test_wrong_answer_fails_quick,
-    test_wrong_answer_caught_in_99_percent_of_seeds = seed_sweeps(...)`.
+    test_wrong_answer_caught_in_99_percent_of_seeds = seed_sweeps(...)` (pytest names a test by its binding).
 
     `checks` maps a graded function's name to (check, reference), `wrong_answers` a wrong answer to the name of
     its check. The reference passes `quick_seeds` (fast suite) and `reference_seeds` (slow); every wrong answer
-    fails all `quick_seeds` with a clean message, and is caught on `required_rate` of `wrong_answer_seeds` (slow).
+    fails all `quick_wrong_answer_seeds` (default `quick_seeds`) with a clean message, and is caught on at least
+    `required_rate` of `wrong_answer_seeds` (slow; a rate of 1.0 asks for every seed). Each seeds argument is
+    seeds, or a dict of seeds by check name. `phrases` maps a wrong answer to a phrase its every failure
+    message must contain, in both lanes, so that the message names the mistake.
     """
+    phrases = phrases or {}
+    if quick_wrong_answer_seeds is None:
+        quick_wrong_answer_seeds = quick_seeds
     by_name = pytest.mark.parametrize("name", list(checks))
     by_wrong_answer = pytest.mark.parametrize(
         "wrong_answer", list(wrong_answers), ids=lambda function: function.__name__
@@ -77,22 +96,25 @@ def seed_sweeps(
 
     @by_name
     def test_reference_passes_quick(name):
-        assert not reference_failures(*checks[name], quick_seeds)
+        assert not reference_failures(*checks[name], _seeds_for(quick_seeds, name))
 
     @pytest.mark.slow
     @by_name
     def test_reference_passes_every_check_for_200_seeds(name):
-        assert not reference_failures(*checks[name], reference_seeds)
+        assert not reference_failures(*checks[name], _seeds_for(reference_seeds, name))
 
     @by_wrong_answer
     def test_wrong_answer_fails_quick(wrong_answer):
-        assert_fails_with_a_clean_message(checks[wrong_answers[wrong_answer]][0], wrong_answer, quick_seeds)
+        name = wrong_answers[wrong_answer]
+        seeds = _seeds_for(quick_wrong_answer_seeds, name)
+        assert_fails_with_a_clean_message(checks[name][0], wrong_answer, seeds, phrases.get(wrong_answer, ""))
 
     @pytest.mark.slow
     @by_wrong_answer
     def test_wrong_answer_caught_in_99_percent_of_seeds(wrong_answer):
-        check = checks[wrong_answers[wrong_answer]][0]
-        assert catch_rate(check, wrong_answer, wrong_answer_seeds) >= required_rate
+        name = wrong_answers[wrong_answer]
+        seeds = _seeds_for(wrong_answer_seeds, name)
+        assert catch_rate(checks[name][0], wrong_answer, seeds, phrases.get(wrong_answer, "")) >= required_rate
 
     return (
         test_reference_passes_quick,
@@ -100,3 +122,27 @@ def seed_sweeps(
         test_wrong_answer_fails_quick,
         test_wrong_answer_caught_in_99_percent_of_seeds,
     )
+
+
+def alternative_sweeps(checks: dict, alternatives: dict, quick_seeds, seeds):
+    """The two seed-sweep tests of correct answers written differently from the reference, for a test module
+    to bind as `test_correct_alternative_passes_quick, test_correct_alternative_passes_more_seeds =
+    alternative_sweeps(...)`.
+
+    `checks` is as for `seed_sweeps`, `alternatives` maps a correct answer to the name of its check. Each passes
+    `quick_seeds` (fast suite) and `seeds` (slow); either is seeds, or a dict of seeds by check name.
+    """
+    by_alternative = pytest.mark.parametrize("alternative", list(alternatives), ids=lambda function: function.__name__)
+
+    @by_alternative
+    def test_correct_alternative_passes_quick(alternative):
+        name = alternatives[alternative]
+        assert not reference_failures(checks[name][0], alternative, _seeds_for(quick_seeds, name))
+
+    @pytest.mark.slow
+    @by_alternative
+    def test_correct_alternative_passes_more_seeds(alternative):
+        name = alternatives[alternative]
+        assert not reference_failures(checks[name][0], alternative, _seeds_for(seeds, name))
+
+    return test_correct_alternative_passes_quick, test_correct_alternative_passes_more_seeds

@@ -1,59 +1,79 @@
 """The hidden checks of notebooks 01-02: they pass the reference (and differently written correct answers)
-over many seeds and catch typical mistakes."""
+over many seeds and catch typical mistakes with a message that names them.
+
+The seed sweeps come from grading_harness: a few seeds of each run in the fast suite; the reference and the
+alternatives pass 200 seeds as the grader derives them, and each wrong answer is caught in at least 99% of 200
+(slow).
+"""
 
 import pytest
 import torch
-from grading_harness import assert_fails_with_a_clean_message, reference_failures
+from grading_harness import alternative_sweeps, seed_sweeps, student_seeds
 
 from course import lib
 from course.grading import GradingFailure, nb01, nb02
 from course.grading.wrong_answers import nb01_02 as wrong
 
+REFERENCE_SEEDS = student_seeds(200, "01_databases")  # as the grader derives them
+WRONG_ANSWER_SEEDS = student_seeds(200, "02_differencing")
+ALTERNATIVE_SEEDS = REFERENCE_SEEDS
+QUICK_SEEDS = range(25)
+QUICK_WRONG_ANSWER_SEEDS = range(10)
+QUICK_ALTERNATIVE_SEEDS = range(5)
+REQUIRED_CATCH_RATE = 0.99
+
 CHECKS = {
-    "create_db": nb01.check_create_db,
-    "get_parallel_db": nb01.check_get_parallel_db,
-    "get_parallel_dbs": nb01.check_get_parallel_dbs,
-    "create_db_and_parallels": nb01.check_create_db_and_parallels,
-    "sensitivity": nb01.check_sensitivity,
-    "threshold_query": nb01.check_threshold_query,
-    "sum_query": nb02.check_sum_query,
-    "differencing_attack": nb02.check_differencing_attack,
-    "differencing_attack_mean": nb02.check_differencing_attack_mean,
-    "averaging_attack": nb02.check_averaging_attack,
+    name: (check, getattr(lib, name))
+    for name, check in {
+        "create_db": nb01.check_create_db,
+        "get_parallel_db": nb01.check_get_parallel_db,
+        "get_parallel_dbs": nb01.check_get_parallel_dbs,
+        "create_db_and_parallels": nb01.check_create_db_and_parallels,
+        "sensitivity": nb01.check_sensitivity,
+        "threshold_query": nb01.check_threshold_query,
+        "sum_query": nb02.check_sum_query,
+        "differencing_attack": nb02.check_differencing_attack,
+        "differencing_attack_mean": nb02.check_differencing_attack_mean,
+        "averaging_attack": nb02.check_averaging_attack,
+    }.items()
 }
-SEEDS = range(25)
 
 
-@pytest.mark.parametrize("name", sorted(CHECKS))
-def test_reference_passes_for_many_seeds(name):
-    assert not reference_failures(CHECKS[name], getattr(lib, name), SEEDS)
+# ---- correct answers written differently from the reference -----------------------------------------------
 
 
-def _alternative_parallel_db(db, remove_index):
+def create_db_bernoulli(n, p=0.5):
+    return torch.bernoulli(torch.full((n,), float(p))).bool()
+
+
+def get_parallel_db_mask(db, remove_index):
     keep = torch.ones(len(db), dtype=torch.bool)
     keep[remove_index] = False
     return db[keep]
 
 
-def _alternative_differencing_attack_mean(db, index):
+def threshold_query_python_if(db, threshold=5):
+    return torch.tensor(1.0 if int(db.sum()) > threshold else 0.0)
+
+
+def sum_query_int(db):
+    return torch.sum(db.int())
+
+
+def differencing_attack_mean_rounded(db, index):
     n = len(db)
-    return round(n * db.float().mean().item() - (n - 1) * _alternative_parallel_db(db, index).float().mean().item())
+    return round(n * db.float().mean().item() - (n - 1) * get_parallel_db_mask(db, index).float().mean().item())
 
 
-ALTERNATIVES = [
-    ("create_db", lambda n, p=0.5: torch.bernoulli(torch.full((n,), float(p))).bool()),
-    ("get_parallel_db", _alternative_parallel_db),
-    ("threshold_query", lambda db, threshold=5: torch.tensor(1.0 if int(db.sum()) > threshold else 0.0)),
-    ("sum_query", lambda db: torch.sum(db.int())),
-    ("differencing_attack_mean", _alternative_differencing_attack_mean),
-]
+CORRECT_ALTERNATIVES = {
+    create_db_bernoulli: "create_db",
+    get_parallel_db_mask: "get_parallel_db",
+    threshold_query_python_if: "threshold_query",
+    sum_query_int: "sum_query",
+    differencing_attack_mean_rounded: "differencing_attack_mean",
+}
 
-
-@pytest.mark.parametrize("name, function", ALTERNATIVES, ids=[a[0] for a in ALTERNATIVES])
-def test_differently_written_correct_answers_pass(name, function):
-    assert not reference_failures(CHECKS[name], function, range(5))
-
-
+# Each typical mistake, with the check that must catch it and a phrase its failure message must contain.
 MISTAKES = [
     ("create_db", wrong.create_db_ignoring_p, "probability p"),
     ("create_db", wrong.create_db_float, "bool tensor"),
@@ -72,11 +92,28 @@ MISTAKES = [
     ("averaging_attack", wrong.averaging_attack_queries_once, "ask the noisy query"),
     ("averaging_attack", wrong.averaging_attack_sums, "average the differences"),
 ]
+WRONG_ANSWERS = {mistake: name for name, mistake, _ in MISTAKES}
+PHRASES = {mistake: phrase for _, mistake, phrase in MISTAKES}
 
 
-@pytest.mark.parametrize("name, function, message", MISTAKES, ids=[m[1].__name__ for m in MISTAKES])
-def test_typical_mistakes_fail_with_an_actionable_message(name, function, message):
-    assert_fails_with_a_clean_message(CHECKS[name], function, range(10), message)
+(
+    test_reference_passes_quick,
+    test_reference_passes_every_check_for_200_seeds,
+    test_wrong_answer_fails_quick,
+    test_wrong_answer_caught_in_99_percent_of_seeds,
+) = seed_sweeps(
+    CHECKS,
+    WRONG_ANSWERS,
+    QUICK_SEEDS,
+    REFERENCE_SEEDS,
+    WRONG_ANSWER_SEEDS,
+    REQUIRED_CATCH_RATE,
+    phrases=PHRASES,
+    quick_wrong_answer_seeds=QUICK_WRONG_ANSWER_SEEDS,
+)
+test_correct_alternative_passes_quick, test_correct_alternative_passes_more_seeds = alternative_sweeps(
+    CHECKS, CORRECT_ALTERNATIVES, QUICK_ALTERNATIVE_SEEDS, ALTERNATIVE_SEEDS
+)
 
 
 def test_a_crashing_answer_is_reported_not_raised():

@@ -1,16 +1,33 @@
-"""Tests of the hidden-test checks for notebook 06: correct answers pass, typical mistakes are caught."""
+"""Tests of the hidden-test checks for notebook 06: correct answers pass, typical mistakes are caught.
+
+The seed sweeps come from grading_harness: the reference and differently written correct answers pass, and
+each wrong answer in `course.grading.wrong_answers.nb06` fails with advice that names it, in at least 99% of
+200 seeds as the grader derives them (slow); dp_grads's reference runs those 200 seeds in the fast suite too.
+"""
 
 import numpy as np
 import pytest
 import torch
-from grading_harness import assert_fails_with_a_clean_message, catch_rate, reference_failures, student_seeds
+from grading_harness import alternative_sweeps, seed_sweeps, student_seeds
 
 from course.grading import GradingFailure, nb06
 from course.grading.wrong_answers import nb06 as wrong
 from course.lib.dpsgd import dp_grads, dp_grads_loop
 from course.lib.dpsgd_data import label_fraction
 
-CATCH_RATE_SEEDS = 200
+REFERENCE_SEEDS = student_seeds(200, "06_dpsgd")  # as the grader derives them
+WRONG_ANSWER_SEEDS = REFERENCE_SEEDS
+REQUIRED_CATCH_RATE = 0.99
+# the fast lane runs dp_grads's reference over the grader's 200 seeds too (about 15 s)
+QUICK_SEEDS = {"dp_grads": REFERENCE_SEEDS, "label_fraction": range(50)}
+QUICK_WRONG_ANSWER_SEEDS = {"dp_grads": range(5), "label_fraction": range(20)}
+QUICK_ALTERNATIVE_SEEDS = {"dp_grads": range(25), "label_fraction": range(50)}
+ALTERNATIVE_SEEDS = {"dp_grads": range(25, 200), "label_fraction": REFERENCE_SEEDS}
+
+CHECKS = {
+    "dp_grads": (nb06.check_dp_grads, dp_grads),
+    "label_fraction": (nb06.check_label_fraction, label_fraction),
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,8 +74,12 @@ def dp_grads_exact_clipping_autograd(model, batch_data, criterion, max_grad_norm
     }
 
 
-CORRECT_DP_GRADS = [dp_grads, dp_grads_loop, dp_grads_lab_style, dp_grads_exact_clipping_autograd]
+def label_fraction_from_labels_attribute(dataset, label=0):
+    """Uses medmnist's labels array directly."""
+    return float(np.mean(np.asarray(dataset.labels).reshape(-1) == label))
 
+
+# Each typical mistake, with the advice its failure message must give.
 WRONG_DP_GRADS = {
     wrong.dp_grads_batch_clipping: "whole batch",
     wrong.dp_grads_per_parameter_clipping: "each parameter tensor separately",
@@ -69,32 +90,47 @@ WRONG_DP_GRADS = {
     wrong.dp_grads_accumulated_between_examples: "model.zero_grad()",
     wrong.dp_grads_accumulated_left_on_model: "accumulated over several examples",
 }
+WRONG_LABEL_FRACTIONS = [
+    wrong.label_fraction_count,
+    wrong.label_fraction_ignores_label,
+    wrong.label_fraction_of_positives,
+]
 
 
-def test_reference_passes_over_200_seeds():
-    assert not reference_failures(nb06.check_dp_grads, dp_grads, student_seeds(200, "06_dpsgd"))  # as the grader
+# ---- the seed sweeps of both checks -----------------------------------------------------------------------
+
+CORRECT_ALTERNATIVES = {
+    dp_grads_loop: "dp_grads",
+    dp_grads_lab_style: "dp_grads",
+    dp_grads_exact_clipping_autograd: "dp_grads",
+    label_fraction_from_labels_attribute: "label_fraction",
+}
+WRONG_ANSWERS = {answer: "dp_grads" for answer in WRONG_DP_GRADS} | {
+    answer: "label_fraction" for answer in WRONG_LABEL_FRACTIONS
+}
+PHRASES = WRONG_DP_GRADS | {answer: "should return the fraction" for answer in WRONG_LABEL_FRACTIONS}
+
+(
+    test_reference_passes_quick,
+    test_reference_passes_every_check_for_200_seeds,
+    test_wrong_answer_fails_quick,
+    test_wrong_answer_caught_in_99_percent_of_seeds,
+) = seed_sweeps(
+    CHECKS,
+    WRONG_ANSWERS,
+    QUICK_SEEDS,
+    REFERENCE_SEEDS,
+    WRONG_ANSWER_SEEDS,
+    REQUIRED_CATCH_RATE,
+    phrases=PHRASES,
+    quick_wrong_answer_seeds=QUICK_WRONG_ANSWER_SEEDS,
+)
+test_correct_alternative_passes_quick, test_correct_alternative_passes_more_seeds = alternative_sweeps(
+    CHECKS, CORRECT_ALTERNATIVES, QUICK_ALTERNATIVE_SEEDS, ALTERNATIVE_SEEDS
+)
 
 
-@pytest.mark.parametrize("answer", CORRECT_DP_GRADS[1:], ids=lambda f: f.__name__)
-def test_correct_answers_in_other_styles_pass(answer):
-    assert not reference_failures(nb06.check_dp_grads, answer, range(25))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("answer", CORRECT_DP_GRADS[1:], ids=lambda f: f.__name__)
-def test_correct_answers_in_other_styles_pass_over_200_seeds(answer):
-    assert not reference_failures(nb06.check_dp_grads, answer, range(25, CATCH_RATE_SEEDS))
-
-
-@pytest.mark.parametrize("answer, advice", WRONG_DP_GRADS.items(), ids=lambda f: getattr(f, "__name__", ""))
-def test_each_mistake_is_caught_with_advice_that_names_it(answer, advice):
-    assert_fails_with_a_clean_message(nb06.check_dp_grads, answer, range(5), advice)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("answer", WRONG_DP_GRADS, ids=lambda f: f.__name__)
-def test_each_mistake_is_caught_in_at_least_99_percent_of_seeds(answer):
-    assert catch_rate(nb06.check_dp_grads, answer, student_seeds(CATCH_RATE_SEEDS, "06_dpsgd")) >= 0.99
+# ---- edge cases -------------------------------------------------------------------------------------------
 
 
 def test_student_exceptions_become_grading_failures():
@@ -183,28 +219,6 @@ def test_check_is_reproducible():
 
     first, again = noise_draws(3), noise_draws(3)
     assert len(first) == len(again) > 2 and all(torch.equal(a, b) for a, b in zip(first, again))
-
-
-# ---- label_fraction ---------------------------------------------------------------------------------------
-
-
-def label_fraction_from_labels_attribute(dataset, label=0):
-    """Uses medmnist's labels array directly."""
-    return float(np.mean(np.asarray(dataset.labels).reshape(-1) == label))
-
-
-def test_label_fraction_correct_answers_pass():
-    for answer in (label_fraction, label_fraction_from_labels_attribute):
-        assert not reference_failures(nb06.check_label_fraction, answer, range(50))
-
-
-@pytest.mark.parametrize(
-    "answer",
-    [wrong.label_fraction_count, wrong.label_fraction_ignores_label, wrong.label_fraction_of_positives],
-    ids=lambda f: f.__name__,
-)
-def test_label_fraction_mistakes_are_caught(answer):
-    assert_fails_with_a_clean_message(nb06.check_label_fraction, answer, range(20), "should return the fraction")
 
 
 def test_label_fraction_must_return_a_number():
