@@ -2,7 +2,7 @@
 
 Adding an eighth notebook means a folder in source/, its hidden checks in `course/grading/nbNN.py`, a typical
 mistake in `course/grading/wrong_answers/`, and one entry here (docs/ARCHITECTURE.md lists the rest);
-tests/grading/test_registry.py fails while a notebook of source/ has no entry, or an entry names something
+tests/grading/test_notebook_registry.py fails while a notebook of source/ has no entry, or an entry names something
 that does not exist.
 """
 
