@@ -65,6 +65,33 @@ _PLAIN_OPCODES = frozenset(
         "SETITEMS",
     }
 )
+# Opcodes that push one value of a kind the stack simulation of `_require_plain_instructions` tells apart:
+# a dict of the frame itself may be keyed by strings only (their hashes are salted per process; an int's,
+# a float's or a tuple's are not, so a kernel could send keys that all collide and cost the grader time
+# quadratic in their number while the C unpickler holds the GIL).
+_PUSH_STR = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"})
+_PUSH_OTHER = frozenset(
+    {
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG1",
+        "LONG4",
+        "BINFLOAT",
+        "SHORT_BINBYTES",
+        "BINBYTES",
+        "BINBYTES8",
+        "EMPTY_TUPLE",
+        "EMPTY_LIST",
+        "EMPTY_DICT",
+    }
+)
+# Items of a rebuilt set or dict that may share one hash: equal hashes make each insertion compare with
+# every item before it, so many of them cost quadratic time; by chance, a handful at most share one.
+SHARED_HASHES = 16
 _HEADER = struct.Struct("!Q")
 _SCALARS = (type(None), bool, int, float, str, bytes)
 
@@ -148,6 +175,54 @@ def rebuild_tensor(dtype_name: str, shape: list, data: bytes, requires_grad: boo
     return tensor.requires_grad_(bool(requires_grad)) if tensor.is_floating_point() or tensor.is_complex() else tensor
 
 
+def _simulate(name: str, argument, stack: list[bool], marks: list[int], memo: list[bool]) -> None:
+    """Follow one plain instruction's effect on the unpickler's stack, as kinds (str or not): a dict built by
+    the frame itself (SETITEM, SETITEMS) may have str keys only. Malformed frames raise (IndexError...)."""
+    if name in _PUSH_STR:
+        stack.append(True)
+    elif name in _PUSH_OTHER:
+        stack.append(False)
+    elif name == "MARK":
+        marks.append(len(stack))
+    elif name == "POP":
+        if marks and marks[-1] == len(stack):
+            marks.pop()
+        else:
+            stack.pop()
+    elif name == "MEMOIZE":
+        memo.append(stack[-1])
+    elif name in ("BINGET", "LONG_BINGET"):
+        stack.append(memo[argument])
+    elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+        del stack[len(stack) - int(name[-1]) :]
+        stack.append(False)
+    elif name == "APPEND":
+        stack.pop()
+    elif name == "SETITEM":
+        stack.pop()
+        if not stack.pop():
+            raise WireError("refused a dict of the frame with a key that is not a str")
+    elif name in ("TUPLE", "APPENDS", "SETITEMS", "POP_MARK"):
+        start = marks.pop()
+        if name == "SETITEMS" and not all(stack[start::2]):
+            raise WireError("refused a dict of the frame with a key that is not a str")
+        del stack[start:]
+        if name == "TUPLE":
+            stack.append(False)
+    elif name == "STOP":
+        stack.pop()
+
+
+def _require_spread_hashes(keys: list) -> None:
+    """Refuse keys of a set or dict to be built when more than SHARED_HASHES of them share one hash."""
+    counts: dict[int, int] = {}
+    for key in keys:
+        code = hash(key)  # an unhashable key raises TypeError: a malformed value
+        counts[code] = counts.get(code, 0) + 1
+        if counts[code] > SHARED_HASHES:
+            raise WireError(f"refused a set or dict with more than {SHARED_HASHES} keys of one hash")
+
+
 def _copy_tensor(original: torch.Tensor, changed) -> None:
     if isinstance(changed, torch.Tensor) and changed.shape == original.shape:
         with torch.no_grad():
@@ -207,7 +282,10 @@ class Wire:
         return tree
 
     def _require_plain_instructions(self, payload: bytes) -> None:
-        count = memoized = 0
+        count = 0
+        stack: list[bool] = []  # per value on the unpickler's stack: whether it is a str
+        marks: list[int] = []
+        memo: list[bool] = []
         try:
             for opcode, argument, _ in pickletools.genops(payload):
                 count += 1
@@ -215,14 +293,15 @@ class Wire:
                     raise WireError(
                         f"a message of {len(payload)} bytes holds more than {self.opcodes} pickle instructions"
                     )
-                if opcode.name not in _PLAIN_OPCODES:
-                    raise WireError(f"refused the pickle instruction {opcode.name}: only plain data may cross")
-                memoized += opcode.name == "MEMOIZE"
+                name = opcode.name
+                if name not in _PLAIN_OPCODES:
+                    raise WireError(f"refused the pickle instruction {name}: only plain data may cross")
                 # genops reads a GET's slot as an int (uint1, uint4); anything else is refused too
-                if opcode.name in ("BINGET", "LONG_BINGET") and (not isinstance(argument, int) or argument >= memoized):
-                    raise WireError(f"refused a reference to memo slot {argument}, of {memoized} filled")
+                if name in ("BINGET", "LONG_BINGET") and (not isinstance(argument, int) or argument >= len(memo)):
+                    raise WireError(f"refused a reference to memo slot {argument}, of {len(memo)} filled")
                 if type(argument) is int and argument.bit_length() > self.int_bits:
                     raise WireError(f"refused an integer of more than {self.int_bits} bits")
+                _simulate(name, argument, stack, marks, memo)
         except WireError:
             raise
         except Exception as error:
@@ -296,9 +375,13 @@ class Wire:
                 return np.frombuffer(data, dtype=_numpy_dtype(dtype))[0]
             if tag in ("list", "tuple", "set", "frozenset"):
                 items = [self.from_plain(item) for item in rest[0]]
+                if tag in ("set", "frozenset"):
+                    _require_spread_hashes(items)
                 return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
             if tag == "dict":
-                return {self.from_plain(k): self.from_plain(v) for k, v in rest[0]}
+                pairs = [(self.from_plain(k), self.from_plain(v)) for k, v in rest[0]]
+                _require_spread_hashes([k for k, _ in pairs])
+                return dict(pairs)
             if tag == "opaque":
                 return _opaque_class(str(rest[0])[: self.name_chars])(str(rest[1])[: self.repr_chars])
         except WireError:
