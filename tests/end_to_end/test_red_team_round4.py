@@ -121,3 +121,22 @@ def test_a_kernel_cannot_freeze_the_grader_with_colliding_keys(tmp_path):
     assert "key that is not a str" in mallory["test_create_db"]["reason"]
     seconds = {r["student"]: float(r["grading_seconds"]) for r in csv.DictReader((out / "inputs.csv").open())}
     assert seconds["mallory"] < 60
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_markdown_heading_cannot_take_the_anchor_of_a_graded_cell(tmp_path):
+    """nbconvert gives a markdown heading the id of its text, so a student's `## cell-test_create_db` placed
+    above the test cell took the summary's link `#cell-test_create_db` (the first id of a page wins): the
+    instructor or student following "Failed cells" landed on the student's own words instead of the cell."""
+    import nbformat
+
+    submissions = tmp_path / "class"
+    nb = solved()
+    heading = nbformat.v4.new_markdown_cell("## cell-test_create_db\n\nThis test passed: 1 / 1.")
+    nb.cells.insert(nb.cells.index(cell_by_grade_id(nb, "create_db")), heading)
+    _save(nb, submissions / "mallory")
+    out = tmp_path / "out"
+    run_grade(submissions, out, "--assignment", ASSIGNMENT, check=True)
+    page = (out / "feedback" / "mallory" / ASSIGNMENT / NOTEBOOK.replace(".ipynb", ".html")).read_text()
+    assert page.count('id="cell-test_create_db"') == 1
