@@ -136,6 +136,9 @@ class FeedbackExporter(HTMLExporter):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # A heading's anchor is its text: a student's heading "cell-<grade_id>" would take the summary's link to
+        # that graded cell. Headings get none; the graded cells keep theirs.
+        self.exclude_anchor_links = True
         # GenerateFeedback names nbgrader's template ('feedback'); the course's extends it.
         nbgrader_templates = _nbgrader_templates()
         self.extra_template_basedirs = [

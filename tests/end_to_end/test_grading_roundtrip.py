@@ -16,6 +16,8 @@ from autograder.commands import demo as sample_class
 from autograder.commands.grade import graded_cells
 from autograder.layout import SOURCE, assignments, notebooks
 
+pytestmark = pytest.mark.slow  # every test here starts a kernel, a browser or a server
+
 
 def _run(*args):
     # As the README's instructor does it: nothing exported, the data found at its one default (REPO/data).

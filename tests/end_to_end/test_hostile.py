@@ -21,7 +21,8 @@ from autograder.commands.grade import graded_cells
 from autograder.layout import REPO, SOURCE
 from autograder.sandbox.bubblewrap import UID_BASE
 
-pytestmark = pytest.mark.timeout(3000)  # a class of 61 submissions, two of them timing out
+# Slow: a class of 61 submissions, two of them timing out.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 SHARED_FOLDERS = [Path(p) for p in ("/tmp", "/dev/shm", "/var/tmp", "/run/lock")]
 
 

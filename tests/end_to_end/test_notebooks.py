@@ -9,6 +9,8 @@ from nbclient import NotebookClient
 from autograder.layout import SOURCE, assignments, notebooks
 from course import lib
 
+pytestmark = pytest.mark.slow  # every test here starts a kernel, a browser or a server
+
 SOURCE_NOTEBOOKS = [SOURCE / a / nb for a in assignments() for nb in notebooks(a)]
 
 

@@ -265,6 +265,7 @@ def test_workers_do_not_see_the_clients_files_and_keep_root(world):
     assert world["students"].is_dir()  # the client's own view still has them
 
 
+@pytest.mark.slow  # starts a kernel
 def test_a_real_scheduler_grades_like_a_local_cluster(world, local_grades):
     out = world["hidden"] / "out-scheduler"
     log = _grade(world, out, "--scheduler", world["address"])
@@ -289,6 +290,7 @@ def _sandbox_processes(worker_pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # starts a kernel
 def test_a_worker_killed_in_the_middle_of_a_batch_loses_nothing(world, local_grades):
     out = world["hidden"] / "out-killed"
     process = _grade(world, out, "--scheduler", world["address"], wait=False)
@@ -311,6 +313,7 @@ def test_a_worker_killed_in_the_middle_of_a_batch_loses_nothing(world, local_gra
     assert not _sandbox_processes(victim.pid)
 
 
+@pytest.mark.slow  # starts a kernel
 def test_a_worker_with_other_code_is_refused_before_any_grading(world):
     edited = _snapshot(world["base"] / "code-edited", edit=True)
     world["processes"].start_worker("w-edited", edited)
@@ -417,6 +420,7 @@ def _certificates(folder: Path) -> dict:
     return {"ca": folder / "ca.pem", "cert": folder / "node.pem", "key": folder / "node.key"}
 
 
+@pytest.mark.slow  # starts a kernel
 @pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make certificates")
 def test_a_tls_scheduler_is_reached_with_the_security_file(tmp_path):
     pem = _certificates(tmp_path)

@@ -39,6 +39,7 @@ def _limits(**changes) -> dict:
     return load_grading().replace(**changes)
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_a_kernel_that_cannot_start_is_a_grading_error(bundle):
     # One process for the sandbox: bubblewrap cannot even fork the kernel, whatever the notebook holds.
@@ -47,6 +48,7 @@ def test_a_kernel_that_cannot_start_is_a_grading_error(bundle):
     assert all(cell.score is None and cell.reason.startswith("grading error:") for cell in result.cells)
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_a_kernel_that_fails_its_probe_is_a_grading_error(bundle):
     result = submission.grade_submission(_job(), bundle, _limits(kernel_probe="import a_module_nobody_installed"))
@@ -55,6 +57,7 @@ def test_a_kernel_that_fails_its_probe_is_a_grading_error(bundle):
     assert all(cell.score is None and cell.reason.startswith("grading error:") for cell in result.cells)
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_the_kernel_runs_the_probe_as_it_boots_and_the_probe_still_decides(bundle):
     """The probe's code runs once at boot (overlapping nbgrader's set-up) and once as the probe proper; a
@@ -71,6 +74,7 @@ def test_the_kernel_runs_the_probe_as_it_boots_and_the_probe_still_decides(bundl
     assert result.kernel_failed and "the second run fails" in result.grading_error, result.grading_error
 
 
+@pytest.mark.slow  # starts a kernel
 def test_a_submission_cannot_pass_for_a_broken_kernel(bundle):
     """Only the grader's own record says the kernel failed; a notebook that prints, raises and dies with the
     words of a kernel failure still scores 0."""
@@ -124,6 +128,7 @@ def test_only_a_kernel_failure_before_any_kernel_worked_stops_the_batch(bundle, 
         grade.run_jobs([missing, jobs[0]], {ASSIGNMENT: bundle}, settings, tmp_path)
 
 
+@pytest.mark.slow  # starts a kernel
 def test_a_full_disk_is_a_grading_error(bundle, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -134,6 +139,7 @@ def test_a_full_disk_is_a_grading_error(bundle, monkeypatch):
     assert all(cell.score is None for cell in result.cells)
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_a_kernel_that_ignores_interrupts_leaves_nothing_running(bundle, monkeypatch):
     # The host counts as idle: on a machine overloaded by something else, the spinning cell's backstop would
@@ -175,6 +181,7 @@ def test_preflight_stops_without_a_sandbox(tmp_path, monkeypatch):
     preflight.check(load_grading(sandbox=False), [ASSIGNMENT], tmp_path)  # only an explicit opt-out goes on
 
 
+@pytest.mark.slow  # starts a kernel
 def test_cli_reports_a_preflight_failure(tmp_path):
     """The preflight runs before any submission; when it fails nothing is written to OUT."""
     notebook = notebooks("05_pate")[0]
@@ -194,6 +201,7 @@ def test_cli_reports_a_preflight_failure(tmp_path):
     assert not (tmp_path / "out" / "grades.csv").exists() and not (tmp_path / "out" / "feedback").exists()
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_cli_stops_when_the_first_kernel_fails_its_probe(tmp_path):
     """Graded in one process, the first submission's kernel makes the preflight's kernel check: when it
@@ -233,6 +241,7 @@ def test_an_edit_of_the_configuration_file_takes_effect(tmp_path):
         load_grading(argv=["--Execute.timeout=3"])
 
 
+@pytest.mark.slow  # starts a kernel
 def test_unsandboxed_grading_is_recorded(tmp_path):
     folder = tmp_path / "class" / "someone" / ASSIGNMENT
     folder.mkdir(parents=True)
@@ -254,6 +263,7 @@ def test_unsandboxed_grading_is_recorded(tmp_path):
     assert all(r["score"] == r["max_score"] for r in rows if r["kind"] == "auto"), rows
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_the_notebook_timeout_kills_the_sandbox(bundle):
     nb = solved()
@@ -274,6 +284,7 @@ def test_the_notebook_timeout_kills_the_sandbox(bundle):
     assert not left, "the killed sandbox's processes are still running"
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_one_message_over_the_output_limit_never_reaches_the_grader(bundle):
     """The cap on message size holds for the IOPub socket of nbclient's client, not only for the control
@@ -319,6 +330,7 @@ def _graded_with_threshold_query(bundle, code: str):
     return result, next(c for c in result.cells if c.name == "test_threshold_query")
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_display_updates_and_widget_state_count_against_the_output_limit(bundle):
     """An update rewrites every earlier output of its display id (40 small outputs and one 200 kB update
@@ -348,6 +360,7 @@ def test_display_updates_and_widget_state_count_against_the_output_limit(bundle)
     assert all(cell.score == cell.max_score for cell in result.cells if cell.kind == "auto"), result.cells
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_a_huge_message_the_kernel_sends_in_place_of_an_error_is_cut(bundle):
     """A kernel that skips describe_exception's cut sends a 20 MB message: the grader keeps 2,000 characters."""
@@ -367,6 +380,7 @@ def test_a_huge_message_the_kernel_sends_in_place_of_an_error_is_cut(bundle):
     assert "m" * 100 in cell.reason and len(cell.reason) <= LIMIT
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_a_reason_from_the_submission_is_plain_text_and_never_a_grading_error(bundle):
     result, cell = _graded_with_threshold_query(

@@ -27,6 +27,8 @@ from autograder.commands import demo as sample_class
 from autograder.commands.grade import graded_cells
 from autograder.layout import SOURCE, notebooks
 
+pytestmark = pytest.mark.slow  # every test here starts a kernel, a browser or a server
+
 ASSIGNMENT = "01_databases"
 NOTEBOOK = notebooks(ASSIGNMENT)[0]
 WRONG_FUNCTION = sample_class.WRONG_ANSWERS[ASSIGNMENT][0]

@@ -13,6 +13,8 @@ from autograder.commands.grade import graded_cells
 from autograder.layout import SOURCE
 from autograder.sinks import safe_text
 
+pytestmark = pytest.mark.slow  # every test here starts a kernel, a browser or a server
+
 ASSIGNMENT, NOTEBOOK = "01_databases", "01_databases.ipynb"
 
 

@@ -102,6 +102,7 @@ def test_a_canvas_namesake_changes_nobody_elses_id_seed_or_extension(tmp_path):
     assert late.assess(namesake, 5.0, 5.0, config).penalty == pytest.approx(0.5)  # no extension: one day late
 
 
+@pytest.mark.slow  # starts a kernel
 def test_an_out_graded_under_the_old_ids_is_refused_with_a_message(tmp_path):
     """Earlier versions named Canvas students by sortable name and Moodle ones by full name: grading into
     such an OUT would orphan their rows and manual grades, so it stops and says what to do."""
@@ -319,6 +320,7 @@ def graded_moodle_class(tmp_path_factory):
     return root / "out"
 
 
+@pytest.mark.slow  # starts a kernel
 def test_namesakes_graded_end_to_end_keep_their_own_grades(graded_moodle_class):
     rows = list(csv.DictReader(open(graded_moodle_class / "grades.csv", newline="")))
     auto = {}

@@ -199,6 +199,7 @@ def test_a_damaged_member_is_listed_and_the_batch_goes_on(tmp_path):
     assert "could not be extracted" in found["eve"].problem and found["ada"].problem == ""
 
 
+@pytest.mark.slow  # starts a kernel
 def test_grade_refuses_a_200000_cell_notebook_and_grades_the_class(tmp_path):
     """Through the CLI: eve's notebook scores 0 with the cap as its reason, the run stays fast and small,
     and the innocent student beside her is graded as usual."""

@@ -17,6 +17,8 @@ from autograder.pipeline.preprocessors import TrustedExecute
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.settings import load_grading
 
+pytestmark = pytest.mark.slow  # every test here starts a kernel, a browser or a server
+
 needs_sandbox = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
 
 

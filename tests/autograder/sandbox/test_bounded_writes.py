@@ -53,6 +53,7 @@ def _left_behind(students: list[str]) -> list[str]:
     return left + [str(p) for p in Path("/tmp").glob(f"*{MARKER}*")]
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_a_littering_submission_keeps_its_grade_and_leaves_nothing(tmp_path):
     token = os.urandom(4).hex()
@@ -157,6 +158,7 @@ def bundle(tmp_path_factory):
     return bundles.make_bundle(SOURCE, ASSIGNMENT, f"sqlite:///{scratch / 'class.db'}", scratch)
 
 
+@pytest.mark.slow  # starts a kernel
 @needs_sandbox
 def test_a_failed_cleanup_is_logged_and_never_the_result(bundle, monkeypatch):
     remove_tree, defeated = cleanup.remove_tree, []

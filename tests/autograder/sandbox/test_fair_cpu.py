@@ -84,6 +84,7 @@ def _rows(out: Path) -> dict[str, dict[str, dict]]:
     return rows
 
 
+@pytest.mark.slow  # starts a kernel
 @counts_cpu
 def test_an_innocent_keeps_full_marks_beside_200_setsid_busy_loops(tmp_path):
     token = os.urandom(4).hex()  # other gradings on this machine leave folders of other students
@@ -170,6 +171,7 @@ def test_the_cgroup_files_get_the_cpu_share_and_quota(tmp_path, monkeypatch, uni
         assert (folders["pids"] / "pids.max").read_text() == "99"
 
 
+@pytest.mark.slow  # starts a kernel
 @counts_cpu
 def test_a_real_sandbox_gets_its_share_and_quota():
     settings = load_grading(argv=["--Grading.cores_per_sandbox=0.5"])
@@ -195,9 +197,9 @@ def test_a_real_sandbox_gets_its_share_and_quota():
 
 def test_the_default_cores_share_the_machine_among_the_workers():
     cpus = timelimits.usable_cpus()
-    assert autograde.sandbox_cores({"workers": 1}) == max(cpus, 1)
-    assert autograde.sandbox_cores({"workers": 2 * cpus}) == 1.0  # at least one core each
-    assert autograde.sandbox_cores({"workers": 1, "cores_per_sandbox": 0.25}) == 0.25
+    assert autograde.sandbox_cores(load_grading(workers=1)) == max(cpus, 1)
+    assert autograde.sandbox_cores(load_grading(workers=2 * cpus)) == 1.0  # at least one core each
+    assert autograde.sandbox_cores(load_grading(workers=1, cores_per_sandbox=0.25)) == 0.25
     assert load_grading(workers=3).workers == 3
 
 
@@ -292,6 +294,7 @@ def _graded(bundle, code: str, **limits) -> submission.SubmissionResult:
 SLEEPER = "import time\ndef threshold_query(*args, **kwargs):\n    time.sleep(60)"  # the test cell calls it
 
 
+@pytest.mark.slow  # starts a kernel
 @counts_cpu
 def test_a_cell_that_sleeps_past_its_backstop_scores_0(bundle):
     result = _graded(bundle, SLEEPER, cell_timeout=5)
@@ -300,6 +303,7 @@ def test_a_cell_that_sleeps_past_its_backstop_scores_0(bundle):
     assert "time limit" in reasons.get("test_threshold_query", ""), result.cells
 
 
+@pytest.mark.slow  # starts a kernel
 @counts_cpu
 def test_a_cell_starved_by_an_overloaded_machine_is_a_grading_error(bundle, monkeypatch):
     """A cell whose sandbox waited for a CPU all along while the host's CPUs were all busy (simulated: the

@@ -19,7 +19,10 @@ from autograder.layout import REPO
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.settings import load_grading
 
-pytestmark = pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok")
+pytestmark = [  # every test here starts a sandbox
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok"),
+]
 MARKER = "dp-sandbox-test-marker"
 
 
@@ -66,7 +69,7 @@ def test_sees_only_the_allow_list(kernel, settings):
         f"""
         import json, os, sys
         checks = {{p: os.path.exists(p) for p in ({str(REPO / ".git")!r}, {str(REPO / "course")!r},
-                  {str(REPO / "source")!r}, {str(REPO / "build")!r}, {str(REPO / "autograder" / "grade.py")!r},
+                  {str(REPO / "source")!r}, {str(REPO / "build")!r}, {str(REPO / "autograder" / "commands" / "grade.py")!r},
                   '/home', '/var/tmp', '/run/lock', '/etc/shadow', '/etc/hostname')}}
         import numpy, torch, autograder.kernel_side.check_client
         repo = sorted(os.listdir({str(REPO)!r})) if os.path.isdir({str(REPO)!r}) else []
@@ -238,7 +241,8 @@ def test_nothing_survives_the_grader(tmp_path):
     script.write_text(
         textwrap.dedent(f"""
         import sys, time
-        sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[2])!r}]
+        # The repository first: tests/autograder would otherwise pass for the autograder package.
+        sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).parent)!r}, {str(Path(__file__).parents[2])!r}]
         from autograder.batch import preflight
         from autograder.settings import load_grading
         from test_sandbox import _start_daemon

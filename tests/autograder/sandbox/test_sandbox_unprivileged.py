@@ -23,6 +23,7 @@ HOME = Path(os.path.expanduser("~root"))
 BUSY = load_grading().process_limit + 50  # the user's other processes: more than a sandbox may start
 
 pytestmark = [
+    pytest.mark.slow,  # it runs the sandbox suite again
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start another user's run"),
     pytest.mark.skipif(bool(sandbox.unavailable_reason()), reason=sandbox.unavailable_reason() or "ok"),
     pytest.mark.skipif(not (shutil.which("setpriv") and shutil.which("unshare")), reason="needs util-linux"),

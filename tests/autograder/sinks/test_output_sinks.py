@@ -89,6 +89,7 @@ def hostile_class(tmp_path_factory):
     return root, out, [first, again], grades
 
 
+@pytest.mark.slow  # starts a kernel
 def test_innocent_keeps_full_marks(hostile_class):
     _, out, _, _ = hostile_class
     rows = [r for r in safe_text.read_rows(out / "grades.csv") if r["student"] == INNOCENT]
@@ -99,12 +100,14 @@ def test_innocent_keeps_full_marks(hostile_class):
     assert all(r["reason"] == "" for r in rows if r["kind"] == "auto")
 
 
+@pytest.mark.slow  # starts a kernel
 def test_grade_prints_no_control_character(hostile_class):
     _, _, runs, _ = hostile_class
     for run in runs:
         assert not _control_lines(run.stdout + run.stderr)
 
 
+@pytest.mark.slow  # starts a kernel
 def test_rerun_reads_back_every_hostile_id(hostile_class):
     """The second run found every submission unchanged: each id and digest read back as it was written
     (intake may have given a hostile id a safe one, keeping the original as the name in students.csv)."""
@@ -116,6 +119,7 @@ def test_rerun_reads_back_every_hostile_id(hostile_class):
     assert set(HOSTILE) <= known and graded_students <= known
 
 
+@pytest.mark.slow  # starts a kernel
 def test_out_csv_files_start_no_formula(hostile_class):
     _, out, _, _ = hostile_class
     for name in ("grades.csv", "late.csv", "students.csv", "inputs.csv", "intake.csv"):
@@ -125,6 +129,7 @@ def test_out_csv_files_start_no_formula(hostile_class):
     assert "'=HYPERLINK" in raw and "'-2+3" in raw  # the hostile ids are there, as text
 
 
+@pytest.mark.slow  # starts a kernel
 def test_report_prints_no_control_character(hostile_class):
     _, out, _, _ = hostile_class
     result = _run("report", out)
@@ -134,6 +139,7 @@ def test_report_prints_no_control_character(hostile_class):
     assert all(safe_text.for_terminal(s) in result.stdout for s in students) and len(students) == len(HOSTILE) + 1
 
 
+@pytest.mark.slow  # starts a kernel
 @pytest.mark.parametrize("target", ["csv", "moodle", "moodle roster", "canvas roster"])
 def test_export_is_safe(hostile_class, target):
     root, out, _, _ = hostile_class
@@ -153,6 +159,7 @@ def test_export_is_safe(hostile_class, target):
         assert "'+cmd|' /C calc'!A0" in cells
 
 
+@pytest.mark.slow  # starts a kernel
 def test_report_escapes_what_intake_let_through(tmp_path):
     """The report's own escaping, whatever intake did: an OUT whose ids and reasons hold control sequences."""
     with open(tmp_path / "grades.csv", "w", newline="") as file:
@@ -196,6 +203,7 @@ def test_report_escapes_what_intake_let_through(tmp_path):
     assert not _control_lines(result.stdout + result.stderr + (tmp_path / "report.txt").read_text())
 
 
+@pytest.mark.slow  # starts a kernel
 def test_error_line_is_escaped(hostile_class):
     root, out, _, _ = hostile_class
     result = _run(
@@ -216,6 +224,7 @@ def test_error_line_is_escaped(hostile_class):
     assert not _control_lines(result.stdout + result.stderr)
 
 
+@pytest.mark.slow  # starts a kernel
 def test_grading_errors_summary_is_escaped(tmp_path, monkeypatch, capsys):
     """The summary's list of grading errors quotes student ids, notebook names and reasons."""
     (tmp_path / "intake.csv").write_text("student,file,note\n")
