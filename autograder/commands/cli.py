@@ -15,7 +15,7 @@ from autograder.commands import grade as grading
 from autograder.commands import manual
 from autograder.commands import release as releasing
 from autograder.intake import submissions as intake
-from autograder.layout import REPO, SOURCE
+from autograder.layout import REPO, SOURCE, OutFolder
 from autograder.settings import GradingSettings, load_grading
 from autograder.sinks.safe_text import for_terminal, read_rows
 
@@ -192,6 +192,6 @@ def run_grade(
             print(f"  {for_terminal(student)} {for_terminal(notebook)}: {for_terminal(reason[:160])}")
     if summary.feedback_missing:
         print(f"{len(summary.feedback_missing)} feedback page(s) could not be made (scores stand)")
-    notes = read_rows(out / "intake.csv")
+    notes = read_rows(OutFolder(out).intake)
     if notes:
         print(f"{len(notes)} file(s) found but not graded: see {for_terminal(out / 'intake.csv')}")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from autograder.batch.submission import is_grading_error
 from autograder.intake.submissions import read_students
+from autograder.layout import OutFolder
 from autograder.lms import formats
 from autograder.lms.base import ExportSummary, Grade
 from autograder.sinks import safe_text
@@ -59,11 +60,13 @@ def export(
     if lms.roster == "none" and roster is not None:
         with_roster = " or ".join(name for name, f in known.items() if f.roster != "none")
         raise ValueError(f"--roster is for --to {with_roster}; the {to} format lists every graded student")
-    if not (out / "grades.csv").exists():
+    if not (OutFolder(out).grades).exists():
         raise ValueError(f"{out / 'grades.csv'} does not exist: grade first (python -m autograder grade)")
     config = config or late_policy.load_config()
-    grades = assignment_grades(_read(out / "grades.csv"), late_policy.read_late(out / "late.csv"), config, partial)
-    students = {row["student"]: row for row in read_students(out / "students.csv")}
+    grades = assignment_grades(
+        _read(OutFolder(out).grades), late_policy.read_late(OutFolder(out).late), config, partial
+    )
+    students = {row["student"]: row for row in read_students(OutFolder(out).students)}
     for student, _ in grades:
         students.setdefault(student, {"student": student, "lms_id": "", "email": "", "name": "", "lms": ""})
     summary = ExportSummary(dest, to)

@@ -45,8 +45,8 @@ from autograder.batch.submission import (
 from autograder.batch.submission import graded_cells as cells_of_notebook
 from autograder.batch.version import VERSION
 from autograder.intake import submissions as intake
+from autograder.layout import OutFolder, notebooks
 from autograder.layout import assignments as all_assignments
-from autograder.layout import notebooks
 from autograder.pipeline import feedback, formgrader
 from autograder.pipeline.config import gradebook_url
 from autograder.settings import GradingSettings
@@ -110,13 +110,13 @@ def grade_class(
         raise ValueError(f"unknown assignment(s) {unknown}; known: {all_assignments(source)}")
     out, source = Path(out).resolve(), Path(source).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    class_gradebook = gradebook_url(gradebook or out / "gradebook.db")
+    class_gradebook = gradebook_url(gradebook or OutFolder(out).gradebook)
     expected = {a: notebooks(a, source) for a in all_assignments(source)}
     term = late.load_config()
     with tempfile.TemporaryDirectory(dir=out) as scratch:
         root = intake.unpack(Path(submissions).resolve(), Path(scratch), student_regexp, settings)
         found, notes = intake.collect(root, ids, expected, source, student_regexp, term.time_zone, settings)
-        intake.check_ids_unchanged(out / "students.csv", found)
+        intake.check_ids_unchanged(OutFolder(out).students, found)
         if students is not None:
             unknown_students = sorted(set(students) - {s.student for s in found})
             if unknown_students:
@@ -150,14 +150,14 @@ def grade_class(
     write_outputs(out, [r for r, kept in zip(results, reuse) if not kept])
     formgrader.write_config(out, class_gradebook)  # formgrader on OUT's sanitised notebooks (docs/INSTRUCTOR.md)
     in_run = {(j.student, j.assignment, j.notebook) for j in jobs}
-    intake.write_students(found, out / "students.csv")
-    previous.keep_others(out / "students.csv", "students.csv", {(j.student,) for j in jobs}, ("student",))
-    write_csv(rows, out / "grades.csv")
-    previous.keep_others(out / "grades.csv", "grades.csv", in_run)
-    late.write_late([_assess_lateness(s, r, term) for s, r in zip(found, results)], out / "late.csv")
-    previous.keep_others(out / "late.csv", "late.csv", in_run)
-    _write_inputs(out / "inputs.csv", previous, jobs, results, digests, in_run)
-    _write_notes(notes, out / "intake.csv")
+    intake.write_students(found, OutFolder(out).students)
+    previous.keep_others(OutFolder(out).students, "students.csv", {(j.student,) for j in jobs}, ("student",))
+    write_csv(rows, OutFolder(out).grades)
+    previous.keep_others(OutFolder(out).grades, "grades.csv", in_run)
+    late.write_late([_assess_lateness(s, r, term) for s, r in zip(found, results)], OutFolder(out).late)
+    previous.keep_others(OutFolder(out).late, "late.csv", in_run)
+    _write_inputs(OutFolder(out).inputs, previous, jobs, results, digests, in_run)
+    _write_notes(notes, OutFolder(out).intake)
     # Pages that need what only OUT knows (late penalties, written answers' scores), and MathJax beside them.
     feedback.finish_pages(out, class_gradebook)
     summary = Summary(
@@ -401,11 +401,10 @@ def merge(
 def write_outputs(out: Path, results: list[SubmissionResult]) -> None:
     """Feedback and autograded notebooks into OUT, from the results' data (OUT is the grader's alone)."""
     for result in results:
-        name = result.notebook.removesuffix(".ipynb")
         feedback = result.feedback or _no_feedback(result)
-        _write(out / "feedback" / result.student / result.assignment / f"{name}.html", feedback)
+        _write(OutFolder(out).feedback(result.student, result.assignment, result.notebook), feedback)
         if result.autograded:
-            _write(out / "autograded" / result.student / result.assignment / result.notebook, result.autograded)
+            _write(OutFolder(out).autograded(result.student, result.assignment, result.notebook), result.autograded)
 
 
 def _write(path: Path, content: bytes) -> None:

@@ -29,6 +29,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 
+from autograder.layout import OutFolder
 from autograder.pipeline import feedback
 from autograder.pipeline.config import gradebook_url
 from autograder.sinks import safe_text, sanitise
@@ -85,7 +86,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    url = gradebook_url(args.gradebook or args.out / "gradebook.db")
+    url = gradebook_url(args.gradebook or OutFolder(args.out).gradebook)
     if args.scores:
         scores = [score for path in args.scores for score in read_scores(path, args.out, args.assignments)]
         changed = record_scores(args.out, url, scores)
@@ -119,7 +120,7 @@ def write_sheets(out: Path, url: str, assignments: list[str] | None = None) -> l
         by_question.setdefault((answer.assignment, answer.cell), []).append(answer)
     written = []
     for (assignment, cell), answers in sorted(by_question.items()):
-        folder = out / "manual" / assignment
+        folder = OutFolder(out).manual / assignment
         folder.mkdir(parents=True, exist_ok=True)
         sheet = folder / f"{cell}.csv"
         with open(sheet, "w", newline="", encoding="utf-8") as file:
@@ -223,7 +224,7 @@ def refresh_feedback(out: Path, url: str, pages: set[tuple[str, str, str]]) -> i
 
 
 def _show_in_grades_csv(out: Path, scores: dict[tuple, float]) -> None:
-    path = out / "grades.csv"
+    path = OutFolder(out).grades
     rows = safe_text.read_rows(path)
     for row in rows:
         key = (row["student"], row["assignment"], row["notebook"], row["cell"])
@@ -238,7 +239,7 @@ def _show_in_grades_csv(out: Path, scores: dict[tuple, float]) -> None:
 
 
 def _grades(out: Path) -> list[dict]:
-    path = out / "grades.csv"
+    path = OutFolder(out).grades
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: grade the class first")
     return safe_text.read_rows(path)
@@ -261,7 +262,7 @@ def _gradebook_scores(url: str, rows: list[dict]) -> dict[tuple, float]:
 
 def _answer_text(out: Path, student: str, assignment: str, notebook: str, cell: str) -> str:
     """The answer cell's source in the autograded notebook OUT holds (written by the grader, sanitised)."""
-    path = out / "autograded" / student / assignment / notebook
+    path = OutFolder(out).autograded(student, assignment, notebook)
     if path.is_symlink() or not path.is_file():
         return ""
     with warnings.catch_warnings():

@@ -34,6 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from autograder.batch.submission import is_grading_error  # noqa: E402
 from autograder.commands import export as exporting  # noqa: E402
+from autograder.layout import OutFolder
 from autograder.sinks.safe_text import for_terminal, read_rows  # noqa: E402
 from autograder.term import late as late_policy  # noqa: E402
 
@@ -53,7 +54,7 @@ class Section:
 
 
 def load(out: Path) -> list[dict]:
-    return read_rows(out / "grades.csv")
+    return read_rows(OutFolder(out).grades)
 
 
 def totals(rows: list[dict]) -> dict[tuple[str, str], tuple[float, float]]:
@@ -188,7 +189,7 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
     """Write OUT/report.txt, OUT/report.png and OUT/report.html; return the text."""
     out = Path(out)
     rows = load(out)
-    late_rows = late_policy.read_late(out / "late.csv")
+    late_rows = late_policy.read_late(OutFolder(out).late)
     config = config or late_policy.load_config()
     scores = totals(rows)
     stats = cell_statistics(rows)
@@ -258,10 +259,10 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
     ]
     parts = (summary, hard_lines, per_cell, lateness, error_lines, time_lines)
     text = "\n\n".join("\n".join(part) for part in parts if part)
-    (out / "report.txt").write_text(text + "\n")
+    OutFolder(out).report("txt").write_text(text + "\n")
 
     pass_png = _pass_rate_figure(stats)
-    (out / "report.png").write_bytes(pass_png)
+    OutFolder(out).report("png").write_bytes(pass_png)
     means_html, matrix_html = _html_scores(rows, scores, means)
     sections = [
         Section("Scores", means_html, _histogram_figure(scores, assignments), matrix_html),
@@ -275,7 +276,7 @@ def report(out: Path, config: late_policy.CourseConfig | None = None) -> str:
     ]
     if times:
         sections.append(Section("Grading time", _html_times(times)))
-    (out / "report.html").write_text(_page(out, sections, len({r["student"] for r in rows}), len(failed)))
+    OutFolder(out).report("html").write_text(_page(out, sections, len({r["student"] for r in rows}), len(failed)))
     return text
 
 

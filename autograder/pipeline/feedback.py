@@ -43,6 +43,8 @@ from nbconvert.exporters import HTMLExporter
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from traitlets import Unicode
 
+from autograder.layout import OutFolder
+
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).with_name("feedback_templates")
@@ -401,9 +403,9 @@ def regenerate(out: Path, pages: Iterable[tuple[str, str, str]], gradebook: str 
     pages = sorted(set(pages))
     if not pages:
         return []
-    url = gradebook_url(gradebook or out / "gradebook.db")
-    grades = safe_text.read_rows(out / "grades.csv") if (out / "grades.csv").is_file() else []
-    late_rows = late_policy.read_late(out / "late.csv")
+    url = gradebook_url(gradebook or OutFolder(out).gradebook)
+    grades = safe_text.read_rows(OutFolder(out).grades) if OutFolder(out).grades.is_file() else []
+    late_rows = late_policy.read_late(OutFolder(out).late)
     ship_mathjax(out)
     written = []
     with tempfile.TemporaryDirectory(prefix="dpc-feedback-") as root:
@@ -413,7 +415,7 @@ def regenerate(out: Path, pages: Iterable[tuple[str, str, str]], gradebook: str 
         for preprocessor in converter.preprocessors:
             exporter.register_preprocessor(preprocessor)
         for student, assignment, notebook in pages:
-            source = out / "autograded" / student / assignment / notebook
+            source = OutFolder(out).autograded(student, assignment, notebook)
             if source.is_symlink() or not source.is_file():
                 continue
             name = notebook.removesuffix(".ipynb")
@@ -436,7 +438,7 @@ def regenerate(out: Path, pages: Iterable[tuple[str, str, str]], gradebook: str 
                 warnings.simplefilter("ignore")
                 nb = nbformat.read(source, as_version=4)
             body, _ = exporter.from_notebook_node(nb, resources=resources)
-            target = out / "feedback" / student / assignment / f"{name}.html"
+            target = OutFolder(out).feedback(student, assignment, notebook)
             _write_whole(target, body.encode("utf-8"))
             written.append(target)
     return written
@@ -456,9 +458,9 @@ def pages_to_refresh(out: Path) -> list[tuple[str, str, str]]:
     from autograder.term import late as late_policy
 
     out = Path(out)
-    grades = safe_text.read_rows(out / "grades.csv") if (out / "grades.csv").is_file() else []
+    grades = safe_text.read_rows(OutFolder(out).grades) if OutFolder(out).grades.is_file() else []
     pages = {(r["student"], r["assignment"], r["notebook"]) for r in grades if r["kind"] == "manual" and r["score"]}
-    for row in late_policy.read_late(out / "late.csv"):
+    for row in late_policy.read_late(OutFolder(out).late):
         try:
             penalised = float(row.get("penalty") or 0) > 0
         except ValueError:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from autograder.layout import CONFIG_FILE
+from autograder.layout import CONFIG_FILE, OutFolder
 from autograder.pipeline.config import gradebook_url as url_of
 
 NAME = "nbgrader_config.py"
@@ -26,7 +26,7 @@ def write_config(out: Path, gradebook_url: str) -> Path:
         secret = urlsplit(gradebook_url).password is not None
     except ValueError:
         secret = True
-    if gradebook_url == url_of(Path(out) / "gradebook.db"):
+    if gradebook_url == url_of(OutFolder(Path(out)).gradebook):
         gradebook = ""  # nbgrader's default: gradebook.db in the course root
     elif secret:
         gradebook = "# c.CourseDirectory.db_url = '...'  # the --gradebook URL of `grade`, with its password\n"
