@@ -15,7 +15,7 @@ For each seed s (teachers, aggregator noise and release noise seeded from s):
    `build/pate_teacher_predictions_250t_80e_affine_seed<s>.npy` (the name encodes the recipe).
 2. The aggregator answers the first `asked` public images: Confident-GNMax with PATE 2018's MNIST setting
    (threshold 200, sigma1 150, sigma2 40, from the paper) for 640 queries (the paper's count) and 1,000 (the
-   headline row), stopped after `answer_cap(asked)` answers (600 and 400): a cap fixed before any private vote is
+   headline row), stopped after `answer_cap(asked)` answers (400 and 600): a cap fixed before any private vote is
    seen, from the public model of votes `simulated_votes` (the largest answer count of 20 simulated runs, rounded
    up to a multiple of 50). Plain GNMax (sigma 40) labels the same 1,000 for comparison.
 3. Privacy, replacement neighbours, at delta 1e-6 (the course's rule, far below 1/60,000: the headline) and 1e-5
