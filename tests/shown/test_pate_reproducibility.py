@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Runs in a fresh interpreter: the script's own deterministic settings and fingerprint, a tiny student.
@@ -49,6 +51,7 @@ def _train(seed: int) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # three fresh interpreters, each training a student
 def test_a_seeded_student_is_reproducible_bit_for_bit_across_processes():
     first, second, other = _train(0), _train(0), _train(1)
     assert first == second, "the same training seed must give the same parameters, bit for bit"
