@@ -190,7 +190,7 @@ def main() -> None:
 
     def whole():
         return (
-            confident_gnmax_epsilon(NUM_QUERIES, num_answered, SIGMA1, SIGMA2, DELTA, ORDERS),
+            confident_gnmax_epsilon(NUM_QUERIES, NUM_QUERIES, SIGMA1, SIGMA2, DELTA, ORDERS),
             confident_gnmax_epsilon_data_dependent(counts, answered, THRESHOLD, SIGMA1, SIGMA2, DELTA, ORDERS),
             release(),
         )[2]
@@ -201,7 +201,7 @@ def main() -> None:
         "pate_epsilon_data_dependent": lambda: pate_epsilon_data_dependent(counts, GAMMA, DELTA, MOMENTS),
         "gnmax_epsilon_data_dependent": lambda: gnmax_epsilon_data_dependent(counts, SIGMA, DELTA, ORDERS),
         "confident_gnmax_epsilon": lambda: confident_gnmax_epsilon(
-            NUM_QUERIES, num_answered, SIGMA1, SIGMA2, DELTA, ORDERS
+            NUM_QUERIES, NUM_QUERIES, SIGMA1, SIGMA2, DELTA, ORDERS
         ),
         "confident_gnmax_eps_data_dep.": lambda: confident_gnmax_epsilon_data_dependent(
             counts, answered, THRESHOLD, SIGMA1, SIGMA2, DELTA, ORDERS
