@@ -38,7 +38,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing, free_port
-from cli import run_cli
+from cli import run_grade
 from hostile_corpus import ASSIGNMENT, GRADING_OPTIONS, NOTEBOOK, cell_by_grade_id, solved
 
 from autograder.layout import RELEASE, REPO
@@ -205,10 +205,8 @@ def graded(marker, tmp_path_factory):
         path.parent.mkdir(parents=True)
         nbformat.write(nb, path)
     out = root / "out"
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(root / "class"),
-        "--out",
         str(out),
         "--assignment",
         ASSIGNMENT,

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from cli import run_cli
+from cli import run_grade
 from hostile_corpus import ALL_ZERO, ASSIGNMENT, CASES, FIRST_IN_LINE, GRADING_OPTIONS, MARKER, NOTEBOOK
 
 from autograder.commands.grade import graded_cells
@@ -95,10 +95,8 @@ def graded(listener):
     for case in CASES:
         case.build(root / "class" / case.name, port)
     before = _listing(), _tree_digest(root / "class"), _repository_state()
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(root / "class"),
-        "--out",
         str(root / "out"),
         "--assignment",
         ASSIGNMENT,
@@ -205,10 +203,8 @@ def test_the_first_submission_cannot_stop_a_one_process_batch(listener, tmp_path
     port, connections = listener
     for case in FIRST_IN_LINE:
         case.build(tmp_path / "class" / case.name, port)
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(tmp_path / "class"),
-        "--out",
         str(tmp_path / "out"),
         "--assignment",
         ASSIGNMENT,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from cli import run_cli
+from cli import run_grade
 from hostile_corpus import cell_by_grade_id, solved
 from traitlets.config import PyFileConfigLoader
 
@@ -187,10 +187,8 @@ def test_cli_reports_a_preflight_failure(tmp_path):
     notebook = notebooks("05_pate")[0]
     (tmp_path / "class" / "ada" / "05_pate").mkdir(parents=True)
     shutil.copyfile(RELEASE / "05_pate" / notebook, tmp_path / "class" / "ada" / "05_pate" / notebook)
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(tmp_path / "class"),
-        "--out",
         str(tmp_path / "out"),
         "--assignment",
         "05_pate",
@@ -209,10 +207,8 @@ def test_cli_stops_when_the_first_kernel_fails_its_probe(tmp_path):
     folder = tmp_path / "class" / "ada" / ASSIGNMENT
     folder.mkdir(parents=True)
     nbformat.write(solved(), folder / NOTEBOOK)
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(tmp_path / "class"),
-        "--out",
         str(tmp_path / "out"),
         "--assignment",
         ASSIGNMENT,
@@ -246,10 +242,8 @@ def test_unsandboxed_grading_is_recorded(tmp_path):
     folder = tmp_path / "class" / "someone" / ASSIGNMENT
     folder.mkdir(parents=True)
     nbformat.write(solved(), folder / NOTEBOOK)
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(tmp_path / "class"),
-        "--out",
         str(tmp_path / "out"),
         "--assignment",
         ASSIGNMENT,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from cli import run_cli
+from cli import run_grade
 
 from autograder.commands import demo as sample_class
 from autograder.commands.grade import graded_cells
@@ -126,10 +126,8 @@ def postgres_url():
 
 
 def _grade(submissions: Path, out: Path, url: str) -> None:
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(submissions),
-        "--out",
         str(out),
         "--assignment",
         ASSIGNMENT,

@@ -88,10 +88,8 @@ def test_one_student_with_force_leaves_the_others_in_place(graded):
 
 def test_an_unknown_student_is_an_error(graded):
     root, _, _ = graded
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(root / "class"),
-        "--out",
         str(root / "out"),
         "--student",
         "nobody-here",

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import nbformat
 import pytest
-from cli import run_cli
+from cli import run_grade
 from hostile_corpus import ASSIGNMENT, NOTEBOOK, WRONG_THRESHOLD, cell_by_grade_id, solved, untouched
 
 from autograder.batch import seeds
@@ -306,10 +306,8 @@ def graded_moodle_class(tmp_path_factory):
         ],
     )
     environment = {**os.environ, "DP_COURSE_DATA": os.environ.get("DP_COURSE_DATA", str(REPO / "data"))}
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(archive),
-        "--out",
         str(root / "out"),
         "--assignment",
         ASSIGNMENT,

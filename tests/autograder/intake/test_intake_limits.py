@@ -12,7 +12,7 @@ import zipfile
 
 import nbformat
 import pytest
-from cli import run_cli
+from cli import run_grade
 from hostile_corpus import ASSIGNMENT, NOTEBOOK, solved
 
 from autograder.intake import submissions as intake
@@ -214,10 +214,8 @@ def test_grade_refuses_a_200000_cell_notebook_and_grades_the_class(tmp_path):
 
     root = _class(tmp_path / "class", _many_cells(200_000))
     started = time.perf_counter()
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(root),
-        "--out",
         str(tmp_path / "out"),
         "--assignment",
         ASSIGNMENT,

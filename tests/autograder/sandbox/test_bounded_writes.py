@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from cli import run_cli
+from cli import run_grade
 from hostile_corpus import ASSIGNMENT, LITTER, MARKER, NOTEBOOK, cell_by_grade_id, solved
 
 from autograder.batch import bundles, submission
@@ -63,10 +63,8 @@ def test_a_littering_submission_keeps_its_grade_and_leaves_nothing(tmp_path):
         nbformat.write(
             _littering() if student.startswith("a_") else solved(), tmp_path / "class" / student / ASSIGNMENT / NOTEBOOK
         )
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(tmp_path / "class"),
-        "--out",
         str(tmp_path / "out"),
         "--assignment",
         ASSIGNMENT,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from cli import run_cli
+from cli import run_grade
 from hostile_corpus import ASSIGNMENT, NOTEBOOK, cell_by_grade_id, solved
 from test_bounded_writes import _left_behind
 
@@ -56,10 +56,8 @@ def _marked_processes() -> list[str]:
 
 def _graded_on_two_workers(tmp_path: Path, notebook_timeout: float) -> dict[str, dict[str, dict]]:
     """tmp_path/class graded through the CLI on two workers, each sandbox one core, cells 20 s of CPU."""
-    result = run_cli(
-        "grade",
+    result = run_grade(
         str(tmp_path / "class"),
-        "--out",
         str(tmp_path / "out"),
         "--assignment",
         ASSIGNMENT,
