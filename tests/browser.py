@@ -33,3 +33,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def open_chromium(playwright, profile: str, width: int, height: int, offline: bool = False):
+    """A persistent context of Debian's Chromium on `profile`, headless, at `width` x `height` pixels;
+    `offline`: no request leaves the machine."""
+    return playwright.chromium.launch_persistent_context(
+        profile,
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_FLAGS,
+        viewport={"width": width, "height": height},
+        offline=offline,
+    )

@@ -42,7 +42,7 @@ from autograder.layout import CONFIG_FILE, SOURCE, assignments
 
 pytestmark = pytest.mark.slow
 
-from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing, free_port  # noqa: E402
+from browser import browser_missing, free_port, open_chromium  # noqa: E402
 from locations import REPO  # noqa: E402
 
 # Globbed, not listed: new assignments are covered as soon as they are released.
@@ -255,13 +255,7 @@ def browser(lab):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000},
-        )
+        context = open_chromium(playwright, profile, 1400, 1000)
         context.set_default_timeout(PAGE_LOAD * 1000)
         yield context
         context.close()

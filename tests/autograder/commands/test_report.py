@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing
+from browser import browser_missing, open_chromium
 from locations import FIXTURES as ALL_FIXTURES  # noqa: E402
 from locations import REPO  # noqa: E402
 
@@ -245,14 +245,7 @@ def test_report_reads_at_any_width(synthetic_report, width):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": width, "height": 900},
-            offline=True,
-        )
+        context = open_chromium(playwright, profile, width, 900, offline=True)
         try:
             page = context.new_page()
             page.goto((synthetic_report / "report.html").as_uri())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_FLAGS, browser_missing
+from browser import browser_missing, open_chromium
 from locations import REPO
 from test_feedback_summary import ASSIGNMENT, NAME, NOTEBOOK, make_out
 
@@ -29,14 +29,7 @@ def page_path(tmp_path_factory):
 
 
 def _open(playwright, profile: str, width: int):
-    context = playwright.chromium.launch_persistent_context(
-        profile,
-        executable_path=str(CHROMIUM),
-        headless=True,
-        args=CHROMIUM_FLAGS,
-        viewport={"width": width, "height": 900},
-        offline=True,
-    )
+    context = open_chromium(playwright, profile, width, 900, offline=True)
     requests: list[str] = []
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(LOCAL) else route.abort())
     context.on("request", lambda request: requests.append(request.url))
